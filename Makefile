@@ -1,0 +1,30 @@
+# Two entry points: `make run` (the whole stack on embedded defaults) and `make test`.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench endpoint clean
+
+$(STAMP): requirements.txt gpu_worker/requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements-dev.txt
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m app.devserver
+
+endpoint: $(STAMP)
+	$(BIN)/python -m deploy local
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench endpoint
+	$(BIN)/python -m bench pipeline
+
+clean:
+	rm -rf $(VENV) instance var .pytest_cache .ruff_cache

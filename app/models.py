@@ -1,0 +1,155 @@
+"""Database models: the job row is the truth (DESIGN invariant 1).
+
+Shared by ``app`` and ``tasks``. Status moves only forward along ``TRANSITIONS``; each job
+ends in exactly one terminal state and stays there (invariant 2).
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+
+
+class Status(enum.StrEnum):
+    PENDING = "PENDING"  # row committed, submit task not yet run
+    SUBMITTING = "SUBMITTING"  # claimed by a submit task; POST /run under way or outcome unknown
+    IN_QUEUE = "IN_QUEUE"  # the endpoint accepted the job
+    IN_PROGRESS = "IN_PROGRESS"  # a worker took it
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMED_OUT = "TIMED_OUT"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT})
+
+# The state machine as data: which statuses each status may move to. Retry is the only way
+# out of a terminal state and it creates a new attempt (see ``RETRYABLE``).
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.PENDING: frozenset({Status.SUBMITTING, Status.CANCELLED, Status.FAILED}),
+    Status.SUBMITTING: frozenset(
+        {Status.PENDING, Status.IN_QUEUE, Status.IN_PROGRESS} | TERMINAL
+    ),
+    Status.IN_QUEUE: frozenset({Status.IN_PROGRESS} | TERMINAL),
+    Status.IN_PROGRESS: TERMINAL,
+    Status.COMPLETED: frozenset(),
+    Status.FAILED: frozenset(),
+    Status.CANCELLED: frozenset(),
+    Status.TIMED_OUT: frozenset(),
+}
+RETRYABLE = frozenset({Status.FAILED, Status.CANCELLED, Status.TIMED_OUT})
+
+
+def can_move(current: Status | str, new: Status | str) -> bool:
+    return Status(new) in TRANSITIONS[Status(current)]
+
+
+class AttemptState(enum.StrEnum):
+    CLAIMED = "CLAIMED"  # claimed; POST /run not yet sent
+    SENT = "SENT"  # the endpoint returned an id
+    UNKNOWN = "UNKNOWN"  # POST /run may or may not have reached the endpoint
+    FAILED = "FAILED"  # POST /run provably did not create a job
+    SUPERSEDED = "SUPERSEDED"  # a later attempt replaced this one (retry)
+    DUPLICATE = "DUPLICATE"  # a second execution found by reconciliation; cancelled, ignored
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    status: Mapped[str] = mapped_column(String(16), default=Status.PENDING, nullable=False)
+    pipeline: Mapped[str] = mapped_column(String(64), nullable=False)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    input_key: Mapped[str | None] = mapped_column(String(512))
+    input_name: Mapped[str | None] = mapped_column(String(255))
+    input_size: Mapped[int | None] = mapped_column(Integer)
+    input_content_type: Mapped[str | None] = mapped_column(String(128))
+    output_key: Mapped[str | None] = mapped_column(String(512))
+    output_content_type: Mapped[str | None] = mapped_column(String(128))
+    output_size: Mapped[int | None] = mapped_column(Integer)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the handler's JSON, minus files
+
+    # Who may see the job through the API; the web form's jobs have no owner token.
+    owner: Mapped[str | None] = mapped_column(String(64))
+    # Unguessable per-job token in the webhook URL (RunPod does not sign webhooks).
+    webhook_token: Mapped[str] = mapped_column(
+        String(64), default=lambda: secrets.token_urlsafe(32), nullable=False
+    )
+
+    runpod_id: Mapped[str | None] = mapped_column(String(128))  # the current attempt's job id
+    worker_id: Mapped[str | None] = mapped_column(String(128))
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)  # words a user can act on
+    error_detail: Mapped[str | None] = mapped_column(Text)  # for operators (admin pages)
+    diagnosis: Mapped[str | None] = mapped_column(Text)  # why a queued job is not moving
+
+    delay_ms: Mapped[int | None] = mapped_column(Integer)
+    execution_ms: Mapped[int | None] = mapped_column(Integer)
+    cold_start_ms: Mapped[int | None] = mapped_column(Integer)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+
+    poll_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    next_poll_at: Mapped[datetime | None] = mapped_column()
+    last_polled_at: Mapped[datetime | None] = mapped_column()
+
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, nullable=False)
+    submitted_at: Mapped[datetime | None] = mapped_column()
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+    attempts: Mapped[list[Attempt]] = relationship(
+        back_populates="job", order_by="Attempt.number", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        Index("ix_jobs_status_next_poll", "status", "next_poll_at"),
+        Index("ix_jobs_status_updated", "status", "updated_at"),
+        Index("ix_jobs_created", "created_at"),
+        Index("ix_jobs_runpod_id", "runpod_id"),
+    )
+
+    @property
+    def terminal(self) -> bool:
+        return Status(self.status).terminal
+
+
+class Attempt(Base):
+    """One claim of a job for submission; every POST /run has one (invariant 3)."""
+
+    __tablename__ = "attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    number: Mapped[int] = mapped_column(Integer, nullable=False)
+    state: Mapped[str] = mapped_column(String(16), default=AttemptState.CLAIMED, nullable=False)
+    runpod_id: Mapped[str | None] = mapped_column(String(128))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, nullable=False)
+
+    job: Mapped[Job] = relationship(back_populates="attempts")
+
+    __table_args__ = (
+        Index("ix_attempts_job_number", "job_id", "number", unique=True),
+        Index("ix_attempts_state", "state"),
+    )

@@ -1,0 +1,18 @@
+"""``python -m bench endpoint|pipeline``: benchmarks that print JSON figures."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+SUITES = {"endpoint": "bench.endpoint", "pipeline": "bench.pipeline"}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in SUITES:
+        print(f"usage: python -m bench {{{'|'.join(SUITES)}}} [options]", file=sys.stderr)
+        return 2
+    return int(importlib.import_module(SUITES[argv[0]]).main(argv[1:]) or 0)
+
+
+raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,220 @@
+"""The one client for RunPod's job API: ``/run``, ``/status``, ``/cancel``, ``/retry``,
+``/purge-queue``, ``/health`` and ``/stream``, on RunPod or on the local endpoint.
+
+Reads are retried on connection errors, 429 and 5xx with capped, jittered backoff.
+``run`` is retried only when the request provably never reached the server (the
+connection could not be opened); any other failure raises ``SubmitOutcomeUnknown``, since
+RunPod has no idempotency key and a blind re-send could execute the job twice.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+DEFAULT_BASE_URL = "https://api.runpod.ai/v2"
+TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
+
+
+class JobAPIError(Exception):
+    """Base class; ``str()`` says what happened and what to do next."""
+
+    status_code: int | None = None
+
+
+class Unauthorized(JobAPIError):
+    status_code = 401
+
+
+class JobNotFound(JobAPIError):
+    """The endpoint answered ``request does not exist``: purged, expired or never existed."""
+
+    status_code = 404
+
+
+class EndpointNotFound(JobAPIError):
+    """Every route answers Not Found: wrong endpoint id, or RunPod disabled the endpoint."""
+
+    status_code = 404
+
+
+class RateLimited(JobAPIError):
+    status_code = 429
+
+
+class EndpointUnreachable(JobAPIError):
+    """The endpoint could not be reached or kept failing with 5xx."""
+
+
+class BadRequest(JobAPIError):
+    status_code = 400
+
+
+class SubmitOutcomeUnknown(JobAPIError):
+    """``/run`` may or may not have created a job; reconciliation must decide."""
+
+
+@dataclass
+class Backoff:
+    """Capped exponential backoff with full jitter."""
+
+    base: float = 0.5
+    cap: float = 8.0
+    attempts: int = 4
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.cap, self.base * 2**attempt))
+
+
+def _is_connect_failure(exc: requests.RequestException) -> bool:
+    """True when the request cannot have reached the server (no connection was opened)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.ConnectionError):
+        text = repr(exc)
+        return any(
+            marker in text
+            for marker in ("NewConnectionError", "ConnectTimeoutError", "NameResolutionError")
+        )
+    return False
+
+
+class JobAPI:
+    """Client for one endpoint. ``base_url`` ends in ``/v2``; the key is never logged."""
+
+    def __init__(
+        self,
+        endpoint_id: str,
+        api_key: str,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        connect_timeout: float = 3.05,
+        read_timeout: float = 15.0,
+        backoff: Backoff | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        if not endpoint_id:
+            raise ValueError("endpoint id is empty: set RUNPOD_ENDPOINT_ID")
+        if not api_key:
+            raise ValueError("API key is empty: set RUNPOD_API_KEY")
+        self.endpoint_id = endpoint_id
+        self.base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
+        self._timeout = (connect_timeout, read_timeout)
+        self._backoff = backoff or Backoff()
+        self._session = session or requests.Session()
+        self._session.mount("http://", HTTPAdapter(pool_maxsize=32))
+        self._session.mount("https://", HTTPAdapter(pool_maxsize=32))
+
+    def __repr__(self) -> str:
+        return f"JobAPI(endpoint_id={self.endpoint_id!r}, base_url={self.base_url!r})"
+
+    def url(self, route: str) -> str:
+        return f"{self.base_url}/{self.endpoint_id}/{route}"
+
+    def run(
+        self,
+        input: dict[str, Any],
+        *,
+        webhook: str | None = None,
+        policy: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Submit a job; returns ``{"id", "status"}``. Never re-sent once it may have arrived."""
+        body: dict[str, Any] = {"input": input}
+        if webhook:
+            body["webhook"] = webhook
+        if policy:
+            body["policy"] = policy
+        return self._request("POST", "run", json=body, idempotent=False)
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        return self._request("GET", f"status/{job_id}", job=True)
+
+    def stream(self, job_id: str) -> dict[str, Any]:
+        return self._request("GET", f"stream/{job_id}", job=True)
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._request("POST", f"cancel/{job_id}", job=True)
+
+    def retry(self, job_id: str) -> dict[str, Any]:
+        return self._request("POST", f"retry/{job_id}", job=True, idempotent=False)
+
+    def purge_queue(self) -> dict[str, Any]:
+        return self._request("POST", "purge-queue")
+
+    def health(self) -> dict[str, Any]:
+        return self._request("GET", "health")
+
+    def _request(
+        self,
+        method: str,
+        route: str,
+        *,
+        json: dict[str, Any] | None = None,
+        job: bool = False,
+        idempotent: bool = True,
+    ) -> dict[str, Any]:
+        last: Exception | None = None
+        for attempt in range(self._backoff.attempts):
+            if attempt:
+                time.sleep(self._backoff.delay(attempt))
+            try:
+                resp = self._session.request(
+                    method, self.url(route), json=json, headers=self._headers,
+                    timeout=self._timeout,
+                )
+            except requests.RequestException as exc:
+                if not idempotent and not _is_connect_failure(exc):
+                    raise SubmitOutcomeUnknown(
+                        f"{method} {route}: the request may have reached the endpoint "
+                        f"({type(exc).__name__}); reconciliation will find out"
+                    ) from exc
+                last = EndpointUnreachable(
+                    f"cannot reach {self.base_url}/{self.endpoint_id} ({type(exc).__name__}); "
+                    "check the endpoint URL and your network"
+                )
+                continue
+            if resp.status_code == 429 or resp.status_code >= 500:
+                if not idempotent:
+                    # A 429 rejects the request outright: nothing ran, so it is safe to retry.
+                    if resp.status_code != 429:
+                        raise SubmitOutcomeUnknown(
+                            f"{method} {route}: endpoint answered {resp.status_code}; "
+                            "reconciliation will find out whether the job exists"
+                        )
+                last = (RateLimited if resp.status_code == 429 else EndpointUnreachable)(
+                    f"{method} {route}: endpoint answered {resp.status_code}; try again later"
+                )
+                continue
+            return self._decode(resp, job=job)
+        assert last is not None
+        raise last
+
+    def _decode(self, resp: requests.Response, *, job: bool) -> dict[str, Any]:
+        try:
+            body = resp.json()
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {"value": body}
+        if resp.ok:
+            return body
+        message = str(body.get("error") or body.get("message") or body.get("detail") or "")
+        if resp.status_code == 401:
+            raise Unauthorized("the endpoint refused the API key (401): check RUNPOD_API_KEY")
+        if resp.status_code == 404:
+            if job and "request does not exist" in message:
+                raise JobNotFound("request does not exist (purged, expired or never created)")
+            raise EndpointNotFound(
+                f"endpoint {self.endpoint_id} answered Not Found: check RUNPOD_ENDPOINT_ID; "
+                "on RunPod this also happens when the account balance went negative "
+                "(add funds, then `python -m deploy apply --recreate`)"
+            )
+        if resp.status_code == 413:
+            raise BadRequest(f"payload too large (413): {message or 'send files as URLs'}")
+        raise BadRequest(f"endpoint answered {resp.status_code}: {message or resp.reason}")

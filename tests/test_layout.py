@@ -1,0 +1,25 @@
+"""The repository has the shape the design card fixes."""
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_top_level_layout():
+    for name in ("app", "tasks", "gpu_worker", "deploy", "tests"):
+        assert (ROOT / name / "__init__.py").is_file(), name
+    for name in ("requirements.txt", "Procfile", "README.md", "Dockerfile.web", "Dockerfile.gpu"):
+        assert (ROOT / name).is_file(), name
+
+
+def test_gpu_worker_imports_nothing_from_the_app():
+    for path in (ROOT / "gpu_worker").rglob("*.py"):
+        text = path.read_text()
+        for banned in ("from app", "import app", "from tasks", "import tasks", "from deploy"):
+            assert banned not in text, f"{path} must not import the web side ({banned})"
+
+
+def test_deploy_imports_nothing_from_the_app():
+    for path in (ROOT / "deploy").rglob("*.py"):
+        text = path.read_text()
+        assert "from app" not in text and "import app" not in text, path
