@@ -1,0 +1,196 @@
+"""Logging and error reporting for the web app, the Celery worker and beat.
+
+``init_sentry(component)`` is called by ``create_app`` (component ``"web"``) and by the Celery
+app (``"worker"``; beat loads the same module and tags itself ``"beat"``). It always sets up
+logging; it starts sentry-sdk only when ``SENTRY_DSN`` is set (DESIGN: errors go to logs on
+a fresh machine, to Sentry in production). Secrets never leave the process: the values of
+secret-looking environment variables, bearer tokens and URL signatures are replaced by
+``[Filtered]`` in every Sentry event and every log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+FILTERED = "[Filtered]"
+
+# Environment variables whose values are secrets, by name (the contract's settings and any
+# other *_KEY/*_TOKEN/*PASSWORD/*SECRET* a deployment adds).
+_SECRET_NAME = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|API_KEY|PRIVATE|CREDENTIAL|DSN)", re.I)
+# Short values ("1", "true") would shred every message they happen to occur in.
+_MIN_SECRET_LEN = 6
+
+# Secrets that travel in text rather than in named fields: bearer tokens, URL signatures
+# (ours and S3's presigned ones), credentials inside a URL, and webhook tokens in paths.
+_TEXT_PATTERNS = [
+    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1[Filtered]"),
+    (
+        re.compile(
+            r"(?i)([?&](?:sig|signature|token|key|api_key|x-amz-signature|x-amz-credential"
+            r"|x-amz-security-token)=)[^&#\s'\"]+"
+        ),
+        r"\1[Filtered]",
+    ),
+    (re.compile(r"(://[^/\s:@]+:)[^@\s/]+@"), r"\1[Filtered]@"),
+    (re.compile(r"(?i)(/webhooks?/[^/\s?'\"]+/)[^/\s?'\"]+"), r"\1[Filtered]"),
+]
+
+# Field names scrubbed wherever they occur in an event (Sentry's defaults plus ours).
+_EXTRA_DENYLIST = [
+    "secret_key",
+    "runpod_api_key",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "admin_password",
+    "api_tokens",
+    "sentry_dsn",
+    "webhook_token",
+    "put_url",
+    "signature",
+    "sig",
+    "x-amz-signature",
+    "x-amz-credential",
+]
+
+_LOG_FORMAT = "%(asctime)s %(levelname)s [%(component)s] %(name)s: %(message)s"
+
+_plain = logging.Formatter()
+_state: dict[str, Any] = {"component": None, "sentry_dsn": None, "factory": None}
+
+
+def secret_values(environ: dict[str, str] | None = None) -> list[str]:
+    """Values of secret-looking environment variables (comma lists split), longest first."""
+    environ = dict(os.environ if environ is None else environ)
+    found: set[str] = set()
+    for name, value in environ.items():
+        if not value or not _SECRET_NAME.search(name):
+            continue
+        for part in [value, *value.split(",")]:
+            part = part.strip()
+            if len(part) >= _MIN_SECRET_LEN:
+                found.add(part)
+    dsn_key = re.match(r"[a-z]+://([^@:/]+)[^@/]*@", environ.get("SENTRY_DSN", ""))
+    if dsn_key and len(dsn_key.group(1)) >= _MIN_SECRET_LEN:
+        found.add(dsn_key.group(1))
+    return sorted(found, key=len, reverse=True)
+
+
+def redact(text: str, secrets: Iterable[str] | None = None) -> str:
+    """``text`` with every secret value and token-bearing URL part replaced by [Filtered]."""
+    for value in secret_values() if secrets is None else secrets:
+        if value in text:
+            text = text.replace(value, FILTERED)
+    for pattern, replacement in _TEXT_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _scrub(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {key: _scrub(item, secrets) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(item, secrets) for item in value]
+    return value
+
+
+def scrub_event(event: dict[str, Any], hint: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Sentry ``before_send``: replace secret values anywhere in the event (messages,
+    exception values, local variables, request URLs and headers, breadcrumbs)."""
+    return _scrub(event, secret_values())
+
+
+def configure_logging(component: str, level: str | None = None) -> None:
+    """One line per record on stderr, tagged with the component, secrets redacted.
+
+    Redaction sits in the log-record factory, so it also covers handlers that Celery and
+    gunicorn install themselves.
+    """
+    _state["component"] = component
+    if _state["factory"] is None:
+        previous = logging.getLogRecordFactory()
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = previous(*args, **kwargs)
+            record.component = _state["component"] or "-"
+            try:
+                message = record.getMessage()
+            except Exception:  # noqa: BLE001 - a bad format string is the handler's to report
+                return record
+            cleaned = redact(message)
+            if cleaned != message:
+                record.msg, record.args = cleaned, ()
+            if record.exc_info and not record.exc_text:
+                # Formatters reuse a cached exc_text: caching a redacted one covers them all.
+                record.exc_text = redact(_plain.formatException(record.exc_info))
+            return record
+
+        logging.setLogRecordFactory(factory)
+        _state["factory"] = factory
+
+    root = logging.getLogger()
+    if not any(getattr(h, "_gpu_jobs", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+        handler._gpu_jobs = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel((level or os.environ.get("LOG_LEVEL") or "INFO").upper())
+
+
+def init_sentry(component: str) -> bool:
+    """Set up logging and, when ``SENTRY_DSN`` is set, sentry-sdk with the Flask and Celery
+    integrations (beat tasks monitored as cron check-ins). Returns whether Sentry is on.
+
+    Safe to call more than once (every ``create_app`` calls it); Sentry is initialised once
+    per DSN per process.
+    """
+    configure_logging(component)
+    dsn = os.environ.get("SENTRY_DSN", "").strip()
+    if not dsn:
+        return False
+    import sentry_sdk
+
+    if _state["sentry_dsn"] != dsn:
+        from sentry_sdk.integrations.celery import CeleryIntegration
+        from sentry_sdk.integrations.flask import FlaskIntegration
+        from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
+
+        sentry_sdk.init(
+            dsn=dsn,
+            environment=os.environ.get("APP_ENV", "production"),
+            release=os.environ.get("SENTRY_RELEASE") or None,
+            integrations=[FlaskIntegration(), CeleryIntegration(monitor_beat_tasks=True)],
+            send_default_pii=False,
+            event_scrubber=EventScrubber(
+                denylist=DEFAULT_DENYLIST + _EXTRA_DENYLIST, recursive=True
+            ),
+            before_send=scrub_event,
+            before_send_transaction=scrub_event,
+            traces_sample_rate=float(os.environ.get("SENTRY_TRACES_SAMPLE_RATE") or 0.0),
+        )
+        _state["sentry_dsn"] = dsn
+        _tag_beat()
+    sentry_sdk.set_tag("component", component)
+    return True
+
+
+def _tag_beat() -> None:
+    # Beat imports the Celery app module, which calls init_sentry("worker"): retag it.
+    try:
+        from celery.signals import beat_init
+    except ImportError:  # pragma: no cover - celery is a runtime dependency
+        return
+
+    def on_beat_init(**_: Any) -> None:
+        import sentry_sdk
+
+        _state["component"] = "beat"
+        sentry_sdk.set_tag("component", "beat")
+
+    beat_init.connect(on_beat_init, weak=False)

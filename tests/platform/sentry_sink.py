@@ -1,0 +1,127 @@
+"""A local HTTP sink that speaks enough of Sentry's ingest API to receive envelopes."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+PUBLIC_KEY = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
+
+
+@dataclass
+class Envelope:
+    path: str
+    raw: bytes  # decompressed, as sent
+    headers: dict[str, Any]
+    items: list[tuple[dict[str, Any], Any]]
+
+
+@dataclass
+class SentrySink:
+    port: int
+    envelopes: list[Envelope] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def dsn(self) -> str:
+        return f"http://{PUBLIC_KEY}@127.0.0.1:{self.port}/42"
+
+    def events(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [p for e in self.envelopes for h, p in e.items if h.get("type") == "event"]
+
+    def check_ins(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [p for e in self.envelopes for h, p in e.items if h.get("type") == "check_in"]
+
+    def raw(self) -> bytes:
+        with self.lock:
+            return b"\n".join(e.raw for e in self.envelopes)
+
+    def wait_for(self, predicate, what: str, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Poll until ``predicate(events)`` returns a non-empty list of matching events."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = predicate(self.events())
+            if found:
+                return found
+            time.sleep(0.1)
+        raise AssertionError(f"no Sentry event {what} after {timeout}s; got {self.events()}")
+
+
+def parse_envelope(raw: bytes) -> tuple[dict[str, Any], list[tuple[dict[str, Any], Any]]]:
+    lines = raw.split(b"\n")
+    header = json.loads(lines[0])
+    items = []
+    i = 1
+    while i < len(lines):
+        if not lines[i].strip():
+            i += 1
+            continue
+        item_header = json.loads(lines[i])
+        length = item_header.get("length")
+        if length is not None:
+            # Length-prefixed payloads may hold newlines: re-slice from the raw bytes.
+            rest = b"\n".join(lines[i + 1 :])
+            payload_bytes = rest[:length]
+            remainder = rest[length:].lstrip(b"\n")
+            lines = [b""] * (i + 1) + remainder.split(b"\n")
+        else:
+            payload_bytes = lines[i + 1] if i + 1 < len(lines) else b""
+            lines[i + 1 : i + 2] = [b""]
+        try:
+            payload = json.loads(payload_bytes)
+        except ValueError:
+            payload = payload_bytes
+        items.append((item_header, payload))
+        i += 1
+    return header, items
+
+
+def _decompress(body: bytes, encoding: str) -> bytes:
+    if encoding == "gzip":
+        return gzip.decompress(body)
+    if encoding == "br":
+        import brotli
+
+        return brotli.decompress(body)
+    return body
+
+
+@contextlib.contextmanager
+def sentry_sink() -> Iterator[SentrySink]:
+    """A threaded HTTP server on a free port recording every envelope posted to it."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    sink = SentrySink(port=server.server_address[1])
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            raw = _decompress(body, self.headers.get("Content-Encoding", ""))
+            header, items = parse_envelope(raw)
+            with sink.lock:
+                sink.envelopes.append(Envelope(self.path, raw, header, items))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server.RequestHandlerClass = Handler
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield sink
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
