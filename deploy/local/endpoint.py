@@ -1,0 +1,795 @@
+"""The local endpoint's core: the job queue, hand-off to workers, scaling, deadlines.
+
+Everything runs on one asyncio loop. Handlers change state and poke one timer task,
+which applies deadlines (execution timeout, ttl, retention, idle timeout, kill grace)
+and the scaling rule; nothing polls at a fixed rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import hmac
+import itertools
+import json
+import logging
+import math
+import signal
+import time
+import uuid
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from deploy.local import workers as wk
+from deploy.local.jobs import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    IN_PROGRESS,
+    IN_QUEUE,
+    TIMED_OUT,
+    TRANSITIONS,
+    Job,
+)
+from deploy.local.store import Store
+
+log = logging.getLogger("deploy.local")
+
+QUEUE_DELAY = "QUEUE_DELAY"
+REQUEST_COUNT = "REQUEST_COUNT"
+
+
+@dataclass
+class Options:
+    """Every knob of the local endpoint; the CLI flags map one to one."""
+
+    state_dir: Path
+    api_key: str
+    host: str = "127.0.0.1"
+    port: int = 8765
+    endpoint_id: str = "local"
+    workers_min: int = 0
+    workers_max: int = 1
+    idle_timeout: float = 5.0
+    execution_timeout: float = 600.0
+    scaler: str = QUEUE_DELAY
+    scaler_value: float = 4.0
+    gpus: list[str] = field(default_factory=list)
+    worker_command: list[str] = field(default_factory=list)
+    retention: float = 1800.0
+    webhook_retry_delay: float = 10.0
+    stop_grace: float = 5.0
+    crash_loop_threshold: int = 3
+    take_timeout: float = 30.0
+    disabled: bool = False
+    worker_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class CrashLoop:
+    consecutive: int = 0
+    active: bool = False
+    last_error: str = ""
+    log_tail: list[str] = field(default_factory=list)
+    next_spawn_at: float = 0.0
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "active": self.active,
+            "consecutiveCrashes": self.consecutive,
+            "lastError": self.last_error,
+            "logTail": self.log_tail,
+        }
+
+
+class Endpoint:
+    """State of one local endpoint. Create it, ``await start()``, ``await shutdown()``."""
+
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.jobs: dict[str, Job] = {}
+        self.queue: deque[str] = deque()
+        self.workers: dict[str, wk.Worker] = {}
+        self.counts: Counter[str] = Counter()
+        self.requests: Counter[str] = Counter()
+        self.worker_requests: Counter[str] = Counter()
+        self.retried_total = 0
+        self.throttled = 0
+        self.crash = CrashLoop()
+        self.store = Store(opts.state_dir / "jobs.sqlite3")
+        self.log_dir = opts.state_dir / "workers"
+        self.base_url = f"http://127.0.0.1:{opts.port}"
+        self._seq = itertools.count(self.store.max_seq() + 1)
+        self._deadlines: list[tuple[float, int, str, str, int]] = []
+        self._tiebreak = itertools.count()
+        self._take_waiters: deque[wk.Worker] = deque()
+        self._wake: asyncio.Event | None = None
+        self._timer: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._http: aiohttp.ClientSession | None = None
+        self._closing = False
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._wake = asyncio.Event()
+        killed = wk.kill_leftovers(self.store.recorded_workers())
+        if killed:
+            log.warning("killed %d worker(s) a previous endpoint process left behind", killed)
+        self.store.forget_all_workers()
+        self._recover()
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        self._timer = asyncio.create_task(self._timer_loop())
+        self.poke()
+
+    async def shutdown(self) -> None:
+        """Stop every worker (SIGTERM, then SIGKILL after the grace) and close the store."""
+        self._closing = True
+        live = [w for w in self.workers.values() if w.alive]
+        for w in live:
+            self._stop_worker(w, "endpoint shutting down")
+        deadline = time.monotonic() + self.opts.stop_grace
+        while any(w.alive for w in live) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for w in live:
+            if w.alive:
+                wk.signal_group(w.pid, signal.SIGKILL)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._drain_watchers(live), 2)
+        if self._timer:
+            self._timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._http:
+            await self._http.close()
+        self.store.close()
+
+    async def _drain_watchers(self, live: list[wk.Worker]) -> None:
+        while any(w.alive for w in live):
+            await asyncio.sleep(0.02)
+
+    def _recover(self) -> None:
+        """Load persisted jobs: queued ones wait again; running ones lost their worker."""
+        now = time.time()
+        for rec in self.store.load_jobs():
+            job = Job(rec)
+            self.jobs[job.id] = job
+            self.counts[job.status] += 1
+            if job.status == IN_PROGRESS:
+                self._requeue_or_fail(
+                    job, f"the endpoint restarted while worker {job.worker_id} ran the job"
+                )
+            elif job.status == IN_QUEUE:
+                self.queue.append(job.id)
+            if job.terminal:
+                self._schedule_retention(job, now)
+            else:
+                self._schedule_ttl(job, now)
+
+    def _spawn_task(self, coro) -> asyncio.Task:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def poke(self) -> None:
+        """Ask the timer task to re-evaluate deadlines and scaling soon."""
+        if self._wake is not None:
+            self._wake.set()
+
+    # ---- job API -------------------------------------------------------------------
+
+    def submit(
+        self,
+        payload: dict[str, Any],
+        *,
+        sync: bool,
+        received: float,
+    ) -> Job:
+        now = time.time()
+        job_id = f"sync-{uuid.uuid4()}" if sync else str(uuid.uuid4())
+        job = Job(
+            {
+                "id": job_id,
+                "seq": next(self._seq),
+                "status": IN_QUEUE,
+                "input": payload["input"],
+                "webhook": payload.get("webhook"),
+                "policy": payload.get("policy") or {},
+                "created_at": now,
+            }
+        )
+        job.timings["received"] = received
+        self.jobs[job.id] = job
+        self.counts[IN_QUEUE] += 1
+        self.store.save_job(job.record())
+        self._schedule_ttl(job, now)
+        self.queue.append(job.id)
+        job.timings["enqueued"] = time.perf_counter()
+        self._dispatch()
+        self.poke()
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        return self.jobs.get(job_id)
+
+    def cancel(self, job: Job) -> None:
+        if job.terminal:
+            return
+        if job.status == IN_PROGRESS:
+            self._signal_stop(job, "cancelled")
+        self._finish(job, CANCELLED)
+
+    def retry(self, job: Job) -> bool:
+        """Put a FAILED or TIMED_OUT job back in the queue (same id, old result removed)."""
+        if job.status not in (FAILED, TIMED_OUT):
+            return False
+        self._set_status(job, IN_QUEUE)
+        job.output = job.error = job.worker_id = None
+        job.started_at = job.finished_at = None
+        job.progress = None
+        job.stream = []
+        job.stream_pos = 0
+        job.timings = {}
+        job.retried += 1
+        self.retried_total += 1
+        job.enqueued_mono = time.monotonic()
+        self.store.save_job(job.record())
+        self.queue.append(job.id)
+        self._dispatch()
+        self.poke()
+        return True
+
+    def purge_queue(self) -> int:
+        removed = [jid for jid in self.queue if self.jobs.get(jid, None) and self._queued(jid)]
+        for jid in removed:
+            job = self.jobs.pop(jid)
+            self.counts[job.status] -= 1
+        self.queue.clear()
+        self.store.delete_jobs(removed)
+        self.poke()
+        return len(removed)
+
+    def _queued(self, job_id: str) -> bool:
+        job = self.jobs.get(job_id)
+        return job is not None and job.status == IN_QUEUE
+
+    async def wait_done(self, job: Job, timeout: float) -> None:
+        if job.terminal:
+            return
+        if job.done is None:
+            job.done = asyncio.Event()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(job.done.wait(), timeout)
+
+    def health(self) -> dict[str, Any]:
+        summary = self.worker_summary()
+        return {
+            "jobs": {
+                "completed": self.counts[COMPLETED],
+                "failed": self.counts[FAILED] + self.counts[TIMED_OUT],
+                "inProgress": self.counts[IN_PROGRESS],
+                "inQueue": self.counts[IN_QUEUE],
+                "retried": self.retried_total,
+            },
+            "workers": {
+                "idle": summary["idle"],
+                "initializing": summary["initializing"],
+                "ready": summary["idle"],
+                "running": summary["running"],
+                "throttled": summary["throttled"],
+                "unhealthy": summary["unhealthy"],
+            },
+            "local": {"cancelled": self.counts[CANCELLED], "timedOut": self.counts[TIMED_OUT]},
+        }
+
+    def worker_summary(self) -> dict[str, int]:
+        now = time.time()
+        states = Counter(w.state for w in self.workers.values() if w.alive)
+        unhealthy = sum(
+            1
+            for w in self.workers.values()
+            if w.crashed and w.exited_at is not None and now - w.exited_at < 300
+        )
+        return {
+            "running": states["running"],
+            "idle": states["idle"],
+            "initializing": states["initializing"],
+            "stopping": states["stopping"],
+            "throttled": self.throttled,
+            "unhealthy": unhealthy,
+            "total": sum(states.values()),
+        }
+
+    def describe_workers(self) -> dict[str, Any]:
+        ordered = sorted(self.workers.values(), key=lambda w: w.started_at)
+        return {
+            "workers": [w.describe() for w in ordered],
+            "summary": self.worker_summary(),
+            "crashLoop": self.crash.describe(),
+        }
+
+    # ---- worker protocol -----------------------------------------------------------
+
+    def worker_for_key(self, worker_id: str, key: str) -> wk.Worker | None:
+        w = self.workers.get(worker_id)
+        if w is None or not w.alive or not key:
+            return None
+        return w if hmac.compare_digest(w.key.encode(), key.encode()) else None
+
+    async def take(self, w: wk.Worker, batch_size: int) -> list[Job]:
+        """Long-poll for up to ``batch_size`` jobs; ``[]`` after ``take_timeout``."""
+        take_at = time.perf_counter()
+        self._first_take(w)
+        if w.stopping or self._closing:
+            return []
+        jobs = self._pop_jobs(w, batch_size, take_at)
+        if jobs:
+            return jobs
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        w.take_waiter = fut
+        w.take_batch = batch_size
+        w.take_at = take_at
+        self._take_waiters.append(w)
+        try:
+            await asyncio.wait({fut}, timeout=self.opts.take_timeout)
+        except asyncio.CancelledError:
+            # The worker hung up. Anything already handed to it goes back to the queue.
+            if fut.done() and not fut.cancelled():
+                for job in fut.result():
+                    self._return_to_queue(job, w)
+            raise
+        finally:
+            if w.take_waiter is fut:
+                w.take_waiter = None
+            if not fut.done():
+                fut.set_result([])
+        return fut.result()
+
+    def _first_take(self, w: wk.Worker) -> None:
+        if w.took_any:
+            return
+        w.took_any = True
+        if w.state == "initializing":
+            w.state = "idle"
+            w.idle_since = time.monotonic()
+        if self.crash.consecutive or self.crash.active:
+            log.info("worker %s is taking jobs: crash loop over", w.id)
+        self.crash = CrashLoop()
+
+    def _pop_jobs(self, w: wk.Worker, n: int, take_at: float) -> list[Job]:
+        jobs = []
+        while self.queue and len(jobs) < n:
+            job = self.jobs.get(self.queue.popleft())
+            if job is None or job.status != IN_QUEUE:
+                continue
+            self._assign(job, w, take_at)
+            jobs.append(job)
+        return jobs
+
+    def _dispatch(self) -> None:
+        """Hand queued jobs to workers already waiting in a job-take long-poll."""
+        while self.queue and self._take_waiters:
+            w = self._take_waiters.popleft()
+            fut = w.take_waiter
+            if fut is None or fut.done() or w.stopping or not w.alive:
+                continue
+            jobs = self._pop_jobs(w, w.take_batch, w.take_at)
+            if jobs:
+                w.take_waiter = None
+                fut.set_result(jobs)
+            else:
+                self._take_waiters.appendleft(w)
+                break
+
+    def _assign(self, job: Job, w: wk.Worker, take_at: float) -> None:
+        self._set_status(job, IN_PROGRESS)
+        job.worker_id = w.id
+        job.started_at = time.time()
+        job.attempt += 1
+        if take_at:
+            job.timings["take"] = take_at
+        w.current_jobs.add(job.id)
+        w.state = "running"
+        w.idle_since = None
+        self.store.update_job(job.id, status=IN_PROGRESS, worker_id=w.id, started_at=job.started_at)
+        timeout_ms = job.policy.get("executionTimeout")
+        timeout = timeout_ms / 1000 if timeout_ms else self.opts.execution_timeout
+        self._push(time.monotonic() + timeout, "exec", job.id, job.attempt)
+
+    def _return_to_queue(self, job: Job, w: wk.Worker) -> None:
+        w.current_jobs.discard(job.id)
+        if job.status == IN_PROGRESS and job.worker_id == w.id:
+            self._set_status(job, IN_QUEUE)
+            job.worker_id = None
+            job.started_at = None
+            job.attempt += 1
+            self.store.update_job(job.id, status=IN_QUEUE, worker_id=None, started_at=None)
+            self.queue.appendleft(job.id)
+        self._worker_maybe_idle(w)
+        self._dispatch()
+
+    def stop_signals(self, w: wk.Worker) -> list[str]:
+        ids, w.pending_stops = w.pending_stops, []
+        return ids
+
+    async def wait_stop_signals(self, w: wk.Worker) -> list[str]:
+        if w.pending_stops or w.stopping or self._closing:
+            return self.stop_signals(w)
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        w.stop_waiter = fut
+        try:
+            await asyncio.wait({fut}, timeout=self.opts.take_timeout)
+        finally:
+            if w.stop_waiter is fut:
+                w.stop_waiter = None
+        return self.stop_signals(w)
+
+    def job_done(self, w: wk.Worker, job_id: str, body: Any, is_stream: bool) -> None:
+        """A POST to job-done: a progress update, or the job's final result."""
+        job = self.jobs.get(job_id)
+        if job is None or job.worker_id != w.id or job.status != IN_PROGRESS:
+            return  # late result for a cancelled, timed-out or requeued job: ignored
+        if not isinstance(body, dict):
+            body = {"output": body}
+        if body.get("status") == IN_PROGRESS:
+            job.progress = body.get("output")
+            return
+        job.timings["result"] = time.perf_counter()
+        w.current_jobs.discard(job.id)
+        w.jobs_done += 1
+        if "error" in body:
+            err = body["error"]
+            job.output = body.get("output")
+            self._finish(job, FAILED, error=err if isinstance(err, str) else json.dumps(err))
+        else:
+            self._finish(job, COMPLETED, output=body.get("output"))
+        if body.get("stopPod"):
+            self._stop_worker(w, "the handler asked for a fresh worker (refresh_worker)")
+        else:
+            self._worker_maybe_idle(w)
+        self.poke()
+
+    def job_stream(self, w: wk.Worker, job_id: str, body: Any) -> None:
+        job = self.jobs.get(job_id)
+        if job is None or job.worker_id != w.id or job.status != IN_PROGRESS:
+            return
+        job.is_stream = True
+        job.stream.append(body.get("output") if isinstance(body, dict) else body)
+
+    def ping(self, w: wk.Worker, query: dict[str, str]) -> None:
+        if query.get("status") == "unhealthy":
+            w.last_error = (
+                f"failed start-up check {query.get('check', '?')}: {query.get('reason', '')}"
+            )
+
+    def _worker_maybe_idle(self, w: wk.Worker) -> None:
+        if not w.current_jobs and w.alive and not w.stopping:
+            w.state = "idle"
+            w.idle_since = time.monotonic()
+
+    # ---- state changes -------------------------------------------------------------
+
+    def _set_status(self, job: Job, status: str) -> None:
+        if status not in TRANSITIONS[job.status]:
+            raise ValueError(f"job {job.id}: {job.status} -> {status} is not allowed")
+        self.counts[job.status] -= 1
+        self.counts[status] += 1
+        job.status = status
+
+    def _finish(
+        self, job: Job, status: str, *, output: Any = None, error: str | None = None
+    ) -> None:
+        if job.worker_id and status != COMPLETED:
+            w = self.workers.get(job.worker_id)
+            if w is not None:
+                w.current_jobs.discard(job.id)
+                self._worker_maybe_idle(w)
+        self._set_status(job, status)
+        job.output = output
+        job.error = error
+        job.finished_at = time.time()
+        job.timings["finished"] = time.perf_counter()
+        self.store.update_job(
+            job.id, status=status, output=output, error=error, finished_at=job.finished_at
+        )
+        if job.done is not None:
+            job.done.set()
+        if job.webhook:
+            self._spawn_task(self._send_webhook(job.webhook, job.payload() | {"input": job.input}))
+        self._schedule_retention(job, job.finished_at)
+
+    def _requeue_or_fail(self, job: Job, reason: str) -> None:
+        if job.requeues < 1:
+            self._set_status(job, IN_QUEUE)
+            job.requeues += 1
+            job.worker_id = None
+            job.started_at = None
+            job.attempt += 1
+            self.store.update_job(
+                job.id, status=IN_QUEUE, requeues=job.requeues, worker_id=None, started_at=None
+            )
+            self.queue.appendleft(job.id)
+            log.warning("job %s requeued once: %s", job.id, reason)
+        else:
+            self._finish(job, FAILED, error=f"{reason}; the job was already requeued once")
+
+    def _signal_stop(self, job: Job, why: str) -> None:
+        w = self.workers.get(job.worker_id or "")
+        if w is None or not w.alive:
+            return
+        w.current_jobs.discard(job.id)
+        w.pending_stops.append(job.id)
+        if w.stop_waiter is not None and not w.stop_waiter.done():
+            w.stop_waiter.set_result(None)
+        log.info("asking worker %s to stop job %s (%s)", w.id, job.id, why)
+
+    async def _send_webhook(self, url: str, payload: dict[str, Any]) -> None:
+        """POST the status payload; on failure retry twice, ``webhook_retry_delay`` apart."""
+        assert self._http is not None
+        for attempt in range(3):
+            if attempt:
+                await asyncio.sleep(self.opts.webhook_retry_delay)
+            try:
+                async with self._http.post(url, json=payload) as resp:
+                    if resp.status < 300:
+                        return
+                    log.warning("webhook %s answered %s", _redact(url), resp.status)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                log.warning("webhook %s failed: %s", _redact(url), type(exc).__name__)
+        log.error("webhook for job %s given up after 3 attempts", payload.get("id"))
+
+    # ---- deadlines -----------------------------------------------------------------
+
+    def _push(self, when: float, kind: str, job_id: str, token: int) -> None:
+        heapq.heappush(self._deadlines, (when, next(self._tiebreak), kind, job_id, token))
+        self.poke()
+
+    def _schedule_ttl(self, job: Job, now_wall: float) -> None:
+        ttl_ms = job.policy.get("ttl")
+        if ttl_ms:
+            remaining = job.created_at + ttl_ms / 1000 - now_wall
+            self._push(time.monotonic() + remaining, "ttl", job.id, 0)
+
+    def _schedule_retention(self, job: Job, now_wall: float) -> None:
+        assert job.finished_at is not None
+        remaining = job.finished_at + self.opts.retention - now_wall
+        self._push(time.monotonic() + remaining, "retention", job.id, job.retried)
+
+    def _apply_deadline(self, kind: str, job_id: str, token: int) -> None:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return
+        if kind == "exec" and job.status == IN_PROGRESS and job.attempt == token:
+            self._signal_stop(job, "execution timeout")
+            seconds = (job.policy.get("executionTimeout") or 0) / 1000 or (
+                self.opts.execution_timeout
+            )
+            self._finish(
+                job, TIMED_OUT, error=f"execution timeout: the job ran longer than {seconds:g}s"
+            )
+        elif kind == "ttl" and not job.terminal:
+            if job.status == IN_PROGRESS:
+                self._signal_stop(job, "ttl expired")
+            self._forget(job)
+        elif kind == "retention" and job.terminal and job.retried == token:
+            self._forget(job)
+
+    def _forget(self, job: Job) -> None:
+        self.jobs.pop(job.id, None)
+        self.counts[job.status] -= 1
+        self.store.delete_jobs([job.id])
+        if job.done is not None:
+            job.done.set()
+
+    async def _timer_loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            self._wake.clear()
+            try:
+                delay = self._tick()
+            except Exception:  # noqa: BLE001 - the timer must survive one bad tick
+                log.exception("timer tick failed")
+                delay = 1.0
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    def _tick(self) -> float | None:
+        now = time.monotonic()
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, _, kind, job_id, token = heapq.heappop(self._deadlines)
+            self._apply_deadline(kind, job_id, token)
+        next_at = [self._deadlines[0][0]] if self._deadlines else []
+        next_at += self._scale(now)
+        return max(0.0, min(next_at) - time.monotonic()) if next_at else None
+
+    # ---- scaling -------------------------------------------------------------------
+
+    def _scale(self, now: float) -> list[float]:
+        """Start and stop workers; returns the times at which to look again."""
+        if self._closing:
+            return []
+        wake: list[float] = []
+        live = [w for w in self.workers.values() if w.alive and not w.stopping]
+        queued = self.counts[IN_QUEUE]
+        want = self._desired(live, queued, now, wake)
+        missing = want - len(live)
+        self.throttled = 0
+        if missing > 0:
+            if self.crash.next_spawn_at > now:
+                wake.append(self.crash.next_spawn_at)
+            else:
+                self.throttled = self._start_workers(missing)
+        elif queued == 0:
+            idle = sorted(
+                (w for w in live if w.state == "idle" and w.idle_since is not None),
+                key=lambda w: w.idle_since,
+            )
+            spare = len(live) - self.opts.workers_min
+            for w in idle:
+                if spare <= 0:
+                    break
+                due = w.idle_since + self.opts.idle_timeout
+                if due <= now:
+                    self._stop_worker(w, f"idle for {self.opts.idle_timeout:g}s")
+                    spare -= 1
+                else:
+                    wake.append(due)
+        for w in self.workers.values():
+            if w.alive and w.stopping and w.kill_at is not None:
+                if w.kill_at <= now:
+                    wk.signal_group(w.pid, signal.SIGKILL)
+                    w.kill_at = None
+                else:
+                    wake.append(w.kill_at)
+        return wake
+
+    def _desired(self, live: list[wk.Worker], queued: int, now: float, wake: list[float]) -> int:
+        opts = self.opts
+        want = max(opts.workers_min, len(live) if queued else 0)
+        if queued:
+            if opts.scaler == REQUEST_COUNT:
+                busy = self.counts[IN_PROGRESS]
+                want = max(want, math.ceil((queued + busy) / max(opts.scaler_value, 1)))
+            else:
+                free = sum(1 for w in live if not w.current_jobs)
+                oldest = self._oldest_queued()
+                if not live:
+                    want = max(want, 1)
+                elif free == 0 and oldest is not None:
+                    due = oldest + opts.scaler_value
+                    if due <= now:
+                        want = max(want, len(live) + 1)
+                    else:
+                        wake.append(due)
+            want = max(want, 1)
+        return min(want, opts.workers_max)
+
+    def _oldest_queued(self) -> float | None:
+        while self.queue and not self._queued(self.queue[0]):
+            self.queue.popleft()
+        if not self.queue:
+            return None
+        return self.jobs[self.queue[0]].enqueued_mono
+
+    def _start_workers(self, n: int) -> int:
+        """Start up to ``n`` workers; returns how many could not get a GPU (throttled)."""
+        gpus = self.opts.gpus
+        if gpus:
+            used = {w.gpu for w in self.workers.values() if w.alive}
+            free = [g for g in gpus if g not in used]
+        else:
+            free = [None] * n
+        started = 0
+        for gpu in free[:n]:
+            w = wk.new_worker(self.log_dir, gpu)
+            self.workers[w.id] = w
+            self._spawn_task(self._run_worker(w))
+            started += 1
+        return n - started
+
+    async def _run_worker(self, w: wk.Worker) -> None:
+        env = wk.worker_env(w, self.base_url, self.opts.endpoint_id, self.opts.worker_env)
+        try:
+            await wk.spawn(w, self.opts.worker_command, env)
+        except OSError as exc:
+            code = 126 if isinstance(exc, PermissionError) else 127
+            with w.log_path.open("a") as fh:
+                fh.write(f"cannot start {self.opts.worker_command[0]!r}: {exc}\n")
+            self._worker_exited(w, code)
+            return
+        assert w.proc is not None
+        self.store.record_worker(w.id, w.proc.pid, w.started_at)
+        rc = await w.proc.wait()
+        # The SDK's heartbeat runs in a child process: take the whole group down with it.
+        wk.signal_group(w.proc.pid, signal.SIGKILL)
+        self._worker_exited(w, wk.shell_exit_code(rc))
+
+    def _stop_worker(self, w: wk.Worker, why: str) -> None:
+        if w.stopping or not w.alive:
+            return
+        log.info("stopping worker %s: %s", w.id, why)
+        w.stopping = True
+        w.stop_reason = why
+        w.state = "stopping"
+        w.kill_at = time.monotonic() + self.opts.stop_grace
+        if w.take_waiter is not None and not w.take_waiter.done():
+            w.take_waiter.set_result([])
+        if w.stop_waiter is not None and not w.stop_waiter.done():
+            w.stop_waiter.set_result(None)
+        wk.signal_group(w.pid, signal.SIGTERM)
+        self.poke()
+
+    def _worker_exited(self, w: wk.Worker, code: int) -> None:
+        w.exited_at = time.time()
+        w.exit_code = code
+        w.kill_at = None
+        for fut in (w.take_waiter, w.stop_waiter):
+            if fut is not None and not fut.done():
+                fut.set_result([] if fut is w.take_waiter else None)
+        with contextlib.suppress(Exception):
+            self.store.forget_worker(w.id)
+        meaning = wk.exit_meaning(code)
+        for job_id in sorted(w.current_jobs):
+            job = self.jobs.get(job_id)
+            if job is not None and job.status == IN_PROGRESS and job.worker_id == w.id:
+                self._requeue_or_fail(
+                    job, f"worker {w.id} exited with code {code} ({meaning}) while running the job"
+                )
+        w.current_jobs.clear()
+        if w.stopping:
+            w.state = "exited"
+        else:
+            w.crashed = code != 0 or not w.took_any
+            w.state = "unhealthy" if w.crashed else "exited"
+            if w.crashed:
+                w.last_error = w.last_error or f"exit code {code}: {meaning}"
+                log.warning("worker %s exited with code %s (%s)", w.id, code, meaning)
+            if not w.took_any:
+                self._count_crash(w, code, meaning)
+        self._trim_history()
+        self._dispatch()
+        self.poke()
+
+    def _count_crash(self, w: wk.Worker, code: int, meaning: str) -> None:
+        crash = self.crash
+        crash.consecutive += 1
+        crash.last_error = f"exit code {code}: {meaning}"
+        if w.last_error and w.last_error != crash.last_error:
+            crash.last_error += f" ({w.last_error})"
+        crash.log_tail = wk.tail(w.log_path, 20)
+        cap = 10.0 if crash.active else 30.0
+        crash.next_spawn_at = time.monotonic() + min(cap, 0.5 * 2 ** (crash.consecutive - 1))
+        if crash.consecutive >= self.opts.crash_loop_threshold:
+            crash.active = True
+            self._fail_queued_for_crash_loop()
+
+    def _fail_queued_for_crash_loop(self) -> None:
+        crash = self.crash
+        last_lines = "\n".join(crash.log_tail[-10:])
+        reason = (
+            f"workers are crash-looping: {crash.consecutive} workers in a row exited before "
+            f"taking a job; last {crash.last_error}. Fix the worker (see `python -m deploy "
+            f"workers` and the worker logs), then resubmit. Last log lines:\n{last_lines}"
+        )
+        for job_id in list(self.queue):
+            job = self.jobs.get(job_id)
+            if job is not None and job.status == IN_QUEUE:
+                self._finish(job, FAILED, error=reason)
+        self.queue.clear()
+
+    def _trim_history(self, keep: int = 20) -> None:
+        exited = [w for w in self.workers.values() if not w.alive]
+        exited.sort(key=lambda w: w.exited_at or 0)
+        for w in exited[:-keep]:
+            self.workers.pop(w.id, None)
+
+
+def _redact(url: str) -> str:
+    """Webhook URLs may carry a token in the query string: never log it."""
+    return url.split("?", 1)[0]

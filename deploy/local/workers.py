@@ -1,0 +1,213 @@
+"""Worker processes: start one with the RunPod worker environment, stop it, explain its exit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+
+# What an exit code usually means on a RunPod worker (seed notes, "exit codes").
+EXIT_MEANINGS = {
+    0: "exited normally",
+    1: "Python exception or missing module (see the log tail)",
+    2: "file not found: the worker command or handler file is missing",
+    126: "the worker command is not executable",
+    127: "the worker command was not found",
+    130: "interrupted (SIGINT)",
+    134: "aborted (SIGABRT)",
+    137: "killed (SIGKILL): usually out of memory (GPU VRAM or system RAM)",
+    139: "segmentation fault (SIGSEGV): often a full disk during large writes",
+    143: "terminated (SIGTERM)",
+}
+
+
+def exit_meaning(code: int | None) -> str:
+    if code is None:
+        return ""
+    return EXIT_MEANINGS.get(code, f"exited with code {code}")
+
+
+def shell_exit_code(returncode: int) -> int:
+    """Popen reports death by signal N as -N; people know it as 128+N (137, 139)."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: if the endpoint dies (even by kill -9),
+    # the kernel sends the worker SIGKILL, so no worker outlives its endpoint.
+    with contextlib.suppress(OSError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def detect_gpus(spec: str) -> list[str]:
+    """``auto``: the GPUs ``nvidia-smi -L`` lists; ``none``: no GPUs; else a list ``0,1``."""
+    spec = spec.strip()
+    if spec == "none":
+        return []
+    if spec != "auto":
+        return [g.strip() for g in spec.split(",") if g.strip()]
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+
+
+def tail(path: Path, lines: int = 20, max_bytes: int = 64 * 1024) -> list[str]:
+    """The last ``lines`` lines of a log file (reading at most ``max_bytes`` from its end)."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - max_bytes))
+            data = fh.read()
+    except OSError:
+        return []
+    text = data.decode("utf-8", "replace").splitlines()
+    return text[-lines:] if lines > 0 else []
+
+
+@dataclass
+class Worker:
+    """One worker process and what the endpoint knows about it."""
+
+    id: str
+    key: str
+    gpu: str | None
+    log_path: Path
+    started_at: float = field(default_factory=time.time)
+    started_mono: float = field(default_factory=time.monotonic)
+    proc: asyncio.subprocess.Process | None = None
+    state: str = "initializing"
+    took_any: bool = False
+    stopping: bool = False
+    stop_reason: str = ""
+    kill_at: float | None = None
+    idle_since: float | None = None
+    exited_at: float | None = None
+    exit_code: int | None = None
+    jobs_done: int = 0
+    current_jobs: set[str] = field(default_factory=set)
+    pending_stops: list[str] = field(default_factory=list)
+    take_waiter: asyncio.Future | None = None
+    take_batch: int = 1
+    take_at: float = 0.0
+    stop_waiter: asyncio.Future | None = None
+    last_error: str = ""
+    crashed: bool = False
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self.exited_at is None
+
+    def describe(self, log_lines: int = 10) -> dict:
+        return {
+            "id": self.id,
+            "state": self.state,
+            "pid": self.pid,
+            "gpu": self.gpu,
+            "startedAt": self.started_at,
+            "exitedAt": self.exited_at,
+            "exitCode": self.exit_code,
+            "exitMeaning": exit_meaning(self.exit_code),
+            "jobsDone": self.jobs_done,
+            "currentJobs": sorted(self.current_jobs),
+            "logTail": tail(self.log_path, log_lines),
+        }
+
+
+def new_worker(log_dir: Path, gpu: str | None) -> Worker:
+    worker_id = f"w{secrets.token_hex(5)}"
+    return Worker(
+        id=worker_id,
+        key=secrets.token_urlsafe(24),
+        gpu=gpu,
+        log_path=log_dir / f"{worker_id}.log",
+    )
+
+
+def worker_env(
+    worker: Worker, base_url: str, endpoint_id: str, extra: dict[str, str]
+) -> dict[str, str]:
+    """The environment RunPod gives a worker (see runpod-sdk-protocol.md §1)."""
+    root = f"{base_url}/v2/{endpoint_id}"
+    query = f"?gpu={worker.gpu if worker.gpu is not None else 'cpu'}"
+    env = dict(os.environ)
+    env.update(
+        {
+            "RUNPOD_WEBHOOK_GET_JOB": f"{root}/job-take/$ID{query}",
+            "RUNPOD_WEBHOOK_POST_OUTPUT": f"{root}/job-done/$RUNPOD_POD_ID/$ID{query}",
+            "RUNPOD_WEBHOOK_POST_STREAM": f"{root}/job-stream/$RUNPOD_POD_ID/$ID{query}",
+            "RUNPOD_WEBHOOK_PING": f"{root}/ping/$RUNPOD_POD_ID{query}",
+            "RUNPOD_POD_ID": worker.id,
+            "RUNPOD_POD_HOSTNAME": f"{worker.id}-local",
+            "RUNPOD_AI_API_KEY": worker.key,
+            "RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true",
+            "RUNPOD_SKIP_GPU_CHECK": "true",
+            "LOCAL_ENDPOINT_WORKER": worker.id,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.setdefault("RUNPOD_LOG_LEVEL", "INFO")
+    env.setdefault("RUNPOD_PING_INTERVAL", "10000")
+    if worker.gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = worker.gpu
+    env.update(extra)
+    # The endpoint's own key must never reach a worker.
+    env.pop("RUNPOD_API_KEY", None)
+    return env
+
+
+async def spawn(worker: Worker, command: list[str], env: dict[str, str]) -> None:
+    """Start the worker in its own process group, stdout and stderr to its log file."""
+    worker.log_path.parent.mkdir(parents=True, exist_ok=True)
+    with worker.log_path.open("ab") as log:
+        worker.proc = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, async-signal-safe
+        )
+
+
+def signal_group(pid: int | None, sig: int) -> None:
+    """Signal the worker's whole process group (the SDK's heartbeat child included)."""
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def kill_leftovers(recorded: list[tuple[str, int]]) -> int:
+    """Kill workers a previous, killed endpoint left behind (matched by their environment)."""
+    killed = 0
+    for worker_id, pid in recorded:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if f"LOCAL_ENDPOINT_WORKER={worker_id}".encode() in environ.split(b"\0"):
+            signal_group(pid, signal.SIGKILL)
+            killed += 1
+    return killed

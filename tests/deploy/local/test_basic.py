@@ -1,0 +1,37 @@
+"""Scale from zero, run a job, answer status, scale back to zero."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.support.local_endpoint import local_endpoint
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_job_from_zero_workers_completes_and_worker_stops_after_idle_timeout(tmp_path):
+    with local_endpoint(tmp_path, idle_timeout=1, stop_grace=2) as ep:
+        assert ep.workers()["summary"]["total"] == 0
+        job = ep.api().run({"pipeline": "echo", "params": {"hello": "world"}})
+        assert job["status"] == "IN_QUEUE"
+        done = ep.wait_status(job["id"], timeout=30)
+        assert done["status"] == "COMPLETED", done
+        assert done["output"]["echo"] == {"hello": "world"}
+        assert done["workerId"]
+        assert done["delayTime"] >= 0 and done["executionTime"] >= 0
+        finished = time.monotonic()
+
+        def gone():
+            info = ep.workers()
+            return info["summary"]["total"] == 0 and info["workers"][0]["exitedAt"]
+
+        ep.wait_for(gone, timeout=10, what="worker to stop")
+        # idleTimeout 1 s, plus the poll interval and the SDK's own shutdown.
+        assert time.monotonic() - finished < 1 + 1.5
+        worker = ep.workers()["workers"][0]
+        assert worker["state"] == "exited" and worker["jobsDone"] == 1
+        health = ep.api().health()
+        assert health["jobs"]["completed"] == 1
+        assert health["workers"]["idle"] == 0 and health["workers"]["running"] == 0
