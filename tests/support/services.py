@@ -391,9 +391,7 @@ def app_env(
 
 def migrate_argv() -> list[str]:
     """The command that creates or upgrades the tables (documented in ``app/settings.py``)."""
-    if (ROOT / "app" / "migrate.py").is_file():
-        return [PYTHON, "-m", "app.migrate"]
-    return [PYTHON, "-m", "flask", "--app", "app", "db-upgrade"]
+    return [PYTHON, "-m", "app.migrate"]
 
 
 def create_tables(env: Mapping[str, str], timeout: float = 120.0) -> None:
