@@ -1,16 +1,58 @@
-"""Entry point: ``python -u -m gpu_worker`` (Dockerfile.gpu's CMD, and the local endpoint's)."""
+"""Entry point: ``python -u -m gpu_worker`` (Dockerfile.gpu's CMD, and the local endpoint's).
+
+The runpod job loop starts at once; models load in a background thread (``PRELOAD_PIPELINES``),
+so a slow or failing download shows up in job statuses instead of a silent crash loop.
+"""
 
 from __future__ import annotations
 
 import gpu_worker.boot  # noqa: F401 - first: imports runpod without its 1.1 s CPU probe
 
 # isort: split
-import runpod
+import logging
+import os
 
-from gpu_worker.handler import handler
+# The SDK logs every handler output at DEBUG (its default); INFO keeps worker logs readable.
+os.environ.setdefault("RUNPOD_LOG_LEVEL", "INFO")
+
+import runpod  # noqa: E402
+
+from gpu_worker.errors import JobError  # noqa: E402
+from gpu_worker.handler import handler, remove_stale_job_dirs, runtime  # noqa: E402
+from gpu_worker.model_cache import placement_warnings  # noqa: E402
+from gpu_worker.observability import capture_message, init_sentry  # noqa: E402
+
+log = logging.getLogger("gpu_worker")
+
+
+def prepare() -> None:
+    """Everything before the job loop; never raises (a raise here would crash-loop)."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        rt = runtime()
+    except JobError as exc:  # reported again as every job's error by the handler
+        log.error("worker misconfigured, every job will fail with: %s", exc)
+        return
+    try:
+        init_sentry(rt.settings.sentry_dsn)
+    except Exception:
+        log.exception("Sentry could not be initialised; continuing without it")
+    for warning in placement_warnings(rt.settings.model_dir, os.environ.get("HF_HOME")):
+        log.error("!" * 20 + " %s", warning)
+        capture_message(warning)
+    removed = remove_stale_job_dirs(rt.settings.work_dir)
+    if removed:
+        log.info("removed %d job folders left by dead workers", removed)
+    try:
+        rt.loader.start(rt.settings.preload_pipelines)
+    except KeyError as exc:
+        log.error("PRELOAD_PIPELINES: %s", exc.args[0])
 
 
 def main() -> None:
+    prepare()
     runpod.serverless.start({"handler": handler})
 
 

@@ -1,42 +1,342 @@
-"""The runpod handler: validates the job input and runs the named pipeline."""
+"""The runpod handler: checks the job input, runs the named pipeline, delivers the output.
+
+Input (``job["input"]``)::
+
+    {"pipeline": NAME, "params": {...}, "inputs": {"<name>": "<http(s) URL>"},
+     "output": {"put_url": URL, "content_type": CT} | {"inline": true}, "job_key": "<app id>"}
+
+Output::
+
+    {"pipeline", "job_key",
+     "output": {"url", "inline_b64", "content_type", "size"},
+     "result": {...the pipeline's JSON...},
+     "metrics": {"download_s", "model_load_s", "inference_s", "upload_s", "frames"|"items"}}
+
+A job that cannot complete returns ``{"error": "<what to do>"}`` (runpod marks it FAILED);
+when the models failed to load it also returns ``refresh_worker: True``. Tracebacks go to the
+log and Sentry only. Nothing here imports torch: pipelines do, when they run.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
 from typing import Any
 
 from gpu_worker import pipelines
+from gpu_worker.errors import InputError, JobError, TransferError, WorkerConfigError
+from gpu_worker.loader import ModelLoader
+from gpu_worker.model_cache import ModelCache
+from gpu_worker.observability import capture
+from gpu_worker.settings import SettingsError, WorkerSettings
+from gpu_worker.transfer import TransferPolicy, check_url, download, redact, upload
 
 log = logging.getLogger("gpu_worker")
 
+INPUT_FIELDS = ("pipeline", "params", "inputs", "output", "job_key")
+JOB_DIR_PREFIX = "gpu-job-"
 
-class InputError(ValueError):
-    """A problem with the job's input, described so a person can fix it."""
+
+class Runtime:
+    """The process's settings, model cache and background model loader."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.policy = TransferPolicy(
+            connect_timeout_s=settings.connect_timeout_s,
+            read_timeout_s=settings.read_timeout_s,
+            attempts=settings.transfer_attempts,
+            backoff_s=settings.retry_backoff_s,
+        )
+        self.cache = ModelCache(
+            settings.model_dir, margin=settings.model_space_margin, policy=self.policy
+        )
+        self.loader = ModelLoader(self.cache, settings.device)
 
 
-def _progress_reporter(job: dict[str, Any]):
-    def report(update: dict[str, Any]) -> None:
-        if not job.get("id"):
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def runtime() -> Runtime:
+    """The process-wide runtime; ``WorkerConfigError`` when a setting is invalid."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            try:
+                _runtime = Runtime(WorkerSettings.from_env())
+            except SettingsError as exc:
+                raise WorkerConfigError(f"worker misconfigured: {exc}") from None
+        return _runtime
+
+
+def reset_runtime() -> None:
+    """Forget the runtime (tests change the environment between jobs)."""
+    global _runtime
+    with _runtime_lock:
+        _runtime = None
+
+
+class _Reporter:
+    """Sends progress to the endpoint (throttled), or logs it in one-shot local mode."""
+
+    def __init__(self, job: dict[str, Any], interval: float) -> None:
+        self.job = job
+        self.interval = interval
+        self._last = 0.0
+        self._remote = bool(job.get("id")) and bool(os.environ.get("RUNPOD_WEBHOOK_GET_JOB"))
+
+    def __call__(self, update: dict[str, Any], force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < self.interval:
+            return
+        self._last = now
+        if not self._remote:
+            log.info("progress: %s", update)
             return
         import runpod
 
-        runpod.serverless.progress_update(job, update)
+        runpod.serverless.progress_update(self.job, update)
 
-    return report
+    def message(self, phase: str, message: str) -> None:
+        self({"phase": phase, "message": message}, force=True)
 
 
-def handler(job: dict[str, Any]) -> dict[str, Any]:
-    """Run one job: ``job["input"]`` names a ``pipeline`` and carries its ``params``."""
-    payload = job.get("input")
+def parse_input(payload: Any) -> dict[str, Any]:
+    """Check the input's shape; return it normalised. ``InputError`` names the bad field."""
     if not isinstance(payload, dict):
-        return {"error": "input must be a JSON object with a 'pipeline' field"}
+        raise InputError("input: expected a JSON object with a 'pipeline' field")
+    unknown = sorted(set(payload) - set(INPUT_FIELDS))
+    if unknown:
+        raise InputError(
+            f"input.{unknown[0]}: unknown field; the input takes {', '.join(INPUT_FIELDS)}"
+        )
     name = payload.get("pipeline", "echo")
+    if not isinstance(name, str):
+        raise InputError("pipeline: expected a pipeline name string")
     try:
         pipeline = pipelines.get(name)
     except KeyError as exc:
-        return {"error": str(exc.args[0])}
+        raise InputError(f"pipeline: {exc.args[0]}") from None
     params = payload.get("params") or {}
     if not isinstance(params, dict):
-        return {"error": "params must be a JSON object"}
+        raise InputError("params: expected a JSON object of parameters")
+    params = pipeline.validate_params(params)
     inputs = payload.get("inputs") or {}
-    return pipeline.run(inputs, params, _progress_reporter(job))
+    if not isinstance(inputs, dict):
+        raise InputError('inputs: expected a JSON object {"<name>": "<http(s) URL>"}')
+    if pipeline.inputs or pipeline.optional_inputs:
+        allowed = pipeline.inputs + pipeline.optional_inputs
+        for key in inputs:
+            if key not in allowed:
+                raise InputError(
+                    f"inputs.{key}: pipeline {name} takes no such input; it takes "
+                    f"{', '.join(allowed)}"
+                )
+        for key in pipeline.inputs:
+            if key not in inputs:
+                raise InputError(
+                    f"inputs.{key}: missing; pipeline {name} needs it as an http(s) URL"
+                )
+    for key, url in inputs.items():
+        check_url(f"inputs.{key}", url)
+    output = payload.get("output")
+    if output is None:
+        output = {"inline": True}
+    if not isinstance(output, dict):
+        raise InputError(
+            'output: expected {"put_url": URL, "content_type": CT} or {"inline": true}'
+        )
+    if "put_url" in output:
+        if output.get("inline"):
+            raise InputError("output: give either put_url or inline, not both")
+        check_url("output.put_url", output["put_url"])
+        ctype = output.get("content_type")
+        if ctype is not None and not isinstance(ctype, str):
+            raise InputError("output.content_type: expected a MIME type string like video/mp4")
+    elif output.get("inline") is not True:
+        raise InputError(
+            'output: expected {"put_url": URL, "content_type": CT} or {"inline": true}'
+        )
+    job_key = payload.get("job_key")
+    if job_key is not None and not isinstance(job_key, str):
+        raise InputError("job_key: expected a string (the app's job id)")
+    return {
+        "pipeline": pipeline,
+        "params": params,
+        "inputs": inputs,
+        "output": output,
+        "job_key": job_key,
+    }
+
+
+def run_job(job: dict[str, Any], cancel: threading.Event | None = None) -> dict[str, Any]:
+    """Run one job synchronously and return the handler's result dict."""
+    started = time.monotonic()
+    try:
+        rt = runtime()
+        spec = parse_input(job.get("input"))
+    except JobError as exc:
+        log.warning("job %s rejected: %s", job.get("id"), exc)
+        return {"error": str(exc)}
+    pipeline = spec["pipeline"]
+    reporter = _Reporter(job, rt.settings.progress_interval_s)
+    metrics: dict[str, Any] = {}
+    rt.settings.work_dir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(
+        tempfile.mkdtemp(prefix=f"{JOB_DIR_PREFIX}{os.getpid()}-", dir=rt.settings.work_dir)
+    )
+    try:
+        loaded, metrics["model_load_s"] = rt.loader.wait(
+            pipeline.name,
+            report=lambda text: reporter.message("loading model", text),
+            timeout=rt.settings.model_wait_s,
+            interval=min(1.0, rt.settings.progress_interval_s or 1.0),
+        )
+        paths, metrics["download_s"] = _download_inputs(spec["inputs"], workdir, rt, reporter)
+        ctx = pipelines.RunContext(
+            workdir=workdir,
+            device=rt.settings.device,
+            loaded=loaded,
+            cancel=cancel or threading.Event(),
+        )
+        t0 = time.monotonic()
+        outcome = pipeline.run(paths, spec["params"], reporter, ctx)
+        metrics["inference_s"] = time.monotonic() - t0
+        if outcome.frames is not None:
+            metrics["frames"] = outcome.frames
+        if outcome.items is not None:
+            metrics["items"] = outcome.items
+        t0 = time.monotonic()
+        delivered = _deliver(outcome, spec["output"], rt)
+        metrics["upload_s"] = time.monotonic() - t0
+    except JobError as exc:
+        log.warning("job %s failed: %s", job.get("id"), exc)
+        failed: dict[str, Any] = {"error": str(exc)}
+        if exc.refresh_worker:
+            failed["refresh_worker"] = True
+        return failed
+    except Exception as exc:  # a pipeline bug: the message names it, the traceback goes to logs
+        log.exception("job %s: pipeline %s crashed", job.get("id"), pipeline.name)
+        capture(exc, pipeline=pipeline.name)
+        return {"error": f"pipeline {pipeline.name} failed: {_describe_crash(exc)}"}
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
+    metrics["total_s"] = round(time.monotonic() - started, 4)
+    body = {
+        "pipeline": pipeline.name,
+        "job_key": spec["job_key"],
+        "output": delivered,
+        "result": outcome.result,
+        "metrics": metrics,
+    }
+    if pipeline.name == "echo":
+        # echo's original shape ({"echo", "inputs"} at the top) stays for existing callers.
+        body = {**outcome.result, **body}
+    return body
+
+
+def _download_inputs(
+    inputs: dict[str, str], workdir: Path, rt: Runtime, reporter: _Reporter
+) -> tuple[dict[str, Path], float]:
+    t0 = time.monotonic()
+    paths: dict[str, Path] = {}
+    for name, url in inputs.items():
+        dest = workdir / "inputs" / name
+
+        def on_bytes(got: int, total: int | None, name: str = name) -> None:
+            if total:
+                text = f"downloading input {name}: {got / 1e6:.1f} of {total / 1e6:.1f} MB"
+            else:
+                text = f"downloading input {name}: {got / 1e6:.1f} MB"
+            reporter({"phase": "downloading input", "message": text})
+
+        download(
+            url,
+            dest,
+            field=f"inputs.{name}",
+            max_bytes=rt.settings.max_input_bytes,
+            policy=rt.policy,
+            progress=on_bytes,
+        )
+        paths[name] = dest
+    return paths, time.monotonic() - t0
+
+
+def _deliver(outcome: pipelines.PipelineResult, output: dict[str, Any], rt: Runtime) -> dict:
+    if outcome.output_file is None:
+        return {"url": None, "inline_b64": None, "content_type": None, "size": 0}
+    size = outcome.output_file.stat().st_size
+    if "put_url" in output:
+        ctype = output.get("content_type") or outcome.content_type
+        upload(outcome.output_file, output["put_url"], content_type=ctype, policy=rt.policy)
+        return {
+            "url": redact(output["put_url"]),
+            "inline_b64": None,
+            "content_type": ctype,
+            "size": size,
+        }
+    limit = rt.settings.inline_output_max_bytes
+    if size > limit:
+        raise TransferError(
+            f"output: the result is {size} bytes, over the {limit}-byte limit for inline output; "
+            "give output.put_url (a presigned PUT URL) or raise INLINE_OUTPUT_MAX_BYTES"
+        )
+    data = base64.b64encode(outcome.output_file.read_bytes()).decode("ascii")
+    return {"url": None, "inline_b64": data, "content_type": outcome.content_type, "size": size}
+
+
+def _describe_crash(exc: BaseException) -> str:
+    name = type(exc).__name__
+    if name == "OutOfMemoryError":
+        return "the GPU ran out of memory; lower params.batch_size or use a GPU with more memory"
+    text = str(exc).splitlines()[0][:300] if str(exc) else ""
+    return f"{name}: {text}" if text else name
+
+
+async def handler(job: dict[str, Any]) -> dict[str, Any]:
+    """The runpod handler. The job runs in a thread so the SDK's loop keeps serving
+    heartbeats and stop signals; a cancelled job sets ``ctx.cancel`` for the pipeline."""
+    cancel = threading.Event()
+    try:
+        return await asyncio.to_thread(run_job, job, cancel)
+    except asyncio.CancelledError:
+        cancel.set()
+        raise
+
+
+def remove_stale_job_dirs(work_dir: Path) -> int:
+    """Delete job folders left by worker processes that died mid-job; return how many."""
+    removed = 0
+    try:
+        entries = list(work_dir.glob(f"{JOB_DIR_PREFIX}*"))
+    except OSError:
+        return 0
+    for entry in entries:
+        pid_text = entry.name[len(JOB_DIR_PREFIX) :].split("-", 1)[0]
+        if not pid_text.isdigit() or _alive(int(pid_text)):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+__all__ = ["handler", "parse_input", "run_job", "InputError"]

@@ -1,0 +1,31 @@
+"""Errors whose message is shown to the person who submitted the job.
+
+Each says which part of the input or setup is wrong and what to do about it; tracebacks go
+to the log and Sentry, never into these messages.
+"""
+
+from __future__ import annotations
+
+
+class JobError(Exception):
+    """A job cannot complete; ``str(err)`` is the message the job's FAILED status carries."""
+
+    refresh_worker = False
+
+
+class InputError(JobError):
+    """Something in ``job.input`` is missing or wrong (the message names the field)."""
+
+
+class TransferError(JobError):
+    """An input could not be downloaded or the output could not be uploaded."""
+
+
+class ModelLoadError(JobError):
+    """The pipeline's models could not be downloaded or loaded; the worker should be replaced."""
+
+    refresh_worker = True
+
+
+class WorkerConfigError(JobError):
+    """The worker's environment is wrong (a bad setting); replacing the worker will not help."""

@@ -1,0 +1,95 @@
+"""The worker's configuration, read once from the environment into one typed object.
+
+A bad value never stops the process (that would crash-loop the worker in silence): it is
+reported as the error of every job instead, see ``gpu_worker.handler``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the worker cannot use."""
+
+
+def _int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _float(name: str, default: float, minimum: float = 0.0) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _default_model_dir() -> str:
+    # On RunPod Serverless the network volume is mounted at /runpod-volume (never /workspace).
+    if Path("/runpod-volume").is_dir():
+        return "/runpod-volume/models"
+    return str(Path.home() / ".cache" / "gpu_worker" / "models")
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Every knob the worker has, with its default. Sizes are bytes, times seconds."""
+
+    model_dir: Path
+    work_dir: Path
+    max_input_bytes: int = 4 * 1024**3
+    inline_output_max_bytes: int = 256 * 1024
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
+    transfer_attempts: int = 4
+    retry_backoff_s: float = 1.0
+    model_space_margin: float = 1.1
+    model_wait_s: float = 3600.0
+    progress_interval_s: float = 1.0
+    preload_pipelines: tuple[str, ...] = ()
+    device: str = "auto"
+    sentry_dsn: str = ""
+
+    @classmethod
+    def from_env(cls) -> WorkerSettings:
+        preload = os.environ.get("PRELOAD_PIPELINES", "")
+        return cls(
+            model_dir=Path(os.environ.get("MODEL_DIR") or _default_model_dir()),
+            work_dir=Path(os.environ.get("WORK_DIR") or tempfile.gettempdir()),
+            max_input_bytes=_int("MAX_INPUT_BYTES", cls.max_input_bytes, 1),
+            inline_output_max_bytes=_int("INLINE_OUTPUT_MAX_BYTES", cls.inline_output_max_bytes),
+            connect_timeout_s=_float("DOWNLOAD_CONNECT_TIMEOUT_S", cls.connect_timeout_s, 0.1),
+            read_timeout_s=_float("DOWNLOAD_READ_TIMEOUT_S", cls.read_timeout_s, 0.1),
+            transfer_attempts=_int("TRANSFER_ATTEMPTS", cls.transfer_attempts, 1),
+            retry_backoff_s=_float("TRANSFER_BACKOFF_S", cls.retry_backoff_s),
+            model_space_margin=_float("MODEL_SPACE_MARGIN", cls.model_space_margin, 1.0),
+            model_wait_s=_float("MODEL_WAIT_S", cls.model_wait_s, 1.0),
+            progress_interval_s=_float("PROGRESS_INTERVAL_S", cls.progress_interval_s),
+            preload_pipelines=tuple(p.strip() for p in preload.split(",") if p.strip()),
+            device=os.environ.get("TORCH_DEVICE", "auto").strip() or "auto",
+            sentry_dsn=os.environ.get("SENTRY_DSN", "").strip(),
+        )
+
+    def describe(self) -> dict[str, str]:
+        """The settings as strings for the start-up log line (the Sentry DSN masked)."""
+        out = {f.name: str(getattr(self, f.name)) for f in fields(self)}
+        out["sentry_dsn"] = "set" if self.sentry_dsn else "unset"
+        return out

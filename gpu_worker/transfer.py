@@ -1,0 +1,287 @@
+"""Moving files in and out of the worker: streaming downloads and streaming PUT uploads.
+
+Inputs arrive as signed URLs, so their query strings are secrets: messages and logs only ever
+show ``scheme://host/path``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import requests
+
+from gpu_worker.errors import InputError, TransferError
+
+log = logging.getLogger("gpu_worker.transfer")
+
+ALLOWED_SCHEMES = ("http", "https")
+MAX_REDIRECTS = 5
+CHUNK = 1024 * 1024
+# Space left free on the work disk beyond the file itself, for the pipeline's own output.
+FREE_SPACE_MARGIN = 1.2
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+ByteProgress = Callable[[int, int | None], None]
+
+
+@dataclass(frozen=True)
+class TransferPolicy:
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
+    attempts: int = 4
+    backoff_s: float = 1.0
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        return (self.connect_timeout_s, self.read_timeout_s)
+
+    def sleep_before(self, attempt: int) -> None:
+        time.sleep(self.backoff_s * (2 ** (attempt - 1)))
+
+
+def redact(url: str) -> str:
+    """``url`` without its query string and credentials: safe for logs and messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def check_url(field: str, url: object) -> str:
+    """Return ``url`` if it is an http(s) URL with a host; ``InputError`` naming ``field``."""
+    if not isinstance(url, str) or not url.strip():
+        raise InputError(f"{field}: expected an http(s) URL string, got {type(url).__name__}")
+    parts = urlsplit(url)
+    if parts.scheme not in ALLOWED_SCHEMES:
+        shown = parts.scheme or "no scheme"
+        raise InputError(f"{field}: only http and https URLs are accepted, got {shown}")
+    if not parts.hostname:
+        raise InputError(f"{field}: the URL has no host: {redact(url)}")
+    return url
+
+
+def _check_free_space(directory: Path, needed: int, what: str) -> None:
+    free = shutil.disk_usage(directory).free
+    if free < needed * FREE_SPACE_MARGIN:
+        raise TransferError(
+            f"{what}: needs {_gb(needed)} (with margin {_gb(int(needed * FREE_SPACE_MARGIN))}) but "
+            f"only {_gb(free)} is free on the worker's disk at {directory}; give the endpoint a "
+            "larger container disk or send a smaller file"
+        )
+
+
+def _gb(n: int) -> str:
+    if n >= 1024**3:
+        return f"{n / 1024**3:.1f} GiB"
+    if n >= 1024**2:
+        return f"{n / 1024**2:.1f} MiB"
+    return f"{n} bytes"
+
+
+def stream_body(resp: requests.Response, size: int = CHUNK) -> Iterator[bytes]:
+    """The response body as it arrives (``read1``), so a dropped connection loses nothing
+    already received; urllib3's errors come out as ``requests.ConnectionError``."""
+    import urllib3.exceptions
+
+    try:
+        while True:
+            chunk = resp.raw.read1(size)
+            if not chunk:
+                return
+            yield chunk
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.ReadTimeout(str(exc)) from None
+    except urllib3.exceptions.HTTPError as exc:
+        raise requests.ConnectionError(f"connection reset: {exc}") from None
+
+
+def _open(session: requests.Session, url: str, field: str, headers: dict, policy: TransferPolicy):
+    """GET ``url`` following redirects by hand, so a redirect cannot switch scheme."""
+    for _ in range(MAX_REDIRECTS + 1):
+        resp = session.get(
+            url, headers=headers, stream=True, timeout=policy.timeout, allow_redirects=False
+        )
+        if resp.is_redirect:
+            target = urljoin(url, resp.headers.get("Location", ""))
+            resp.close()
+            scheme = urlsplit(target).scheme
+            if scheme not in ALLOWED_SCHEMES:
+                raise InputError(
+                    f"{field}: {redact(url)} redirects to a {scheme or 'schemeless'} URL; "
+                    "only http and https are followed"
+                )
+            url = target
+            continue
+        return resp
+    raise InputError(f"{field}: more than {MAX_REDIRECTS} redirects from {redact(url)}")
+
+
+def download(
+    url: str,
+    dest: Path,
+    *,
+    field: str,
+    max_bytes: int,
+    policy: TransferPolicy,
+    progress: ByteProgress | None = None,
+    session: requests.Session | None = None,
+) -> int:
+    """Stream ``url`` to ``dest``; return its size in bytes.
+
+    Resumes with a Range request after a dropped connection when the server supports it,
+    retries connection errors and 5xx with exponential backoff, and refuses files larger
+    than ``max_bytes`` or larger than the free space. Errors name ``field``.
+    """
+    check_url(field, url)
+    session = session or requests.Session()
+    shown = redact(url)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    got = 0
+    total: int | None = None
+    last_error = ""
+    with open(dest, "wb") as out:
+        for attempt in range(1, policy.attempts + 1):
+            if attempt > 1:
+                policy.sleep_before(attempt - 1)
+            headers = {"Accept-Encoding": "identity"}
+            if got:
+                headers["Range"] = f"bytes={got}-"
+            try:
+                with _open(session, url, field, headers, policy) as resp:
+                    if resp.status_code in RETRY_STATUSES:
+                        last_error = f"{resp.status_code} {resp.reason}"
+                        continue
+                    if resp.status_code >= 400:
+                        raise TransferError(_http_error_message(field, shown, resp))
+                    if got and resp.status_code != 206:
+                        # The server ignored Range: start over.
+                        out.seek(0)
+                        out.truncate()
+                        got = 0
+                    if total is None:
+                        total = _content_total(resp)
+                        if total is not None:
+                            _check_size(field, shown, total, max_bytes)
+                            _check_free_space(dest.parent, total, field)
+                    for chunk in stream_body(resp):
+                        got += len(chunk)
+                        if got > max_bytes:
+                            _check_size(field, shown, got, max_bytes)
+                        out.write(chunk)
+                        if progress:
+                            progress(got, total)
+                if total is not None and got < total:
+                    last_error = f"connection closed after {got} of {total} bytes"
+                    continue
+                return got
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                last_error = _describe_network_error(exc, policy)
+                log.warning(
+                    "%s: download of %s failed (%s), attempt %d", field, shown, last_error, attempt
+                )
+            except requests.exceptions.ChunkedEncodingError:
+                last_error = f"connection reset after {got} bytes"
+                log.warning(
+                    "%s: download of %s reset after %d bytes, attempt %d",
+                    field,
+                    shown,
+                    got,
+                    attempt,
+                )
+    raise TransferError(
+        f"{field}: could not download {shown} after {policy.attempts} attempts: {last_error}"
+    )
+
+
+def _content_total(resp: requests.Response) -> int | None:
+    if resp.status_code == 206:
+        crange = resp.headers.get("Content-Range", "")
+        tail = crange.rpartition("/")[2]
+        return int(tail) if tail.isdigit() else None
+    length = resp.headers.get("Content-Length", "")
+    return int(length) if length.isdigit() else None
+
+
+def _check_size(field: str, shown: str, size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise InputError(
+            f"{field}: the file at {shown} is larger than the worker's limit of {_gb(max_bytes)} "
+            f"({_gb(size)} or more); send a smaller file or raise MAX_INPUT_BYTES"
+        )
+
+
+def _http_error_message(field: str, shown: str, resp: requests.Response) -> str:
+    hint = {
+        401: "the URL needs credentials the worker does not have",
+        403: "the signed URL was refused; it may have expired, so submit the job again",
+        404: "nothing is there; the file was deleted or the signed URL is wrong",
+        410: "the file is gone",
+    }.get(resp.status_code, "the server refused the download")
+    return f"{field}: {shown} answered {resp.status_code} {resp.reason}: {hint}"
+
+
+def _describe_network_error(exc: Exception, policy: TransferPolicy) -> str:
+    if isinstance(exc, requests.ConnectTimeout):
+        return f"no connection within {policy.connect_timeout_s:g} s (connect timeout)"
+    if isinstance(exc, requests.ReadTimeout):
+        return f"no data for {policy.read_timeout_s:g} s (read timeout)"
+    if isinstance(exc, requests.ConnectionError):
+        text = str(exc)
+        if "Connection refused" in text:
+            return "connection refused"
+        if "reset" in text.lower() or "aborted" in text.lower():
+            return "connection reset"
+        return "connection failed"
+    return type(exc).__name__
+
+
+def upload(
+    path: Path,
+    url: str,
+    *,
+    content_type: str,
+    policy: TransferPolicy,
+    session: requests.Session | None = None,
+) -> None:
+    """PUT ``path`` to the presigned ``url``, streaming it from disk, with retries."""
+    check_url("output.put_url", url)
+    session = session or requests.Session()
+    shown = redact(url)
+    size = path.stat().st_size
+    last_error = ""
+    for attempt in range(1, policy.attempts + 1):
+        if attempt > 1:
+            policy.sleep_before(attempt - 1)
+        try:
+            with open(path, "rb") as body:
+                resp = session.put(
+                    url,
+                    data=body,
+                    headers={"Content-Type": content_type, "Content-Length": str(size)},
+                    timeout=policy.timeout,
+                    allow_redirects=False,
+                )
+            with resp:
+                if resp.status_code < 300:
+                    return
+                last_error = f"{resp.status_code} {resp.reason}"
+                if resp.status_code not in RETRY_STATUSES:
+                    raise TransferError(
+                        f"output.put_url: {shown} refused the upload with {last_error}; the "
+                        "presigned URL may have expired or be signed for another content type"
+                        f" (sent {content_type})"
+                    )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            last_error = _describe_network_error(exc, policy)
+            log.warning("upload to %s failed (%s), attempt %d", shown, last_error, attempt)
+    raise TransferError(
+        f"output.put_url: could not upload to {shown} after {policy.attempts} attempts: "
+        f"{last_error}"
+    )

@@ -1,0 +1,188 @@
+"""The model cache against a local server speaking the hub's protocol."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gpu_worker.errors import ModelLoadError
+from gpu_worker.model_cache import MARKER, ModelCache, ModelSpec, placement_warnings
+from gpu_worker.transfer import TransferPolicy
+from tests.gpu_worker.conftest import SR_REPO, sample_bytes
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = TransferPolicy(connect_timeout_s=2, read_timeout_s=5, attempts=4, backoff_s=0.05)
+SPEC = ModelSpec(SR_REPO, "main", ("config.json", "model.safetensors"))
+
+
+def files_under(path: Path) -> set[str]:
+    return {str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()}
+
+
+def test_downloads_matching_files_once_and_records_the_revision(hub, tmp_path):
+    cache = ModelCache(tmp_path / "models", endpoint=hub.url, policy=FAST)
+    seen = []
+    folder = cache.ensure(SPEC, seen.append)
+
+    repo = hub.repos[SR_REPO]
+    assert (folder / "model.safetensors").read_bytes() == repo.files["model.safetensors"]
+    assert not (folder / "README.md").exists()  # not in the patterns
+    marker = json.loads((folder / MARKER).read_text())
+    assert marker["revision"] == "main" and marker["commit"] == repo.sha
+    assert marker["files"]["model.safetensors"] == len(repo.files["model.safetensors"])
+    # Straight into the folder: no hub cache copy, no partial files left, one lock file only.
+    assert files_under(tmp_path / "models") == {
+        f"{SPEC.folder()}/config.json",
+        f"{SPEC.folder()}/model.safetensors",
+        f"{SPEC.folder()}/{MARKER}",
+        f".locks/{SPEC.folder().replace('/', '@')}.lock",
+    }
+    assert hub.bytes_served("model.safetensors") == len(repo.files["model.safetensors"])
+    assert seen and seen[-1].total_bytes == sum(
+        len(repo.files[p]) for p in ("config.json", "model.safetensors")
+    )
+
+    # With the marker there, a new worker starts without asking the hub anything.
+    calls = len(hub.api_calls)
+    again = ModelCache(tmp_path / "models", endpoint="http://127.0.0.1:9", policy=FAST)
+    assert again.ensure(SPEC) == folder
+    assert len(hub.api_calls) == calls
+
+
+def test_refuses_when_the_volume_is_short_of_the_real_sizes(hub, tmp_path):
+    hub.reported_size["model.safetensors"] = 50 * 10**12  # the tree API says 50 TB
+    cache = ModelCache(tmp_path / "models", endpoint=hub.url, policy=FAST)
+    with pytest.raises(ModelLoadError) as err:
+        cache.ensure(SPEC)
+    message = str(err.value)
+    assert "not enough space" in message and "50000" in message
+    assert "grow the network volume" in message
+    assert hub.served == []  # refused before downloading a byte
+
+
+def test_resumes_a_dropped_download_with_a_range_request(hub, tmp_path):
+    big = sample_bytes(300_000)
+    hub.add_repo("test-org/big", {"weights.bin": big})
+    hub.drop_after["weights.bin"] = 100_000
+    cache = ModelCache(tmp_path / "models", endpoint=hub.url, policy=FAST)
+    folder = cache.ensure(ModelSpec("test-org/big"))
+    assert (folder / "weights.bin").read_bytes() == big
+    starts = [s.start for s in hub.served if s.path == "weights.bin"]
+    assert starts[0] == 0 and starts[1] >= 100_000
+    assert hub.bytes_served("weights.bin") == len(big)  # nothing fetched twice
+
+
+def _download_cli(hub_url: str, model_dir: Path, repo: str) -> subprocess.Popen:
+    env = dict(os.environ, HF_ENDPOINT=hub_url, PYTHONPATH=str(ROOT), TRANSFER_BACKOFF_S="0.05")
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gpu_worker.model_cache",
+            "--repo",
+            repo,
+            "--model-dir",
+            str(model_dir),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.05)
+
+
+@pytest.mark.timeout(90)
+def test_resumes_after_the_worker_is_killed_mid_download(hub, tmp_path):
+    big = sample_bytes(2_000_000)
+    hub.add_repo("test-org/big", {"weights.bin": big})
+    hub.throttle_bps = 2_000_000  # about a second for the whole file
+    models = tmp_path / "models"
+    first = _download_cli(hub.url, models, "test-org/big")
+    partial = models / ModelSpec("test-org/big").folder() / ".partial" / "weights.bin.part"
+    try:
+        _wait(lambda: partial.exists() and partial.stat().st_size > 300_000, 30, "partial file")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=10)
+    kept = partial.stat().st_size
+    hub.throttle_bps = 0
+    second = _download_cli(hub.url, models, "test-org/big")
+    out, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    folder = Path(json.loads(out.strip().splitlines()[-1])["path"])
+    assert hashlib.sha256((folder / "weights.bin").read_bytes()).hexdigest() == (
+        hashlib.sha256(big).hexdigest()
+    )
+    resumed = [s for s in hub.served if s.path == "weights.bin"][-1]
+    assert resumed.start >= kept > 0
+    assert hub.bytes_served("weights.bin") < len(big) + kept  # the kept part was not refetched
+
+
+@pytest.mark.timeout(90)
+def test_two_workers_sharing_a_volume_download_once(hub, tmp_path):
+    big = sample_bytes(1_500_000)
+    hub.add_repo("test-org/big", {"weights.bin": big, "config.json": b"{}"})
+    hub.throttle_bps = 1_500_000
+    models = tmp_path / "models"
+    workers = [_download_cli(hub.url, models, "test-org/big") for _ in range(2)]
+    results = [w.communicate(timeout=60) for w in workers]
+    for worker, (_out, err) in zip(workers, results, strict=True):
+        assert worker.returncode == 0, err
+    assert hub.bytes_served("weights.bin") == len(big)
+    assert len([s for s in hub.served if s.path == "weights.bin"]) == 1
+    assert any("another worker is downloading" in err for _, err in results)
+
+
+def test_token_comes_from_the_environment_and_never_into_messages(hub, tmp_path, monkeypatch):
+    hub.token = "hf_secret_token_123"
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with pytest.raises(ModelLoadError) as err:
+        ModelCache(tmp_path / "a", endpoint=hub.url, policy=FAST).ensure(SPEC)
+    assert "HF_TOKEN is not set" in str(err.value)
+
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_token_123")
+    folder = ModelCache(tmp_path / "b", endpoint=hub.url, policy=FAST).ensure(SPEC)
+    assert (folder / "model.safetensors").is_file()
+    assert "Bearer hf_secret_token_123" in hub.auth_seen
+    assert "hf_secret_token_123" not in (folder / MARKER).read_text()
+
+
+def test_unknown_repo_and_revision_are_named(hub, tmp_path):
+    cache = ModelCache(tmp_path / "models", endpoint=hub.url, policy=FAST)
+    with pytest.raises(ModelLoadError, match="repo not found"):
+        cache.ensure(ModelSpec("test-org/nope"))
+    with pytest.raises(ModelLoadError, match="revision 'v9' does not exist"):
+        cache.ensure(ModelSpec(SR_REPO, "v9"))
+    with pytest.raises(ModelLoadError, match="no file matches"):
+        cache.ensure(ModelSpec(SR_REPO, "main", ("*.gguf",)))
+
+
+def test_unreachable_hub_is_a_clear_error(tmp_path):
+    cache = ModelCache(tmp_path / "models", endpoint="http://127.0.0.1:9", policy=FAST)
+    with pytest.raises(ModelLoadError, match="cannot list the repo's files.*HF_ENDPOINT"):
+        cache.ensure(SPEC)
+
+
+def test_workspace_paths_are_flagged(monkeypatch):
+    monkeypatch.setenv("RUNPOD_POD_ID", "w1")
+    warnings = placement_warnings(Path("/workspace/models"), "/workspace/hf")
+    assert len(warnings) == 2
+    assert "on RunPod Serverless" in warnings[0] and "/runpod-volume" in warnings[0]
+    assert placement_warnings(Path("/runpod-volume/models"), "/runpod-volume/hf") == []
