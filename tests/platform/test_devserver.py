@@ -3,77 +3,12 @@ stops everything with no process left behind."""
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.support.net import free_port
-from tests.support.services import ROOT, alive_pids, descendants, wait_gone
-
-
-class DevServer:
-    def __init__(self, tmp_path: Path, *extra: str, env: dict[str, str] | None = None):
-        self.port = free_port()
-        self.instance = tmp_path / "instance"
-        self.log_path = tmp_path / "devserver.log"
-        child_env = {k: v for k, v in os.environ.items() if not _stack_setting(k)}
-        child_env.update(env or {})
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "app.devserver", "--port", str(self.port)]
-                + ["--instance-dir", str(self.instance), *extra],
-                cwd=ROOT,
-                env=child_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                # Its own group, as in a terminal: SIGINT reaches it and not pytest.
-                start_new_session=True,
-            )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_banner(self, timeout: float = 120.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = re.search(r"password: (\S+)", self.log())
-            if match:
-                return match.group(1)
-            if self.process.poll() is not None:
-                raise AssertionError(f"devserver exited early:\n{self.log()[-4000:]}")
-            time.sleep(0.2)
-        raise AssertionError(f"no banner after {timeout}s:\n{self.log()[-4000:]}")
-
-    def interrupt(self, timeout: float = 45.0) -> int:
-        """Ctrl-C: SIGINT to the devserver's process group, as a terminal sends it."""
-        os.killpg(self.process.pid, signal.SIGINT)
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(
-                f"Ctrl-C did not stop it in {timeout}s:\n{self.log()[-4000:]}"
-            ) from None
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            with_children = descendants(self.process.pid)
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-            for pid in alive_pids(with_children):
-                os.kill(pid, signal.SIGKILL)
-
-
-def _stack_setting(name: str) -> bool:
-    # The devserver must bring its own Redis and endpoint whatever the caller's shell holds.
-    return name in {"REDIS_URL", "RUNPOD_API_KEY", "RUNPOD_ENDPOINT_ID", "DATABASE_URL", "PORT"}
+from tests.support.services import DevServer, descendants, wait_gone
 
 
 @pytest.mark.timeout(60)
