@@ -1,5 +1,123 @@
-"""Operator commands against a RunPod endpoint (placeholder until they land)."""
+"""Operator commands for a RunPod Serverless endpoint, driven by ``deploy/endpoint.toml``.
+
+``plan``/``apply``/``destroy`` manage it through RunPod's REST v2 API; ``check`` runs the
+preflight rules; ``doctor``, ``logs``, ``workers``, ``purge`` and ``cancel`` work against
+RunPod or the local endpoint; ``gpus``, ``sizes`` and ``cost`` help choose tiers and sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from deploy.ops.spec import DEFAULT_SPEC
+
+
+def _spec(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--spec", default=str(DEFAULT_SPEC), help=f"spec file ({DEFAULT_SPEC})")
+
+
+def _json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+
+def _target(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--local",
+        metavar="URL",
+        help="the local endpoint's base URL ending in /v2 (default: RUNPOD_ENDPOINT_BASE_URL; "
+        "RunPod when unset)",
+    )
+    p.add_argument(
+        "--endpoint-id",
+        help="endpoint id (default: RUNPOD_ENDPOINT_ID, or the spec's endpoint looked up by name)",
+    )
+    _spec(p)
 
 
 def register(sub) -> None:
-    return None
+    """Add the operator subcommands to ``python -m deploy``."""
+    from deploy.ops import commands as c
+
+    def add(name: str, handler, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=c.run(handler))
+        _json(p)
+        return p
+
+    p = add("check", c.cmd_check, "preflight rules on the spec: every known silent failure")
+    _spec(p)
+    p.add_argument("--list", action="store_true", help="list every rule and exit")
+    p.add_argument("--offline", action="store_true", help="do not ask the hub for model sizes")
+
+    p = add("plan", c.cmd_plan, "what apply would change (exit 1 when something would)")
+    _spec(p)
+
+    p = add("apply", c.cmd_apply, "create or update volume, template and endpoint (idempotent)")
+    _spec(p)
+    p.add_argument(
+        "--recreate",
+        action="store_true",
+        help="delete and recreate the endpoint (after a negative balance)",
+    )
+    p.add_argument("--offline", action="store_true", help="do not ask the hub for model sizes")
+    p.add_argument(
+        "--release-wait",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the new release to appear (120)",
+    )
+
+    p = add("destroy", c.cmd_destroy, "delete the endpoint and its template")
+    _spec(p)
+    p.add_argument("--yes", action="store_true", help="really delete")
+    p.add_argument(
+        "--include-volume", action="store_true", help="also delete the network volume and its data"
+    )
+
+    p = add("doctor", c.cmd_doctor, "diagnose the endpoint in plain words")
+    _target(p)
+    p.add_argument("--lines", type=int, default=20, help="log lines per worker (20)")
+
+    p = add("workers", c.cmd_workers, "list the endpoint's workers")
+    _target(p)
+
+    p = add("logs", c.cmd_logs, "a worker's log tail")
+    _target(p)
+    p.add_argument("--worker", help="worker id (default: the crashed or newest one)")
+    p.add_argument("--lines", type=int, default=50, help="lines (50)")
+
+    p = add("purge", c.cmd_purge, "remove every queued job (running jobs are untouched)")
+    _target(p)
+
+    p = add("cancel", c.cmd_cancel, "cancel jobs by id")
+    _target(p)
+    p.add_argument("job_ids", nargs="+", metavar="JOB_ID")
+
+    p = add("gpus", c.cmd_gpus, "GPU pools: cards, memory, serverless price and stock")
+    p.add_argument("--tier", action="append", help="only these pools (repeatable)")
+    p.add_argument("--count", type=int, default=1, help="GPUs per worker (1)")
+
+    p = add("sizes", c.cmd_sizes, "models' real sizes from the hub and the disk they need")
+    _spec(p)
+    p.add_argument("repos", nargs="*", metavar="REPO[@REV]", help="default: the spec's models")
+    p.add_argument("--image-gb", type=float, help="compressed image size (without a spec)")
+
+    p = add("cost", c.cmd_cost, "monthly cost vs an always-on worker; the best idle timeout")
+    p.add_argument("--tier", default="ADA_48_PRO", help="GPU pool for the list price")
+    p.add_argument("--price-per-s", type=float, help="price per GPU-second (overrides --tier)")
+    p.add_argument("--gpu-count", type=int, default=1)
+    p.add_argument("--idle-timeout", type=float, default=5.0, help="seconds (5)")
+    p.add_argument(
+        "--cold-start-s", type=float, default=30.0, help="cold start, billed, in seconds (30)"
+    )
+    p.add_argument("--trace", help="CSV with arrival_s,duration_s per job")
+    p.add_argument("--trace-days", type=float, help="days the trace covers (default: spanned)")
+    p.add_argument("--workers-max", type=int, default=1, help="workers for a trace (1)")
+    p.add_argument("--jobs-per-hour", type=float, help="mean arrival rate")
+    p.add_argument("--job-s", type=float, help="mean job length in seconds")
+    p.add_argument(
+        "--cold-budget",
+        type=float,
+        default=0.1,
+        help="largest share of jobs that may wait for a cold start (0.1)",
+    )

@@ -1,0 +1,189 @@
+"""``cost``: what a scale-to-zero endpoint costs per month against an always-on worker.
+
+Billing model (RunPod flex workers): a worker is billed from the moment it starts (cold
+start included) until it stops, which is ``idle_timeout`` seconds after its last job.
+Two ways to describe the load:
+
+* a job trace (CSV with ``arrival_s`` and ``duration_s`` columns): replayed exactly, with
+  up to ``workers_max`` workers; a job waits for a free worker when all are busy;
+* an arrival rate and a job length: Poisson arrivals, one worker, low utilisation. After
+  each job the worker idles ``min(gap, T)`` where the gap to the next arrival is
+  exponential, so a job costs ``L + (1 - e^-λT)/λ + e^-λT * C`` GPU-seconds and a fraction
+  ``e^-λT`` of jobs wait for a cold start.
+
+A month is 730 hours. ``best_idle_timeout`` picks the cheapest idle timeout whose share of
+cold-started jobs stays within the budget.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+MONTH_S = 730 * 3600
+CANDIDATE_TIMEOUTS = (
+    1,
+    2,
+    3,
+    5,
+    8,
+    10,
+    15,
+    20,
+    30,
+    45,
+    60,
+    90,
+    120,
+    180,
+    240,
+    300,
+    420,
+    600,
+    900,
+    1200,
+    1800,
+    2700,
+    3600,
+)
+
+
+@dataclass
+class Estimate:
+    idle_timeout_s: float
+    jobs_per_month: float
+    billed_s_per_month: float
+    cold_starts_per_month: float
+    cold_fraction: float
+    dollars_per_month: float
+    always_on_dollars_per_month: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: round(v, 6) for k, v in asdict(self).items()}
+
+
+class TraceError(ValueError):
+    """The trace CSV is unreadable or lacks arrival_s / duration_s (exit code 2)."""
+
+
+def read_trace(path: str | Path) -> list[tuple[float, float]]:
+    """``[(arrival_s, duration_s)]`` sorted by arrival, from a CSV with those two columns."""
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise TraceError(f"cannot read trace {path}: {exc.strerror}") from None
+    jobs = []
+    for n, row in enumerate(rows, start=2):
+        try:
+            arrival, duration = float(row["arrival_s"]), float(row["duration_s"])
+        except KeyError:
+            raise TraceError(f"{path}: needs columns arrival_s,duration_s") from None
+        except (TypeError, ValueError):
+            raise TraceError(f"{path}:{n}: arrival_s and duration_s must be numbers") from None
+        if arrival < 0 or duration < 0:
+            raise TraceError(f"{path}:{n}: negative time")
+        jobs.append((arrival, duration))
+    if not jobs:
+        raise TraceError(f"{path}: no jobs in the trace")
+    return sorted(jobs)
+
+
+def simulate(
+    jobs: Iterable[tuple[float, float]],
+    idle_timeout_s: float,
+    cold_start_s: float,
+    workers_max: int = 1,
+) -> tuple[float, int, int]:
+    """Replay a trace: ``(billed GPU-seconds, cold starts, jobs)``."""
+    workers: list[list[float]] = []  # [session_start, free_at]
+    billed, cold, count = 0.0, 0, 0
+    for arrival, duration in jobs:
+        count += 1
+        alive = []
+        for session_start, free_at in workers:
+            if free_at + idle_timeout_s < arrival:
+                billed += free_at + idle_timeout_s - session_start
+            else:
+                alive.append([session_start, free_at])
+        workers = alive
+        idle = [w for w in workers if w[1] <= arrival]
+        if idle:
+            worker, start = max(idle, key=lambda w: w[1]), arrival
+        elif len(workers) < workers_max:
+            worker = [arrival, arrival]
+            workers.append(worker)
+            start = arrival + cold_start_s
+            cold += 1
+        else:
+            worker = min(workers, key=lambda w: w[1])
+            start = worker[1]
+        worker[1] = start + duration
+    billed += sum(free_at + idle_timeout_s - start for start, free_at in workers)
+    return billed, cold, count
+
+
+def trace_estimate(
+    jobs: list[tuple[float, float]],
+    idle_timeout_s: float,
+    cold_start_s: float,
+    price_per_s: float,
+    *,
+    workers_max: int = 1,
+    trace_days: float | None = None,
+) -> Estimate:
+    """Monthly figures from a trace covering ``trace_days`` (default: whole days spanned)."""
+    span = jobs[-1][0] - jobs[0][0]
+    days = trace_days or max(1, math.ceil(span / 86400))
+    scale = MONTH_S / (days * 86400)
+    billed, cold, count = simulate(jobs, idle_timeout_s, cold_start_s, workers_max)
+    return Estimate(
+        idle_timeout_s=idle_timeout_s,
+        jobs_per_month=count * scale,
+        billed_s_per_month=billed * scale,
+        cold_starts_per_month=cold * scale,
+        cold_fraction=cold / count,
+        dollars_per_month=billed * scale * price_per_s,
+        always_on_dollars_per_month=MONTH_S * price_per_s,
+    )
+
+
+def rate_estimate(
+    jobs_per_hour: float,
+    job_s: float,
+    idle_timeout_s: float,
+    cold_start_s: float,
+    price_per_s: float,
+) -> Estimate:
+    """Monthly figures for Poisson arrivals at ``jobs_per_hour`` of ``job_s`` seconds each."""
+    rate = jobs_per_hour / 3600
+    cold_fraction = math.exp(-rate * idle_timeout_s)
+    idle = (1 - cold_fraction) / rate
+    per_job = job_s + idle + cold_fraction * cold_start_s
+    jobs = jobs_per_hour * 730
+    return Estimate(
+        idle_timeout_s=idle_timeout_s,
+        jobs_per_month=jobs,
+        billed_s_per_month=jobs * per_job,
+        cold_starts_per_month=jobs * cold_fraction,
+        cold_fraction=cold_fraction,
+        dollars_per_month=jobs * per_job * price_per_s,
+        always_on_dollars_per_month=MONTH_S * price_per_s,
+    )
+
+
+def best_idle_timeout(
+    estimate: Callable[[float], Estimate],
+    max_cold_fraction: float,
+    candidates: Iterable[float] = CANDIDATE_TIMEOUTS,
+) -> tuple[Estimate, bool]:
+    """Cheapest estimate within the cold-start budget; ``(least-cold estimate, False)`` if
+    no idle timeout meets it (then only an always-on worker can)."""
+    estimates = [estimate(t) for t in candidates]
+    within = [e for e in estimates if e.cold_fraction <= max_cold_fraction + 1e-12]
+    if within:
+        return min(within, key=lambda e: (e.dollars_per_month, e.idle_timeout_s)), True
+    return min(estimates, key=lambda e: (e.cold_fraction, e.dollars_per_month)), False

@@ -1,0 +1,236 @@
+"""The endpoint spec file (``deploy/endpoint.toml``): one file describes the whole deployment.
+
+Parsing only checks shape and types (a typo fails here with the key's name); whether the
+values make a working endpoint is ``deploy.ops.check``'s job. Secrets are never inline:
+an env value is either a plain string or a reference, ``{ from_env = "NAME" }`` (read from
+this machine's environment at apply time) or ``{ runpod_secret = "name" }`` (RunPod resolves
+``{{ RUNPOD_SECRET_name }}`` on the worker, so the value never leaves RunPod).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SPEC = Path("deploy/endpoint.toml")
+SCALER_TYPES = ("QUEUE_DELAY", "REQUEST_COUNT")
+
+
+class SpecError(ValueError):
+    """The spec file is missing, not TOML, or has a wrong key or type (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class EnvValue:
+    """One environment variable: a literal, or a reference to a secret kept elsewhere."""
+
+    literal: str | None = None
+    from_env: str | None = None
+    runpod_secret: str | None = None
+
+    @property
+    def is_reference(self) -> bool:
+        return self.literal is None
+
+    def describe(self) -> str:
+        if self.from_env:
+            return f"from_env {self.from_env}"
+        if self.runpod_secret:
+            return f"runpod_secret {self.runpod_secret}"
+        return "literal"
+
+    def resolve(self, environ: dict[str, str] | None = None) -> str | None:
+        """The value RunPod should receive; ``None`` when a ``from_env`` variable is unset."""
+        if self.literal is not None:
+            return self.literal
+        if self.runpod_secret:
+            return "{{ RUNPOD_SECRET_" + self.runpod_secret + " }}"
+        env = os.environ if environ is None else environ
+        value = env.get(self.from_env or "")
+        return value or None
+
+
+@dataclass(frozen=True)
+class Volume:
+    name: str
+    size_gb: int
+    datacenter: str
+
+
+@dataclass(frozen=True)
+class Model:
+    repo: str
+    revision: str = "main"
+
+
+@dataclass
+class EndpointSpec:
+    name: str
+    image: str
+    gpu_tiers: list[str]
+    image_compressed_gb: float | None = None
+    args: str = ""
+    gpu_count: int = 1
+    workers_min: int = 0
+    workers_max: int = 1
+    idle_timeout_s: int = 5
+    scaler_type: str = "QUEUE_DELAY"
+    scaler_value: float = 4
+    execution_timeout_s: int = 600
+    expected_job_s: float | None = None
+    flashboot: bool = True
+    container_disk_gb: int = 20
+    volume: Volume | None = None
+    env: dict[str, EnvValue] = field(default_factory=dict)
+    models: list[Model] = field(default_factory=list)
+    download_overhead: float = 2.0
+    path: Path | None = None
+
+    @property
+    def template_name(self) -> str:
+        return f"{self.name}-template"
+
+    def resolved_env(self, environ: dict[str, str] | None = None) -> dict[str, str | None]:
+        return {k: v.resolve(environ) for k, v in self.env.items()}
+
+    def missing_secrets(self, environ: dict[str, str] | None = None) -> list[str]:
+        """``from_env`` variables that are not set here (apply refuses to send empty ones)."""
+        return [v.from_env for v in self.env.values() if v.from_env and v.resolve(environ) is None]
+
+
+_ENDPOINT_KEYS: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "image": (str,),
+    "image_compressed_gb": (int, float),
+    "args": (str,),
+    "gpu_tiers": (list,),
+    "gpu_count": (int,),
+    "workers_min": (int,),
+    "workers_max": (int,),
+    "idle_timeout_s": (int,),
+    "scaler": (dict,),
+    "execution_timeout_s": (int,),
+    "expected_job_s": (int, float),
+    "flashboot": (bool,),
+    "container_disk_gb": (int,),
+}
+_REQUIRED = ("name", "image", "gpu_tiers")
+
+
+def _typed(table: dict[str, Any], key: str, types: tuple[type, ...], where: str) -> Any:
+    value = table[key]
+    # bool is an int in Python; a flag is never a number and a number never a flag here.
+    if isinstance(value, bool) and bool not in types:
+        raise SpecError(f"{where}.{key} must be {types[0].__name__}, not a boolean")
+    if not isinstance(value, types):
+        names = " or ".join(t.__name__ for t in types)
+        raise SpecError(f"{where}.{key} must be {names}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _unknown(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    extra = sorted(set(table) - allowed)
+    if extra:
+        allowed_text = ", ".join(sorted(allowed))
+        raise SpecError(
+            f"unknown key(s) in [{where}]: {', '.join(extra)} (allowed: {allowed_text})"
+        )
+
+
+def _env_value(key: str, raw: Any) -> EnvValue:
+    if isinstance(raw, str):
+        return EnvValue(literal=raw)
+    if isinstance(raw, dict) and len(raw) == 1:
+        (kind, name), *_ = raw.items()
+        if kind in ("from_env", "runpod_secret") and isinstance(name, str) and name:
+            return EnvValue(**{kind: name})
+    raise SpecError(
+        f'env.{key} must be a string, {{ from_env = "NAME" }} or {{ runpod_secret = "name" }}'
+    )
+
+
+def parse_spec(data: dict[str, Any], path: Path | None = None) -> EndpointSpec:
+    """Build an ``EndpointSpec`` from parsed TOML; ``SpecError`` names the offending key."""
+    _unknown(data, {"endpoint", "volume", "env", "models", "sizing"}, "top level")
+    endpoint = data.get("endpoint")
+    if not isinstance(endpoint, dict):
+        raise SpecError("the spec needs an [endpoint] table")
+    _unknown(endpoint, set(_ENDPOINT_KEYS), "endpoint")
+    for key in _REQUIRED:
+        if key not in endpoint:
+            raise SpecError(f"[endpoint] needs {key!r}")
+    values = {
+        key: _typed(endpoint, key, t, "endpoint")
+        for key, t in _ENDPOINT_KEYS.items()
+        if key in endpoint
+    }
+    tiers = values.pop("gpu_tiers")
+    if not tiers or not all(isinstance(t, str) and t for t in tiers):
+        raise SpecError("endpoint.gpu_tiers must be a non-empty list of GPU pool ids")
+    scaler = values.pop("scaler", {"type": "QUEUE_DELAY", "value": 4})
+    _unknown(scaler, {"type", "value"}, "endpoint.scaler")
+    if scaler.get("type") not in SCALER_TYPES:
+        raise SpecError(f"endpoint.scaler.type must be one of {', '.join(SCALER_TYPES)}")
+    scaler_value = scaler.get("value", 4)
+    if isinstance(scaler_value, bool) or not isinstance(scaler_value, int | float):
+        raise SpecError("endpoint.scaler.value must be a number")
+
+    volume = None
+    if "volume" in data:
+        raw = data["volume"]
+        if not isinstance(raw, dict):
+            raise SpecError("[volume] must be a table")
+        _unknown(raw, {"name", "size_gb", "datacenter"}, "volume")
+        for key in ("name", "size_gb", "datacenter"):
+            if key not in raw:
+                raise SpecError(f"[volume] needs {key!r}")
+        volume = Volume(
+            name=_typed(raw, "name", (str,), "volume"),
+            size_gb=_typed(raw, "size_gb", (int,), "volume"),
+            datacenter=_typed(raw, "datacenter", (str,), "volume"),
+        )
+
+    env_table = data.get("env", {})
+    if not isinstance(env_table, dict):
+        raise SpecError("[env] must be a table")
+    env = {str(k): _env_value(k, v) for k, v in env_table.items()}
+
+    models = []
+    for i, raw in enumerate(data.get("models", [])):
+        if not isinstance(raw, dict) or not isinstance(raw.get("repo"), str):
+            raise SpecError(f'models[{i}] needs repo = "org/name"')
+        _unknown(raw, {"repo", "revision"}, f"models[{i}]")
+        models.append(Model(repo=raw["repo"], revision=str(raw.get("revision", "main"))))
+
+    sizing = data.get("sizing", {})
+    _unknown(sizing, {"download_overhead"}, "sizing")
+    overhead = sizing.get("download_overhead", 2.0)
+    if isinstance(overhead, bool) or not isinstance(overhead, int | float) or overhead < 1:
+        raise SpecError("sizing.download_overhead must be a number >= 1")
+
+    return EndpointSpec(
+        gpu_tiers=list(tiers),
+        scaler_type=scaler["type"],
+        scaler_value=scaler_value,
+        volume=volume,
+        env=env,
+        models=models,
+        download_overhead=float(overhead),
+        path=path,
+        **values,
+    )
+
+
+def load_spec(path: str | Path = DEFAULT_SPEC) -> EndpointSpec:
+    """Read and parse a spec file; ``SpecError`` says what is wrong and where."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(f"spec file {path} not found (pass --spec PATH)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path} is not valid TOML: {exc}") from None
+    return parse_spec(data, path)
