@@ -42,6 +42,8 @@ log = logging.getLogger("deploy.local")
 
 QUEUE_DELAY = "QUEUE_DELAY"
 REQUEST_COUNT = "REQUEST_COUNT"
+STOP_RESEND_S = 5.0
+STOP_RESEND_INTERVAL_S = 0.5
 
 
 @dataclass
@@ -99,6 +101,8 @@ class Endpoint:
         self.requests: Counter[str] = Counter()
         self.worker_requests: Counter[str] = Counter()
         self.retried_total = 0
+        self.workers_started = 0
+        self.workers_peak = 0
         self.throttled = 0
         self.crash = CrashLoop()
         self.store = Store(opts.state_dir / "jobs.sqlite3")
@@ -416,6 +420,16 @@ class Endpoint:
 
     def stop_signals(self, w: wk.Worker) -> list[str]:
         ids, w.pending_stops = w.pending_stops, []
+        # The SDK ignores a stop for a job it took but has not started yet ("No in-progress
+        # job"), so each stop is sent again for a few seconds; a repeat is harmless.
+        now = time.monotonic()
+        for job_id in ids:
+            w.resend_stops.setdefault(job_id, now + STOP_RESEND_S)
+        for job_id, until in list(w.resend_stops.items()):
+            if until <= now:
+                del w.resend_stops[job_id]
+            elif job_id not in ids:
+                ids.append(job_id)
         return ids
 
     async def wait_stop_signals(self, w: wk.Worker) -> list[str]:
@@ -423,8 +437,9 @@ class Endpoint:
             return self.stop_signals(w)
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         w.stop_waiter = fut
+        timeout = STOP_RESEND_INTERVAL_S if w.resend_stops else self.opts.take_timeout
         try:
-            await asyncio.wait({fut}, timeout=self.opts.take_timeout)
+            await asyncio.wait({fut}, timeout=timeout)
         finally:
             if w.stop_waiter is fut:
                 w.stop_waiter = None
@@ -445,8 +460,12 @@ class Endpoint:
         w.jobs_done += 1
         if "error" in body:
             err = body["error"]
-            job.output = body.get("output")
-            self._finish(job, FAILED, error=err if isinstance(err, str) else json.dumps(err))
+            self._finish(
+                job,
+                FAILED,
+                output=body.get("output"),
+                error=err if isinstance(err, str) else json.dumps(err),
+            )
         else:
             self._finish(job, COMPLETED, output=body.get("output"))
         if body.get("stopPod"):
@@ -691,6 +710,9 @@ class Endpoint:
             self.workers[w.id] = w
             self._spawn_task(self._run_worker(w))
             started += 1
+        self.workers_started += started
+        alive = sum(1 for w in self.workers.values() if w.alive)
+        self.workers_peak = max(self.workers_peak, alive)
         return n - started
 
     async def _run_worker(self, w: wk.Worker) -> None:

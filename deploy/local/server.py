@@ -19,7 +19,7 @@ from aiohttp import web
 
 from deploy.local import workers as wk
 from deploy.local.endpoint import Endpoint
-from deploy.local.jobs import IN_PROGRESS, Job
+from deploy.local.jobs import IN_PROGRESS, IN_QUEUE, Job
 
 MB = 1024 * 1024
 RUN_LIMIT = 10 * MB
@@ -188,7 +188,8 @@ class Api:
         received = time.perf_counter()
         payload = await self._job_request(request, RUN_LIMIT, "/run")
         job = self.ep.submit(payload, sync=False, received=received)
-        return _json({"id": job.id, "status": job.status})
+        # A waiting worker may already hold it; the answer describes the acceptance.
+        return _json({"id": job.id, "status": IN_QUEUE})
 
     async def runsync(self, request: web.Request) -> web.Response:
         received = time.perf_counter()
@@ -233,7 +234,7 @@ class Api:
             raise BadInput(
                 400, f"only FAILED or TIMED_OUT jobs can be retried; this one is {job.status}"
             )
-        return _json({"id": job.id, "status": job.status})
+        return _json({"id": job.id, "status": IN_QUEUE})
 
     async def purge_queue(self, request: web.Request) -> web.Response:
         return _json({"removed": self.ep.purge_queue(), "status": "completed"})
@@ -261,6 +262,7 @@ class Api:
                 "requests": dict(self.ep.requests),
                 "workerRequests": dict(self.ep.worker_requests),
                 "jobs": {k: v for k, v in self.ep.counts.items() if v},
+                "workers": {"started": self.ep.workers_started, "peak": self.ep.workers_peak},
             }
         )
 

@@ -103,6 +103,7 @@ class Worker:
     jobs_done: int = 0
     current_jobs: set[str] = field(default_factory=set)
     pending_stops: list[str] = field(default_factory=list)
+    resend_stops: dict[str, float] = field(default_factory=dict)
     take_waiter: asyncio.Future | None = None
     take_batch: int = 1
     take_at: float = 0.0
