@@ -12,21 +12,22 @@ import gpu_worker.boot  # noqa: F401 - first: imports runpod without its 1.1 s C
 import logging
 import os
 
-# The SDK logs every handler output at DEBUG (its default); INFO keeps worker logs readable.
-os.environ.setdefault("RUNPOD_LOG_LEVEL", "INFO")
+import runpod
+from runpod.serverless.modules.rp_logger import RunPodLogger
 
-import runpod  # noqa: E402
-
-from gpu_worker.errors import JobError  # noqa: E402
-from gpu_worker.handler import handler, remove_stale_job_dirs, runtime  # noqa: E402
-from gpu_worker.model_cache import placement_warnings  # noqa: E402
-from gpu_worker.observability import capture_message, init_sentry  # noqa: E402
+from gpu_worker.errors import JobError
+from gpu_worker.handler import handler, remove_stale_job_dirs, runtime
+from gpu_worker.model_cache import placement_warnings
+from gpu_worker.observability import capture_message, init_sentry
 
 log = logging.getLogger("gpu_worker")
 
 
 def prepare() -> None:
     """Everything before the job loop; never raises (a raise here would crash-loop)."""
+    if not (os.environ.get("RUNPOD_LOG_LEVEL") or os.environ.get("RUNPOD_DEBUG_LEVEL")):
+        # The SDK's default, DEBUG, prints every handler output (inline results included).
+        RunPodLogger().level = "INFO"
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

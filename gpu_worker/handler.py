@@ -36,7 +36,14 @@ from gpu_worker.loader import ModelLoader
 from gpu_worker.model_cache import ModelCache
 from gpu_worker.observability import capture
 from gpu_worker.settings import SettingsError, WorkerSettings
-from gpu_worker.transfer import TransferPolicy, check_url, download, redact, upload
+from gpu_worker.transfer import (
+    TransferPolicy,
+    check_url,
+    download,
+    human_bytes,
+    redact,
+    upload,
+)
 
 log = logging.getLogger("gpu_worker")
 
@@ -253,10 +260,9 @@ def _download_inputs(
         dest = workdir / "inputs" / name
 
         def on_bytes(got: int, total: int | None, name: str = name) -> None:
+            text = f"downloading input {name}: {human_bytes(got)}"
             if total:
-                text = f"downloading input {name}: {got / 1e6:.1f} of {total / 1e6:.1f} MB"
-            else:
-                text = f"downloading input {name}: {got / 1e6:.1f} MB"
+                text += f" of {human_bytes(total)}"
             reporter({"phase": "downloading input", "message": text})
 
         download(

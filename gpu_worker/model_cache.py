@@ -76,9 +76,10 @@ class DownloadProgress:
     files: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
-        done, total = self.done_bytes / 1e9, self.total_bytes / 1e9
+        unit, scale = ("GB", 1e9) if self.total_bytes >= 1e8 else ("MB", 1e6)
+        done, total = self.done_bytes / scale, self.total_bytes / scale
         who = "another worker is downloading" if self.waiting_for_other_worker else "downloading"
-        return f"{who} model {self.repo_id}: {done:.1f} of {total:.1f} GB"
+        return f"{who} model {self.repo_id}: {done:.1f} of {total:.1f} {unit}"
 
 
 ProgressCallback = Callable[[DownloadProgress], None]

@@ -71,17 +71,20 @@ def _check_free_space(directory: Path, needed: int, what: str) -> None:
     free = shutil.disk_usage(directory).free
     if free < needed * FREE_SPACE_MARGIN:
         raise TransferError(
-            f"{what}: needs {_gb(needed)} (with margin {_gb(int(needed * FREE_SPACE_MARGIN))}) but "
-            f"only {_gb(free)} is free on the worker's disk at {directory}; give the endpoint a "
-            "larger container disk or send a smaller file"
+            f"{what}: needs {human_bytes(needed)} "
+            f"(with margin {human_bytes(int(needed * FREE_SPACE_MARGIN))}) but only "
+            f"{human_bytes(free)} is free on the worker's disk at {directory}; give the "
+            "endpoint a larger container disk or send a smaller file"
         )
 
 
-def _gb(n: int) -> str:
+def human_bytes(n: int) -> str:
     if n >= 1024**3:
         return f"{n / 1024**3:.1f} GiB"
     if n >= 1024**2:
         return f"{n / 1024**2:.1f} MiB"
+    if n >= 1024:
+        return f"{n / 1024:.1f} KiB"
     return f"{n} bytes"
 
 
@@ -173,7 +176,7 @@ def download(
                     for chunk in stream_body(resp):
                         got += len(chunk)
                         if got > max_bytes:
-                            _check_size(field, shown, got, max_bytes)
+                            _check_size(field, shown, max_bytes + 1, max_bytes)
                         out.write(chunk)
                         if progress:
                             progress(got, total)
@@ -212,8 +215,9 @@ def _content_total(resp: requests.Response) -> int | None:
 def _check_size(field: str, shown: str, size: int, max_bytes: int) -> None:
     if size > max_bytes:
         raise InputError(
-            f"{field}: the file at {shown} is larger than the worker's limit of {_gb(max_bytes)} "
-            f"({_gb(size)} or more); send a smaller file or raise MAX_INPUT_BYTES"
+            f"{field}: the file at {shown} is larger than the worker's limit of "
+            f"{human_bytes(max_bytes)} ({human_bytes(size)} or more); send a smaller file or "
+            "raise MAX_INPUT_BYTES"
         )
 
 

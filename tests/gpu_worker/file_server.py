@@ -3,7 +3,8 @@
 ``GET /files/<name>`` serves with Range support; ``PUT /upload/<name>`` stores the body.
 Behaviours for failure tests: ``missing`` names 404, ``stall_s`` makes GETs wait before the
 body (read timeout), ``redirects`` maps a name to a Location, ``drop_once`` closes the
-connection after N bytes on the first GET of a name, ``put_failures`` answers N 503s first.
+connection after N bytes on the first GET of a name, ``put_failures`` answers N 503s first,
+``chunked`` names are sent without a Content-Length.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class FileServer:
         self.drop_once: dict[str, int] = {}
         self.put_failures = 0
         self.stall_s = 0.0
-        self.declared_length: dict[str, int] = {}
+        self.chunked: set[str] = set()
         self.gets: list[tuple[str, str | None]] = []
         self._server: ThreadingHTTPServer | None = None
         self._lock = threading.Lock()
@@ -84,7 +85,15 @@ class _Handler(BaseHTTPRequestHandler):
             start, status = int(m.group(1)), 206
         body = data[start:]
         self.send_response(status)
-        self.send_header("Content-Length", str(self.fs.declared_length.get(name, len(body))))
+        if name in self.fs.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for offset in range(0, len(body), 4096):
+                piece = body[offset : offset + 4096]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")

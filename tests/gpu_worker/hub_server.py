@@ -220,10 +220,10 @@ class _Handler(BaseHTTPRequestHandler):
                 record.sent += len(piece)
                 self.close_connection = True
                 return
+            if self.hub.throttle_bps:
+                time.sleep(len(piece) / self.hub.throttle_bps)
             try:
                 self.wfile.write(piece)
             except (BrokenPipeError, ConnectionResetError):
                 return
             record.sent += len(piece)
-            if self.hub.throttle_bps:
-                time.sleep(len(piece) / self.hub.throttle_bps)
