@@ -88,18 +88,21 @@ def unknown_fields(instance: Any, schema: dict[str, Any], path: str = "$") -> li
             if key not in props:
                 problems.append(f"{path}: unknown field {key!r}")
                 continue
-            for sub in props[key]:
-                problems += unknown_fields(value, sub, f"{path}.{key}")
+            # Declarations of one key compose (allOf) or alternate (oneOf, if/then): the
+            # union of what they declare is allowed; the validator enforces the rest.
+            problems += unknown_fields(value, {"anyOf": props[key]}, f"{path}.{key}")
     elif isinstance(instance, list):
-        items = schema.get("items")
-        if isinstance(items, dict):
+        items = [_resolve(s).get("items") for s in [schema, *schema.get("anyOf", [])]]
+        items = [i for i in items if isinstance(i, dict)]
+        if items:
             for i, value in enumerate(instance):
-                problems += unknown_fields(value, items, f"{path}[{i}]")
+                problems += unknown_fields(value, {"anyOf": items}, f"{path}[{i}]")
     return sorted(set(problems))
 
 
 def validate(instance: Any, schema: dict[str, Any], what: str) -> list[str]:
-    wrapper = {"$ref": f"{_URI}{schema['$ref']}"} if "$ref" in schema else schema
+    # Inline schemas (query parameters) refer to the spec's components: anchor them there.
+    wrapper = json.loads(json.dumps(schema).replace('"#/components/', f'"{_URI}#/components/'))
     validator = Draft202012Validator(wrapper, registry=_REGISTRY)
     errors = [
         f"{what}: {'/'.join(str(p) for p in e.absolute_path) or '$'}: {e.message}"
@@ -147,7 +150,9 @@ class RunPodStandIn:
         self.job_counts: dict[str, dict[str, int]] = {}
         self.disabled: set[str] = set()  # endpoints whose job API answers Not Found
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def base(self) -> str:
