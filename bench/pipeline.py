@@ -1,0 +1,524 @@
+"""``python -m bench pipeline``: the web app, Celery and the local endpoint, measured end to end.
+
+Starts the stack on embedded defaults (private Redis, the local endpoint with real runpod SDK
+workers running the echo pipeline, a Celery worker and beat, gunicorn) and prints JSON:
+
+- ``completion_latency_ms``: from the endpoint recording a job done (its ``finished_at``) to
+  the app's database showing COMPLETED (the job row's ``finished_at``), with webhooks and with
+  polling only; p50/p99.
+- ``submit_latency_ms``: from the API request to the endpoint receiving ``/run`` (its
+  ``created_at``); p50/p99.
+- ``burst``: N jobs submitted at once; whether all completed, seconds, and job-API calls per
+  job counted at the endpoint (its ``/stats`` route).
+- ``upload``: a 1 GiB upload through the form (CSRF token and all): seconds, MiB/s, and the
+  gunicorn worker's peak RSS growth.
+- ``inflight``: N synthetic in-flight jobs (real jobs queued at the endpoint, whose workers
+  never take them): ``/status`` calls per second and per 10 s against the budget, and how
+  many jobs were polled within the backoff cap.
+
+Timestamps on both sides are wall-clock times of this one machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import re
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "bench-api-token-" + uuid.uuid4().hex[:12]
+# The smallest valid PNG: the echo pipeline ignores the content, the app checks the type.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
+)
+MEASUREMENT_ROUTES = frozenset({"stats", "workers", "logs"})
+SECTIONS = ("latency", "burst", "upload", "inflight")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench pipeline", description=__doc__.split("\n")[0])
+    p.add_argument("--only", default=",".join(SECTIONS), help=f"sections ({','.join(SECTIONS)})")
+    p.add_argument("--samples", type=int, default=30, help="jobs per latency figure (30)")
+    p.add_argument("--burst", type=int, default=200, help="jobs submitted at once (200)")
+    p.add_argument("--upload-mib", type=int, default=1024, help="upload size in MiB (1024)")
+    p.add_argument("--inflight", type=int, default=10_000, help="synthetic in-flight jobs")
+    p.add_argument("--inflight-seconds", type=float, default=120.0, help="observe them this long")
+    p.add_argument("--workers-max", type=int, default=2, help="the endpoint's workersMax (2)")
+    p.add_argument("--concurrency", type=int, default=4, help="Celery worker concurrency (4)")
+    p.add_argument("--keep", action="store_true", help="keep the working folder and its logs")
+    return p.parse_args(argv)
+
+
+def percentiles(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"n": 0, "p50": None, "p99": None, "max": None}
+    ordered = sorted(values)
+
+    def pick(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+    return {
+        "n": len(ordered),
+        "p50": round(statistics.median(ordered), 1),
+        "p99": pick(0.99),
+        "max": round(ordered[-1], 1),
+    }
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    web: Any
+    endpoint: Any
+    worker: Any
+    workdir: Path
+
+    @property
+    def db_path(self) -> Path:
+        return Path(self.env["DATABASE_URL"].removeprefix("sqlite:///"))
+
+    def app_db(self) -> sqlite3.Connection:
+        return sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=30)
+
+    def endpoint_db(self) -> sqlite3.Connection:
+        path = self.endpoint.state_dir / "jobs.sqlite3"
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+
+    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = {"Authorization": f"Bearer {TOKEN}", **kwargs.pop("headers", {})}
+        return requests.request(method, self.web.url(path), headers=headers, timeout=60, **kwargs)
+
+    def submit(self, params: dict[str, Any] | None = None) -> tuple[str, float]:
+        """POST /api/jobs with a tiny image for the echo pipeline; (job id, wall time sent)."""
+        sent = time.time()
+        answer = self.api(
+            "POST",
+            "/api/jobs",
+            files={"file": ("pixel.png", PNG, "image/png")},
+            data={"pipeline": "echo", "params": json.dumps(params or {})},
+        )
+        if answer.status_code != 201:
+            raise RuntimeError(f"POST /api/jobs answered {answer.status_code}: {answer.text}")
+        return answer.json()["id"], sent
+
+    def endpoint_requests(self) -> dict[str, int]:
+        return requests.get(self.endpoint.url("stats"), timeout=10, headers=self._ep_auth()).json()[
+            "requests"
+        ]
+
+    def _ep_auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.endpoint.api_key}"}
+
+    def wait_terminal(self, job_ids: list[str], timeout: float) -> dict[str, str]:
+        """Poll the app's database until every job is terminal; {job id: status}."""
+        deadline = time.monotonic() + timeout
+        wanted = set(job_ids)
+        while True:
+            with contextlib.closing(self.app_db()) as db:
+                rows = dict(
+                    db.execute(
+                        # Only "?" placeholders are formatted in; the ids are bound.
+                        f"SELECT id, status FROM jobs WHERE id IN ({','.join('?' * len(wanted))})",  # noqa: S608
+                        sorted(wanted),
+                    ).fetchall()
+                )
+            done = {
+                k: v
+                for k, v in rows.items()
+                if v in ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
+            }
+            if len(done) == len(wanted) or time.monotonic() > deadline:
+                return {job: rows.get(job, "MISSING") for job in job_ids}
+            time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def stack(
+    workdir: Path,
+    args: argparse.Namespace,
+    endpoint_options: dict[str, Any] | None = None,
+    **app_extra: str,
+) -> Iterator[Stack]:
+    """The whole stack, each part a real process; everything stopped on exit."""
+    from tests.support.local_endpoint import local_endpoint
+    from tests.support.net import free_port
+    from tests.support.services import (
+        app_env,
+        celery_beat,
+        celery_worker,
+        create_tables,
+        gunicorn_web,
+        redis_server,
+    )
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    endpoint_options = {
+        "workers_max": args.workers_max,
+        "idle_timeout": 30,
+        **(endpoint_options or {}),
+    }
+    with (
+        redis_server(workdir, external=False) as redis,
+        local_endpoint(workdir / "endpoint", **endpoint_options) as endpoint,
+    ):
+        port = free_port()
+        env = app_env(
+            workdir,
+            redis_url=redis.url,
+            endpoint=endpoint,
+            web_port=port,
+            extra={"API_TOKENS": TOKEN, "PIPELINES": "echo", "LOG_LEVEL": "WARNING", **app_extra},
+        )
+        create_tables(env)
+        with (
+            celery_worker(env, workdir, concurrency=args.concurrency) as worker,
+            celery_beat(env, workdir),
+            gunicorn_web(env, workdir, port=port, threads=8) as web,
+        ):
+            yield Stack(env=env, web=web, endpoint=endpoint, worker=worker, workdir=workdir)
+
+
+def measure_latency(s: Stack, samples: int) -> dict[str, Any]:
+    """Jobs one at a time on a warm worker: submit and completion latency."""
+    warm, _ = s.submit()
+    s.wait_terminal([warm], timeout=180)
+    submits, completions, failed = [], [], 0
+    for _ in range(samples):
+        job_id, sent = s.submit()
+        status = s.wait_terminal([job_id], timeout=120)[job_id]
+        if status != "COMPLETED":
+            failed += 1
+            continue
+        with contextlib.closing(s.app_db()) as db:
+            runpod_id, finished = db.execute(
+                "SELECT runpod_id, finished_at FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+        with contextlib.closing(s.endpoint_db()) as db:
+            created, ep_finished = db.execute(
+                "SELECT created_at, finished_at FROM jobs WHERE id = ?", (runpod_id,)
+            ).fetchone()
+        submits.append((created - sent) * 1000)
+        completions.append((_wall(finished) - ep_finished) * 1000)
+    return {
+        "submit": percentiles(submits),
+        "completion": percentiles(completions),
+        "failed": failed,
+    }
+
+
+def _wall(value: str | datetime) -> float:
+    """A SQLAlchemy DateTime(timezone=True) as SQLite stores it, in epoch seconds."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+def measure_burst(s: Stack, count: int) -> dict[str, Any]:
+    before = s.endpoint_requests()
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        job_ids = [job for job, _ in pool.map(lambda _: s.submit(), range(count))]
+    submitted = time.monotonic() - started
+    statuses = s.wait_terminal(job_ids, timeout=max(300, count * 2))
+    elapsed = time.monotonic() - started
+    # Completion polls may still be in flight for a moment: let the counts settle.
+    time.sleep(2)
+    after = s.endpoint_requests()
+    # The job API as the app uses it; the benchmark's own /stats reads are not the app's.
+    calls = {
+        k: after.get(k, 0) - before.get(k, 0)
+        for k in after
+        if k not in MEASUREMENT_ROUTES and after.get(k, 0) != before.get(k, 0)
+    }
+    outcome: dict[str, int] = {}
+    for status in statuses.values():
+        outcome[status] = outcome.get(status, 0) + 1
+    return {
+        "jobs": count,
+        "outcome": outcome,
+        "all_completed": outcome.get("COMPLETED", 0) == count,
+        "submit_s": round(submitted, 2),
+        "total_s": round(elapsed, 2),
+        "endpoint_calls": calls,
+        "endpoint_calls_per_job": round(sum(calls.values()) / count, 2),
+    }
+
+
+class MultipartStream(io.RawIOBase):
+    """A multipart/form-data body of ``size`` bytes of file content, generated on the fly."""
+
+    CHUNK = 1024 * 1024
+
+    def __init__(self, fields: dict[str, str], filename: str, content_type: str, size: int):
+        self.boundary = "bench" + uuid.uuid4().hex
+        part = '--{b}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+        head = b"".join(part.format(b=self.boundary, k=k, v=v).encode() for k, v in fields.items())
+        head += (
+            f'--{self.boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="{filename}"\r\nContent-Type: {content_type}\r\n\r\n'
+        ).encode()
+        self.parts = [head, None, f"\r\n--{self.boundary}--\r\n".encode()]
+        self.size = size
+        self.total = len(head) + size + len(self.parts[2])
+        self.sent = 0
+        self.zeros = bytes(self.CHUNK)
+
+    def __len__(self) -> int:
+        return self.total
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        head, _, tail = self.parts
+        pos = self.sent
+        if pos < len(head):
+            out = head[pos:]
+        elif pos < len(head) + self.size:
+            out = self.zeros[: min(self.CHUNK, len(head) + self.size - pos)]
+        elif pos < self.total:
+            out = tail[pos - len(head) - self.size :]
+        else:
+            return b""
+        if n is not None and n >= 0:
+            out = out[:n]
+        self.sent += len(out)
+        return out
+
+
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def measure_upload(s: Stack, mib: int) -> dict[str, Any]:
+    from tests.support.services import descendants
+
+    session = requests.Session()
+    form = session.get(s.web.url("/"), timeout=30)
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', form.text) or re.search(
+        r'value="([^"]+)"[^>]*name="csrf_token"', form.text
+    )
+    if not match:
+        raise RuntimeError("no csrf_token in the upload form")
+    workers = sorted(descendants(s.web.process.pid))
+    baseline = {pid: rss_kib(pid) for pid in workers}
+    peak = dict(baseline)
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            for pid in workers:
+                with contextlib.suppress(OSError):
+                    peak[pid] = max(peak[pid], rss_kib(pid))
+            stop.wait(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    body = MultipartStream(
+        {"csrf_token": match.group(1), "pipeline": "echo"},
+        "big.mp4",
+        "video/mp4",
+        mib * 1024 * 1024,
+    )
+    started = time.monotonic()
+    answer = session.post(
+        s.web.url("/jobs"),
+        data=body,
+        headers={"Content-Type": body.content_type, "Content-Length": str(len(body))},
+        allow_redirects=False,
+        timeout=600,
+    )
+    seconds = time.monotonic() - started
+    stop.set()
+    sampler.join()
+    growth = max(peak[pid] - baseline[pid] for pid in workers) / 1024
+    return {
+        "mib": mib,
+        "status": answer.status_code,
+        "accepted": answer.status_code in (302, 303),
+        "seconds": round(seconds, 2),
+        "mib_per_s": round(mib / seconds, 1),
+        "web_peak_rss_growth_mib": round(growth, 1),
+        "target_mib": 64,
+    }
+
+
+def measure_inflight(s: Stack, count: int, seconds: float) -> dict[str, Any]:
+    """``count`` jobs queued at the endpoint (its workers never take any), each with an app
+    job row IN_QUEUE; reconcile picks them up, polls must stay under the budget."""
+    api = s.endpoint.api()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        runpod_ids = list(pool.map(lambda _: api.run({"pipeline": "echo"})["id"], range(count)))
+    rows_added = _insert_inflight_jobs(s, runpod_ids)
+    budget = int(s.env.get("STATUS_BUDGET_PER_10S", "200"))
+    cap = float(s.env.get("POLL_CAP_S", "60"))
+    before = s.endpoint_requests().get("status", 0)
+    started = time.time()
+    _flask(s, "admin", "reconcile")
+    samples: list[tuple[float, int]] = [(started, before)]
+    while time.time() - started < seconds:
+        time.sleep(1.0)
+        samples.append((time.time(), s.endpoint_requests().get("status", 0)))
+    per_second = [
+        (b - a) / (tb - ta) for (ta, a), (tb, b) in zip(samples, samples[1:], strict=False)
+    ]
+    per_10s = [
+        samples[j][1] - samples[i][1]
+        for i in range(len(samples))
+        for j in [
+            next((k for k in range(i, len(samples)) if samples[k][0] - samples[i][0] >= 10), None)
+        ]
+        if j is not None
+    ]
+    with contextlib.closing(s.app_db()) as db:
+        polled = db.execute(
+            "SELECT count(*) FROM jobs WHERE id LIKE 'bench-%' AND last_polled_at IS NOT NULL"
+        ).fetchone()[0]
+    total_status = samples[-1][1] - before
+    overdue, oldest = _overdue(s, started, cap)
+    return {
+        "jobs": rows_added,
+        "observed_s": round(samples[-1][0] - started, 1),
+        "budget_per_10s": budget,
+        "status_calls": total_status,
+        "status_per_s_max": round(max(per_second, default=0), 1),
+        "status_per_10s_max": max(per_10s, default=0),
+        "within_budget": max(per_10s, default=0) <= budget,
+        "poll_cap_s": cap,
+        "jobs_polled": polled,
+        "jobs_overdue_at_end": overdue,
+        "oldest_poll_age_s": oldest,
+        "every_job_polled_within_cap": overdue == 0,
+        # A full sweep at the budget takes count * 10 / budget seconds.
+        "sweep_at_budget_s": round(count * 10 / budget, 1),
+    }
+
+
+def _overdue(s: Stack, started: float, cap: float) -> tuple[int, float]:
+    """Jobs whose latest poll (or going in flight, if never polled) is older than ``cap``
+    seconds at the end; and the largest such age."""
+    now = time.time()
+    ages = []
+    with contextlib.closing(s.app_db()) as db:
+        for (stamp,) in db.execute("SELECT last_polled_at FROM jobs WHERE id LIKE 'bench-%'"):
+            ages.append(now - (_wall(stamp) if stamp is not None else started))
+    return sum(1 for age in ages if age > cap), round(max(ages, default=0.0), 1)
+
+
+def _insert_inflight_jobs(s: Stack, runpod_ids: list[str]) -> int:
+    """Job rows IN_QUEUE, each with its sent attempt, as submit would have left them."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from app.models import Attempt, AttemptState, Job, Status
+
+    engine = create_engine(s.env["DATABASE_URL"])
+    now = datetime.now(UTC)
+    with Session(engine) as session:
+        for i, runpod_id in enumerate(runpod_ids):
+            job = Job(
+                id=f"bench-{i:08d}-{uuid.uuid4().hex[:16]}",
+                status=Status.IN_QUEUE,
+                pipeline="echo",
+                params={},
+                runpod_id=runpod_id,
+                submitted_at=now,
+                next_poll_at=now + timedelta(seconds=1),
+            )
+            job.attempts.append(Attempt(number=1, state=AttemptState.SENT, runpod_id=runpod_id))
+            session.add(job)
+        session.commit()
+    engine.dispose()
+    return len(runpod_ids)
+
+
+def _flask(s: Stack, *command: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", *command],
+        cwd=ROOT,
+        env={**s.env, "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    only = {name.strip() for name in args.only.split(",") if name.strip()}
+    unknown = only - set(SECTIONS)
+    if unknown:
+        print(f"unknown section(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(ROOT))
+    results: dict[str, Any] = {"machine": {"cpus": _cpus()}}
+    workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    try:
+        for mode, webhooks in (("webhooks", "true"), ("polling", "false")):
+            if not only & {"latency", "burst"} and not (mode == "webhooks" and "upload" in only):
+                continue
+            with stack(workdir / mode, args, USE_WEBHOOKS=webhooks) as s:
+                section: dict[str, Any] = {}
+                if "latency" in only:
+                    section["latency_ms"] = measure_latency(s, args.samples)
+                if "burst" in only:
+                    section["burst"] = measure_burst(s, args.burst)
+                if mode == "webhooks" and "upload" in only:
+                    results["upload"] = measure_upload(s, args.upload_mib)
+                results[mode] = section
+        if "inflight" in only:
+            with stack(
+                workdir / "inflight",
+                args,
+                # Workers that never connect: every job stays IN_QUEUE at the endpoint.
+                endpoint_options={"worker_command": "sleep 3600", "workers_max": 1},
+            ) as s:
+                results["inflight"] = measure_inflight(s, args.inflight, args.inflight_seconds)
+    finally:
+        if args.keep:
+            print(f"logs and state kept in {workdir}", file=sys.stderr)
+        else:
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
+    results["targets"] = {
+        "completion_p50_ms_with_webhooks": 100,
+        "endpoint_calls_per_job_with_webhooks": 3,
+        "upload_rss_growth_mib": 64,
+    }
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
