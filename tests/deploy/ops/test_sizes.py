@@ -1,0 +1,56 @@
+"""``sizes`` and the sizing rules against a local server speaking the hub's tree API."""
+
+from __future__ import annotations
+
+import json
+
+from tests.deploy.ops.conftest import GB
+
+
+def test_sizes_sums_every_page_and_lfs_sizes(cli, hub):
+    result = cli("sizes", "Wan-AI/Wan2.1-T2V-14B", "--image-gb", "8", "--json")
+    assert result.code == 0, result.text
+    data = json.loads(result.out)
+    (model,) = data["models"]
+    assert model["files"] == 5  # three pages of two, directory entries skipped
+    assert data["total_gb"] == 69.0  # the notes' "~26 GB" model
+    assert data["recommended_volume_gb"] == 144  # 69.000006 x 2 + 5, rounded up
+    assert data["recommended_disk_gb_with_volume"] == 40  # 8 x 2.5 + 20
+    assert data["recommended_disk_gb_without_volume"] == 179  # 20 + 138.00001 + 20, up
+    assert sum("cursor=" in r for r in hub.requests) == 2
+
+
+def test_sizes_table_from_the_spec(cli, hub, spec_file):
+    path = spec_file({"[env]": '[[models]]\nrepo = "acme/small"\n\n[env]'})
+    result = cli("sizes", "--spec", str(path))
+    assert result.code == 0, result.text
+    assert "acme/small" in result.out and "3.00" in result.out
+    assert "network volume: 12 GB" in result.out  # 3.000002 x 2 + 5, rounded up
+
+
+def test_unknown_and_gated_models(cli, hub, monkeypatch):
+    missing = cli("sizes", "acme/nope")
+    assert missing.code == 2 and "not found on the hub" in missing.err
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    gated = cli("sizes", "gated/model")
+    assert gated.code == 2 and "set HF_TOKEN" in gated.err
+
+
+def test_check_sizes_the_volume_from_the_hub(cli, hub, spec_file, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "x")
+    path = spec_file({"[env]": '[[models]]\nrepo = "Wan-AI/Wan2.1-T2V-14B"\n\n[env]'})
+    result = cli("check", "--spec", str(path))
+    assert result.code == 1
+    assert "volume-too-small" in result.out and "69.0 GB on the hub" in result.out
+    hub.repos["Wan-AI/Wan2.1-T2V-14B"] = {"model.safetensors": 40 * GB}
+    assert cli("check", "--spec", str(path)).code == 0
+
+
+def test_check_warns_when_the_hub_is_unreachable(cli, spec_file, monkeypatch):
+    from tests.support.net import free_port
+
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("HF_TOKEN", "x")
+    path = spec_file({"[env]": '[[models]]\nrepo = "acme/small"\n\n[env]'})
+    result = cli("check", "--spec", str(path))
+    assert result.code == 1 and "model-size-unverified" in result.out
