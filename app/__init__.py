@@ -1,0 +1,96 @@
+"""The web app: ``create_app()`` is the factory gunicorn, the CLI and the Celery worker use.
+
+``gunicorn 'app:create_app()'``; ``flask --app app ...``; ``tasks/worker.py`` builds its
+Celery app from it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from app.settings import Settings
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    component: str = "web",
+    celery_overrides: dict[str, Any] | None = None,
+) -> Flask:
+    """Build the app from ``settings`` (default: the environment)."""
+    from app import db
+    from app.queue import celery_init_app
+    from app.storage import make_storage
+    from app.uploads import UploadRequest
+
+    settings = settings or Settings.from_env()
+    _init_observability(component)
+    app = Flask(__name__)
+    app.request_class = UploadRequest
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes,
+        MAX_FORM_MEMORY_SIZE=1024 * 1024,
+        WTF_CSRF_TIME_LIMIT=None,  # the session cookie bounds it; pages stay open for hours
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://"),
+        TESTING=settings.app_env == "test",
+    )
+    app.extensions["settings"] = settings
+    app.extensions["storage"] = make_storage(settings)
+    db.init_app(app, settings.database_url)
+    celery_init_app(app, settings, celery_overrides)
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    return app
+
+
+def _init_observability(component: str) -> None:
+    from app.observability import init_sentry
+
+    init_sentry(component)
+
+
+def register_extensions(app: Flask) -> None:
+    from app.extensions import csrf
+    from app.uploads import discard_staged
+
+    csrf.init_app(app)
+
+    @app.teardown_request
+    def _discard_staged(_exc: BaseException | None) -> None:
+        from flask import request
+
+        discard_staged(request)
+
+
+def register_blueprints(app: Flask) -> None:
+    from app.extensions import csrf
+    from app.views import admin, api, files, pages, webhooks
+
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(files.bp)
+    app.register_blueprint(webhooks.bp)
+    # Token-authenticated and machine-to-machine routes carry no browser session to forge.
+    csrf.exempt(api.bp)
+    csrf.exempt(files.bp)
+    csrf.exempt(webhooks.bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from app.views import errors
+
+    errors.register(app)
+
+
+def register_commands(app: Flask) -> None:
+    from app import commands
+
+    commands.register(app)

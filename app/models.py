@@ -45,9 +45,7 @@ TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.
 # out of a terminal state and it creates a new attempt (see ``RETRYABLE``).
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.PENDING: frozenset({Status.SUBMITTING, Status.CANCELLED, Status.FAILED}),
-    Status.SUBMITTING: frozenset(
-        {Status.PENDING, Status.IN_QUEUE, Status.IN_PROGRESS} | TERMINAL
-    ),
+    Status.SUBMITTING: frozenset({Status.PENDING, Status.IN_QUEUE, Status.IN_PROGRESS} | TERMINAL),
     Status.IN_QUEUE: frozenset({Status.IN_PROGRESS} | TERMINAL),
     Status.IN_PROGRESS: TERMINAL,
     Status.COMPLETED: frozenset(),
@@ -108,6 +106,14 @@ class Job(Base):
     cost_usd: Mapped[float | None] = mapped_column(Float)
 
     poll_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    # Only the poll chain carrying the current sequence number may run; reconcile bumps it
+    # when it re-enqueues a lost poll, so two chains never poll the same job.
+    poll_seq: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    unreachable_since: Mapped[datetime | None] = mapped_column()
+    cancel_requested_at: Mapped[datetime | None] = mapped_column()
+    files_deleted_at: Mapped[datetime | None] = mapped_column()
+    # Optimistic lock: a poll and a webhook applying statuses at once cannot both win.
+    version: Mapped[int] = mapped_column(Integer, default=1, nullable=False)
     next_poll_at: Mapped[datetime | None] = mapped_column()
     last_polled_at: Mapped[datetime | None] = mapped_column()
 
@@ -126,7 +132,9 @@ class Job(Base):
         Index("ix_jobs_status_updated", "status", "updated_at"),
         Index("ix_jobs_created", "created_at"),
         Index("ix_jobs_runpod_id", "runpod_id"),
+        Index("ix_jobs_owner_created", "owner", "created_at"),
     )
+    __mapper_args__ = {"version_id_col": version}
 
     @property
     def terminal(self) -> bool:
@@ -153,3 +161,16 @@ class Attempt(Base):
         Index("ix_attempts_job_number", "job_id", "number", unique=True),
         Index("ix_attempts_state", "state"),
     )
+
+
+class Snapshot(Base):
+    """The latest endpoint health and workers report, written by reconcile, read by pages.
+
+    Pages never call RunPod themselves (nothing in ``app`` blocks on it); they show this.
+    """
+
+    __tablename__ = "snapshots"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, nullable=False)

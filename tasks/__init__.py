@@ -1,0 +1,1 @@
+"""Celery tasks: submit, poll, cancel, reconcile, cleanup (``tasks.worker:celery_app``)."""

@@ -1,0 +1,265 @@
+"""Flask CLI: ``flask db-upgrade``, ``flask admin purge|cancel|retry|health|reconcile|cleanup``
+and ``flask jobs submit FILE [--pipeline NAME] [--param k=v ...] [--wait]``.
+
+Admin commands act directly (they are run by an operator who wants the answer now);
+``jobs submit`` goes through the same service as the upload form and lets the Celery
+worker submit and poll.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import shutil
+import sys
+import time
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from app.db import session_scope
+from app.extensions import enqueue, get_job_api, get_redis, get_settings, get_storage
+from app.jobs import JobError, cancel_job, create_job, describe, retry_job
+from app.models import Job, Status
+
+admin = AppGroup("admin", help="Operate the endpoint and the jobs.")
+jobs = AppGroup("jobs", help="Submit and follow jobs from the command line.")
+
+
+def _fail(message: str) -> None:
+    raise click.ClickException(message)
+
+
+def _job(session, job_id: str) -> Job:
+    job = session.get(Job, job_id) if len(job_id) <= 36 else None
+    if job is None:
+        _fail(f"no job {job_id}")
+    return job
+
+
+def _endpoint_api():
+    from deploy.jobapi import JobAPIError  # noqa: F401 - fail early if deploy is missing
+
+    settings = get_settings()
+    if not settings.endpoint_configured:
+        _fail("no endpoint configured: set RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID")
+    return get_job_api()
+
+
+def _budget():
+    from app.budget import StatusBudget
+
+    return StatusBudget(get_redis(), get_settings().status_budget_per_10s)
+
+
+def _api_errors(fn):
+    import functools
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        from deploy.jobapi import JobAPIError
+
+        try:
+            return fn(*args, **kwargs)
+        except JobAPIError as exc:
+            _fail(str(exc))
+
+    return wrapped
+
+
+@admin.command("purge")
+@_api_errors
+def purge_command() -> None:
+    """Purge the endpoint's queue; queued jobs become CANCELLED."""
+    from app.reconcile import purge
+
+    with session_scope() as session:
+        result = purge(
+            session,
+            settings=get_settings(),
+            storage=get_storage(),
+            api=_endpoint_api(),
+            budget=_budget(),
+            enqueue=enqueue,
+        )
+    click.echo(
+        f"purged: the endpoint removed {result['removed']} queued job(s); "
+        f"{result['cancelled']} job(s) here are now CANCELLED"
+    )
+
+
+@admin.command("cancel")
+@click.argument("job_id")
+def cancel_command(job_id: str) -> None:
+    """Cancel a job."""
+    with session_scope() as session:
+        job = _job(session, job_id)
+        try:
+            cancel_job(
+                session, job, settings=get_settings(), storage=get_storage(), enqueue=enqueue
+            )
+        except JobError as exc:
+            _fail(str(exc))
+        click.echo(f"job {job_id}: {describe(session.get(Job, job_id)).headline}")
+
+
+@admin.command("retry")
+@click.argument("job_id")
+def retry_command(job_id: str) -> None:
+    """Run a failed, cancelled or timed-out job again."""
+    with session_scope() as session:
+        job = _job(session, job_id)
+        try:
+            retry_job(session, job, storage=get_storage(), enqueue=enqueue)
+        except JobError as exc:
+            _fail(str(exc))
+        click.echo(f"job {job_id}: queued again")
+
+
+@admin.command("health")
+@click.option("--json", "as_json", is_flag=True, help="print the raw report")
+def health_command(as_json: bool) -> None:
+    """Ask the endpoint for its health and explain it."""
+    from app.diagnosis import queue_words
+    from app.endpoint import refresh_snapshot
+
+    api = _endpoint_api()
+    with session_scope() as session:
+        queued = session.query(Job).filter(Job.status == Status.IN_QUEUE).count()
+        data = refresh_snapshot(session, get_settings(), api, queued)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    if data.get("error"):
+        _fail(data["error"])
+    jobs_ = data["health"].get("jobs", {})
+    click.echo(
+        f"endpoint {api.endpoint_id}: workers: {queue_words(data['health'], data.get('workers'))}"
+    )
+    click.echo(f"jobs: {jobs_.get('inQueue', 0)} queued, {jobs_.get('inProgress', 0)} running")
+    if data.get("diagnosis"):
+        click.echo(f"diagnosis: {data['diagnosis']}")
+
+
+@admin.command("reconcile")
+def reconcile_command() -> None:
+    """Run one reconcile sweep now."""
+    from app.reconcile import reconcile
+
+    api = get_job_api() if get_settings().endpoint_configured else None
+    with session_scope() as session:
+        counts = reconcile(
+            session, settings=get_settings(), storage=get_storage(), api=api, enqueue=enqueue
+        )
+    click.echo("reconciled: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+@admin.command("cleanup")
+def cleanup_command() -> None:
+    """Delete files of jobs past the retention period."""
+    from app.reconcile import cleanup
+
+    with session_scope() as session:
+        counts = cleanup(session, settings=get_settings(), storage=get_storage())
+    click.echo(
+        f"cleaned up: {counts['files']} file(s) of {counts['jobs']} job(s), "
+        f"{counts['staging']} stale upload(s)"
+    )
+
+
+def _parse_params(values: tuple[str, ...]) -> dict[str, str]:
+    params = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            _fail(f"--param {item!r}: use NAME=VALUE")
+        params[key] = value
+    return params
+
+
+@jobs.command("submit")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, readable=True))
+@click.option("--pipeline", default=None, help="pipeline name (default: the first of PIPELINES)")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="a parameter")
+@click.option("--wait", is_flag=True, help="show progress until the job ends")
+@click.option("--timeout", default=3600.0, show_default=True, help="seconds to wait at most")
+def submit_command(
+    file: str, pipeline: str | None, params: tuple[str, ...], wait: bool, timeout: float
+) -> None:
+    """Upload FILE as a new job."""
+    settings = get_settings()
+    storage = get_storage()
+    with open(file, "rb") as src, storage.staging_file() as staged:
+        shutil.copyfileobj(src, staged, 1024 * 1024)
+    with session_scope() as session:
+        try:
+            job = create_job(
+                session,
+                settings,
+                storage,
+                staged_path=staged.name,
+                filename=file.rsplit("/", 1)[-1],
+                declared_type=mimetypes.guess_type(file)[0],
+                pipeline_name=pipeline or settings.pipelines[0],
+                raw_params=_parse_params(params),
+            )
+        except JobError as exc:
+            from pathlib import Path
+
+            Path(staged.name).unlink(missing_ok=True)
+            _fail(str(exc))
+        enqueue("tasks.submit", job.id)
+        job_id = job.id
+    page = f"{settings.public_base_url}/jobs/{job_id}"
+    click.echo(f"job {job_id} created: {page}")
+    if wait:
+        _follow(job_id, timeout)
+
+
+def _follow(job_id: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last_words = None
+    with click.progressbar(length=100, label="queued", file=sys.stderr) as bar:
+        done = 0
+        while time.monotonic() < deadline:
+            with session_scope() as session:
+                job = session.get(Job, job_id)
+                words = describe(job)
+                percent = (job.progress or {}).get("percent") if job.progress else None
+                if job.terminal:
+                    percent = 100
+                if isinstance(percent, int | float) and percent > done:
+                    bar.update(int(percent) - done)
+                    done = int(percent)
+                if words.headline != last_words:
+                    bar.label = words.headline[:40]
+                    last_words = words.headline
+                if job.terminal:
+                    break
+            time.sleep(0.5)
+        else:
+            _fail(f"job {job_id} did not finish within {timeout:.0f} s; it continues")
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        words = describe(job)
+        if job.status != Status.COMPLETED:
+            _fail(f"job {job_id} {words.headline}: {words.detail or ''}".strip())
+        click.echo(f"job {job_id} done")
+        if job.output_size and job.output_key:
+            click.echo(f"result: {get_storage().get_url(job.output_key, 24 * 3600)}")
+        if job.result:
+            click.echo(f"result JSON: {json.dumps(job.result)}")
+
+
+def register(app: Flask) -> None:
+    @app.cli.command("db-upgrade")
+    def db_upgrade() -> None:
+        """Create or upgrade the database tables."""
+        from app.migrate import upgrade
+
+        upgrade(get_settings().database_url)
+        click.echo("database is up to date")
+
+    app.cli.add_command(admin)
+    app.cli.add_command(jobs)

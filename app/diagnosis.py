@@ -1,0 +1,99 @@
+"""Why a job is not moving, in words an operator or user can act on (DESIGN invariant 7).
+
+Inputs are the endpoint's ``/health`` answer and, on the local endpoint, its ``/workers``
+report (RunPod's ``IN_QUEUE`` cannot tell "no capacity" from "crash-looping" on its own).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+EXIT_MEANINGS = {
+    1: "a Python exception or a missing module in the worker's start-up code",
+    2: "a file was not found (usually the handler script: check the image's CMD or the "
+    "template's dockerArgs path)",
+    137: "the worker was killed for lack of memory (OOM: GPU VRAM or system RAM)",
+    139: "a segfault, usually the disk filled up during a large write (raise the container "
+    "disk or keep models on the network volume)",
+}
+
+NO_CAPACITY = (
+    "no GPU capacity: the endpoint cannot get a GPU worker of its tiers right now (workers "
+    "throttled). Wait, or an operator can add more GPU tiers (e.g. AMPERE_48,ADA_48_PRO,"
+    "AMPERE_80) or drop the network volume's datacenter pin."
+)
+NO_WORKER = (
+    "no GPU worker has started for this endpoint: usually no GPU capacity in the pinned "
+    "datacenter, or workersMax is 0. An operator can add GPU tiers or check the endpoint."
+)
+
+
+def endpoint_unreachable(endpoint_id: str, grace_s: float) -> str:
+    return (
+        f"endpoint unreachable: the GPU endpoint {endpoint_id or '(not set)'} answers Not Found. "
+        "Check RUNPOD_ENDPOINT_ID; if it is right, the RunPod account balance has probably "
+        "gone negative, which disables the endpoint: add funds, then recreate the endpoint "
+        "(python -m deploy apply --recreate) and update RUNPOD_ENDPOINT_ID. "
+        f"Jobs wait up to {grace_s / 60:.0f} min before failing."
+    )
+
+
+def exit_meaning(code: Any) -> str:
+    try:
+        return EXIT_MEANINGS.get(int(code), "an unexpected error (see the log lines)")
+    except (TypeError, ValueError):
+        return "an unexpected error (see the log lines)"
+
+
+def _crash_loop(workers: dict[str, Any]) -> str | None:
+    crash = workers.get("crashLoop") or {}
+    if not crash.get("active"):
+        return None
+    exited = [w for w in workers.get("workers") or [] if w.get("exitCode") not in (None, 0)]
+    exited.sort(key=lambda w: str(w.get("exitedAt") or ""))
+    code = exited[-1].get("exitCode") if exited else None
+    tail = crash.get("logTail") or (exited[-1].get("logTail") if exited else None) or []
+    if isinstance(tail, str):
+        tail = tail.splitlines()
+    lines = " | ".join(str(line) for line in tail[-5:]) or str(crash.get("lastError") or "")
+    count = crash.get("consecutiveCrashes")
+    crashes = f" ({count} crashes in a row)" if count else ""
+    meaning = f"exit code {code} means {exit_meaning(code)}" if code is not None else "they exit"
+    return (
+        f"GPU workers are crash looping{crashes}: {meaning}. Last log lines: {lines or 'none'}. "
+        "An operator must fix the worker image or its start-up, then purge the queue."
+    )
+
+
+def _summary(health: dict[str, Any] | None, workers: dict[str, Any] | None) -> dict[str, int]:
+    source = (workers or {}).get("summary") or (health or {}).get("workers") or {}
+    return {k: int(v) for k, v in source.items() if isinstance(v, int | float)}
+
+
+def diagnose(
+    health: dict[str, Any] | None, workers: dict[str, Any] | None, queued: int
+) -> str | None:
+    """A sentence explaining why ``queued`` jobs wait, or None when nothing is wrong."""
+    if workers:
+        crash = _crash_loop(workers)
+        if crash:
+            return crash
+    summary = _summary(health, workers)
+    busy = summary.get("running", 0) + summary.get("idle", 0) + summary.get("ready", 0)
+    if summary.get("throttled", 0) and not busy:
+        return NO_CAPACITY
+    if summary.get("unhealthy", 0) and not busy:
+        return (
+            "GPU workers are unhealthy (they crashed on start). An operator should read the "
+            "worker logs (python -m deploy logs), fix the image, then purge the queue."
+        )
+    if queued and not busy and not summary.get("initializing", 0) and not any(summary.values()):
+        return NO_WORKER
+    return None
+
+
+def queue_words(health: dict[str, Any] | None, workers: dict[str, Any] | None) -> str:
+    summary = _summary(health, workers)
+    if not summary:
+        return "no worker report"
+    return ", ".join(f"{name} {count}" for name, count in sorted(summary.items()))

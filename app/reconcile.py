@@ -1,0 +1,272 @@
+"""Reconciliation (beat, every ``RECONCILE_INTERVAL_S``), cancel, purge and cleanup.
+
+The job row is the truth and Redis messages are hints (DESIGN invariant 1). Each sweep:
+
+1. refreshes the endpoint snapshot (``/health``, and ``/workers`` on the local endpoint);
+2. re-enqueues ``submit`` for PENDING jobs whose message was lost;
+3. SUBMITTING jobs whose attempt is CLAIMED (the task died before POST /run, which it marks
+   by moving the attempt to UNKNOWN first) go back to PENDING: provably nothing was sent;
+4. SUBMITTING jobs whose attempt is UNKNOWN (POST /run may have created a job but we never
+   learnt its id). The endpoint answers only by id, so the rule is:
+   - a webhook or any payload carrying the job's id through its secret URL adopts that id
+     (``app.status``), which is how most unknown submits resolve;
+   - after ``UNKNOWN_SUBMIT_GRACE_S``: if the result file is already in storage, the job
+     ran: it is COMPLETED from storage; otherwise, if ``/health`` shows nothing queued or
+     running at the endpoint, no job of ours can still be pending there, so the attempt is
+     closed and the job submitted again; while the endpoint is busy we wait (it may be
+     ours), and after the job's ttl the job fails with "submit outcome unknown";
+   - residual risk, accepted and documented: a job that ran to completion inside the
+     grace period, produced no file and whose webhook was lost three times is re-run;
+5. re-enqueues polls lost with Redis (``next_poll_at`` long past), replacing the chain;
+6. explains IN_QUEUE jobs that wait too long (crash loop, no capacity) from the snapshot;
+7. re-sends cancels that did not go through.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from app.endpoint import refresh_snapshot
+from app.models import TERMINAL, AttemptState, Job, Status, utcnow
+from app.polling import POLLED, poll, schedule_poll
+from app.settings import Settings
+from app.status import apply_status
+from app.storage import Storage, remove_stale_staging
+from app.submission import RetryLater
+
+log = logging.getLogger(__name__)
+BATCH = 500
+PENDING_LOST_AFTER_S = 20.0
+
+
+def _older(seconds: float):
+    return utcnow() - timedelta(seconds=seconds)
+
+
+def _aware(value):
+    return value if value is None or value.tzinfo else value.replace(tzinfo=utcnow().tzinfo)
+
+
+def _back_to_pending(session: Session, job: Job, reason: str) -> bool:
+    for attempt in job.attempts:
+        if attempt.state in (AttemptState.CLAIMED, AttemptState.UNKNOWN):
+            attempt.state = AttemptState.FAILED
+            attempt.error = reason
+    session.flush()
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status == Status.SUBMITTING, Job.version == job.version)
+        .values(status=Status.PENDING, version=Job.version + 1, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        session.rollback()
+        return False
+    session.commit()
+    return True
+
+
+def _endpoint_idle(snapshot: dict[str, Any] | None) -> bool:
+    jobs = ((snapshot or {}).get("health") or {}).get("jobs") or {}
+    if not snapshot or "health" not in snapshot:
+        return False
+    return int(jobs.get("inQueue", 0) or 0) + int(jobs.get("inProgress", 0) or 0) == 0
+
+
+def reconcile(
+    session: Session,
+    *,
+    settings: Settings,
+    storage: Storage,
+    api,
+    enqueue: Callable[..., None],
+) -> dict[str, int]:
+    """One sweep; returns how many jobs each step touched."""
+    counts = {"submit": 0, "reclaimed": 0, "unknown": 0, "polls": 0, "diagnosed": 0, "cancel": 0}
+    snapshot = None
+    if settings.endpoint_configured:
+        queued = session.query(Job).filter(Job.status == Status.IN_QUEUE).count()
+        snapshot = refresh_snapshot(session, settings, api, queued)
+
+    lost = select(Job.id).where(
+        Job.status == Status.PENDING, Job.updated_at < _older(PENDING_LOST_AFTER_S)
+    )
+    for job_id in session.scalars(lost.limit(BATCH)).all():
+        enqueue("tasks.submit", job_id)
+        counts["submit"] += 1
+
+    stuck = select(Job).where(
+        Job.status == Status.SUBMITTING, Job.updated_at < _older(settings.submit_grace_s)
+    )
+    for job in session.scalars(stuck.limit(BATCH)).all():
+        attempt = job.attempts[-1] if job.attempts else None
+        if attempt is None or attempt.state == AttemptState.CLAIMED:
+            if _back_to_pending(session, job, "the task stopped before POST /run; nothing sent"):
+                enqueue("tasks.submit", job.id)
+                counts["reclaimed"] += 1
+        elif attempt.state == AttemptState.UNKNOWN:
+            if _aware(attempt.updated_at) < _older(settings.unknown_submit_grace_s):
+                counts["unknown"] += _resolve_unknown(
+                    session, job, snapshot, settings, storage, enqueue
+                )
+
+    late = _older(settings.poll_cap_s + 60)
+    lost_polls = select(Job).where(
+        Job.status.in_([s.value for s in POLLED]),
+        Job.runpod_id.is_not(None),
+        or_(Job.next_poll_at.is_(None), Job.next_poll_at < late),
+    )
+    for job in session.scalars(lost_polls.limit(BATCH)).all():
+        if schedule_poll(session, job, enqueue, random.uniform(0, 5), count=False):
+            counts["polls"] += 1
+
+    diagnosis = (snapshot or {}).get("diagnosis") or (snapshot or {}).get("error")
+    waiting = select(Job).where(
+        Job.status.in_([Status.IN_QUEUE.value, Status.PENDING.value]),
+        Job.created_at < _older(settings.queue_diagnose_after_s),
+    )
+    for job in session.scalars(waiting.limit(BATCH)).all():
+        if job.status == Status.PENDING and job.unreachable_since:
+            continue  # the submit path owns that diagnosis and its grace period
+        if job.status == Status.IN_QUEUE and job.diagnosis != diagnosis:
+            job.diagnosis = diagnosis
+            counts["diagnosed"] += 1
+    session.commit()
+
+    cancels = select(Job.id).where(
+        Job.cancel_requested_at.is_not(None),
+        Job.cancel_requested_at < _older(30),
+        Job.status.not_in([s.value for s in TERMINAL]),
+    )
+    for job_id in session.scalars(cancels.limit(BATCH)).all():
+        enqueue("tasks.cancel", job_id)
+        counts["cancel"] += 1
+    return counts
+
+
+def _resolve_unknown(
+    session: Session,
+    job: Job,
+    snapshot: dict[str, Any] | None,
+    settings: Settings,
+    storage: Storage,
+    enqueue: Callable[..., None],
+) -> int:
+    if job.output_key and storage.exists(job.output_key):
+        output = {"url": "recovered-from-storage", "content_type": job.output_content_type}
+        result = {"note": "the endpoint's answer was lost; the result was found in storage"}
+        payload = {"status": "COMPLETED", "output": {"output": output, "result": result}}
+        apply_status(session, job, payload, "reconcile", settings=settings, storage=storage)
+        return 1
+    if _endpoint_idle(snapshot):
+        if _back_to_pending(session, job, "submit outcome unknown; the endpoint shows no job"):
+            enqueue("tasks.submit", job.id)
+            return 1
+        return 0
+    if _aware(job.created_at) < _older(settings.job_ttl_s):
+        reason = (
+            "failed: the endpoint never confirmed the job (submit outcome unknown) and it did "
+            "not report back within its time to live. Press Retry."
+        )
+        apply_status(
+            session,
+            job,
+            {"status": "FAILED", "reason": reason},
+            "reconcile",
+            settings=settings,
+            storage=storage,
+        )
+        return 1
+    return 0
+
+
+def cancel(session: Session, job_id: str, *, settings: Settings, storage: Storage, api) -> str:
+    """Cancel the job at the endpoint (if it has it) and record CANCELLED."""
+    from deploy.jobapi import EndpointNotFound, JobAPIError, JobNotFound
+
+    job = session.get(Job, job_id)
+    if job is None or job.terminal:
+        return "nothing to cancel"
+    reason = "cancelled at your request"
+    if job.runpod_id:
+        try:
+            answer = api.cancel(job.runpod_id)
+        except (JobNotFound, EndpointNotFound):
+            answer = {"status": "CANCELLED"}
+        except JobAPIError as exc:
+            raise RetryLater(str(exc)) from exc
+        if answer.get("status") != "CANCELLED":
+            # It finished first: record how it really ended.
+            try:
+                answer = api.status(job.runpod_id)
+            except JobAPIError as exc:
+                raise RetryLater(str(exc)) from exc
+    else:
+        answer = {"status": "CANCELLED"}
+    payload = {**answer, "id": job.runpod_id, "reason": reason}
+    apply_status(session, job, payload, "cancel", settings=settings, storage=storage)
+    return job.status
+
+
+def cancel_remote(api, runpod_id: str) -> None:
+    """Cancel a duplicate execution at the endpoint; its result is ignored."""
+    from deploy.jobapi import EndpointNotFound, JobNotFound
+
+    try:
+        api.cancel(runpod_id)
+    except (JobNotFound, EndpointNotFound):
+        pass
+
+
+def purge(
+    session: Session,
+    *,
+    settings: Settings,
+    storage: Storage,
+    api,
+    budget,
+    enqueue: Callable[..., None],
+) -> dict[str, int]:
+    """Purge the endpoint's queue, then poll the queued jobs now so they show CANCELLED."""
+    answer = api.purge_queue()
+    queued = session.scalars(
+        select(Job).where(Job.status == Status.IN_QUEUE, Job.runpod_id.is_not(None)).limit(5000)
+    ).all()
+    for job in queued:
+        poll(
+            session,
+            job.id,
+            job.poll_seq,
+            settings=settings,
+            storage=storage,
+            api=api,
+            budget=budget,
+            enqueue=enqueue,
+        )
+    cancelled = sum(1 for job in queued if job.status == Status.CANCELLED)
+    return {"removed": int(answer.get("removed") or 0), "cancelled": cancelled}
+
+
+def cleanup(session: Session, *, settings: Settings, storage: Storage) -> dict[str, int]:
+    """Delete the files of jobs that ended more than ``RETENTION_DAYS`` ago."""
+    cutoff = utcnow() - timedelta(days=settings.retention_days)
+    expired = select(Job).where(
+        Job.status.in_([s.value for s in TERMINAL]),
+        Job.finished_at < cutoff,
+        Job.files_deleted_at.is_(None),
+    )
+    jobs = session.scalars(expired.limit(BATCH)).all()
+    files = 0
+    for job in jobs:
+        files += storage.delete_prefix(f"jobs/{job.id}/")
+        job.files_deleted_at = utcnow()
+    session.commit()
+    staged = remove_stale_staging(storage, 24 * 3600)
+    return {"jobs": len(jobs), "files": files, "staging": staged}

@@ -1,0 +1,172 @@
+"""Typed settings for the web app and the Celery tasks, read once from the environment.
+
+Database tables: run ``flask --app app db-upgrade`` (or ``python -m app.migrate``) before
+starting the web server, worker or beat; both apply the Alembic migrations in
+``app/migrations`` to ``DATABASE_URL`` and are safe to run repeatedly.
+
+Every knob has a default for development; ``SECRET_KEY`` and ``ADMIN_PASSWORD`` have none
+outside development/test, and placeholder secrets are refused there (see ``Settings.check``).
+The README section "Configuration" lists every variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+ENVIRONMENTS = ("development", "production", "test")
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changethis", "change-me", "changeme", "secret", "dev", "development", "password"}
+)
+DEV_SECRET_KEY = "dev-only-not-secret"  # noqa: S105 - refused outside development/test
+DEV_ADMIN_PASSWORD = "admin"  # noqa: S105 - refused outside development/test
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the variable and the fix."""
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean: use true or false")
+
+
+def _number(name: str, raw: str, kind: type, minimum: float | None = None) -> Any:
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a {kind.__name__}") from None
+    if minimum is not None and value < minimum:
+        raise SettingsError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def _list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One process's configuration. Build it with ``Settings.from_env()``."""
+
+    app_env: str = "development"
+    secret_key: str = DEV_SECRET_KEY
+    database_url: str = f"sqlite:///{REPO}/instance/app.db"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    runpod_api_key: str = ""
+    runpod_endpoint_id: str = ""
+    runpod_endpoint_base_url: str = "https://api.runpod.ai/v2"
+    public_base_url: str = "http://127.0.0.1:5000"
+    storage_backend: str = "local"
+    storage_dir: str = f"{REPO}/instance/storage"
+    s3_bucket: str = ""
+    s3_endpoint_url: str = ""
+    aws_access_key_id: str = field(default="", repr=False)
+    aws_secret_access_key: str = field(default="", repr=False)
+    aws_default_region: str = "us-east-1"
+    admin_password: str = field(default=DEV_ADMIN_PASSWORD, repr=False)
+    api_tokens: tuple[str, ...] = field(default=(), repr=False)
+    sentry_dsn: str = field(default="", repr=False)
+    gpu_price_per_second: float = 0.00031  # AMPERE_24 flex price, USD
+    status_budget_per_10s: int = 200  # RunPod allows 2000 /status per 10 s per endpoint
+    use_webhooks: bool = True
+    max_upload_bytes: int = 2 * 1024**3
+    allowed_upload_types: tuple[str, ...] = ("video/*", "image/*")
+    pipelines: tuple[str, ...] = ("echo",)
+    signed_url_ttl_s: int = 24 * 3600  # inputs must stay readable while the job waits
+    execution_timeout_s: int = 600
+    job_ttl_s: int = 24 * 3600
+    poll_base_s: float = 2.0
+    poll_cap_s: float = 60.0
+    reconcile_interval_s: float = 60.0
+    submit_grace_s: float = 90.0  # longer than the submit task's hard time limit
+    unknown_submit_grace_s: float = 120.0
+    endpoint_unreachable_grace_s: float = 600.0
+    queue_diagnose_after_s: float = 60.0
+    retention_days: float = 7.0
+    webhook_base_url: str = ""  # where the endpoint reaches this app; PUBLIC_BASE_URL if empty
+    test_crash_at: str = ""  # APP_ENV=test only: SIGKILL the task at a named point
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every setting from ``environ`` (default ``os.environ``) and check it."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f.name.upper())
+            if raw is None:
+                continue
+            name = f.name.upper()
+            default = f.default
+            if isinstance(default, bool):
+                values[f.name] = _bool(name, raw)
+            elif isinstance(default, int):
+                values[f.name] = _number(name, raw, int, 0)
+            elif isinstance(default, float):
+                values[f.name] = _number(name, raw, float, 0)
+            elif isinstance(default, tuple):
+                values[f.name] = _list(raw)
+            else:
+                values[f.name] = raw.strip()
+        env_name = values.get("app_env", "development")
+        if env_name not in ("development", "test"):
+            values.setdefault("secret_key", "")
+            values.setdefault("admin_password", "")
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def replace(self, **changes: Any) -> Settings:
+        updated = replace(self, **changes)
+        updated.check()
+        return updated
+
+    @property
+    def development(self) -> bool:
+        return self.app_env in ("development", "test")
+
+    @property
+    def webhook_root(self) -> str:
+        return (self.webhook_base_url or self.public_base_url).rstrip("/")
+
+    def check(self) -> None:
+        """Refuse settings the app cannot run with, saying which variable to set."""
+        if self.app_env not in ENVIRONMENTS:
+            raise SettingsError(f"APP_ENV={self.app_env!r}: use one of {', '.join(ENVIRONMENTS)}")
+        if not self.development:
+            if self.secret_key.lower() in PLACEHOLDER_SECRETS or self.secret_key == DEV_SECRET_KEY:
+                raise SettingsError(
+                    "SECRET_KEY is missing or a placeholder: set it to a long random value, "
+                    'e.g. python -c "import secrets; print(secrets.token_urlsafe(48))"'
+                )
+            if len(self.secret_key) < 16:
+                raise SettingsError("SECRET_KEY is too short: use at least 16 random characters")
+            if (
+                self.admin_password.lower() in PLACEHOLDER_SECRETS
+                or self.admin_password == DEV_ADMIN_PASSWORD
+            ):
+                raise SettingsError("ADMIN_PASSWORD is missing or a placeholder: set a real one")
+            if self.test_crash_at:
+                raise SettingsError("TEST_CRASH_AT is only honoured with APP_ENV=test")
+        if self.storage_backend not in ("local", "s3"):
+            raise SettingsError(f"STORAGE_BACKEND={self.storage_backend!r}: use local or s3")
+        if self.storage_backend == "s3" and not self.s3_bucket:
+            raise SettingsError("STORAGE_BACKEND=s3 needs S3_BUCKET")
+        if not self.public_base_url.startswith(("http://", "https://")):
+            raise SettingsError(f"PUBLIC_BASE_URL={self.public_base_url!r} must be an http(s) URL")
+        if self.poll_cap_s < self.poll_base_s:
+            raise SettingsError("POLL_CAP_S must be at least POLL_BASE_S")
+        if not self.pipelines:
+            raise SettingsError("PIPELINES is empty: name at least one pipeline, e.g. echo")
+
+    @property
+    def endpoint_configured(self) -> bool:
+        return bool(self.runpod_api_key and self.runpod_endpoint_id)

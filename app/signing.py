@@ -1,0 +1,39 @@
+"""The one signed-URL scheme for local storage: HMAC-SHA256 over method, key and expiry.
+
+A signature binds one HTTP method to one storage key until one moment, so a GET URL handed
+to a GPU worker cannot be turned into a PUT, point at another job's file, or outlive its
+expiry. The key is derived from ``SECRET_KEY`` so rotating that revokes every URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+
+
+class SignatureError(Exception):
+    """The URL was forged, altered or has expired (the file route answers 403)."""
+
+
+def _mac(secret: str, method: str, key: str, expires: int) -> str:
+    derived = hashlib.sha256(b"signed-url:" + secret.encode()).digest()
+    message = f"{method.upper()}\n{key}\n{expires}".encode()
+    return hmac.new(derived, message, hashlib.sha256).hexdigest()
+
+
+def sign(secret: str, method: str, key: str, ttl_s: int, now: float | None = None) -> dict:
+    """Query parameters (``exp``, ``sig``) that let ``method`` reach ``key`` for ``ttl_s``."""
+    expires = int((time.time() if now is None else now) + ttl_s)
+    return {"exp": str(expires), "sig": _mac(secret, method, key, expires)}
+
+
+def verify(secret: str, method: str, key: str, exp: str | None, sig: str | None) -> None:
+    """Raise ``SignatureError`` unless ``sig`` is valid for ``method`` on ``key`` and unexpired."""
+    if not exp or not sig or not exp.isdigit():
+        raise SignatureError("missing or malformed signature")
+    expected = _mac(secret, method, key, int(exp))
+    if not hmac.compare_digest(expected, sig):
+        raise SignatureError("signature does not match")
+    if int(exp) < time.time():
+        raise SignatureError("link expired")

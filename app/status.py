@@ -1,0 +1,238 @@
+"""The one function that applies a RunPod status payload to a job (DESIGN invariant 4).
+
+Polls, webhooks, purge detection and cancels all go through ``apply_status``. It is
+idempotent (applying the same payload twice changes nothing) and monotonic (a status only
+moves along ``app.models.TRANSITIONS``); a concurrent writer is caught by the job row's
+version counter and the payload is re-applied to the fresh row.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import json
+import logging
+from typing import Any
+
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from app.models import TERMINAL, Attempt, AttemptState, Job, Status, can_move, utcnow
+from app.settings import Settings
+from app.storage import Storage
+
+log = logging.getLogger(__name__)
+
+PURGED = "cancelled: the endpoint no longer knows this job (purged from its queue or expired)"
+WHAT_TO_DO_FAILED = (
+    "Check the input file and the parameters, then press Retry. If it fails again, an operator "
+    "can read the worker's log lines on the admin dashboard."
+)
+
+
+class Outcome(enum.StrEnum):
+    APPLIED = "applied"  # the job changed
+    UNCHANGED = "unchanged"  # already in that state: nothing to do (idempotent re-delivery)
+    STALE = "stale"  # an older status than the job's; ignored (monotonic)
+    DUPLICATE = "duplicate"  # a payload for a RunPod job that is not this job's current one
+
+
+class PayloadError(ValueError):
+    """The payload is not a RunPod status (the webhook answers 400)."""
+
+
+def apply_status(
+    session: Session,
+    job: Job,
+    payload: dict[str, Any],
+    source: str,
+    *,
+    settings: Settings,
+    storage: Storage,
+) -> Outcome:
+    """Apply ``payload`` (``{"id", "status", "output"|"error", "delayTime", ...}``) to ``job``
+    and commit. ``source`` ("poll", "webhook", "submit", "reconcile", ...) is logged."""
+    status = payload.get("status")
+    if not isinstance(status, str) or status not in Status.__members__:
+        raise PayloadError(f"unknown status {status!r}")
+    for _ in range(5):
+        try:
+            outcome = _apply(session, job, payload, Status(status), settings, storage)
+            session.commit()
+        except StaleDataError:
+            session.rollback()
+            session.refresh(job)
+            continue
+        log.info("job %s: %s %s from %s", job.id, outcome, status, source)
+        return outcome
+    raise RuntimeError(f"job {job.id}: could not apply {status} after 5 concurrent updates")
+
+
+def _current_attempt(job: Job) -> Attempt | None:
+    return job.attempts[-1] if job.attempts else None
+
+
+def _check_identity(job: Job, runpod_id: str | None) -> bool:
+    """True when the payload is about this job's current RunPod job.
+
+    A payload naming another id is a duplicate unless the current attempt never learned its
+    id (the submit crashed after POST /run, or its outcome was unknown): then the payload,
+    which reached us through this job's secret webhook URL or a poll by id, names the job
+    that attempt created, and the attempt adopts it.
+    """
+    if not runpod_id or runpod_id == job.runpod_id:
+        return True
+    attempt = _current_attempt(job)
+    if (
+        job.runpod_id is None
+        and attempt is not None
+        and attempt.runpod_id is None
+        and attempt.state in (AttemptState.CLAIMED, AttemptState.UNKNOWN)
+    ):
+        attempt.state = AttemptState.SENT
+        attempt.runpod_id = runpod_id
+        job.runpod_id = runpod_id
+        return True
+    for other in job.attempts:
+        if other.runpod_id == runpod_id and other.state == AttemptState.SENT:
+            other.state = AttemptState.DUPLICATE
+    return False
+
+
+def _apply(
+    session: Session,
+    job: Job,
+    payload: dict[str, Any],
+    new: Status,
+    settings: Settings,
+    storage: Storage,
+) -> Outcome:
+    if not _check_identity(job, payload.get("id")):
+        return Outcome.DUPLICATE
+    current = Status(job.status)
+    _record_timings(job, payload, settings)
+    if new == current:
+        if new == Status.IN_PROGRESS and _record_progress(job, payload):
+            return Outcome.APPLIED
+        return Outcome.UNCHANGED
+    if not can_move(current, new):
+        return Outcome.STALE
+    now = utcnow()
+    if new == Status.IN_PROGRESS:
+        job.started_at = job.started_at or now
+        _record_progress(job, payload)
+    elif new == Status.COMPLETED:
+        new = _take_result(job, payload, storage)
+    elif new == Status.FAILED:
+        if payload.get("reason"):
+            job.error = str(payload["reason"])
+        else:
+            _record_failure(job, payload)
+    elif new == Status.TIMED_OUT:
+        job.error = (
+            f"timed out: the job waited longer than its time to live ({settings.job_ttl_s} s) "
+            f"or ran longer than the execution timeout ({settings.execution_timeout_s} s). "
+            "Try a shorter input, or ask an operator to raise EXECUTION_TIMEOUT_S, then Retry."
+        )
+    elif new == Status.CANCELLED:
+        job.error = payload.get("reason") or job.error or "cancelled"
+    job.status = new
+    if new in TERMINAL:
+        job.finished_at = now
+        job.next_poll_at = None
+        job.diagnosis = None if new == Status.COMPLETED else job.diagnosis
+        job.unreachable_since = None
+    if new in (Status.IN_QUEUE, Status.IN_PROGRESS):
+        job.submitted_at = job.submitted_at or now
+    return Outcome.APPLIED
+
+
+def _record_timings(job: Job, payload: dict[str, Any], settings: Settings) -> None:
+    delay, execution = payload.get("delayTime"), payload.get("executionTime")
+    if isinstance(delay, int | float) and delay >= 0:
+        job.delay_ms = int(delay)
+    if isinstance(execution, int | float) and execution >= 0:
+        job.execution_ms = int(execution)
+        job.cost_usd = round(execution / 1000 * settings.gpu_price_per_second, 6)
+    if isinstance(payload.get("workerId"), str):
+        job.worker_id = payload["workerId"][:128]
+    cold = payload.get("coldStartMs", payload.get("coldStartTime"))
+    if isinstance(cold, int | float) and cold >= 0:
+        job.cold_start_ms = int(cold)
+
+
+def _record_progress(job: Job, payload: dict[str, Any]) -> bool:
+    output = payload.get("output")
+    if output is None:
+        return False
+    progress = output if isinstance(output, dict) else {"message": str(output)[:500]}
+    if progress == job.progress:
+        return False
+    job.progress = progress
+    return True
+
+
+def _take_result(job: Job, payload: dict[str, Any], storage: Storage) -> Status:
+    """Record a COMPLETED payload's result; a result that cannot be taken fails the job."""
+    output = payload.get("output")
+    if isinstance(output, dict) and output.get("error") and "output" not in output:
+        # A handler that returns {"error": ...} ends COMPLETED on RunPod; it is a failure.
+        _record_failure(job, {"error": output["error"]})
+        return Status.FAILED
+    if not (isinstance(output, dict) and isinstance(output.get("output"), dict)):
+        job.result = output if isinstance(output, dict) else {"value": output}
+        job.output_key = None
+        job.progress = None
+        return Status.COMPLETED
+    files = output["output"]
+    job.result = {k: output.get(k) for k in ("pipeline", "result", "metrics") if k in output}
+    job.progress = None
+    content_type = str(files.get("content_type") or job.output_content_type or "")
+    if files.get("inline_b64"):
+        try:
+            data = base64.b64decode(files["inline_b64"], validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            job.error = "the GPU worker returned a corrupt result (invalid base64). Press Retry."
+            return Status.FAILED
+        job.output_size = storage.save_bytes(job.output_key, data, content_type or None)
+    elif files.get("url"):
+        size = storage.size(job.output_key) if job.output_key else None
+        if size is None:
+            job.error = (
+                "the GPU worker reported an uploaded result but no file arrived in storage. "
+                "Press Retry; if it happens again an operator should check that the worker can "
+                "reach PUBLIC_BASE_URL (or the S3 endpoint)."
+            )
+            return Status.FAILED
+        job.output_size = size
+    else:
+        job.output_key = None
+    if content_type:
+        job.output_content_type = content_type[:128]
+    return Status.COMPLETED
+
+
+def _record_failure(job: Job, payload: dict[str, Any]) -> None:
+    raw = payload.get("error")
+    detail = raw if isinstance(raw, str) else json.dumps(raw)
+    message = detail
+    if isinstance(raw, str):
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = None
+        raw = parsed if isinstance(parsed, dict) else raw
+    if isinstance(raw, dict):
+        kind = raw.get("error_type") or ""
+        message = str(raw.get("error_message") or raw.get("message") or raw)
+        if kind:
+            message = f"{kind.rsplit('.', 1)[-1].strip(chr(39) + '>')}: {message}"
+        detail = raw.get("error_traceback") or detail
+    message = (message or "no reason given")[:1000]
+    job.error = f"failed: the GPU handler reported an error: {message}. {WHAT_TO_DO_FAILED}"
+    job.error_detail = (detail or "")[:20000]
+
+
+def purged_payload(runpod_id: str | None) -> dict[str, Any]:
+    return {"id": runpod_id, "status": "CANCELLED", "reason": PURGED}

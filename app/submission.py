@@ -1,0 +1,193 @@
+"""Submitting a job to the endpoint without ever executing it twice (DESIGN invariant 3).
+
+1. Claim: ``UPDATE jobs SET status='SUBMITTING' WHERE id=? AND status='PENDING'``; only
+   the caller that changed the row goes on (a re-delivered or duplicate message stops).
+2. Record an Attempt (CLAIMED), then mark it UNKNOWN *before* POST /run: from then on the
+   endpoint may have the job, and only reconciliation or the endpoint itself can say.
+3. POST /run with signed input/output URLs, the webhook URL and the policy. The answer's
+   id goes through ``apply_status``, which makes the attempt SENT.
+4. A failure that provably sent nothing (connection refused, 429) releases the claim
+   (PENDING again) and the task retries with backoff; ``SubmitOutcomeUnknown`` leaves the
+   attempt UNKNOWN for reconcile; Not Found marks the job "endpoint unreachable" until the
+   grace period ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from app.diagnosis import endpoint_unreachable
+from app.models import Attempt, AttemptState, Job, Status, utcnow
+from app.settings import Settings
+from app.status import apply_status
+from app.storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+class RetryLater(Exception):
+    """Nothing was sent; the task should run again after a backoff."""
+
+
+def crash_point(settings: Settings, name: str) -> None:
+    """APP_ENV=test only: SIGKILL this process once at ``name`` (worker-crash tests)."""
+    if settings.app_env != "test" or settings.test_crash_at != name:
+        return
+    marker = Path(settings.storage_dir) / f".crashed-{name}"
+    if marker.exists():
+        return
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def claim(session: Session, job_id: str) -> bool:
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == Status.PENDING)
+        .values(status=Status.SUBMITTING, version=Job.version + 1, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return result.rowcount == 1
+
+
+def worker_input(job: Job, settings: Settings, storage: Storage) -> dict[str, Any]:
+    """The GPU worker's input (contract 2): URLs only, never file bytes (invariant 6)."""
+    ttl = settings.signed_url_ttl_s
+    payload: dict[str, Any] = {
+        "pipeline": job.pipeline,
+        "params": job.params or {},
+        "inputs": {},
+        "job_key": job.id,
+    }
+    if job.input_key:
+        payload["inputs"]["file"] = storage.get_url(job.input_key, ttl)
+    if job.output_key:
+        payload["output"] = {
+            "put_url": storage.put_url(job.output_key, job.output_content_type or "", ttl),
+            "content_type": job.output_content_type,
+        }
+    return payload
+
+
+def webhook_url(job: Job, settings: Settings) -> str | None:
+    if not settings.use_webhooks:
+        return None
+    return f"{settings.webhook_root}/webhooks/{job.id}/{job.webhook_token}"
+
+
+def policy(settings: Settings) -> dict[str, int]:
+    return {
+        "executionTimeout": settings.execution_timeout_s * 1000,
+        "ttl": settings.job_ttl_s * 1000,
+    }
+
+
+def release(session: Session, job: Job, attempt: Attempt, error: str) -> None:
+    """The POST provably did not create a job: the attempt failed, the job is PENDING again."""
+    attempt.state = AttemptState.FAILED
+    attempt.error = error[:2000]
+    job.status = Status.PENDING
+    session.commit()
+
+
+def mark_unreachable(session: Session, job: Job, settings: Settings, storage: Storage) -> bool:
+    """Show "endpoint unreachable" on the job; fail it once the grace period has passed.
+    Returns True when the job failed."""
+    now = utcnow()
+    job.unreachable_since = job.unreachable_since or now
+    job.diagnosis = endpoint_unreachable(
+        settings.runpod_endpoint_id, settings.endpoint_unreachable_grace_s
+    )
+    session.commit()
+    since = job.unreachable_since
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=now.tzinfo)
+    if now - since < timedelta(seconds=settings.endpoint_unreachable_grace_s):
+        return False
+    payload = {"status": "FAILED", "reason": job.diagnosis}
+    apply_status(session, job, payload, "unreachable", settings=settings, storage=storage)
+    return True
+
+
+def submit(session: Session, job_id: str, *, settings: Settings, storage: Storage, api) -> str:
+    """Submit one job; returns what happened (for logs). ``RetryLater`` asks for a retry."""
+    from deploy.jobapi import (
+        EndpointNotFound,
+        EndpointUnreachable,
+        JobAPIError,
+        RateLimited,
+        SubmitOutcomeUnknown,
+    )
+
+    if not claim(session, job_id):
+        return "not pending: another task has it, or it was cancelled"
+    job = session.get(Job, job_id)
+    session.refresh(job)
+    number = max((a.number for a in job.attempts), default=0) + 1
+    attempt = Attempt(job=job, number=number, state=AttemptState.CLAIMED)
+    session.add(attempt)
+    session.commit()
+    crash_point(settings, "after_claim")
+    if not settings.endpoint_configured:
+        release(session, job, attempt, "no endpoint configured")
+        mark_unreachable(session, job, settings, storage)
+        return "no endpoint configured"
+    body = worker_input(job, settings, storage)
+    attempt.state = AttemptState.UNKNOWN  # from here on the endpoint may have the job
+    session.commit()
+    try:
+        answer = api.run(body, webhook=webhook_url(job, settings), policy=policy(settings))
+    except SubmitOutcomeUnknown as exc:
+        attempt.error = str(exc)[:2000]
+        session.commit()
+        log.warning("job %s: submit outcome unknown; reconcile decides", job.id)
+        return "outcome unknown"
+    except (EndpointUnreachable, RateLimited) as exc:
+        release(session, job, attempt, str(exc))
+        raise RetryLater(str(exc)) from exc
+    except EndpointNotFound as exc:
+        release(session, job, attempt, str(exc))
+        mark_unreachable(session, job, settings, storage)
+        return "endpoint unreachable"
+    except JobAPIError as exc:  # Unauthorized, BadRequest: resending will not help
+        attempt.state = AttemptState.FAILED
+        attempt.error = str(exc)[:2000]
+        session.commit()
+        error = f"the GPU endpoint refused the job: {exc}. An operator must fix the setting named."
+        apply_status(
+            session,
+            job,
+            {"status": "FAILED", "reason": error},
+            "submit",
+            settings=settings,
+            storage=storage,
+        )
+        return "refused"
+    crash_point(settings, "after_run")
+    runpod_id = str(answer.get("id") or "")
+    if not runpod_id:
+        attempt.error = f"/run answered without an id: {answer!r}"[:2000]
+        session.commit()
+        return "outcome unknown (no id)"
+    status = answer.get("status") if answer.get("status") in Status.__members__ else "IN_QUEUE"
+    job.diagnosis = None
+    job.unreachable_since = None
+    apply_status(
+        session,
+        job,
+        {"id": runpod_id, "status": status},
+        "submit",
+        settings=settings,
+        storage=storage,
+    )
+    return f"sent as {runpod_id}"

@@ -1,0 +1,1 @@
+"""Blueprints: pages (upload, jobs), admin, JSON API, signed file routes, webhooks."""

@@ -1,0 +1,111 @@
+"""The JSON API, mirroring the pages, for scripts: ``Authorization: Bearer <token>``.
+
+A token sees only the jobs created with it. ``GET /api/openapi.json`` describes it all.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, jsonify, request
+from sqlalchemy import select
+
+from app.auth import token_required
+from app.db import get_session
+from app.extensions import enqueue, get_settings, get_storage
+from app.jobs import JobError, cancel_job, create_job, retry_job
+from app.models import Job
+from app.openapi import document
+from app.views.forms import read_upload
+from app.views.present import job_json
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+def _error(message: str, code: int):
+    response = jsonify(error=message)
+    response.status_code = code
+    return response
+
+
+def _owned(job_id: str, owner: str) -> Job:
+    job = get_session().get(Job, job_id) if len(job_id) <= 36 else None
+    if job is None or job.owner != owner:
+        abort(404, description=f"no job {job_id} for this token")
+    return job
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(document(get_settings()))
+
+
+@bp.post("/jobs")
+@token_required
+def create(owner: str):
+    settings = get_settings()
+    session = get_session()
+    if not request.mimetype or request.mimetype != "multipart/form-data":
+        return _error("send multipart/form-data with a 'file' field", 415)
+    try:
+        form = read_upload(request, settings.pipelines[0])
+        job = create_job(
+            session,
+            settings,
+            get_storage(),
+            staged_path=form.staged_path,
+            filename=form.filename,
+            declared_type=form.declared_type,
+            pipeline_name=form.pipeline,
+            raw_params=form.params,
+            owner=owner,
+        )
+    except JobError as exc:
+        return _error(str(exc), exc.status_code)
+    enqueue("tasks.submit", job.id)
+    response = jsonify(job_json(job))
+    response.status_code = 201
+    response.headers["Location"] = f"/api/jobs/{job.id}"
+    return response
+
+
+@bp.get("/jobs")
+@token_required
+def list_jobs(owner: str):
+    limit = request.args.get("limit", "50")
+    if not limit.isdigit() or not 1 <= int(limit) <= 500:
+        return _error("limit must be a whole number from 1 to 500", 400)
+    query = select(Job).where(Job.owner == owner).order_by(Job.created_at.desc())
+    status = request.args.get("status")
+    if status:
+        query = query.where(Job.status == status.upper())
+    jobs = get_session().scalars(query.limit(int(limit))).all()
+    return jsonify(jobs=[job_json(job) for job in jobs])
+
+
+@bp.get("/jobs/<job_id>")
+@token_required
+def get(job_id: str, owner: str):
+    return jsonify(job_json(_owned(job_id, owner)))
+
+
+@bp.post("/jobs/<job_id>/cancel")
+@token_required
+def cancel(job_id: str, owner: str):
+    job = _owned(job_id, owner)
+    session = get_session()
+    try:
+        cancel_job(session, job, settings=get_settings(), storage=get_storage(), enqueue=enqueue)
+    except JobError as exc:
+        return _error(str(exc), exc.status_code)
+    return jsonify(job_json(session.get(Job, job_id))), 202
+
+
+@bp.post("/jobs/<job_id>/retry")
+@token_required
+def retry(job_id: str, owner: str):
+    job = _owned(job_id, owner)
+    session = get_session()
+    try:
+        retry_job(session, job, storage=get_storage(), enqueue=enqueue)
+    except JobError as exc:
+        return _error(str(exc), exc.status_code)
+    return jsonify(job_json(session.get(Job, job_id))), 202

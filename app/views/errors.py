@@ -1,0 +1,40 @@
+"""Error pages: JSON under /api and /webhooks and /files, HTML elsewhere; always a clear line."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+JSON_PREFIXES = ("/api", "/webhooks", "/files")
+
+
+def _answer(code: int, message: str):
+    if (
+        request.path.startswith(JSON_PREFIXES)
+        or request.accept_mimetypes.best == "application/json"
+    ):
+        response = jsonify(error=message)
+        response.status_code = code
+        return response
+    return render_template("error.html", code=code, message=message), code
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):
+        return _answer(
+            400, "the form's security token is missing or stale: reload the page and try again"
+        )
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc: RequestEntityTooLarge):
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        return _answer(
+            413,
+            f"the upload is larger than the limit of {limit / 1024**3:.2f} GiB; nothing was stored",
+        )
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return _answer(exc.code or 500, exc.description or exc.name)

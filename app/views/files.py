@@ -1,0 +1,63 @@
+"""Signed file routes for local storage: GPU workers GET inputs (with HTTP Range) and PUT
+results; browsers GET results. Every request needs a valid, unexpired signature for its
+method and key; a key that could leave the storage root is answered 404 before anything
+else (DESIGN invariants 6 and 8)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, jsonify, request, send_file
+
+from app import signing
+from app.extensions import get_settings, get_storage
+from app.storage import InvalidKey, LocalStorage, TooLarge, check_key
+
+bp = Blueprint("files", __name__, url_prefix="/files")
+
+
+def _local() -> LocalStorage:
+    storage = get_storage()
+    if not isinstance(storage, LocalStorage):
+        abort(404, description="files are served by S3 in this deployment")
+    return storage
+
+
+def _authorise(method: str, key: str) -> None:
+    try:
+        check_key(key)
+    except InvalidKey:
+        abort(404, description="no such file")
+    if key.split("/", 1)[0] != "jobs":
+        abort(404, description="no such file")
+    try:
+        signing.verify(
+            get_settings().secret_key, method, key, request.args.get("exp"), request.args.get("sig")
+        )
+    except signing.SignatureError as exc:
+        abort(403, description=f"forbidden: {exc}")
+
+
+@bp.get("/<path:key>")
+def get(key: str):
+    storage = _local()
+    _authorise("GET", key)
+    path = storage.path(key)
+    if not path.is_file():
+        abort(404, description="no such file")
+    # conditional=True answers Range requests with 206 and a Content-Range.
+    return send_file(path, conditional=True, etag=True, max_age=0)
+
+
+@bp.put("/<path:key>")
+def put(key: str):
+    storage = _local()
+    _authorise("PUT", key)
+    if "/output/" not in key:
+        abort(403, description="forbidden: only results may be uploaded")
+    limit = get_settings().max_upload_bytes
+    if request.content_length is not None and request.content_length > limit:
+        abort(413, description=f"the result is larger than {limit} bytes")
+    try:
+        size = storage.save_stream(key, request.stream, max_bytes=limit)
+    except TooLarge:
+        abort(413, description=f"the result is larger than {limit} bytes")
+    return jsonify(ok=True, size=size), 201

@@ -1,0 +1,50 @@
+"""Reading an upload request (form or API) into what ``app.jobs.create_job`` needs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Request
+
+from app.jobs import JobError
+
+PARAM_PREFIX = "param."
+
+
+@dataclass
+class UploadInput:
+    staged_path: str | None
+    filename: str | None
+    declared_type: str | None
+    pipeline: str
+    params: dict[str, Any]
+
+
+def read_upload(request: Request, default_pipeline: str) -> UploadInput:
+    """File in field ``file``; pipeline in ``pipeline``; parameters as ``param.<name>``
+    fields or one ``params`` field holding a JSON object."""
+    upload = request.files.get("file")
+    staged_path = filename = declared = None
+    if upload is not None and upload.filename:
+        upload.stream.flush()
+        staged_path = getattr(upload.stream, "name", None)
+        filename = upload.filename
+        declared = upload.mimetype
+        upload.stream.close()
+    params: dict[str, Any] = {}
+    raw = request.form.get("params", "").strip()
+    if raw:
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            raise JobError('params must be a JSON object, e.g. {"sleep_s": 1}') from None
+        if not isinstance(parsed, dict):
+            raise JobError('params must be a JSON object, e.g. {"sleep_s": 1}')
+        params.update(parsed)
+    for key, value in request.form.items():
+        if key.startswith(PARAM_PREFIX):
+            params[key[len(PARAM_PREFIX) :]] = value
+    pipeline = request.form.get("pipeline", "").strip() or default_pipeline
+    return UploadInput(staged_path, filename, declared, pipeline, params)

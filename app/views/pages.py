@@ -1,0 +1,122 @@
+"""The pages people use: upload, a job's live page, their jobs."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from app import pipelines
+from app.auth import is_admin, may_act_on, my_job_ids, remember_job
+from app.db import get_session
+from app.extensions import enqueue, get_settings, get_storage
+from app.jobs import JobError, cancel_job, create_job, describe, retry_job, timings
+from app.models import Job
+from app.views.forms import read_upload
+from app.views.present import result_url
+
+bp = Blueprint("pages", __name__)
+
+
+def _catalogue() -> list[pipelines.Pipeline]:
+    settings = get_settings()
+    return [pipelines.get(name, settings.pipelines) for name in settings.pipelines]
+
+
+@bp.get("/")
+def upload_form():
+    return render_template("upload.html", pipelines=_catalogue(), settings=get_settings())
+
+
+@bp.post("/jobs")
+def upload():
+    settings = get_settings()
+    session = get_session()
+    try:
+        form = read_upload(request, settings.pipelines[0])
+        job = create_job(
+            session,
+            settings,
+            get_storage(),
+            staged_path=form.staged_path,
+            filename=form.filename,
+            declared_type=form.declared_type,
+            pipeline_name=form.pipeline,
+            raw_params=form.params,
+        )
+    except JobError as exc:
+        page = render_template(
+            "upload.html", pipelines=_catalogue(), settings=settings, error=str(exc)
+        )
+        return page, exc.status_code
+    enqueue("tasks.submit", job.id)
+    remember_job(job.id)
+    return redirect(url_for("pages.job_page", job_id=job.id), code=303)
+
+
+def _job_or_404(job_id: str) -> Job:
+    job = get_session().get(Job, job_id) if len(job_id) <= 36 else None
+    if job is None:
+        abort(404, description="no such job")
+    return job
+
+
+def _job_context(job: Job) -> dict:
+    return {
+        "job": job,
+        "words": describe(job),
+        "timings": timings(job),
+        "result_url": result_url(job, external=False),
+        "can_act": may_act_on(job.id),
+        "admin": is_admin(),
+    }
+
+
+@bp.get("/jobs/<job_id>")
+def job_page(job_id: str):
+    return render_template("job.html", **_job_context(_job_or_404(job_id)))
+
+
+@bp.get("/jobs/<job_id>/panel")
+def job_panel(job_id: str):
+    """The live part of the job page; the page's script re-fetches it until the job ends."""
+    job = _job_or_404(job_id)
+    response = render_template("_job_panel.html", **_job_context(job))
+    return response, 200, {"X-Job-Terminal": "1" if job.terminal else "0"}
+
+
+@bp.get("/jobs")
+def job_list():
+    session = get_session()
+    query = select(Job).order_by(Job.created_at.desc()).limit(200)
+    if not is_admin():
+        query = query.where(Job.id.in_(my_job_ids() or ["-"]))
+    jobs = session.scalars(query).all()
+    return render_template("jobs.html", jobs=jobs, describe=describe, admin=is_admin())
+
+
+@bp.post("/jobs/<job_id>/cancel")
+def cancel(job_id: str):
+    job = _job_or_404(job_id)
+    if not may_act_on(job.id):
+        abort(403, description="only the person who uploaded this job, or an admin, may cancel it")
+    try:
+        cancel_job(
+            get_session(), job, settings=get_settings(), storage=get_storage(), enqueue=enqueue
+        )
+        flash("Cancelling the job.")
+    except JobError as exc:
+        flash(str(exc))
+    return redirect(url_for("pages.job_page", job_id=job.id), code=303)
+
+
+@bp.post("/jobs/<job_id>/retry")
+def retry(job_id: str):
+    job = _job_or_404(job_id)
+    if not may_act_on(job.id):
+        abort(403, description="only the person who uploaded this job, or an admin, may retry it")
+    try:
+        retry_job(get_session(), job, storage=get_storage(), enqueue=enqueue)
+        flash("Retrying the job.")
+    except JobError as exc:
+        flash(str(exc))
+    return redirect(url_for("pages.job_page", job_id=job.id), code=303)

@@ -1,0 +1,40 @@
+"""Webhook receiver: the endpoint POSTs a job's final status here.
+
+RunPod does not sign webhooks, so the URL carries an unguessable per-job token
+(``/webhooks/<job id>/<token>``). The payload goes through ``apply_status`` like a poll's,
+so a repeated delivery changes nothing. A payload for a RunPod job that is not the job's
+current one is a duplicate execution: it is cancelled at the endpoint and ignored.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Blueprint, abort, jsonify, request
+
+from app.db import get_session
+from app.extensions import enqueue, get_settings, get_storage
+from app.models import Job
+from app.status import Outcome, PayloadError, apply_status
+
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+
+
+@bp.post("/<job_id>/<token>")
+def receive(job_id: str, token: str):
+    session = get_session()
+    job = session.get(Job, job_id) if len(job_id) <= 36 else None
+    if job is None or not hmac.compare_digest(job.webhook_token.encode(), token.encode()):
+        abort(403, description="unknown job or wrong webhook token")
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        abort(400, description="the webhook body must be a JSON object with a 'status'")
+    try:
+        outcome = apply_status(
+            session, job, payload, "webhook", settings=get_settings(), storage=get_storage()
+        )
+    except PayloadError as exc:
+        abort(400, description=str(exc))
+    if outcome == Outcome.DUPLICATE and payload.get("id"):
+        enqueue("tasks.cancel_remote", str(payload["id"]))
+    return jsonify(ok=True, outcome=outcome.value, status=job.status)

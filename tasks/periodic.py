@@ -1,0 +1,52 @@
+"""Beat's tasks (reconcile every ``RECONCILE_INTERVAL_S``, cleanup hourly) and admin ones."""
+
+from __future__ import annotations
+
+from app import reconcile as sweeps
+from app.db import session_scope
+from app.endpoint import refresh_snapshot
+from app.models import Job, Status
+from tasks import context
+from tasks.base import task
+
+
+@task("tasks.reconcile", acks_late=False, soft_time_limit=50, time_limit=58)
+def reconcile() -> dict:
+    # Early ack: a sweep lost with its worker is simply the next sweep; never re-run twice.
+    with session_scope() as session:
+        return sweeps.reconcile(
+            session,
+            settings=context.get_settings(),
+            storage=context.get_storage(),
+            api=context.api(),
+            enqueue=context.enqueue,
+        )
+
+
+@task("tasks.cleanup", acks_late=False, soft_time_limit=300, time_limit=330)
+def cleanup() -> dict:
+    with session_scope() as session:
+        return sweeps.cleanup(
+            session, settings=context.get_settings(), storage=context.get_storage()
+        )
+
+
+@task("tasks.refresh_endpoint")
+def refresh_endpoint() -> dict:
+    with session_scope() as session:
+        queued = session.query(Job).filter(Job.status == Status.IN_QUEUE).count()
+        return refresh_snapshot(session, context.get_settings(), context.api(), queued)
+
+
+@task("tasks.purge_queue", acks_late=False)
+def purge_queue() -> dict:
+    # Early ack: purge-queue is not idempotent in effect (RunPod allows 2 per 10 s).
+    with session_scope() as session:
+        return sweeps.purge(
+            session,
+            settings=context.get_settings(),
+            storage=context.get_storage(),
+            api=context.api(),
+            budget=context.budget(),
+            enqueue=context.enqueue,
+        )
