@@ -18,6 +18,7 @@ endpoint: $(STAMP)
 	$(BIN)/python -m deploy local
 
 test: $(STAMP)
+	sh tests/support/ensure_chromium.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
