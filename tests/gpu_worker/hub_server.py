@@ -211,7 +211,7 @@ class _Handler(BaseHTTPRequestHandler):
         with self.hub._lock:
             self.hub.served.append(record)
             limit = self.hub.drop_after.pop(name, None)
-        step = 16 * 1024
+        step = 1024 if self.hub.throttle_bps else 16 * 1024
         for offset in range(0, len(body), step):
             piece = body[offset : offset + step]
             if limit is not None and record.sent + len(piece) > limit:

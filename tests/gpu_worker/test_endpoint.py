@@ -1,0 +1,167 @@
+"""Each pipeline through real runpod SDK workers under the local endpoint."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.gpu_worker.conftest import SR_REPO, sample_bytes
+from tests.gpu_worker.media import read_clip
+from tests.support.local_endpoint import local_endpoint
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def worker_env(tmp_path, hub_url: str = "http://127.0.0.1:9", **extra: str) -> dict[str, str]:
+    env = {
+        "MODEL_DIR": str(tmp_path / "volume" / "models"),
+        "HF_HOME": str(tmp_path / "volume" / "huggingface"),
+        "WORK_DIR": str(tmp_path / "work"),
+        "HF_ENDPOINT": hub_url,
+        "SR_MODEL_REPO": SR_REPO,
+        "TRANSFER_BACKOFF_S": "0.05",
+        "PROGRESS_INTERVAL_S": "0.2",
+    }
+    env.update(extra)
+    return env
+
+
+def watch(ep, job_id: str, timeout: float = 90.0) -> tuple[dict, list]:
+    """Poll the job to a terminal status, keeping every progress update seen on the way."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = ep.get(f"status/{job_id}").json()
+        if status["status"] == "IN_PROGRESS" and status.get("output") not in (None, *seen):
+            seen.append(status["output"])
+        if status["status"] in ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"):
+            return status, seen
+        time.sleep(0.05)
+    raise TimeoutError(f"job {job_id} still {status} after {timeout}s")
+
+
+def test_pipelines_and_input_failures_through_the_local_endpoint(tmp_path, hub, files, clip_bytes):
+    files.files["clip.mp4"] = clip_bytes
+    files.files["data.bin"] = sample_bytes(5000)
+    files.files["slow.bin"] = b"x"
+    limit = len(clip_bytes) + 1000
+    files.files["big.bin"] = sample_bytes(limit + 1)
+    hub.throttle_bps = 6_000  # the weights take about two seconds: jobs must wait for them
+    env = worker_env(
+        tmp_path,
+        hub.url,
+        PRELOAD_PIPELINES="sr_learned",
+        MAX_INPUT_BYTES=str(limit),
+        DOWNLOAD_READ_TIMEOUT_S="0.5",
+        TRANSFER_ATTEMPTS="2",
+    )
+    with local_endpoint(tmp_path / "ep", env=env, workers_max=1, idle_timeout=30) as ep:
+        api = ep.api()
+
+        sr = api.run(
+            {
+                "pipeline": "sr_learned",
+                "params": {"max_frames": 6},
+                "inputs": {"video": files.url("files/clip.mp4?sig=s")},
+                "output": {
+                    "put_url": files.url("upload/sr.mp4?sig=s"),
+                    "content_type": "video/mp4",
+                },
+                "job_key": "app-sr",
+            }
+        )
+        status, seen = watch(ep, sr["id"])
+        assert status["status"] == "COMPLETED", status.get("error")
+        assert any("downloading model test-org/espcn-x2" in str(s) for s in seen), seen
+        out = status["output"]
+        assert out["pipeline"] == "sr_learned" and out["job_key"] == "app-sr"
+        assert out["output"]["url"] == files.url("upload/sr.mp4")
+        assert out["metrics"]["frames"] == 6 and out["metrics"]["model_load_s"] > 0.5
+        produced = tmp_path / "sr.mp4"
+        produced.write_bytes(files.uploads["sr.mp4"])
+        assert read_clip(produced)["width"] == 128
+
+        video = api.run(
+            {
+                "pipeline": "video_enhance",
+                "inputs": {"video": files.url("files/clip.mp4?sig=s")},
+                "output": {
+                    "put_url": files.url("upload/enh.mp4?sig=s"),
+                    "content_type": "video/mp4",
+                },
+            }
+        )
+        status, _ = watch(ep, video["id"])
+        assert status["status"] == "COMPLETED", status.get("error")
+        assert status["output"]["result"]["frames"] == 12
+        produced.write_bytes(files.uploads["enh.mp4"])
+        clip = read_clip(produced)
+        assert (clip["width"], clip["height"], clip["audio_codec"]) == (128, 96, "aac")
+
+        echo = api.run(
+            {
+                "pipeline": "echo",
+                "params": {"n": 1},
+                "inputs": {"data": files.url("files/data.bin?sig=s")},
+            }
+        )
+        status, _ = watch(ep, echo["id"])
+        assert status["status"] == "COMPLETED", status.get("error")
+        assert status["output"]["echo"] == {"n": 1}
+        assert status["output"]["result"]["inputs"]["data"]["size"] == 5000
+
+        failures = {
+            "missing": ({"video": files.url("files/missing.mp4?sig=s")}, "answered 404 Not Found"),
+            "too large": (
+                {"video": files.url("files/big.bin?sig=s")},
+                "larger than the worker's limit of",
+            ),
+            "scheme": (
+                {"video": "ftp://files.example/clip.mp4"},
+                "inputs.video: only http and https URLs are accepted, got ftp",
+            ),
+        }
+        for name, (inputs, expected) in failures.items():
+            job = api.run({"pipeline": "echo", "inputs": inputs})
+            status, _ = watch(ep, job["id"])
+            assert status["status"] == "FAILED", (name, status)
+            assert expected in status["error"], (name, status["error"])
+            assert "sig=s" not in status["error"] and "Traceback" not in status["error"]
+
+        files.stall_s = 1.5
+        job = api.run({"pipeline": "echo", "inputs": {"video": files.url("files/slow.bin")}})
+        status, _ = watch(ep, job["id"])
+        assert status["status"] == "FAILED"
+        assert status["error"].endswith("after 2 attempts: no data for 0.5 s (read timeout)")
+
+    assert not list((tmp_path / "work").glob("gpu-job-*"))  # temporary files are gone
+
+
+def test_a_model_that_cannot_load_fails_jobs_with_the_cause_and_replaces_the_worker(tmp_path, hub):
+    hub.reported_size["model.safetensors"] = 30 * 10**12  # the volume is far too small
+    env = worker_env(tmp_path, hub.url, PRELOAD_PIPELINES="sr_learned")
+    with local_endpoint(tmp_path / "ep", env=env, workers_max=1, idle_timeout=30) as ep:
+        job = ep.api().run(
+            {"pipeline": "sr_learned", "inputs": {"video": "http://127.0.0.1:9/v.mp4"}}
+        )
+        status, _ = watch(ep, job["id"])
+        assert status["status"] == "FAILED"
+        assert status["error"].startswith(
+            f"pipeline sr_learned: model loading failed: not enough space for model {SR_REPO}@main"
+        )
+        assert "grow the network volume" in status["error"]
+        first_worker = status["workerId"]
+
+        def replaced():
+            workers = ep.workers()["workers"]
+            return any(
+                w["id"] == first_worker and w["state"] not in ("running", "idle") for w in workers
+            ) or not any(w["id"] == first_worker for w in workers)
+
+        ep.wait_for(replaced, timeout=30, what="the worker that failed to load to be stopped")
+
+        # The endpoint keeps serving: an echo job gets a fresh worker and completes.
+        echo = ep.api().run({"pipeline": "echo", "params": {"ok": True}})
+        status, _ = watch(ep, echo["id"])
+        assert status["status"] == "COMPLETED" and status["workerId"] != first_worker
