@@ -30,6 +30,7 @@ SPEC = json.loads(SPEC_PATH.read_text())
 _URI = "urn:runpod-rest-v2"
 _REGISTRY = Registry().with_resource(_URI, Resource.from_contents(SPEC, DRAFT202012))
 GRAPHQL_FIELDS = {"clientBalance", "currentSpendPerHr", "spendLimit"}
+REST_COLLECTIONS = {p.split("/")[2] for p in SPEC["paths"]}
 CONTAINER_KEYS = ("image", "args", "disk", "ports", "env", "registry")
 
 CATALOG = [
@@ -275,10 +276,10 @@ class RunPodStandIn:
     def _job_api(self, handler, method: str, path: str) -> bool:
         """RunPod's job API for endpoints of this account; False for REST v2 paths."""
         parts = path.strip("/").split("/")
-        if len(parts) < 3 or parts[0] != "v2" or parts[1] not in self.endpoints:
+        if len(parts) < 3 or parts[0] != "v2" or parts[1] in REST_COLLECTIONS:
             return False
         eid, route = parts[1], parts[2]
-        if eid in self.disabled:
+        if eid in self.disabled or eid not in self.endpoints:
             handler._send(404, {"message": "Not Found"})
             return True
         counts = self.job_counts.setdefault(
