@@ -113,11 +113,10 @@ class Api:
                 f"{request.method} is not allowed on {name}; use {route.method}",
                 Allow=route.method,
             )
-        if len(args) != route.nargs:
-            return _error(404, f"{name} takes {route.nargs} path argument(s)")
-        for arg in args:
-            if not ID_RE.match(arg):
-                return _error(400, "ids are 1-128 characters of letters, digits, '-' and '_'")
+        if len(args) < route.nargs:
+            return _error(404, f"{name} needs an id: {name}/<id>")
+        if len(args) > route.nargs or not all(ID_RE.match(arg) for arg in args):
+            return _error(400, "ids are 1-128 characters of letters, digits, '-' and '_'")
         self.ep.requests[name] += 1
         try:
             return await getattr(self, route.handler)(request, *args)
