@@ -77,6 +77,12 @@ def register(sub) -> None:
     p = add("doctor", c.cmd_doctor, "diagnose the endpoint in plain words")
     _target(p)
     p.add_argument("--lines", type=int, default=20, help="log lines per worker (20)")
+    p.add_argument(
+        "--startup-grace",
+        type=float,
+        default=120.0,
+        help="seconds a worker may start up before queued jobs look stuck (120)",
+    )
 
     p = add("workers", c.cmd_workers, "list the endpoint's workers")
     _target(p)

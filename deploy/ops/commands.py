@@ -299,6 +299,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         facts = doc.gather_local(target.jobapi, target.api_key, args.lines)
     else:
         facts = doc.gather_runpod(target.management, target.jobapi, args.lines)
+    facts.startup_grace_s = args.startup_grace
     findings = doc.diagnose(facts)
     problems = [f for f in findings if f.severity != doc.INFO]
     if args.json:

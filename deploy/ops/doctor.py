@@ -9,6 +9,7 @@ GraphQL balance) and the local endpoint (job API + its ``/workers`` and logs rou
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ class Worker:
     log_tail: list[str] = field(default_factory=list)
     current_jobs: int | None = None
     stale: bool = False
+    age_s: float | None = None  # seconds since the worker started
 
 
 @dataclass
@@ -52,6 +54,7 @@ class Facts:
     releases: dict[str, Any] | None = None
     balance: dict[str, Any] | None = None
     unavailable: list[str] = field(default_factory=list)
+    startup_grace_s: float = 120.0
 
     def jobs(self, key: str) -> int:
         return int(((self.health or {}).get("jobs") or {}).get(key) or 0)
@@ -104,6 +107,7 @@ def gather_local(jobapi: JobAPI, api_key: str, log_lines: int = LOG_LINES) -> Fa
                 exit_code=w.get("exitCode"),
                 log_tail=list(w.get("logTail") or [])[-log_lines:],
                 current_jobs=len(w.get("currentJobs") or []),
+                age_s=time.time() - w["startedAt"] if w.get("startedAt") else None,
             )
         )
     return facts
@@ -132,7 +136,12 @@ def gather_runpod(api: ManagementAPI, jobapi: JobAPI, log_lines: int = LOG_LINES
         facts.summary = dict(data.get("summary") or {})
         for w in data.get("workers") or []:
             facts.workers.append(
-                Worker(id=w["id"], status=w["status"].lower(), stale=bool(w.get("isStale")))
+                Worker(
+                    id=w["id"],
+                    status=w["status"].lower(),
+                    stale=bool(w.get("isStale")),
+                    age_s=w.get("uptimeSeconds"),
+                )
             )
     except ManagementError as exc:
         facts.unavailable.append(f"workers: {exc}")
@@ -156,6 +165,11 @@ def _pools(facts: Facts) -> list[str]:
 
 
 def _capacity_fix(facts: Facts) -> str:
+    if facts.target == "local":
+        return (
+            "the local endpoint wants more workers than it has GPUs (--gpus): lower "
+            "--workers-max or free a GPU; on RunPod this means no capacity (add GPU tiers)"
+        )
     pools = _pools(facts)
     extra = []
     for pool in pools:
@@ -312,13 +326,22 @@ def diagnose(facts: Facts) -> list[Finding]:
         add(rule_id, ERROR, f"{prefix}{words}\n  last log lines:\n    {tail}", fix)
 
     running = facts.count("running")
-    if queued and not in_progress and running and not crash_active:
+    starting = [
+        w
+        for w in facts.workers
+        if w.status in ("running", "initializing")
+        and not w.current_jobs
+        and (w.age_s or 0) > facts.startup_grace_s
+    ]
+    if queued and not in_progress and (running or starting) and not crash_active:
+        shown = running or len(starting)
+        state = "running" if running else f"starting for over {facts.startup_grace_s:g} s"
         add(
             "startup-before-handler",
             WARNING,
-            f"{queued} job(s) stay IN_QUEUE while {running} worker(s) show running: 'running' "
-            "also means still in start-up code (model downloads) before "
-            "runpod.serverless.start(), which takes no job",
+            f"{queued} job(s) stay IN_QUEUE while {shown} worker(s) show {state}: a worker "
+            "is still in start-up code (model downloads) before runpod.serverless.start(), "
+            "which takes no job",
             "read the worker log (`python -m deploy logs`); move downloads into the handler "
             "or onto the volume, and size disk and volume (`python -m deploy check`)",
         )
