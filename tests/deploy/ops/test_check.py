@@ -241,7 +241,7 @@ def test_missing_spec_file(cli, tmp_path):
 
 def test_committed_example_spec_is_valid_and_clean(cli, hub, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "x")
-    hub.repos["openai/whisper-large-v3"] = {"model.safetensors": 3 * GB}
+    hub.repos["gpu-jobs/espcn-x2"] = {"config.json": 100, "model.safetensors": 3 * GB}
     result = cli("check", "--spec", "deploy/endpoint.toml")
     assert result.code == 0, result.text
 
@@ -251,3 +251,12 @@ def test_list_names_every_rule(cli):
     assert result.code == 0
     for r in RULES:
         assert r.id in result.out
+
+
+def test_readme_lists_every_check_rule():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    section = readme.split("## Operating the endpoint", 1)[1]
+    for r in RULES:
+        assert f"`{r.id}`" in section, r.id
