@@ -25,8 +25,16 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
     max_length: int = 500
+    choices: tuple = ()
 
     def parse(self, name: str, raw: Any) -> Any:
+        value = self._parse(name, raw)
+        if self.choices and value not in self.choices:
+            options = ", ".join(str(c) for c in self.choices)
+            raise ParamError(f"parameter {name!r} must be one of {options}")
+        return value
+
+    def _parse(self, name: str, raw: Any) -> Any:
         if self.kind is bool:
             if isinstance(raw, bool):
                 return raw
@@ -39,8 +47,10 @@ class Param:
             if isinstance(raw, bool):
                 raise ParamError(f"parameter {name!r} must be a number")
             try:
-                value = self.kind(raw)
-            except (TypeError, ValueError):
+                value = self.kind(float(raw)) if self.kind is int else self.kind(raw)
+                if self.kind is int and float(raw) != value:
+                    raise ValueError(raw)
+            except (TypeError, ValueError, OverflowError):
                 raise ParamError(f"parameter {name!r} must be a number, not {raw!r}") from None
             if value != value or (self.minimum is not None and value < self.minimum):
                 raise ParamError(f"parameter {name!r} must be at least {self.minimum}")
@@ -61,6 +71,7 @@ class Pipeline:
     description: str
     params: dict[str, Param] = field(default_factory=dict)
     output_content_type: str | None = None  # None: same type as the input
+    input_name: str = "file"  # the name the GPU pipeline reads its input under
 
     def parse_params(self, raw: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(raw) - set(self.params))
@@ -84,9 +95,45 @@ CATALOGUE: dict[str, Pipeline] = {
         params={
             "sleep_s": Param(float, "seconds to sleep on the GPU", 0, 3600),
             "fail": Param(str, "make the handler fail with this message"),
+            "output_bytes": Param(int, "write a result file of this many bytes", 0, 2**31),
+            "return_input": Param(str, "send this input back as the result (file)", max_length=64),
+        },
+    ),
+    "video_enhance": Pipeline(
+        name="video_enhance",
+        description="2x upscale, sharpen and denoise a video.",
+        input_name="video",
+        output_content_type="video/mp4",
+        params={
+            "scale": Param(int, "upscale factor", choices=(1, 2)),
+            "sharpen": Param(float, "edge-aware sharpening strength", 0, 3),
+            "denoise": Param(float, "temporal denoise strength", 0, 1),
+            "batch_size": Param(int, "frames per GPU batch", 1, 128),
+            "crf": Param(int, "H.264 quality (lower is better)", 0, 51),
+            "preset": Param(
+                str,
+                "x264 speed preset",
+                choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"),
+            ),
+            "max_frames": Param(int, "stop after this many frames (0: all)", 0),
+        },
+    ),
+    "sr_learned": Pipeline(
+        name="sr_learned",
+        description="ESPCN super-resolution of a video (weights from the Hugging Face Hub).",
+        input_name="video",
+        output_content_type="video/mp4",
+        params={
+            "batch_size": Param(int, "frames per GPU batch", 1, 128),
+            "crf": Param(int, "H.264 quality (lower is better)", 0, 51),
+            "max_frames": Param(int, "stop after this many frames (0: all)", 0),
         },
     ),
 }
+
+
+def input_name(name: str) -> str:
+    return CATALOGUE[name].input_name if name in CATALOGUE else "file"
 
 
 def get(name: str, enabled: tuple[str, ...]) -> Pipeline:

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from app import pipelines
 from app.diagnosis import endpoint_unreachable
 from app.models import Attempt, AttemptState, Job, Status, utcnow
 from app.settings import Settings
@@ -70,7 +71,7 @@ def worker_input(job: Job, settings: Settings, storage: Storage) -> dict[str, An
         "job_key": job.id,
     }
     if job.input_key:
-        payload["inputs"]["file"] = storage.get_url(job.input_key, ttl)
+        payload["inputs"][pipelines.input_name(job.pipeline)] = storage.get_url(job.input_key, ttl)
     if job.output_key:
         payload["output"] = {
             "put_url": storage.put_url(job.output_key, job.output_content_type or "", ttl),

@@ -31,7 +31,7 @@ class Case:
 
 
 def _file(name: str = "clip.mp4", body: bytes = VIDEO):
-    return (io.BytesIO(body), name)
+    return (body, name)  # made a stream per request: the table is reused per backend
 
 
 def _upload(**fields):
@@ -169,7 +169,8 @@ def existing_job(app, settings, client):
     """A job uploaded by another browser, with its input stored."""
     other = app.test_client()
     token = csrf_token(other)
-    response = other.post("/jobs", data={**_upload(), "csrf_token": token})
+    data = {"pipeline": "echo", "file": (io.BytesIO(VIDEO), "clip.mp4"), "csrf_token": token}
+    response = other.post("/jobs", data=data)
     assert response.status_code == 303
     with app.app_context():
         from app.db import get_session
@@ -207,7 +208,9 @@ def test_bad_input_is_refused_and_changes_nothing(
         else:
             kwargs["data"] = case.data
     elif case.data is not None:
-        data = dict(case.data)
+        data = {
+            k: (io.BytesIO(v[0]), v[1]) if isinstance(v, tuple) else v for k, v in case.data.items()
+        }
         if case.csrf and case.method == "POST" and not path.startswith("/api"):
             data["csrf_token"] = csrf_token(client, "/admin/login" if "login" in path else "/")
         kwargs["data"] = data

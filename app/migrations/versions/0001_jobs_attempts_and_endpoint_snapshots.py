@@ -1,8 +1,8 @@
-"""jobs and attempts
+"""jobs, attempts and endpoint snapshots
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 07:11:20.873335
+Create Date: 2026-11-28 07:19:35.268220
 """
 
 from alembic import op
@@ -62,6 +62,12 @@ def upgrade() -> None:
     op.create_index('ix_jobs_runpod_id', 'jobs', ['runpod_id'], unique=False)
     op.create_index('ix_jobs_status_next_poll', 'jobs', ['status', 'next_poll_at'], unique=False)
     op.create_index('ix_jobs_status_updated', 'jobs', ['status', 'updated_at'], unique=False)
+    op.create_table('snapshots',
+    sa.Column('name', sa.String(length=64), nullable=False),
+    sa.Column('data', sa.JSON(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('name')
+    )
     op.create_table('attempts',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('job_id', sa.String(length=36), nullable=False),
@@ -84,6 +90,7 @@ def downgrade() -> None:
     op.drop_index('ix_attempts_state', table_name='attempts')
     op.drop_index('ix_attempts_job_number', table_name='attempts')
     op.drop_table('attempts')
+    op.drop_table('snapshots')
     op.drop_index('ix_jobs_status_updated', table_name='jobs')
     op.drop_index('ix_jobs_status_next_poll', table_name='jobs')
     op.drop_index('ix_jobs_runpod_id', table_name='jobs')
