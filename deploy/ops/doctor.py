@@ -232,16 +232,30 @@ def diagnose(facts: Facts) -> list[Finding]:
     balance = (facts.balance or {}).get("clientBalance")
     spend = (facts.balance or {}).get("currentSpendPerHr") or 0
     if facts.not_found:
-        if facts.endpoint_exists:
-            money = f" (balance ${balance:.2f})" if isinstance(balance, int | float) else ""
+        money = f" (balance ${balance:.2f})" if isinstance(balance, int | float) else ""
+        recreate = (
+            "`python -m deploy apply --recreate` and put the new endpoint id in "
+            "RUNPOD_ENDPOINT_ID everywhere (web app, Celery), then restart them"
+        )
+        if facts.endpoint_exists and isinstance(balance, int | float) and balance >= 0:
+            add(
+                "endpoint-disabled",
+                ERROR,
+                f"endpoint {facts.endpoint_id} exists but its job API answers Not Found{money}: "
+                "either no worker has ever started on it (health answers Not Found until one "
+                "registers), or RunPod disabled it when the balance went negative and it "
+                "stayed broken after funds were added",
+                "submit a test job and run doctor again once a worker started; if it still "
+                f"answers Not Found, {recreate}",
+            )
+        elif facts.endpoint_exists:
             add(
                 "endpoint-disabled",
                 ERROR,
                 f"endpoint {facts.endpoint_id} exists but its job API answers Not Found{money}: "
                 "RunPod disables an endpoint when the account balance goes negative, and it "
                 "stays broken after you add funds",
-                "add funds, then `python -m deploy apply --recreate` and put the new endpoint "
-                "id in RUNPOD_ENDPOINT_ID everywhere (web app, workers), then restart them",
+                f"add funds, then {recreate}",
             )
         elif facts.endpoint_exists is False:
             add(

@@ -146,3 +146,30 @@ def test_workers_logs_purge_cancel(cli, runpod, deployed):
     assert purge.code == 0 and "removed 7" in purge.out
     cancel = cli("cancel", "--endpoint-id", deployed, "job-1", "--json")
     assert json.loads(cancel.out)["cancelled"] == [{"id": "job-1", "status": "CANCELLED"}]
+
+
+def test_not_found_with_a_positive_balance_may_be_a_never_started_endpoint(cli, runpod, deployed):
+    runpod.disabled.add(deployed)
+    _, findings = _doctor(cli)
+    finding = findings["endpoint-disabled"]
+    assert "no worker has ever started" in finding["message"]
+    assert "apply --recreate" in finding["fix"]
+    assert "negative-balance" not in findings
+
+
+def test_the_entry_point_runs_as_a_process(runpod, spec_file):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    result = subprocess.run(
+        [sys.executable, "-m", "deploy", "plan", "--spec", str(spec_file())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "endpoint  gpu-jobs" in result.stdout and "create" in result.stdout
+    assert RUNPOD_KEY not in result.stdout + result.stderr
