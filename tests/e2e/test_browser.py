@@ -4,6 +4,7 @@ watch the job page until the processed video appears, download it."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -71,7 +72,10 @@ def test_upload_in_the_browser_and_see_the_processed_video(tmp_path, browser):
         # The demo video pipeline is the form's default; the file is all a person must give.
         page.set_input_files("input[type=file]", str(video))
         page.locator("form [type=submit]").first.click()
-        page.wait_for_url(f"{base}/jobs/**")
+        page.wait_for_load_state()
+        error = page.locator("#error")
+        assert not error.count(), f"the form refused the upload: {error.inner_text()}"
+        page.wait_for_url(re.compile(r"/jobs/[0-9a-f-]{36}$"))
         job_url = page.url
 
         # The page follows the job live: the processed video appears without a reload.
