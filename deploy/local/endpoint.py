@@ -433,7 +433,11 @@ class Endpoint:
         return ids
 
     async def wait_stop_signals(self, w: wk.Worker) -> list[str]:
-        if w.pending_stops or w.stopping or self._closing:
+        if w.stopping or self._closing:
+            # An empty answer makes the SDK sleep 1 s before it sees it is shutting down;
+            # a non-empty one (an id that names no job, so nothing is cancelled) does not.
+            return self.stop_signals(w) or [f"{w.id}-shutdown"]
+        if w.pending_stops:
             return self.stop_signals(w)
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         w.stop_waiter = fut
@@ -443,6 +447,8 @@ class Endpoint:
         finally:
             if w.stop_waiter is fut:
                 w.stop_waiter = None
+        if w.stopping or self._closing:
+            return self.stop_signals(w) or [f"{w.id}-shutdown"]
         return self.stop_signals(w)
 
     def job_done(self, w: wk.Worker, job_id: str, body: Any, is_stream: bool) -> None:
@@ -740,11 +746,12 @@ class Endpoint:
         w.stop_reason = why
         w.state = "stopping"
         w.kill_at = time.monotonic() + self.opts.stop_grace
+        # SIGTERM first, so the SDK knows it is shutting down when its long-polls return.
+        wk.signal_group(w.pid, signal.SIGTERM)
         if w.take_waiter is not None and not w.take_waiter.done():
             w.take_waiter.set_result([])
         if w.stop_waiter is not None and not w.stop_waiter.done():
             w.stop_waiter.set_result(None)
-        wk.signal_group(w.pid, signal.SIGTERM)
         self.poke()
 
     def _worker_exited(self, w: wk.Worker, code: int) -> None:
