@@ -1,0 +1,318 @@
+"""``python -m bench worker``: the GPU worker's figures from one run, as JSON.
+
+- ``job``: the phases of one ``video_enhance`` job on a generated clip (10 s of 720p by
+  default) on CPU, through the handler: download, model load, inference, upload seconds, from
+  a local server standing in for the app's signed URLs (GET with Range, PUT).
+- ``download``: throughput of the worker's downloader against ``curl`` fetching the same
+  file from the same server (``ratio`` = ours / curl; target >= 0.8). ``--url`` measures a
+  real signed URL instead.
+- ``startup``: seconds from starting ``python -u -m gpu_worker`` to its first job taken from
+  a minimal job server speaking the worker protocol, with a model loading in the background
+  (``PRELOAD_PIPELINES=sr_learned``), against ``python -c "import runpod, gpu_worker"``
+  (target: at most 0.2 s more).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class _Files(BaseHTTPRequestHandler):
+    """GET /<name> with Range from ``root``; PUT /<name> is read and dropped."""
+
+    root: Path
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        path = self.root / self.path.split("?", 1)[0].lstrip("/")
+        if not path.is_file():
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        size = path.stat().st_size
+        m = re.match(r"bytes=(\d+)-$", self.headers.get("Range") or "")
+        start = int(m.group(1)) if m else 0
+        self.send_response(206 if m else 200)
+        self.send_header("Content-Length", str(size - start))
+        self.send_header("Accept-Ranges", "bytes")
+        if m:
+            self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+        self.end_headers()
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            shutil.copyfileobj(fh, self.wfile, 1 << 20)
+
+    def do_PUT(self) -> None:  # noqa: N802
+        left = int(self.headers.get("Content-Length") or 0)
+        while left:
+            left -= len(self.rfile.read(min(left, 1 << 20)))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def serve_files(root: Path, port: int) -> None:
+    """Run the file server in this process (the benchmark starts it as a child)."""
+    handler = type("Files", (_Files,), {"root": root})
+    ThreadingHTTPServer(("127.0.0.1", port), handler).serve_forever()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int) -> None:
+    import socket
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing on port {port}")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.update(extra)
+    return env
+
+
+def bench_job(base: str, clip_name: str, scratch: Path) -> dict:
+    os.environ.update(
+        TORCH_DEVICE="cpu",
+        WORK_DIR=str(scratch / "work"),
+        MODEL_DIR=str(scratch / "models"),
+        PROGRESS_INTERVAL_S="5",
+    )
+    from gpu_worker.handler import reset_runtime, run_job
+
+    reset_runtime()
+    t = time.perf_counter()
+    result = run_job(
+        {
+            "id": "bench",
+            "input": {
+                "pipeline": "video_enhance",
+                "inputs": {"video": f"{base}/{clip_name}?sig=bench"},
+                "output": {"put_url": f"{base}/out.mp4?sig=bench", "content_type": "video/mp4"},
+            },
+        }
+    )
+    if "error" in result:
+        return {"error": result["error"]}
+    return {
+        "wall_s": round(time.perf_counter() - t, 3),
+        **result["metrics"],
+        "output_bytes": result["output"]["size"],
+        "result": result["result"],
+    }
+
+
+def bench_download(url: str, scratch: Path, runs: int) -> dict:
+    from gpu_worker.transfer import TransferPolicy, download
+
+    ours, curl = [], []
+    size = 0
+    for _ in range(runs):
+        dest = scratch / "dl-ours.bin"
+        t = time.perf_counter()
+        size = download(url, dest, field="bench", max_bytes=1 << 40, policy=TransferPolicy())
+        ours.append(time.perf_counter() - t)
+        dest.unlink()
+        dest = scratch / "dl-curl.bin"
+        t = time.perf_counter()
+        subprocess.run(["curl", "-sf", "-o", str(dest), url], check=True)
+        curl.append(time.perf_counter() - t)
+        dest.unlink()
+    best_ours, best_curl = min(ours), min(curl)
+    return {
+        "bytes": size,
+        "ours_mb_s": round(size / best_ours / 1e6, 1),
+        "curl_mb_s": round(size / best_curl / 1e6, 1),
+        "ratio": round(best_curl / best_ours, 3),
+        "target_ratio": 0.8,
+        "runs": runs,
+    }
+
+
+class _JobServer(BaseHTTPRequestHandler):
+    """The worker protocol, minimally: one echo job on the first job-take, then nothing."""
+
+    protocol_version = "HTTP/1.1"
+    state: dict
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _reply(self, status: int, body: bytes = b"") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802
+        if "/job-take/" in self.path and not self.state.get("taken"):
+            self.state["taken"] = time.time()
+            job = {"id": "bench-job", "input": {"pipeline": "echo", "params": {"n": 1}}}
+            return self._reply(200, json.dumps(job).encode())
+        time.sleep(0.2)  # a short long-poll, so the SDK does not spin
+        self._reply(204)
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if "/job-done/" in self.path and b"IN_PROGRESS" not in body:
+            self.state["done"] = time.time()
+        self._reply(200, b"{}")
+
+
+def bench_startup(scratch: Path, runs: int) -> dict:
+    sys.path.insert(0, str(ROOT))
+    from bench.gpu_check import REPO, seed_weights
+
+    seed_weights(scratch / "models")
+    takes, baseline, baseline_boot = [], [], []
+    for _ in range(runs):
+        state: dict = {}
+        handler = type("Jobs", (_JobServer,), {"state": state})
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        env = _env(
+            RUNPOD_WEBHOOK_GET_JOB=f"{base}/job-take/$ID?gpu=bench",
+            RUNPOD_WEBHOOK_POST_OUTPUT=f"{base}/job-done/$RUNPOD_POD_ID/$ID?gpu=bench",
+            RUNPOD_WEBHOOK_POST_STREAM=f"{base}/job-stream/$RUNPOD_POD_ID/$ID?gpu=bench",
+            RUNPOD_WEBHOOK_PING=f"{base}/ping/$RUNPOD_POD_ID?gpu=bench",
+            RUNPOD_POD_ID="bench-worker",
+            RUNPOD_AI_API_KEY="bench",
+            RUNPOD_SKIP_AUTO_SYSTEM_CHECKS="true",
+            RUNPOD_SKIP_GPU_CHECK="true",
+            MODEL_DIR=str(scratch / "models"),
+            SR_MODEL_REPO=REPO,
+            PRELOAD_PIPELINES="sr_learned",
+            HF_HUB_OFFLINE="1",
+            WORK_DIR=str(scratch / "work"),
+        )
+        started = time.time()
+        worker = subprocess.Popen(
+            [sys.executable, "-u", "-m", "gpu_worker"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while "done" not in state and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(10)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait(5)
+            server.shutdown()
+            server.server_close()
+        if "taken" in state:
+            takes.append(state["taken"] - started)
+        for argv, into in (
+            ([sys.executable, "-c", "import runpod, gpu_worker"], baseline),
+            ([sys.executable, "-c", "import gpu_worker.boot, runpod, gpu_worker"], baseline_boot),
+        ):
+            t = time.time()
+            subprocess.run(argv, cwd=ROOT, env=_env(), check=True)
+            into.append(time.time() - t)
+    take, base_s = statistics.median(takes), statistics.median(baseline)
+    return {
+        "first_job_taken_s": round(take, 3),
+        "import_runpod_gpu_worker_s": round(base_s, 3),
+        "import_with_boot_shim_s": round(statistics.median(baseline_boot), 3),
+        "extra_s": round(take - base_s, 3),
+        "target_extra_s": 0.2,
+        "runs": runs,
+        "background_model": "sr_learned (ESPCN weights already on the volume)",
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench worker", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=10.0, help="clip length (10)")
+    parser.add_argument("--size", default="1280x720", help="clip size (1280x720)")
+    parser.add_argument("--download-mb", type=int, default=256)
+    parser.add_argument("--url", help="measure downloads from this URL instead")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--skip", default="", help="comma list of job,download,startup")
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve_files(Path(args.serve), args.port)
+        return 0
+    skip = set(filter(None, args.skip.split(",")))
+    sys.path.insert(0, str(ROOT))
+    scratch = Path(tempfile.mkdtemp(prefix="bench-worker-"))
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bench", "worker", "--serve", str(scratch), "--port", str(port)],
+        cwd=ROOT,
+        env=_env(),
+    )
+    report: dict = {"machine": {"cpus": os.cpu_count()}}
+    try:
+        _wait_port(port)
+        base = f"http://127.0.0.1:{port}"
+        if "job" not in skip:
+            from bench.gpu_check import make_clip
+
+            width, height = (int(v) for v in args.size.split("x"))
+            t = time.perf_counter()
+            make_clip(scratch / "clip.mp4", width, height, args.seconds, 30)
+            report["job"] = {
+                "clip": f"{args.size}, {args.seconds:g} s, 30 fps",
+                "clip_made_in_s": round(time.perf_counter() - t, 2),
+                **bench_job(base, "clip.mp4", scratch),
+            }
+        if "download" not in skip:
+            url = args.url
+            if not url:
+                with open(scratch / "big.bin", "wb") as fh:
+                    block = os.urandom(1 << 20)
+                    for _ in range(args.download_mb):
+                        fh.write(block)
+                url = f"{base}/big.bin?sig=bench"
+            report["download"] = bench_download(url, scratch, args.runs)
+        if "startup" not in skip:
+            report["startup"] = bench_startup(scratch, args.runs)
+    finally:
+        server.terminate()
+        server.wait(10)
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(json.dumps(report, indent=2))
+    return 0
