@@ -43,7 +43,6 @@ from app.submission import RetryLater
 
 log = logging.getLogger(__name__)
 BATCH = 500
-PENDING_LOST_AFTER_S = 20.0
 
 
 def _older(seconds: float):
@@ -96,7 +95,7 @@ def reconcile(
         snapshot = refresh_snapshot(session, settings, api, queued)
 
     lost = select(Job.id).where(
-        Job.status == Status.PENDING, Job.updated_at < _older(PENDING_LOST_AFTER_S)
+        Job.status == Status.PENDING, Job.updated_at < _older(settings.submit_grace_s)
     )
     for job_id in session.scalars(lost.limit(BATCH)).all():
         enqueue("tasks.submit", job_id)
@@ -117,7 +116,9 @@ def reconcile(
                     session, job, snapshot, settings, storage, enqueue
                 )
 
-    late = _older(settings.poll_cap_s + 60)
+    # A poll is lost when it is overdue by more than a whole backoff cap plus the grace a
+    # busy worker queue gets; the replacement chain takes over (see app.polling).
+    late = _older(settings.poll_cap_s + settings.submit_grace_s)
     lost_polls = select(Job).where(
         Job.status.in_([s.value for s in POLLED]),
         Job.runpod_id.is_not(None),

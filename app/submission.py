@@ -39,14 +39,18 @@ class RetryLater(Exception):
 
 
 def crash_point(settings: Settings, name: str) -> None:
-    """APP_ENV=test only: SIGKILL this process once at ``name`` (worker-crash tests)."""
-    if settings.app_env != "test" or settings.test_crash_at != name:
+    """APP_ENV=test only: at ``name``, once, SIGKILL this pool process (``TEST_CRASH_AT=name``)
+    or the whole worker with its process group (``TEST_CRASH_AT=name:worker``)."""
+    point, _, scope = settings.test_crash_at.partition(":")
+    if settings.app_env != "test" or point != name:
         return
     marker = Path(settings.storage_dir) / f".crashed-{name}"
     if marker.exists():
         return
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
+    if scope == "worker":
+        os.killpg(os.getpgid(0), signal.SIGKILL)
     os.kill(os.getpid(), signal.SIGKILL)
 
 
