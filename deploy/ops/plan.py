@@ -282,6 +282,15 @@ def apply_plan(
         progress,
         wait_s=release_wait_s,
     )
+    if container:
+        # A release exists; make sure it carries the new container settings.
+        left = _container_diff(api.get_endpoint(endpoint["id"]), spec, plan.env)
+        if left:
+            raise ApplyError(
+                f"release v{result['release']['version']} of endpoint {endpoint['id']} does "
+                f"not carry {', '.join(r[0] for r in left)}: the template change did not reach "
+                "it; rerun apply and check the release history in the console"
+            )
     return result
 
 

@@ -147,6 +147,7 @@ class RunPodStandIn:
         self.requests: list[tuple[str, str, Any]] = []
         self.violations: list[str] = []
         self.freeze_releases = False  # simulate a change that never produces a release
+        self.ignore_template_on_patch = False  # simulate a release without the new image
         # Job API (api.runpod.ai/v2/{id}/...), served here too so doctor sees one account.
         self.job_counts: dict[str, dict[str, int]] = {}
         self.disabled: set[str] = set()  # endpoints whose job API answers Not Found
@@ -465,7 +466,7 @@ class RunPodStandIn:
             "env": {},
             "registry": None,
         }
-        if "templateId" in body:
+        if "templateId" in body and not self.ignore_template_on_patch:
             container = self._container_from_template(body["templateId"])
         for key in CONTAINER_KEYS:
             if key in body:
@@ -533,7 +534,7 @@ class RunPodStandIn:
             }
         )
         new = copy.deepcopy(endpoint)
-        if "templateId" in body:
+        if "templateId" in body and not self.ignore_template_on_patch:
             container = self._container_from_template(body["templateId"])
             for key in CONTAINER_KEYS:
                 new[key] = container[key]

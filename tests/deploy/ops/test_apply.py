@@ -124,6 +124,18 @@ def test_a_change_that_never_makes_a_release_fails_apply(cli, runpod, spec_file)
     assert "has not reached it" in result.out
 
 
+def test_a_release_without_the_new_image_fails_apply(cli, runpod, spec_file):
+    assert _apply(cli, spec_file()).code == 0
+    runpod.ignore_template_on_patch = True
+    # workers.max makes a release; the env change never reaches the endpoint.
+    path = spec_file(
+        {"MODEL_DIR =": 'EXTRA = "1"\nMODEL_DIR =', "workers_max = 3": "workers_max = 4"}
+    )
+    result = _apply(cli, path, "--release-wait", "2")
+    assert result.code == 1
+    assert "release v2" in result.out and "does not carry env.EXTRA" in result.out
+
+
 def test_recreate_replaces_the_endpoint(cli, runpod, spec_file):
     path = spec_file()
     assert _apply(cli, path).code == 0
