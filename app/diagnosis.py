@@ -46,17 +46,21 @@ def exit_meaning(code: Any) -> str:
 
 
 def _crash_loop(workers: dict[str, Any]) -> str | None:
+    """Workers that keep dying before taking a job: the endpoint says so (``crashLoop``), or
+    at least two crashed in a row with none alive."""
     crash = workers.get("crashLoop") or {}
-    if not crash.get("active"):
+    listed = workers.get("workers") or []
+    exited = [w for w in listed if w.get("exitCode") not in (None, 0)]
+    alive = [w for w in listed if w.get("state") in ("running", "idle", "ready")]
+    if not crash.get("active") and (len(exited) < 2 or alive):
         return None
-    exited = [w for w in workers.get("workers") or [] if w.get("exitCode") not in (None, 0)]
-    exited.sort(key=lambda w: str(w.get("exitedAt") or ""))
+    exited.sort(key=lambda w: float(w.get("exitedAt") or 0))
     code = exited[-1].get("exitCode") if exited else None
     tail = crash.get("logTail") or (exited[-1].get("logTail") if exited else None) or []
     if isinstance(tail, str):
         tail = tail.splitlines()
     lines = " | ".join(str(line) for line in tail[-5:]) or str(crash.get("lastError") or "")
-    count = crash.get("consecutiveCrashes")
+    count = crash.get("consecutiveCrashes") or len(exited)
     crashes = f" ({count} crashes in a row)" if count else ""
     meaning = f"exit code {code} means {exit_meaning(code)}" if code is not None else "they exit"
     return (

@@ -230,7 +230,10 @@ def _record_failure(job: Job, payload: dict[str, Any]) -> None:
             message = f"{kind.rsplit('.', 1)[-1].strip(chr(39) + '>')}: {message}"
         detail = raw.get("error_traceback") or detail
     message = (message or "no reason given")[:1000]
-    job.error = f"failed: the GPU handler reported an error: {message}. {WHAT_TO_DO_FAILED}"
+    if isinstance(raw, dict):
+        job.error = f"failed: the GPU handler reported an error: {message}. {WHAT_TO_DO_FAILED}"
+    else:
+        job.error = f"failed: {message.rstrip('.')}. {WHAT_TO_DO_FAILED}"
     job.error_detail = (detail or "")[:20000]
 
 
