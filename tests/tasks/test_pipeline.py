@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.tasks.conftest import VIDEO
@@ -52,3 +54,41 @@ def test_purge_turns_queued_jobs_cancelled(shared_stack):
     cancel = runner.invoke(args=["admin", "cancel", blocker])
     assert cancel.exit_code == 0, cancel.output
     assert shared_stack.wait_job(blocker, timeout=30).status == "CANCELLED"
+
+
+def test_s3_mode_round_trip(tmp_path):
+    """Inputs and results in an S3-compatible store (moto's server): workers get presigned
+    URLs and never hold credentials."""
+    from tests.support.services import moto_s3_server
+    from tests.tasks.conftest import stack
+
+    with moto_s3_server(tmp_path) as s3:
+        bucket = s3.create_bucket("gpu-jobs-test")
+        with stack(tmp_path / "s", extra_env=s3.env(bucket)) as s:
+            job_id = s.upload(return_input="file")
+            job = s.wait_job(job_id, timeout=90)
+            assert job.status == "COMPLETED", job.error
+            keys = {o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket)["Contents"]}
+            assert {job.input_key, job.output_key} <= keys
+            page = s.page(job_id)
+            link = page.split('id="download"')[0].rsplit('href="', 1)[1].split('"')[0]
+            link = link.replace("&amp;", "&")
+            assert link.startswith(s3.endpoint_url) and "Signature" in link
+            assert s.browser.get(link, timeout=30).content == VIDEO
+            # Nothing stayed behind in the local staging folder.
+            assert not any((tmp_path / "s" / "storage" / ".staging").iterdir())
+
+
+POSTGRES = [os.environ["TEST_DATABASE_URL"]] if os.environ.get("TEST_DATABASE_URL") else []
+
+
+@pytest.mark.parametrize("base_url", POSTGRES, ids=["postgresql"] * len(POSTGRES))
+def test_end_to_end_on_postgresql(tmp_path, base_url):
+    from tests.app.database import postgres_schema
+    from tests.tasks.conftest import stack
+
+    with postgres_schema() as url, stack(tmp_path, extra_env={"DATABASE_URL": url}) as s:
+        job_id = s.upload(return_input="file")
+        job = s.wait_job(job_id, timeout=90)
+        assert job.status == "COMPLETED", job.error
+        assert job.output_size == len(VIDEO)
