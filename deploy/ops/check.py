@@ -62,6 +62,8 @@ class CheckContext:
     model_sizes: dict[str, ModelSize] = field(default_factory=dict)
     size_errors: dict[str, str] = field(default_factory=dict)
     environ: dict[str, str] = field(default_factory=dict)
+    # The live GPU catalog with serverless availability (None: not consulted).
+    catalog: list[dict] | None = None
 
     @property
     def models_gb(self) -> float:
@@ -345,6 +347,32 @@ def _single_tier(spec, ctx):
         yield (
             f"only {spec.gpu_tiers[0]} is allowed{where}",
             f"gpu_tiers = {[spec.gpu_tiers[0], *suggestions]} (compatible: same or more memory)",
+        )
+
+
+@rule(
+    "no-stock-in-datacenter",
+    WARNING,
+    "The GPU tiers have stock where the volume pins workers",
+    "A network volume pins every worker to its datacenter; with no GPU of the allowed tiers "
+    "free there, workers never start and jobs wait for hours without an error.",
+)
+def _no_stock(spec, ctx):
+    if ctx.catalog is None or spec.volume is None:
+        return
+    datacenter = spec.volume.datacenter
+    in_stock = {
+        gpu.get("pool")
+        for gpu in ctx.catalog
+        for dc in gpu.get("dataCenters") or []
+        if dc.get("id") == datacenter and dc.get("availability") not in (None, "NONE")
+    }
+    if not in_stock & set(spec.gpu_tiers):
+        others = sorted(p for p in in_stock if p in POOLS)
+        yield (
+            f"no GPU of {', '.join(spec.gpu_tiers)} is in stock in {datacenter} right now",
+            f"add tiers that have stock there ({', '.join(others) or 'none listed'}), or put the "
+            "volume in a datacenter with stock (`python -m deploy gpus`)",
         )
 
 

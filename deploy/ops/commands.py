@@ -42,6 +42,12 @@ def _environ() -> dict[str, str]:
 
 def _size_models(spec: EndpointSpec, offline: bool) -> checks.CheckContext:
     ctx = checks.CheckContext(environ=_environ())
+    if not offline and spec.volume and os.environ.get("RUNPOD_API_KEY"):
+        progress("reading GPU stock from the RunPod catalog")
+        try:
+            ctx.catalog = ManagementAPI.from_env().gpu_catalog(spec.gpu_count)
+        except ManagementError as exc:
+            progress(f"GPU stock not checked: {exc}")
     for model in spec.models:
         if offline:
             ctx.size_errors[model.repo] = "not looked up (--offline)"
@@ -191,6 +197,14 @@ def cmd_apply(args: argparse.Namespace) -> int:
     for f in findings:
         progress(f"warning {f.rule}: {f.message}")
     api = _management()
+    if args.recreate:
+        balance = _balance(api)
+        if balance is not None and balance < 0:
+            out(
+                f"apply --recreate refused: the balance is ${balance:.2f}; a new endpoint would "
+                "answer Not Found too. Add funds first."
+            )
+            return FINDINGS
     plan = plans.make_plan(api, spec, _environ())
     try:
         if args.recreate:
@@ -206,6 +220,15 @@ def cmd_apply(args: argparse.Namespace) -> int:
         return FINDINGS
     _report_apply(args, plan, result)
     return OK
+
+
+def _balance(api: ManagementAPI) -> float | None:
+    try:
+        value = api.balance().get("clientBalance")
+    except ManagementError as exc:
+        progress(f"balance not checked: {exc}")
+        return None
+    return value if isinstance(value, int | float) else None
 
 
 def _report_apply(args: argparse.Namespace, plan: plans.Plan, result: dict) -> None:

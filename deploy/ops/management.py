@@ -75,7 +75,11 @@ class ManagementAPI:
         read_timeout: float | None = None,
     ) -> requests.Response:
         url = f"{self.rest_url}/{path.lstrip('/')}"
-        attempts = 4 if method == "GET" else 1
+        # Reads retry on errors, 429 and 5xx. A write is retried only on 429 (rejected
+        # outright, so nothing happened); other failures surface, and rerunning apply is safe
+        # because it finds what exists by name.
+        read = method == "GET"
+        attempts = 4
         resp = None
         for attempt in range(attempts):
             if attempt:
@@ -91,15 +95,16 @@ class ManagementAPI:
                     stream=stream,
                 )
             except requests.RequestException as exc:
-                if attempt + 1 < attempts:
+                if read and attempt + 1 < attempts:
                     continue
                 raise ManagementError(
                     f"{method} {path}: cannot reach {self.rest_url} ({type(exc).__name__}); "
                     "check RUNPOD_REST_URL and the network"
+                    + ("" if read else ", then rerun (apply finds what already exists)")
                 ) from exc
-            if resp.status_code == 429 or resp.status_code >= 500:
-                if attempt + 1 < attempts:
-                    continue
+            retry = resp.status_code == 429 or (read and resp.status_code >= 500)
+            if retry and attempt + 1 < attempts:
+                continue
             break
         assert resp is not None
         if resp.ok:

@@ -106,6 +106,10 @@ CASES = {
         [_set("endpoint.gpu_tiers", ["AMPERE_48"])],
         [_set("endpoint.gpu_tiers", ["AMPERE_48", "ADA_48_PRO"])],
     ),
+    "no-stock-in-datacenter": (
+        [_set("endpoint.gpu_tiers", ["AMPERE_80", "ADA_80_PRO"])],
+        [_set("endpoint.gpu_tiers", ["AMPERE_80", "AMPERE_48"])],
+    ),
     "execution-timeout-short": (
         [_set("endpoint.execution_timeout_s", 600)],
         [_set("endpoint.execution_timeout_s", 900)],
@@ -145,12 +149,29 @@ CASES = {
 }
 
 
+# A catalog as GET /v2/catalog/gpus?include=AVAILABILITY&product=SERVERLESS answers it.
+CATALOG = [
+    {"pool": "AMPERE_48", "dataCenters": [{"id": "US-TX-3", "availability": "HIGH"}]},
+    {
+        "pool": "AMPERE_80",
+        "dataCenters": [
+            {"id": "US-TX-3", "availability": "NONE"},
+            {"id": "EU-RO-1", "availability": "LOW"},
+        ],
+    },
+    {"pool": "ADA_48_PRO", "dataCenters": [{"id": "US-TX-3", "availability": "LOW"}]},
+    {"pool": "ADA_80_PRO"},
+]
+
+
 def _findings(mutations, sizes=None, errors=None):
     data = copy.deepcopy(BASE)
     for mutate in mutations:
         mutate(data)
     spec = parse_spec(data)
-    ctx = CheckContext(model_sizes=sizes or {}, size_errors=errors or {}, environ=ENV)
+    ctx = CheckContext(
+        model_sizes=sizes or {}, size_errors=errors or {}, environ=ENV, catalog=CATALOG
+    )
     return {f.rule for f in run_checks(spec, ctx)}, run_checks(spec, ctx)
 
 
