@@ -82,17 +82,21 @@ class Enhancer:
         return x + self.sharpen * weight * (x - blurred)
 
 
+def load(model_dirs: dict[str, Path], device_setting: str) -> dict[str, Any]:
+    """No weights: importing torch and picking the device is the warm-up (PRELOAD_PIPELINES)."""
+    from gpu_worker.device import torch_device
+
+    return {"device": torch_device(device_setting)}
+
+
 def run(
     inputs: dict[str, Path], params: dict[str, Any], progress: Progress, ctx: RunContext
 ) -> PipelineResult:
-    from gpu_worker.device import torch_device
     from gpu_worker.media import output_size, probe, transcode
 
     info = probe(inputs["video"])
     width, height = output_size(info, params["scale"])
-    enhancer = Enhancer(
-        torch_device(ctx.device), params["scale"], params["sharpen"], params["denoise"]
-    )
+    enhancer = Enhancer(ctx.loaded["device"], params["scale"], params["sharpen"], params["denoise"])
     out = ctx.output_path(".mp4")
 
     def on_frames(done: int, total: int | None) -> None:
@@ -142,5 +146,6 @@ PIPELINE = Pipeline(
         "preset": Param(str, "veryfast", choices=PRESETS, help="x264 speed preset"),
         "max_frames": Param(int, 0, 0, help="stop after this many frames (0: all)"),
     },
+    load=load,
     description="2x upscale, edge-aware sharpen and temporal denoise of a video (no weights).",
 )
