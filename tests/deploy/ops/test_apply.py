@@ -242,3 +242,23 @@ def test_gpus_lists_pools_with_price_and_stock(cli, runpod, command):
     assert pools["AMPERE_80"]["availability"] == "NONE"
     assert pools["AMPERE_80"]["dataCenters"] == []
     assert pools["ADA_48_PRO"]["pricePerHour"] == pytest.approx(2.86)
+
+
+def test_recreate_refuses_while_the_balance_is_negative(cli, runpod, spec_file):
+    path = spec_file()
+    assert _apply(cli, path).code == 0
+    eid = _only(runpod.endpoints)["id"]
+    runpod.balance["clientBalance"] = -1.5
+    result = _apply(cli, path, "--recreate")
+    assert result.code == 1 and "Add funds first" in result.out
+    assert list(runpod.endpoints) == [eid]
+
+
+def test_check_reads_gpu_stock_in_the_volume_datacenter(cli, runpod, spec_file):
+    # The stand-in's catalog has no A100 (AMPERE_80) stock anywhere.
+    path = spec_file({'["ADA_48_PRO", "AMPERE_48", "AMPERE_80"]': '["AMPERE_80"]'})
+    result = cli("check", "--spec", str(path))
+    assert result.code == 1
+    assert "no-stock-in-datacenter" in result.out
+    assert "ADA_48_PRO" in result.out  # tiers that do have stock in US-TX-3
+    assert cli("check", "--spec", str(spec_file())).code == 0
