@@ -1,8 +1,10 @@
 """A global budget for ``/status`` requests, shared by every Celery worker through Redis.
 
 Fixed 10-second windows (RunPod counts its limits per 10 s): one atomic Lua script
-increments the window's counter and refuses past the limit. A refused poll waits for the
-next window, spread over it with jitter so refused polls do not stampede together.
+increments the window's counter and refuses past the limit. The counter doubles as a ticket:
+the k-th refused caller in a window waits ``k // limit`` more windows, so a backlog of
+10,000 polls is spread over the windows it needs instead of retrying every window, and each
+wait is jittered within its window so refused polls do not stampede together.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ WINDOW_S = 10
 _SCRIPT = """
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-if n > tonumber(ARGV[1]) then return 0 end
-return 1
+return n
 """
+MAX_WAIT_S = 600.0  # well under the broker's visibility timeout
 
 
 class StatusBudget:
@@ -30,6 +32,9 @@ class StatusBudget:
         now = time.time() if now is None else now
         window = int(now // WINDOW_S)
         key = f"budget:{self.name}:{window}"
-        if self._script(keys=[key], args=[self.limit, WINDOW_S * 2000]):
+        ticket = int(self._script(keys=[key], args=[self.limit, WINDOW_S * 2000]))
+        if ticket <= self.limit:
             return 0.0
-        return (window + 1) * WINDOW_S - now + random.uniform(0, WINDOW_S)
+        windows_ahead = (ticket - self.limit - 1) // max(self.limit, 1)
+        wait = (window + 1 + windows_ahead) * WINDOW_S - now + random.uniform(0, WINDOW_S)
+        return min(wait, MAX_WAIT_S)

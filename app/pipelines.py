@@ -74,6 +74,8 @@ class Pipeline:
     input_name: str = "file"  # the name the GPU pipeline reads its input under
 
     def parse_params(self, raw: dict[str, Any]) -> dict[str, Any]:
+        # The upload form holds every pipeline's fields; a browser sends the empty ones too.
+        raw = {name: value for name, value in raw.items() if value not in ("", None)}
         unknown = sorted(set(raw) - set(self.params))
         if unknown:
             known = ", ".join(sorted(self.params)) or "none"

@@ -58,10 +58,10 @@ class Settings:
     """One process's configuration. Build it with ``Settings.from_env()``."""
 
     app_env: str = "development"
-    secret_key: str = DEV_SECRET_KEY
+    secret_key: str = field(default=DEV_SECRET_KEY, repr=False)
     database_url: str = f"sqlite:///{REPO}/instance/app.db"
     redis_url: str = "redis://127.0.0.1:6379/0"
-    runpod_api_key: str = ""
+    runpod_api_key: str = field(default="", repr=False)
     runpod_endpoint_id: str = ""
     runpod_endpoint_base_url: str = "https://api.runpod.ai/v2"
     public_base_url: str = "http://127.0.0.1:5000"

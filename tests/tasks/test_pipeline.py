@@ -92,3 +92,28 @@ def test_end_to_end_on_postgresql(tmp_path, base_url):
         job = s.wait_job(job_id, timeout=90)
         assert job.status == "COMPLETED", job.error
         assert job.output_size == len(VIDEO)
+
+
+def test_cli_submit_waits_with_progress_and_prints_the_result(shared_stack, tmp_path):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(VIDEO)
+    runner = shared_stack.app.test_cli_runner()
+    args = [
+        "jobs",
+        "submit",
+        str(clip),
+        "--param",
+        "return_input=file",
+        "--wait",
+        "--timeout",
+        "90",
+    ]
+    result = runner.invoke(args=args)
+    assert result.exit_code == 0, result.output
+    assert "created" in result.output and " done" in result.output
+    url = result.output.split("result: ", 1)[1].split()[0]
+    assert shared_stack.browser.get(url, timeout=30).content == VIDEO
+    health = runner.invoke(args=["admin", "health"])
+    assert health.exit_code == 0 and "endpoint local: workers:" in health.output
+    bad = runner.invoke(args=["jobs", "submit", str(clip), "--param", "nonsense"])
+    assert bad.exit_code != 0 and "NAME=VALUE" in bad.output
