@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import requests
+import urllib3
 
 DEFAULT_REST_URL = "https://api.runpod.io/v2"
 DEFAULT_GRAPHQL_URL = "https://api.runpod.io/graphql"
@@ -153,31 +154,35 @@ class ManagementAPI:
     def list_releases(self, endpoint_id: str) -> dict[str, Any]:
         return self._json("GET", f"serverless/{endpoint_id}/releases")
 
-    def worker_logs(self, endpoint_id: str, worker_id: str, tail: int = 100) -> list[str]:
-        """The last ``tail`` log lines (the SSE backfill), without waiting for live lines."""
+    def worker_logs(
+        self, endpoint_id: str, worker_id: str, tail: int = 100, *, quiet_s: float = 2.0
+    ) -> list[str]:
+        """The last ``tail`` log lines: the SSE backfill, read until the stream goes quiet
+        for ``quiet_s`` (it stays open for live lines) or ``tail`` lines have arrived."""
         resp = self._call(
             "GET",
             f"serverless/{endpoint_id}/workers/{worker_id}/logs",
             params={"tail": tail},
             stream=True,
-            read_timeout=3.0,
+            read_timeout=quiet_s,
         )
         lines: list[str] = []
+        buffer = b""
         try:
-            for raw in resp.iter_lines(decode_unicode=True):
-                if raw and raw.startswith("data:"):
-                    try:
-                        event = json.loads(raw[5:].strip())
-                    except ValueError:
-                        continue
-                    lines.append(str(event.get("line", "")))
-                    if len(lines) >= tail:
-                        break
-        except requests.RequestException:
-            pass  # the stream stays open for live lines; a read timeout ends the backfill
+            while len(lines) < tail:
+                # read1 returns what has arrived; iter_lines would wait for a full chunk
+                # and lose it when the quiet-period timeout fires.
+                chunk = resp.raw.read1(65536)
+                if not chunk:
+                    break
+                buffer += chunk
+                *complete, buffer = buffer.split(b"\n")
+                lines += _sse_lines(complete)
+        except (requests.RequestException, OSError, urllib3.exceptions.HTTPError):
+            pass  # quiet for quiet_s: the backfill is over
         finally:
             resp.close()
-        return lines
+        return (lines + _sse_lines([buffer]))[:tail]
 
     # Templates
     def list_templates(self) -> list[dict[str, Any]]:
@@ -235,6 +240,21 @@ class ManagementAPI:
             raise ManagementError(f"GraphQL balance query failed: {messages or resp.status_code}")
         myself = (data.get("data") or {}).get("myself") or {}
         return {k: myself.get(k) for k in ("clientBalance", "currentSpendPerHr", "spendLimit")}
+
+
+def _sse_lines(raw_lines: list[bytes]) -> list[str]:
+    """The ``line`` of each SSE ``data:`` event (``{"source", "line", "ts"}``)."""
+    lines = []
+    for raw in raw_lines:
+        text = raw.decode("utf-8", errors="replace").strip()
+        if not text.startswith("data:"):
+            continue
+        try:
+            event = json.loads(text[5:].strip())
+        except ValueError:
+            continue
+        lines.append(str(event.get("line", "")) if isinstance(event, dict) else str(event))
+    return lines
 
 
 def _problem(resp: requests.Response) -> str:

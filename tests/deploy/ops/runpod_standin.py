@@ -15,6 +15,7 @@ import json
 import re
 import secrets
 import threading
+import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -148,6 +149,7 @@ class RunPodStandIn:
         self.violations: list[str] = []
         self.freeze_releases = False  # simulate a change that never produces a release
         self.ignore_template_on_patch = False  # simulate a release without the new image
+        self.log_stream_open_s = 0.0  # keep worker-log streams open this long, like SSE
         # Job API (api.runpod.ai/v2/{id}/...), served here too so doctor sees one account.
         self.job_counts: dict[str, dict[str, int]] = {}
         self.disabled: set[str] = set()  # endpoints whose job API answers Not Found
@@ -366,6 +368,16 @@ class RunPodStandIn:
             data = data.encode()
             handler.send_response(200)
             handler.send_header("Content-Type", "text/event-stream")
+            handler.send_header("Cache-Control", "no-cache")
+            if self.log_stream_open_s:
+                # Like the real stream: backfill, then stay open for live lines.
+                handler.send_header("Connection", "close")
+                handler.end_headers()
+                handler.wfile.write(data)
+                handler.wfile.flush()
+                time.sleep(self.log_stream_open_s)
+                handler.close_connection = True
+                return
             handler.send_header("Content-Length", str(len(data)))
             handler.end_headers()
             handler.wfile.write(data)
