@@ -8,6 +8,7 @@ endpoint, ``/workers`` in the ``snapshots`` table.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlparse
 
 from sqlalchemy.orm import Session
 
@@ -28,6 +29,23 @@ def fetch_workers(api: Any) -> dict[str, Any] | None:
         return None
 
 
+def on_runpod(settings: Settings) -> bool:
+    return urlparse(settings.runpod_endpoint_base_url).hostname in (
+        "api.runpod.ai",
+        "api.runpod.io",
+    )
+
+
+def fetch_balance(settings: Settings) -> dict[str, Any]:
+    """Account balance and spend per hour (RunPod management API, GraphQL for now)."""
+    from deploy.ops.management import ManagementAPI, ManagementError
+
+    try:
+        return ManagementAPI(settings.runpod_api_key, timeout=10.0).balance()
+    except (ManagementError, OSError) as exc:
+        return {"error": f"cannot read the balance: {exc}"}
+
+
 def refresh_snapshot(session: Session, settings: Settings, api: Any, queued: int) -> dict:
     """Ask the endpoint how it is; store and return ``{"health", "workers", "error", ...}``."""
     from deploy.jobapi import EndpointNotFound, JobAPIError
@@ -45,6 +63,8 @@ def refresh_snapshot(session: Session, settings: Settings, api: Any, queued: int
     if "health" in data:
         data["workers"] = fetch_workers(api)
         data["diagnosis"] = diagnose(data["health"], data["workers"], queued)
+    if on_runpod(settings):
+        data["balance"] = fetch_balance(settings)
     row = session.get(Snapshot, SNAPSHOT)
     if row is None:
         row = Snapshot(name=SNAPSHOT, data=data)
