@@ -36,6 +36,7 @@ TOKEN_PATTERNS = re.compile(
 )
 # https://user:pass@host or https://token@host, unless the credential is a $VARIABLE.
 URL_CREDENTIAL = re.compile(r"https?://(?!\$)[^/\s:@'\"]+(?::[^/\s@'\"]+)?@")
+RUNPOD_SECRET_REF = re.compile(r"\{\{\s*RUNPOD_SECRET_\w+\s*\}\}")
 MASKED_FAILURE = re.compile(r"\|\|\s*(true|:)(\s|;|$|\)|')")
 RUNTIME_INSTALL = re.compile(
     r"\b(pip3?|uv pip|conda|mamba|npm|apt-get|apt|apk|yum|dnf)\s+(-\S+\s+)*install\b"
@@ -103,6 +104,8 @@ def _literal_env(spec: EndpointSpec) -> dict[str, str]:
 )
 def _secret_inline(spec, ctx):
     for key, value in _literal_env(spec).items():
+        if RUNPOD_SECRET_REF.fullmatch(value.strip()):
+            continue  # {{ RUNPOD_SECRET_name }} written out by hand is a reference too
         looks_secret = TOKEN_PATTERNS.search(value) or URL_CREDENTIAL.search(value)
         if looks_secret or (SECRET_KEY_NAME.search(key.upper()) and value):
             yield (

@@ -553,6 +553,14 @@ def cmd_gpus(args: argparse.Namespace) -> int:
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
+    if not 0 <= args.cold_budget <= 1:
+        raise UsageError("--cold-budget is a share of jobs between 0 and 1 (0.1 = 10 %)")
+    if args.idle_timeout <= 0 or args.cold_start_s < 0 or args.workers_max < 1:
+        raise UsageError("--idle-timeout must be > 0, --cold-start-s >= 0, --workers-max >= 1")
+    if (args.jobs_per_hour is not None and args.jobs_per_hour <= 0) or (
+        args.job_s is not None and args.job_s <= 0
+    ):
+        raise UsageError("--jobs-per-hour and --job-s must be positive")
     price = args.price_per_s
     if price is None:
         pool = POOLS.get(args.tier)

@@ -55,6 +55,22 @@ class Result:
         return self.out + self.err
 
 
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch):
+    """No test reaches a real RunPod account or the real hub, whatever this shell exports."""
+    for name in (
+        "RUNPOD_API_KEY",
+        "RUNPOD_ENDPOINT_ID",
+        "RUNPOD_ENDPOINT_BASE_URL",
+        "RUNPOD_REST_URL",
+        "RUNPOD_GRAPHQL_URL",
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # refused at once unless a test sets it
+
+
 @pytest.fixture
 def cli(capsys):
     """Run ``python -m deploy ARGS`` in-process; returns exit code, stdout and stderr."""

@@ -38,7 +38,7 @@ SIZES = {"Wan-AI/Wan2.1-T2V-14B": ModelSize("Wan-AI/Wan2.1-T2V-14B", "main", 69 
 CASES = {
     "secret-inline": (
         [_set("env.HF_TOKEN", "hf_abcdefghijklmnopqrstuvwxyz0123")],
-        [_set("env.HF_TOKEN", {"from_env": "HF_TOKEN"})],
+        [_set("env.HF_TOKEN", "{{ RUNPOD_SECRET_hf_token }}")],
     ),
     "secret-in-start-command": (
         [

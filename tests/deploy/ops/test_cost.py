@@ -115,6 +115,20 @@ def test_cost_says_when_no_idle_timeout_meets_the_budget(cli):
         (["--tier", "BLACKWELL_96", "--jobs-per-hour", "1", "--job-s", "1"], "--price-per-s"),
         (["--price-per-s", "0.001"], "--trace CSV"),
         (["--price-per-s", "0.001", "--trace", "/nonexistent.csv"], "cannot read trace"),
+        (
+            [
+                "--price-per-s",
+                "0.001",
+                "--jobs-per-hour",
+                "1",
+                "--job-s",
+                "1",
+                "--cold-budget",
+                "5",
+            ],
+            "between 0 and 1",
+        ),
+        (["--price-per-s", "0.001", "--jobs-per-hour", "-1", "--job-s", "1"], "positive"),
     ],
 )
 def test_cost_usage_errors(cli, args, message):
