@@ -7,8 +7,8 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from deploy.local import cli as local_cli
     from deploy import ops
+    from deploy.local import cli as local_cli
 
     parser = argparse.ArgumentParser(
         prog="python -m deploy",

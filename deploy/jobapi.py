@@ -165,7 +165,10 @@ class JobAPI:
                 time.sleep(self._backoff.delay(attempt))
             try:
                 resp = self._session.request(
-                    method, self.url(route), json=json, headers=self._headers,
+                    method,
+                    self.url(route),
+                    json=json,
+                    headers=self._headers,
                     timeout=self._timeout,
                 )
             except requests.RequestException as exc:
