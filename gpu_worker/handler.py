@@ -32,6 +32,7 @@ from typing import Any
 
 from gpu_worker import pipelines
 from gpu_worker.errors import InputError, JobError, TransferError, WorkerConfigError
+from gpu_worker.liveness import pid_alive
 from gpu_worker.loader import ModelLoader
 from gpu_worker.model_cache import ModelCache
 from gpu_worker.observability import capture
@@ -328,21 +329,11 @@ def remove_stale_job_dirs(work_dir: Path) -> int:
         return 0
     for entry in entries:
         pid_text = entry.name[len(JOB_DIR_PREFIX) :].split("-", 1)[0]
-        if not pid_text.isdigit() or _alive(int(pid_text)):
+        if not pid_text.isdigit() or pid_alive(int(pid_text)):
             continue
         shutil.rmtree(entry, ignore_errors=True)
         removed += 1
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 __all__ = ["handler", "parse_input", "run_job", "InputError"]

@@ -24,6 +24,8 @@ import logging
 import os
 import re
 import shutil
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +35,7 @@ from pathlib import Path
 import requests
 
 from gpu_worker.errors import ModelLoadError
+from gpu_worker.liveness import pid_alive
 from gpu_worker.transfer import TransferPolicy, redact, stream_body
 
 log = logging.getLogger("gpu_worker.models")
@@ -40,6 +43,8 @@ log = logging.getLogger("gpu_worker.models")
 MARKER = ".gpu_worker-model.json"
 PARTIAL_DIR = ".partial"
 CHUNK = 4 * 1024 * 1024
+# A download lease not refreshed for this long belongs to a dead worker on another host.
+LEASE_STALE_S = 60.0
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
 
@@ -251,26 +256,43 @@ class ModelCache:
         state: DownloadProgress,
         progress: ProgressCallback | None,
     ) -> Iterator[None]:
+        """One downloader per model: an flock, plus a lease file with a heartbeat for
+        network filesystems where flock silently succeeds for everyone."""
         lock_path = self.root / ".locks" / (spec.folder().replace("/", "@") + ".lock")
         lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lease = lock_path.with_suffix(".lease")
+
+        def wait_a_moment() -> None:
+            state.waiting_for_other_worker = True
+            state.done_bytes = _bytes_on_disk(target, state.files)
+            if progress:
+                progress(state)
+            time.sleep(0.5)
+
         with open(lock_path, "a+") as handle:
-            waited = False
+            logged = False
             while True:
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
-                    if not waited:
+                    if not logged:
                         log.info("another worker is downloading %s; waiting", spec.repo_id)
-                        waited = True
-                    state.waiting_for_other_worker = True
-                    state.done_bytes = _bytes_on_disk(target, state.files)
-                    if progress:
-                        progress(state)
-                    time.sleep(0.5)
-            state.waiting_for_other_worker = False
+                        logged = True
+                    wait_a_moment()
             try:
-                yield
+                while not _take_lease(lease):
+                    wait_a_moment()
+                state.waiting_for_other_worker = False
+                stop = threading.Event()
+                beat = threading.Thread(target=_heartbeat, args=(lease, stop), daemon=True)
+                beat.start()
+                try:
+                    yield
+                finally:
+                    stop.set()
+                    beat.join()
+                    lease.unlink(missing_ok=True)
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
@@ -360,6 +382,35 @@ class ModelCache:
                     if progress and now - last_report > 0.5:
                         last_report = now
                         progress(state)
+
+
+def _take_lease(lease: Path) -> bool:
+    """Create the lease, or take over a stale one; False while another worker holds it."""
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
+    try:
+        fd = os.open(lease, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        try:
+            holder = json.loads(lease.read_text() or "{}")
+            age = time.time() - lease.stat().st_mtime
+        except (OSError, ValueError):
+            return False  # being written or removed right now: look again shortly
+        dead_here = holder.get("host") == me["host"] and not pid_alive(int(holder.get("pid", 0)))
+        if dead_here or age > LEASE_STALE_S:
+            log.warning("taking over the model download lease of %s (stale)", holder)
+            lease.unlink(missing_ok=True)
+        return False
+    with os.fdopen(fd, "w") as out:
+        json.dump(me, out)
+    return True
+
+
+def _heartbeat(lease: Path, stop: threading.Event) -> None:
+    while not stop.wait(LEASE_STALE_S / 6):
+        try:
+            os.utime(lease)
+        except OSError:
+            return
 
 
 def _partial_path(target: Path, remote: RemoteFile) -> Path:

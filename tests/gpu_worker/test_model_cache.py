@@ -186,3 +186,39 @@ def test_workspace_paths_are_flagged(monkeypatch):
     assert len(warnings) == 2
     assert "on RunPod Serverless" in warnings[0] and "/runpod-volume" in warnings[0]
     assert placement_warnings(Path("/runpod-volume/models"), "/runpod-volume/hf") == []
+
+
+def _lease_path(models: Path, spec: ModelSpec) -> Path:
+    path = models / ".locks" / (spec.folder().replace("/", "@") + ".lease")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def test_a_lease_left_by_a_dead_worker_on_this_host_is_taken_over(hub, tmp_path):
+    import socket
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lease = _lease_path(tmp_path / "models", SPEC)
+    lease.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid, "since": 0}))
+    folder = ModelCache(tmp_path / "models", endpoint=hub.url, policy=FAST).ensure(SPEC)
+    assert (folder / "model.safetensors").is_file() and not lease.exists()
+
+
+def test_a_live_lease_from_another_host_makes_workers_wait(hub, tmp_path):
+    """On network filesystems where flock is a no-op, the lease still keeps one downloader."""
+    import threading
+
+    lease = _lease_path(tmp_path / "models", SPEC)
+    lease.write_text(json.dumps({"host": "worker-on-another-host", "pid": 1, "since": 0}))
+    seen = []
+    done = []
+    cache = ModelCache(tmp_path / "models", endpoint=hub.url, policy=FAST)
+    thread = threading.Thread(target=lambda: done.append(cache.ensure(SPEC, seen.append)))
+    thread.start()
+    _wait(lambda: len(seen) >= 2, 10, "waiting progress")
+    assert not done and hub.served == []
+    assert "another worker is downloading" in seen[-1].describe()
+    lease.unlink()  # the other worker finished or its lease went stale
+    thread.join(20)
+    assert done and (done[0] / "model.safetensors").is_file()
