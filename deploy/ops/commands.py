@@ -26,7 +26,7 @@ from deploy.ops.sizes import (
     recommended_disk_gb,
     recommended_volume_gb,
 )
-from deploy.ops.spec import EndpointSpec, load_spec
+from deploy.ops.spec import REPO_ID, EndpointSpec, load_spec
 
 
 class UsageError(ValueError):
@@ -95,11 +95,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_sizes(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec) if not args.repos else None
-    models = (
-        [(r.split("@")[0], (r.split("@") + ["main"])[1]) for r in args.repos]
-        if args.repos
-        else [(m.repo, m.revision) for m in spec.models]
-    )
+    if spec is not None:
+        models = [(m.repo, m.revision) for m in spec.models]
+    else:
+        models = [(repo, rev or "main") for repo, _, rev in (r.partition("@") for r in args.repos)]
+    for repo, _ in models:
+        if not REPO_ID.fullmatch(repo):
+            raise UsageError(f"{repo!r} is not a hub repo id (org/name)")
     if not models:
         raise UsageError("no models: list repo ids, or add [[models]] to the spec")
     sizes = []

@@ -10,6 +10,7 @@ this machine's environment at apply time) or ``{ runpod_secret = "name" }`` (Run
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 DEFAULT_SPEC = Path("deploy/endpoint.toml")
 SCALER_TYPES = ("QUEUE_DELAY", "REQUEST_COUNT")
+REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 
 
 class SpecError(ValueError):
@@ -200,8 +202,8 @@ def parse_spec(data: dict[str, Any], path: Path | None = None) -> EndpointSpec:
 
     models = []
     for i, raw in enumerate(data.get("models", [])):
-        if not isinstance(raw, dict) or not isinstance(raw.get("repo"), str):
-            raise SpecError(f'models[{i}] needs repo = "org/name"')
+        if not isinstance(raw, dict) or not REPO_ID.fullmatch(str(raw.get("repo", ""))):
+            raise SpecError(f'models[{i}] needs repo = "org/name" (a hub repo id)')
         _unknown(raw, {"repo", "revision"}, f"models[{i}]")
         models.append(Model(repo=raw["repo"], revision=str(raw.get("revision", "main"))))
 

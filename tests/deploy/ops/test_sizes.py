@@ -28,6 +28,12 @@ def test_sizes_table_from_the_spec(cli, hub, spec_file):
     assert "network volume: 12 GB" in result.out  # 3.000002 x 2 + 5, rounded up
 
 
+def test_bad_repo_id_is_a_usage_error(cli, hub):
+    result = cli("sizes", "../../etc/passwd")
+    assert result.code == 2 and "not a hub repo id" in result.err
+    assert hub.requests == []
+
+
 def test_unknown_and_gated_models(cli, hub, monkeypatch):
     missing = cli("sizes", "acme/nope")
     assert missing.code == 2 and "not found on the hub" in missing.err
