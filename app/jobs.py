@@ -166,6 +166,10 @@ class Description:
 def describe(job: Job) -> Description:
     """The job's status in words a person understands."""
     status = Status(job.status)
+    if job.cancel_requested_at and not job.terminal:
+        return Description(
+            "cancelling", "cancelling: asking the GPU endpoint to stop it", None, "warn"
+        )
     if status == Status.PENDING:
         if job.diagnosis:
             return Description(

@@ -84,8 +84,10 @@ def _check_identity(job: Job, runpod_id: str | None) -> bool:
     if not runpod_id or runpod_id == job.runpod_id:
         return True
     attempt = _current_attempt(job)
+    known = any(other.runpod_id == runpod_id for other in job.attempts)
     if (
-        job.runpod_id is None
+        not known
+        and job.runpod_id is None
         and attempt is not None
         and attempt.runpod_id is None
         and attempt.state in (AttemptState.CLAIMED, AttemptState.UNKNOWN)
@@ -121,6 +123,7 @@ def _apply(
     now = utcnow()
     if new == Status.IN_PROGRESS:
         job.started_at = job.started_at or now
+        job.diagnosis = None  # a worker took it: whatever held it in the queue is over
         _record_progress(job, payload)
     elif new == Status.COMPLETED:
         new = _take_result(job, payload, storage)
@@ -187,6 +190,11 @@ def _take_result(job: Job, payload: dict[str, Any], storage: Storage) -> Status:
         return Status.COMPLETED
     files = output["output"]
     job.result = {k: output.get(k) for k in ("pipeline", "result", "metrics") if k in output}
+    metrics = output.get("metrics") if isinstance(output.get("metrics"), dict) else {}
+    load_s = metrics.get("model_load_s")
+    if isinstance(load_s, int | float) and load_s > 0 and job.cold_start_ms is None:
+        # The worker loaded the model for this job: it started cold (warm workers report 0).
+        job.cold_start_ms = int(load_s * 1000)
     job.progress = None
     content_type = str(files.get("content_type") or job.output_content_type or "")
     if files.get("inline_b64"):

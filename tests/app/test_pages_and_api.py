@@ -326,3 +326,25 @@ def test_not_found_answers_in_the_asked_format(client, accept):
     response = client.get("/jobs/nope", headers={"Accept": accept})
     assert response.status_code == 404
     assert ("application/json" in response.content_type) == (accept == "application/json")
+
+
+def test_late_webhook_of_a_superseded_attempt_is_not_adopted(app, client, enqueued):
+    """After a retry, the old RunPod job's webhook must not become the new attempt's result."""
+    upload(client)
+    job = sent(app, only_job(app), runpod_id="rp-old")
+    webhook(client, job, {"id": "rp-old", "status": "FAILED", "error": "oom"})
+    token = csrf_token(client, f"/jobs/{job.id}")
+    client.post(f"/jobs/{job.id}/retry", data={"csrf_token": token})
+    with app.app_context():
+        from app.db import get_session
+        from app.models import Attempt
+
+        session = get_session()
+        fresh = session.get(Job, job.id)
+        fresh.status = Status.SUBMITTING
+        session.add(Attempt(job=fresh, number=2, state=AttemptState.UNKNOWN))
+        session.commit()
+    late = {"id": "rp-old", "status": "COMPLETED", "output": {"stale": 1}}
+    assert webhook(client, job, late).json["outcome"] == "duplicate"
+    job = only_job(app)
+    assert job.status == Status.SUBMITTING and job.runpod_id is None
