@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,22 @@ class VideoInfo:
 
 class JobCancelled(Exception):
     """The job was cancelled while it ran."""
+
+
+def frame_progress(progress: Callable[[dict[str, Any]], None]) -> FrameProgress:
+    """A ``transcode`` progress callback that reports per batch, in the job's status."""
+
+    def report(done: int, total: int | None) -> None:
+        update: dict[str, Any] = {"phase": "inference", "frames_done": done}
+        if total:
+            update["frames_total"] = total
+            update["percent"] = round(100 * min(done, total) / total, 1)
+            update["message"] = f"processing frames: {done} of {total}"
+        else:
+            update["message"] = f"processing frames: {done}"
+        progress(update)
+
+    return report
 
 
 def probe(path: Path, field: str = "inputs.video") -> VideoInfo:

@@ -80,7 +80,7 @@ def run(
 ) -> PipelineResult:
     import torch
 
-    from gpu_worker.media import output_size, probe, transcode
+    from gpu_worker.media import frame_progress, output_size, probe, transcode
 
     net, scale, device = ctx.loaded["net"], ctx.loaded["scale"], ctx.loaded["device"]
     info = probe(inputs["video"])
@@ -92,12 +92,6 @@ def run(
             y = net(x).clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
             return y.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
-    def on_frames(done: int, total: int | None) -> None:
-        update: dict[str, Any] = {"phase": "inference", "frames_done": done}
-        if total:
-            update.update(frames_total=total, percent=round(100 * min(done, total) / total, 1))
-        progress(update)
-
     out = ctx.output_path(".mp4")
     frames = transcode(
         inputs["video"],
@@ -107,7 +101,7 @@ def run(
         batch_size=params["batch_size"],
         crf=params["crf"],
         max_frames=params["max_frames"],
-        progress=on_frames,
+        progress=frame_progress(progress),
         cancel=ctx.cancel,
     )
     return PipelineResult(

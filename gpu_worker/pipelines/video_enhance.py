@@ -92,19 +92,12 @@ def load(model_dirs: dict[str, Path], device_setting: str) -> dict[str, Any]:
 def run(
     inputs: dict[str, Path], params: dict[str, Any], progress: Progress, ctx: RunContext
 ) -> PipelineResult:
-    from gpu_worker.media import output_size, probe, transcode
+    from gpu_worker.media import frame_progress, output_size, probe, transcode
 
     info = probe(inputs["video"])
     width, height = output_size(info, params["scale"])
     enhancer = Enhancer(ctx.loaded["device"], params["scale"], params["sharpen"], params["denoise"])
     out = ctx.output_path(".mp4")
-
-    def on_frames(done: int, total: int | None) -> None:
-        update: dict[str, Any] = {"phase": "inference", "frames_done": done}
-        if total:
-            update["frames_total"] = total
-            update["percent"] = round(100 * min(done, total) / total, 1)
-        progress(update)
 
     frames = transcode(
         inputs["video"],
@@ -115,7 +108,7 @@ def run(
         crf=params["crf"],
         preset=params["preset"],
         max_frames=params["max_frames"],
-        progress=on_frames,
+        progress=frame_progress(progress),
         cancel=ctx.cancel,
     )
     return PipelineResult(

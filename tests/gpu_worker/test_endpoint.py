@@ -165,3 +165,32 @@ def test_a_model_that_cannot_load_fails_jobs_with_the_cause_and_replaces_the_wor
         echo = ep.api().run({"pipeline": "echo", "params": {"ok": True}})
         status, _ = watch(ep, echo["id"])
         assert status["status"] == "COMPLETED" and status["workerId"] != first_worker
+
+
+def test_two_workers_on_one_volume_download_the_model_once(tmp_path, hub, files, clip_bytes):
+    files.files["clip.mp4"] = clip_bytes
+    hub.throttle_bps = 5_000  # slow enough that both workers start while it downloads
+    env = worker_env(tmp_path, hub.url, PRELOAD_PIPELINES="sr_learned")
+    with local_endpoint(
+        tmp_path / "ep", env=env, workers_min=2, workers_max=2, idle_timeout=30
+    ) as ep:
+        ep.wait_for(lambda: ep.workers()["summary"]["total"] == 2, timeout=30, what="2 workers")
+        jobs = [
+            ep.api().run(
+                {
+                    "pipeline": "sr_learned",
+                    "params": {"max_frames": 2},
+                    "inputs": {"video": files.url("files/clip.mp4")},
+                    "output": {"inline": True},
+                }
+            )
+            for _ in range(2)
+        ]
+        for job in jobs:
+            status, _ = watch(ep, job["id"])
+            assert status["status"] == "COMPLETED", status.get("error")
+        workers = {w["id"] for w in ep.workers()["workers"]}
+    weights = hub.repos[SR_REPO].files["model.safetensors"]
+    assert len(workers) == 2
+    assert hub.bytes_served("model.safetensors") == len(weights)
+    assert len([s for s in hub.served if s.path == "model.safetensors"]) == 1
