@@ -29,3 +29,7 @@ class ModelLoadError(JobError):
 
 class WorkerConfigError(JobError):
     """The worker's environment is wrong (a bad setting); replacing the worker will not help."""
+
+
+class JobCancelled(JobError):
+    """The job was cancelled (or timed out) while the pipeline ran; it stopped at a batch."""

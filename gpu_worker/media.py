@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from gpu_worker.errors import InputError
+from gpu_worker.errors import InputError, JobCancelled
 
 # libx264 and most players stop at 8K.
 MAX_OUTPUT_SIDE = 8192
@@ -28,10 +28,6 @@ class VideoInfo:
     fps: Fraction
     frames: int | None
     has_audio: bool
-
-
-class JobCancelled(Exception):
-    """The job was cancelled while it ran."""
 
 
 def frame_progress(progress: Callable[[dict[str, Any]], None]) -> FrameProgress:
@@ -124,7 +120,7 @@ def transcode(
         def flush() -> None:
             nonlocal done
             if cancel is not None and cancel.is_set():
-                raise JobCancelled("cancelled")
+                raise JobCancelled("the job was cancelled while it ran")
             result = transform(np.stack(batch))
             for frame_rgb in result:
                 if frame_rgb.shape[0] != height or frame_rgb.shape[1] != width:

@@ -261,3 +261,31 @@ def test_output_goes_to_s3_through_a_presigned_put(worker_env, tmp_path):
         stored = client.get_object(Bucket="results", Key="jobs/1/out.bin")
         assert stored["Body"].read() == sample_bytes(70_000)
         assert stored["ContentType"] == "video/mp4"
+
+
+def test_a_cancelled_job_stops_its_thread_and_cleans_up(worker_env, tmp_path):
+    """The SDK cancels the handler's task on /cancel or a timeout; the job's thread must stop
+    too (echo's sleep, a video pipeline's next batch) rather than run on unseen."""
+    import time
+
+    async def cancel_soon():
+        task = asyncio.ensure_future(handler(job({"pipeline": "echo", "params": {"sleep_s": 60}})))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    started = time.monotonic()
+    asyncio.run(cancel_soon())  # asyncio.run waits for the worker thread at shutdown
+    assert time.monotonic() - started < 10
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+def test_a_video_job_cancelled_before_its_first_batch_stops(worker_env, files, clip_bytes):
+    import threading
+
+    files.files["clip.mp4"] = clip_bytes
+    cancel = threading.Event()
+    cancel.set()
+    payload = {"pipeline": "video_enhance", "inputs": {"video": files.url("files/clip.mp4")}}
+    assert run_job(job(payload), cancel) == {"error": "the job was cancelled while it ran"}
