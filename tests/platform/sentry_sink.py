@@ -55,6 +55,16 @@ class SentrySink:
             time.sleep(0.1)
         raise AssertionError(f"no Sentry event {what} after {timeout}s; got {self.events()}")
 
+    def wait_for_check_ins(self, slug_part: str, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Cron check-ins whose monitor slug contains ``slug_part``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [c for c in self.check_ins() if slug_part in (c.get("monitor_slug") or "")]
+            if found:
+                return found
+            time.sleep(0.1)
+        raise AssertionError(f"no check-in for {slug_part!r} after {timeout}s: {self.check_ins()}")
+
 
 def parse_envelope(raw: bytes) -> tuple[dict[str, Any], list[tuple[dict[str, Any], Any]]]:
     lines = raw.split(b"\n")
