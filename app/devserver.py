@@ -253,6 +253,7 @@ def announce_when_ready(
                 f"  Admin login:     {url}admin  password: {env['ADMIN_PASSWORD']}",
                 f"  GPU endpoint:    {env.get('RUNPOD_ENDPOINT_BASE_URL', 'https://api.runpod.ai/v2')}"
                 f"/{env.get('RUNPOD_ENDPOINT_ID', '')}",
+                f"  Redis:           {env['REDIS_URL']}",
                 f"  State:           {args.instance_dir.resolve()}",
                 "  Press Ctrl-C to stop everything.",
                 "",
