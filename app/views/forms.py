@@ -23,8 +23,9 @@ class UploadInput:
 
 
 def read_upload(request: Request, default_pipeline: str) -> UploadInput:
-    """File in field ``file``; pipeline in ``pipeline``; parameters as ``param.<name>``
-    fields or one ``params`` field holding a JSON object."""
+    """File in field ``file``; pipeline in ``pipeline``; parameters as ``param.<name>`` or
+    ``param.<pipeline>.<name>`` fields (the form has one set per pipeline; only the chosen
+    pipeline's count), or one ``params`` field holding a JSON object."""
     upload = request.files.get("file")
     staged_path = filename = declared = None
     if upload is not None and upload.filename:
@@ -43,8 +44,15 @@ def read_upload(request: Request, default_pipeline: str) -> UploadInput:
         if not isinstance(parsed, dict):
             raise JobError('params must be a JSON object, e.g. {"sleep_s": 1}')
         params.update(parsed)
-    for key, value in request.form.items():
-        if key.startswith(PARAM_PREFIX):
-            params[key[len(PARAM_PREFIX) :]] = value
     pipeline = request.form.get("pipeline", "").strip() or default_pipeline
+    own = f"{PARAM_PREFIX}{pipeline}."
+    for key, value in request.form.items():
+        if key.startswith(own):
+            name = key[len(own) :]
+        elif key.startswith(PARAM_PREFIX) and "." not in key[len(PARAM_PREFIX) :]:
+            name = key[len(PARAM_PREFIX) :]
+        else:
+            continue  # another pipeline's field on the form
+        if value.strip() != "":  # an empty form field means "use the default"
+            params[name] = value.strip()
     return UploadInput(staged_path, filename, declared, pipeline, params)

@@ -348,3 +348,20 @@ def test_late_webhook_of_a_superseded_attempt_is_not_adopted(app, client, enqueu
     assert webhook(client, job, late).json["outcome"] == "duplicate"
     job = only_job(app)
     assert job.status == Status.SUBMITTING and job.runpod_id is None
+
+
+def test_form_sends_every_pipelines_fields_and_only_the_chosen_ones_count(app, client):
+    """The browser submits each pipeline's (mostly empty) parameter fields."""
+    page = client.get("/").get_data(as_text=True)
+    assert 'name="param.echo.sleep_s"' in page and 'name="param.video_enhance.scale"' in page
+    fields = {
+        "pipeline": "video_enhance",
+        "param.echo.sleep_s": "",
+        "param.echo.fail": "",
+        "param.video_enhance.scale": "2",
+        "param.video_enhance.crf": "",
+    }
+    assert upload(client, **fields).status_code == 303
+    job = only_job(app)
+    assert job.pipeline == "video_enhance" and job.params == {"scale": 2}
+    assert job.output_content_type == "video/mp4"
