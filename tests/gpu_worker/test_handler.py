@@ -289,3 +289,22 @@ def test_a_video_job_cancelled_before_its_first_batch_stops(worker_env, files, c
     cancel.set()
     payload = {"pipeline": "video_enhance", "inputs": {"video": files.url("files/clip.mp4")}}
     assert run_job(job(payload), cancel) == {"error": "the job was cancelled while it ran"}
+
+
+def test_job_folders_of_dead_workers_are_removed_at_start(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from gpu_worker.handler import remove_stale_job_dirs
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / f"gpu-job-{dead.pid}-abc" / "inputs").mkdir(parents=True)
+    (tmp_path / f"gpu-job-{os.getpid()}-def").mkdir()
+    (tmp_path / "someone-elses").mkdir()
+    assert remove_stale_job_dirs(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"gpu-job-{os.getpid()}-def",
+        "someone-elses",
+    ]

@@ -156,3 +156,20 @@ def test_one_shot_mode_runs_a_job_and_reports_bad_input(tmp_path):
     assert video.returncode == 0, video.stdout + video.stderr
     assert "'content_type': 'video/mp4'" in video.stdout and "'frames': 4" in video.stdout
     assert not list((tmp_path / "work").glob("gpu-job-*"))
+
+
+def test_a_workspace_model_dir_is_flagged_loudly_at_start(tmp_path):
+    env = dict(
+        os.environ, MODEL_DIR="/workspace/models", RUNPOD_POD_ID="w-1", WORK_DIR=str(tmp_path)
+    )
+    env.pop("RUNPOD_WEBHOOK_GET_JOB", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "gpu_worker", "--test_input", '{"input": {"pipeline": "echo"}}'],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "MODEL_DIR=/workspace/models points at /workspace: on RunPod Serverless" in done.stderr
