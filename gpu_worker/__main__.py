@@ -28,8 +28,9 @@ def prepare() -> None:
     if not (os.environ.get("RUNPOD_LOG_LEVEL") or os.environ.get("RUNPOD_DEBUG_LEVEL")):
         # The SDK's default, DEBUG, prints every handler output (inline results included).
         RunPodLogger().level = "INFO"
+    # force: importing runpod already configured the root logger, without level names.
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
     try:
         rt = runtime()

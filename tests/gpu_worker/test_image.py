@@ -172,4 +172,5 @@ def test_a_workspace_model_dir_is_flagged_loudly_at_start(tmp_path):
         timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "ERROR gpu_worker: !!!" in done.stderr
     assert "MODEL_DIR=/workspace/models points at /workspace: on RunPod Serverless" in done.stderr
