@@ -90,9 +90,17 @@ class DownloadProgress:
 ProgressCallback = Callable[[DownloadProgress], None]
 
 
+def on_runpod_serverless() -> bool:
+    """True in a RunPod Serverless worker (not under the local endpoint, which sets
+    ``LOCAL_ENDPOINT_WORKER``)."""
+    if os.environ.get("LOCAL_ENDPOINT_WORKER"):
+        return False
+    return bool(os.environ.get("RUNPOD_ENDPOINT_ID") or os.environ.get("RUNPOD_POD_ID"))
+
+
 def placement_warnings(model_dir: Path, hf_home: str | None) -> list[str]:
     """Warnings for storage paths that would put models on the container disk."""
-    serverless = bool(os.environ.get("RUNPOD_ENDPOINT_ID") or os.environ.get("RUNPOD_POD_ID"))
+    serverless = on_runpod_serverless()
     out = []
     for name, value in (("MODEL_DIR", str(model_dir)), ("HF_HOME", hf_home or "")):
         if value == "/workspace" or value.startswith("/workspace/"):
@@ -103,6 +111,13 @@ def placement_warnings(model_dir: Path, hf_home: str | None) -> list[str]:
                 "139) and be downloaded again on every cold start; set "
                 f"{name}=/runpod-volume/..."
             )
+    model_path = str(model_dir)
+    if serverless and not out and not model_path.startswith("/runpod-volume/"):
+        out.append(
+            f"MODEL_DIR={model_path} is not on a network volume (/runpod-volume): models will be "
+            "downloaded to the container disk on every cold start; attach a network volume to "
+            "the endpoint and set MODEL_DIR=/runpod-volume/models"
+        )
     return out
 
 

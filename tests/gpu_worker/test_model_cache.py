@@ -182,10 +182,16 @@ def test_unreachable_hub_is_a_clear_error(tmp_path):
 
 def test_workspace_paths_are_flagged(monkeypatch):
     monkeypatch.setenv("RUNPOD_POD_ID", "w1")
+    monkeypatch.delenv("LOCAL_ENDPOINT_WORKER", raising=False)
     warnings = placement_warnings(Path("/workspace/models"), "/workspace/hf")
     assert len(warnings) == 2
     assert "on RunPod Serverless" in warnings[0] and "/runpod-volume" in warnings[0]
     assert placement_warnings(Path("/runpod-volume/models"), "/runpod-volume/hf") == []
+    (no_volume,) = placement_warnings(Path("/root/.cache/models"), None)
+    assert "not on a network volume" in no_volume
+    # Under the local endpoint a local MODEL_DIR is what it should be.
+    monkeypatch.setenv("LOCAL_ENDPOINT_WORKER", "w1")
+    assert placement_warnings(Path("/root/.cache/models"), None) == []
 
 
 def _lease_path(models: Path, spec: ModelSpec) -> Path:
