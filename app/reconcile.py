@@ -209,6 +209,10 @@ def cancel(session: Session, job_id: str, *, settings: Settings, storage: Storag
                 answer = api.status(job.runpod_id)
             except JobAPIError as exc:
                 raise RetryLater(str(exc)) from exc
+    elif job.status == Status.SUBMITTING:
+        # POST /run may be under way: cancelling only here could leave the job running
+        # there. Wait for its id (the submit task re-sends this cancel once it has one).
+        raise RetryLater("the submit is in progress; cancel once the endpoint has the job")
     else:
         answer = {"status": "CANCELLED"}
     payload = {**answer, "id": job.runpod_id, "reason": reason}

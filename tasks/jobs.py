@@ -18,6 +18,8 @@ def submit(job_id: str) -> str:
         )
         job = session.get(Job, job_id)
         if job is not None and job.status in polling.POLLED:
+            if job.cancel_requested_at is not None:
+                context.enqueue("tasks.cancel", job.id)  # asked while POST /run was under way
             polling.schedule_poll(session, job, context.enqueue, polling.first_delay(settings))
         return outcome
 

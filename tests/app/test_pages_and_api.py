@@ -365,3 +365,22 @@ def test_form_sends_every_pipelines_fields_and_only_the_chosen_ones_count(app, c
     job = only_job(app)
     assert job.pipeline == "video_enhance" and job.params == {"scale": 2}
     assert job.output_content_type == "video/mp4"
+
+
+def test_cancel_while_the_submit_is_under_way_waits_for_the_endpoint_id(app, client):
+    """Cancelling only locally could leave the job running at the endpoint."""
+    from app.reconcile import cancel
+    from app.submission import RetryLater
+
+    upload(client)
+    with app.app_context():
+        from app.db import get_session
+        from app.extensions import get_settings, get_storage
+
+        session = get_session()
+        job = session.get(Job, only_job(app).id)
+        job.status = Status.SUBMITTING
+        session.commit()
+        with pytest.raises(RetryLater):
+            cancel(session, job.id, settings=get_settings(), storage=get_storage(), api=None)
+        assert session.get(Job, job.id).status == Status.SUBMITTING
