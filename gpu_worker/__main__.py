@@ -35,8 +35,9 @@ def prepare() -> None:
     try:
         rt = runtime()
     except JobError as exc:  # reported again as every job's error by the handler
-        log.error("worker misconfigured, every job will fail with: %s", exc)
+        log.error("%s; every job will fail with this message", exc)
         return
+    log.info("worker settings: %s", rt.settings.describe())
     try:
         init_sentry(rt.settings.sentry_dsn)
     except Exception:

@@ -11,12 +11,15 @@ import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+# Base64 grows a file by a third and RunPod warns above 20 MB of result: past this, upload.
+INLINE_OUTPUT_CEILING = 10 * 1024 * 1024
+
 
 class SettingsError(ValueError):
     """An environment variable holds a value the worker cannot use."""
 
 
-def _int(name: str, default: int, minimum: int = 0) -> int:
+def _int(name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -26,6 +29,8 @@ def _int(name: str, default: int, minimum: int = 0) -> int:
         raise SettingsError(f"{name}={raw!r} is not an integer") from None
     if value < minimum:
         raise SettingsError(f"{name}={value} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name}={value} must be at most {maximum}")
     return value
 
 
@@ -75,7 +80,9 @@ class WorkerSettings:
             model_dir=Path(os.environ.get("MODEL_DIR") or _default_model_dir()),
             work_dir=Path(os.environ.get("WORK_DIR") or tempfile.gettempdir()),
             max_input_bytes=_int("MAX_INPUT_BYTES", cls.max_input_bytes, 1),
-            inline_output_max_bytes=_int("INLINE_OUTPUT_MAX_BYTES", cls.inline_output_max_bytes),
+            inline_output_max_bytes=_int(
+                "INLINE_OUTPUT_MAX_BYTES", cls.inline_output_max_bytes, 0, INLINE_OUTPUT_CEILING
+            ),
             connect_timeout_s=_float("DOWNLOAD_CONNECT_TIMEOUT_S", cls.connect_timeout_s, 0.1),
             read_timeout_s=_float("DOWNLOAD_READ_TIMEOUT_S", cls.read_timeout_s, 0.1),
             transfer_attempts=_int("TRANSFER_ATTEMPTS", cls.transfer_attempts, 1),
