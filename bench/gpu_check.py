@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -135,7 +136,7 @@ def child(pipeline: str, clip: Path, started: float, batch_size: int) -> dict:
         if isinstance(update, dict) and update.get("frames_done") and not first_frame_at:
             first_frame_at.append(time.time())
 
-    work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
+    work = Path(tempfile.mkdtemp(prefix="gpu-check-", dir=os.environ.get("WORK_DIR")))
     params = pipe.validate_params({"batch_size": batch_size})
     ctx = pipelines.RunContext(
         workdir=work, device=rt.settings.device, loaded=loaded, cancel=threading.Event()
@@ -164,23 +165,8 @@ def child(pipeline: str, clip: Path, started: float, batch_size: int) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--width", type=int, default=1280)
-    parser.add_argument("--height", type=int, default=720)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--fps", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--pipelines", default="video_enhance,sr_learned")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--clip", help=argparse.SUPPRESS)
-    parser.add_argument("--started", type=float, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        print(json.dumps(child(args.child, Path(args.clip), args.started, args.batch_size)))
-        return 0
-
-    scratch = Path(tempfile.mkdtemp(prefix="gpu-check-"))
+def run_all(args: argparse.Namespace, scratch: Path) -> dict:
+    """Make the clip and the weights in ``scratch``, run each pipeline in a fresh process."""
     t = time.perf_counter()
     clip = make_clip(scratch / "clip.mp4", args.width, args.height, args.seconds, args.fps)
     report: dict = {
@@ -193,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "pipelines": {},
     }
     seed_weights(scratch / "models")
+    (scratch / "work").mkdir()
     env = dict(
         os.environ,
         MODEL_DIR=str(scratch / "models"),
@@ -225,6 +212,30 @@ def main(argv: list[str] | None = None) -> int:
             report["pipelines"][name] = {"error": done.stderr.strip().splitlines()[-5:]}
             continue
         report["pipelines"][name] = json.loads(done.stdout.strip().splitlines()[-1])
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--width", type=int, default=1280)
+    parser.add_argument("--height", type=int, default=720)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--fps", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--pipelines", default="video_enhance,sr_learned")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--clip", help=argparse.SUPPRESS)
+    parser.add_argument("--started", type=float, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child, Path(args.clip), args.started, args.batch_size)))
+        return 0
+
+    scratch = Path(tempfile.mkdtemp(prefix="gpu-check-"))
+    try:
+        report = run_all(args, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     print(json.dumps(report, indent=2))
     return 0 if all("error" not in r for r in report["pipelines"].values()) else 1
 
