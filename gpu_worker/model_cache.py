@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import requests
 
@@ -327,7 +328,7 @@ class ModelCache:
         partial = _partial_path(target, remote)
         partial.parent.mkdir(parents=True, exist_ok=True)
         final.parent.mkdir(parents=True, exist_ok=True)
-        url = f"{self.endpoint}/{spec.repo_id}/resolve/{commit}/{remote.path}"
+        url = f"{self.endpoint}/{spec.repo_id}/resolve/{commit}/{quote(remote.path)}"
         base_done = state.done_bytes
         last_error = ""
         for attempt in range(1, self.policy.attempts + 1):

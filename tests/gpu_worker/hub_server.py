@@ -23,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
 
 
 @dataclass
@@ -130,7 +131,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._api(*match.groups())
         match = RESOLVE.match(path)
         if match:
-            return self._resolve(*match.groups())
+            repo_id, rev, name = match.groups()
+            return self._resolve(repo_id, rev, unquote(name))
         self._json(404, {"error": "not found"})
 
     do_HEAD = do_GET  # noqa: N815

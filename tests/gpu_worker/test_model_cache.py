@@ -57,6 +57,14 @@ def test_downloads_matching_files_once_and_records_the_revision(hub, tmp_path):
     assert len(hub.api_calls) == calls
 
 
+def test_nested_files_with_odd_names_keep_their_paths(hub, tmp_path):
+    hub.add_repo("test-org/nested", {"unet/weights v2.bin": b"abc" * 100, "other.txt": b"x"})
+    cache = ModelCache(tmp_path / "models", endpoint=hub.url, policy=FAST)
+    folder = cache.ensure(ModelSpec("test-org/nested", "main", ("unet/*",)))
+    assert (folder / "unet" / "weights v2.bin").read_bytes() == b"abc" * 100
+    assert not (folder / "other.txt").exists()
+
+
 def test_refuses_when_the_volume_is_short_of_the_real_sizes(hub, tmp_path):
     hub.reported_size["model.safetensors"] = 50 * 10**12  # the tree API says 50 TB
     cache = ModelCache(tmp_path / "models", endpoint=hub.url, policy=FAST)
