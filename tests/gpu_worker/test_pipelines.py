@@ -165,3 +165,16 @@ def test_broken_weights_are_a_load_error(
     reset_runtime()
     result = run_job(video_job(files, clip_bytes, pipeline="sr_learned"))
     assert result["refresh_worker"] is True and expected in result["error"], result
+
+
+def test_a_silent_video_comes_out_silent(worker_env, files, tmp_path):
+    from tests.gpu_worker.media import make_clip
+
+    silent = make_clip(tmp_path / "silent.mp4", width=66, height=38, frames=5, audio=False)
+    result = run_job(video_job(files, silent.read_bytes(), params={"scale": 1}))
+    assert "error" not in result, result
+    out = tmp_path / "out.mp4"
+    out.write_bytes(files.uploads["video_enhance.mp4"])
+    clip = read_clip(out)
+    assert (clip["width"], clip["height"], clip["audio_codec"]) == (66, 38, None)
+    assert result["result"]["audio"] is False
