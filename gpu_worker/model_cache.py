@@ -331,9 +331,10 @@ class ModelCache:
         url = f"{self.endpoint}/{spec.repo_id}/resolve/{commit}/{quote(remote.path)}"
         base_done = state.done_bytes
         last_error = ""
-        for attempt in range(1, self.policy.attempts + 1):
-            if attempt > 1:
-                self.policy.sleep_before(attempt - 1)
+        failures = 0  # in a row without progress: a flaky link that keeps moving is not failing
+        while failures < self.policy.attempts:
+            if failures:
+                self.policy.sleep_before(failures)
             have = _size_or_zero(partial)
             if have > remote.size:
                 partial.unlink()
@@ -352,27 +353,31 @@ class ModelCache:
                     requests.exceptions.ChunkedEncodingError,
                 ) as exc:
                     last_error = f"{type(exc).__name__}: {_short(exc)}"
+                    now = _size_or_zero(partial)
                     log.warning(
                         "model download %s interrupted at %d bytes (%s); resuming",
                         remote.path,
-                        _size_or_zero(partial),
+                        now,
                         last_error,
                     )
+                    failures = 0 if now > have else failures + 1
                     continue
             if _size_or_zero(partial) != remote.size:
                 last_error = f"got {_size_or_zero(partial)} of {remote.size} bytes"
+                failures = 0 if _size_or_zero(partial) > have else failures + 1
                 continue
             if remote.sha256 and _sha256(partial) != remote.sha256:
                 partial.unlink()
-                last_error = f"{remote.path} failed its sha256 check; downloading it again"
+                last_error = f"{remote.path} failed its sha256 check"
+                failures += 1
                 continue
             os.replace(partial, final)
             state.done_bytes = base_done + remote.size
             return
         raise ModelLoadError(
             f"model {spec.repo_id}@{spec.revision}: could not download {remote.path} after "
-            f"{self.policy.attempts} attempts ({last_error}); what was downloaded is kept "
-            "and the next worker resumes it"
+            f"{self.policy.attempts} attempts without progress ({last_error}); what was "
+            "downloaded is kept and the next worker resumes it"
         )
 
     def _get_range(self, url, partial, have, remote, state, base_done, progress) -> None:

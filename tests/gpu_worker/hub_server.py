@@ -10,7 +10,9 @@ It serves repos the test builds in memory, the way huggingface_hub 2.4 reads the
   ``Content-Length``, ``Accept-Ranges: bytes`` and ``Range`` requests (206).
 
 Knobs for failure tests: ``reported_size`` (lie about a file's size in the tree listing),
-``drop_after`` (close the connection after N bytes, once), ``throttle_bps`` (slow bodies),
+``drop_after`` (close the connection after N bytes, once), ``drop_every`` (after N bytes of
+every response), ``wrong_sha256`` (list a checksum the bytes do not match),
+``throttle_bps`` (slow bodies),
 ``token`` (require ``Authorization: Bearer <token>``). ``requests`` records every body sent.
 """
 
@@ -50,6 +52,8 @@ class FakeHub:
         self.repos: dict[str, Repo] = {}
         self.reported_size: dict[str, int] = {}
         self.drop_after: dict[str, int] = {}
+        self.drop_every: dict[str, int] = {}
+        self.wrong_sha256: set[str] = set()
         self.throttle_bps: int = 0
         self.token: str | None = None
         self.served: list[Served] = []
@@ -169,7 +173,9 @@ class _Handler(BaseHTTPRequestHandler):
                     "size": size,
                     "oid": hashlib.sha1(data).hexdigest(),  # noqa: S324 - git blob ids are sha1
                     "lfs": {
-                        "oid": hashlib.sha256(data).hexdigest(),
+                        "oid": hashlib.sha256(
+                            data + (b"!" if name in self.hub.wrong_sha256 else b"")
+                        ).hexdigest(),
                         "size": size,
                         "pointerSize": 134,
                     },
@@ -212,7 +218,7 @@ class _Handler(BaseHTTPRequestHandler):
         record = Served(name, start, 0)
         with self.hub._lock:
             self.hub.served.append(record)
-            limit = self.hub.drop_after.pop(name, None)
+            limit = self.hub.drop_after.pop(name, None) or self.hub.drop_every.get(name)
         step = 1024 if self.hub.throttle_bps else 16 * 1024
         for offset in range(0, len(body), step):
             piece = body[offset : offset + step]

@@ -88,6 +88,27 @@ def test_resumes_a_dropped_download_with_a_range_request(hub, tmp_path):
     assert hub.bytes_served("weights.bin") == len(big)  # nothing fetched twice
 
 
+def test_a_link_that_keeps_dropping_but_moving_still_finishes(hub, tmp_path):
+    big = sample_bytes(100_000)
+    hub.add_repo("test-org/flaky", {"weights.bin": big})
+    hub.drop_every["weights.bin"] = 16_384  # more drops than attempts, progress every time
+    folder = ModelCache(tmp_path / "models", endpoint=hub.url, policy=FAST).ensure(
+        ModelSpec("test-org/flaky")
+    )
+    assert (folder / "weights.bin").read_bytes() == big
+    assert len([s for s in hub.served if s.path == "weights.bin"]) > FAST.attempts
+
+
+def test_a_corrupt_download_fails_its_checksum_and_is_not_kept(hub, tmp_path):
+    hub.add_repo("test-org/corrupt", {"weights.bin": sample_bytes(5000)})
+    hub.wrong_sha256.add("weights.bin")
+    cache = ModelCache(tmp_path / "models", endpoint=hub.url, policy=FAST)
+    with pytest.raises(ModelLoadError, match="weights.bin failed its sha256 check"):
+        cache.ensure(ModelSpec("test-org/corrupt"))
+    assert cache.cached(ModelSpec("test-org/corrupt")) is None
+    assert not list((tmp_path / "models").rglob("weights.bin*"))
+
+
 def _download_cli(hub_url: str, model_dir: Path, repo: str) -> subprocess.Popen:
     env = dict(os.environ, HF_ENDPOINT=hub_url, PYTHONPATH=str(ROOT), TRANSFER_BACKOFF_S="0.05")
     return subprocess.Popen(
