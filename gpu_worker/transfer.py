@@ -149,10 +149,12 @@ def download(
     got = 0
     total: int | None = None
     last_error = ""
+    failures = 0  # in a row without progress: a link that drops but keeps moving is fine
     with open(dest, "wb") as out:
-        for attempt in range(1, policy.attempts + 1):
-            if attempt > 1:
-                policy.sleep_before(attempt - 1)
+        while failures < policy.attempts:
+            if failures:
+                policy.sleep_before(failures)
+            before = got
             headers = {"Accept-Encoding": "identity"}
             if got:
                 headers["Range"] = f"bytes={got}-"
@@ -160,6 +162,7 @@ def download(
                 with _open(session, url, field, headers, policy) as resp:
                     if resp.status_code in RETRY_STATUSES:
                         last_error = f"{resp.status_code} {resp.reason}"
+                        failures += 1
                         continue
                     if resp.status_code >= 400:
                         raise TransferError(_http_error_message(field, shown, resp))
@@ -167,7 +170,7 @@ def download(
                         # The server ignored Range: start over.
                         out.seek(0)
                         out.truncate()
-                        got = 0
+                        got = before = 0
                     if total is None:
                         total = _content_total(resp)
                         if total is not None:
@@ -180,24 +183,15 @@ def download(
                         out.write(chunk)
                         if progress:
                             progress(got, total)
-                if total is not None and got < total:
-                    last_error = f"connection closed after {got} of {total} bytes"
-                    continue
-                return got
+                if total is None or got >= total:
+                    return got
+                last_error = f"connection closed after {got} of {total} bytes"
             except (requests.ConnectionError, requests.Timeout) as exc:
                 last_error = _describe_network_error(exc, policy)
-                log.warning(
-                    "%s: download of %s failed (%s), attempt %d", field, shown, last_error, attempt
-                )
             except requests.exceptions.ChunkedEncodingError:
                 last_error = f"connection reset after {got} bytes"
-                log.warning(
-                    "%s: download of %s reset after %d bytes, attempt %d",
-                    field,
-                    shown,
-                    got,
-                    attempt,
-                )
+            log.warning("%s: download of %s interrupted (%s)", field, shown, last_error)
+            failures = 0 if got > before else failures + 1
     raise TransferError(
         f"{field}: could not download {shown} after {policy.attempts} attempts: {last_error}"
     )

@@ -1,10 +1,10 @@
 """A local HTTP file server standing in for the app's signed URLs and presigned PUT URLs.
 
 ``GET /files/<name>`` serves with Range support; ``PUT /upload/<name>`` stores the body.
-Behaviours for failure tests: ``missing`` names 404, ``stall_s`` makes GETs wait before the
+Behaviours for failure tests: unknown names get 404, ``stall_s`` makes GETs wait before the
 body (read timeout), ``redirects`` maps a name to a Location, ``drop_once`` closes the
-connection after N bytes on the first GET of a name, ``put_failures`` answers N 503s first,
-``chunked`` names are sent without a Content-Length.
+connection after N bytes on the first GET of a name (``drop_every``: on every GET),
+``put_failures`` answers N 503s first, ``chunked`` names are sent without a Content-Length.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ class FileServer:
         self.upload_types: dict[str, str | None] = {}
         self.redirects: dict[str, str] = {}
         self.drop_once: dict[str, int] = {}
+        self.drop_every: dict[str, int] = {}
         self.put_failures = 0
         self.stall_s = 0.0
         self.chunked: set[str] = set()
@@ -99,7 +100,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         self.end_headers()
         with self.fs._lock:
-            limit = self.fs.drop_once.pop(name, None)
+            limit = self.fs.drop_once.pop(name, None) or self.fs.drop_every.get(name)
         if limit is not None:
             self.wfile.write(body[:limit])
             self.close_connection = True

@@ -184,6 +184,19 @@ def test_a_reset_download_resumes_with_a_range_request(worker_env, files):
     assert ranges[0] is None and ranges[1] is not None and ranges[1] >= "bytes=1"
 
 
+def test_a_link_that_keeps_dropping_but_moving_still_delivers(worker_env, files, monkeypatch):
+    from gpu_worker.handler import reset_runtime
+
+    monkeypatch.setenv("TRANSFER_ATTEMPTS", "2")
+    reset_runtime()
+    data = sample_bytes(100_000)
+    files.files["flaky.bin"] = data
+    files.drop_every["flaky.bin"] = 16_384  # seven drops, each after some progress
+    result = run_job(job({"pipeline": "echo", "inputs": {"v": files.url("files/flaky.bin")}}))
+    assert result["result"]["inputs"]["v"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert len([name for name, _ in files.gets if name == "flaky.bin"]) == 7
+
+
 def test_output_is_put_to_the_signed_url_with_retries(worker_env, files):
     data = sample_bytes(200_000)
     files.files["in.bin"] = data
