@@ -48,10 +48,7 @@ def prepare() -> None:
     removed = remove_stale_job_dirs(rt.settings.work_dir)
     if removed:
         log.info("removed %d job folders left by dead workers", removed)
-    try:
-        rt.loader.start(rt.settings.preload_pipelines)
-    except KeyError as exc:
-        log.error("PRELOAD_PIPELINES: %s", exc.args[0])
+    rt.loader.start(rt.settings.preload_pipelines)
 
 
 def main() -> None:

@@ -45,6 +45,13 @@ class ModelLoader:
     def start(self, names: list[str] | tuple[str, ...]) -> None:
         """Begin loading ``names`` in the background (the worker's PRELOAD_PIPELINES)."""
         for name in names:
+            if name not in pipelines.names():
+                log.error(
+                    "PRELOAD_PIPELINES: unknown pipeline %r (known: %s); not preloaded",
+                    name,
+                    ", ".join(pipelines.names()),
+                )
+                continue
             self._begin(name)
 
     def _begin(self, name: str) -> _State:
