@@ -19,7 +19,8 @@ from typing import Any
 from gpu_worker.errors import InputError
 from gpu_worker.model_cache import ModelSpec
 
-Progress = Callable[[dict[str, Any]], None]
+# progress(update: dict, force: bool = False): report to the job status (throttled unless forced).
+Progress = Callable[..., None]
 
 
 @dataclass(frozen=True)
