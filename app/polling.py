@@ -27,8 +27,15 @@ WEBHOOK_FIRST_POLL_S = 15.0
 
 
 def backoff(settings: Settings, poll_count: int) -> float:
-    """Seconds until the next poll: ``min(cap, base * 2^n)``, jittered down to half of it."""
-    ceiling = min(settings.poll_cap_s, settings.poll_base_s * 2 ** min(poll_count, 30))
+    """Seconds until the next poll: ``min(cap, base * 2^n)``, jittered down to half of it.
+
+    With webhooks on, the webhook brings the result and polls are only the safety net, so
+    they start from ``WEBHOOK_FIRST_POLL_S`` instead of ``POLL_BASE_S`` (fewer /status calls
+    per job; a lost webhook still shows within ``POLL_CAP_S``).
+    """
+    base = max(settings.poll_base_s, WEBHOOK_FIRST_POLL_S) if settings.use_webhooks else None
+    base = base or settings.poll_base_s
+    ceiling = min(settings.poll_cap_s, base * 2 ** min(poll_count, 30))
     return ceiling * random.uniform(0.5, 1.0)
 
 
