@@ -30,12 +30,12 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.endpoint import refresh_snapshot
 from app.models import TERMINAL, AttemptState, Job, Status, utcnow
-from app.polling import POLLED, poll, schedule_poll
+from app.polling import POLLED, poll
 from app.settings import Settings
 from app.status import apply_status
 from app.storage import Storage, remove_stale_staging
@@ -43,6 +43,7 @@ from app.submission import RetryLater
 
 log = logging.getLogger(__name__)
 BATCH = 500
+MAX_SPREAD_S = 3600.0  # re-enqueued polls wait at most this: well under the visibility timeout
 
 
 def _older(seconds: float):
@@ -116,17 +117,7 @@ def reconcile(
                     session, job, snapshot, settings, storage, enqueue
                 )
 
-    # A poll is lost when it is overdue by more than a whole backoff cap plus the grace a
-    # busy worker queue gets; the replacement chain takes over (see app.polling).
-    late = _older(settings.poll_cap_s + settings.submit_grace_s)
-    lost_polls = select(Job).where(
-        Job.status.in_([s.value for s in POLLED]),
-        Job.runpod_id.is_not(None),
-        or_(Job.next_poll_at.is_(None), Job.next_poll_at < late),
-    )
-    for job in session.scalars(lost_polls.limit(BATCH)).all():
-        if schedule_poll(session, job, enqueue, random.uniform(0, 5), count=False):
-            counts["polls"] += 1
+    counts["polls"] = requeue_lost_polls(session, settings, enqueue)
 
     diagnosis = (snapshot or {}).get("diagnosis") or (snapshot or {}).get("error")
     waiting = select(Job).where(
@@ -150,6 +141,57 @@ def reconcile(
         enqueue("tasks.cancel", job_id)
         counts["cancel"] += 1
     return counts
+
+
+def requeue_lost_polls(
+    session: Session, settings: Settings, enqueue: Callable[..., None], limit: int = 10_000
+) -> int:
+    """Re-enqueue the polls Redis lost, spread at the /status budget's pace.
+
+    A poll is lost when it is overdue by more than a whole backoff cap plus the grace a busy
+    worker queue gets. Each job's chain is taken over by bumping ``poll_seq`` (a stale
+    message that still turns up finds the sequence moved on and stops), and the new polls
+    are spaced ``10 / STATUS_BUDGET_PER_10S`` seconds apart, so a flushed Redis with 10,000
+    jobs in flight becomes a steady stream of polls under the budget, not a stampede.
+    """
+    late = _older(settings.poll_cap_s + settings.submit_grace_s)
+    rows = session.execute(
+        select(Job.id, Job.poll_seq)
+        .where(
+            Job.status.in_([s.value for s in POLLED]),
+            Job.runpod_id.is_not(None),
+            or_(Job.next_poll_at.is_(None), Job.next_poll_at < late),
+        )
+        .order_by(Job.next_poll_at)
+        .limit(limit)
+    ).all()
+    per_second = max(settings.status_budget_per_10s // 11, 1)  # the budget's pace (app.budget)
+    now = utcnow()
+    table = Job.__table__
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"), table.c.poll_seq == bindparam("b_seq"))
+        .values(
+            poll_seq=bindparam("b_new"),
+            next_poll_at=bindparam("b_at"),
+            version=table.c.version + 1,
+        )
+    )
+    for start in range(0, len(rows), BATCH):
+        chunk = rows[start : start + BATCH]
+        delays = [
+            min((start + i) / per_second + random.uniform(0, 1), MAX_SPREAD_S)
+            for i in range(len(chunk))
+        ]
+        params = [
+            {"b_id": job_id, "b_seq": seq, "b_new": seq + 1, "b_at": now + timedelta(seconds=d)}
+            for (job_id, seq), d in zip(chunk, delays, strict=True)
+        ]
+        session.connection().execute(statement, params)
+        session.commit()
+        for (job_id, seq), delay in zip(chunk, delays, strict=True):
+            enqueue("tasks.poll", job_id, seq + 1, countdown=delay)
+    return len(rows)
 
 
 def _resolve_unknown(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import random
 
 import pytest
 
-from app.budget import WINDOW_S, StatusBudget
+from app.budget import StatusBudget
 from tests.support.services import redis_server
 
 
@@ -17,24 +18,45 @@ def redis(tmp_path_factory):
             yield client
 
 
-def test_budget_is_shared_and_spreads_the_backlog(redis):
+def test_backlog_is_spread_over_the_windows_it_needs(redis):
     redis.flushdb()
-    workers = [StatusBudget(redis, limit=50), StatusBudget(redis, limit=50)]
-    now = 1_000_000 * WINDOW_S + 1.0  # one second into a window
-    waits = [workers[i % 2].acquire(now=now) for i in range(250)]
-    assert waits[:50] == [0.0] * 50, "the first 50 of the window go now"
-    refused = waits[50:]
-    assert all(w > 0 for w in refused)
-    # 200 refused callers are spread over the next 4 windows, 50 per window.
-    windows = [int((now + w) // WINDOW_S) - int(now // WINDOW_S) for w in refused]
-    assert {n: windows.count(n) for n in set(windows)} == {1: 50, 2: 50, 3: 50, 4: 50}
-    # The next window has its own 50.
-    assert StatusBudget(redis, limit=50).acquire(now=now + WINDOW_S) == 0.0
+    workers = [StatusBudget(redis, per_10s=110), StatusBudget(redis, per_10s=110)]
+    now = 1_000_000.25
+    waits = [workers[i % 2].acquire(now=now) for i in range(50)]
+    assert waits[:10] == [0.0] * 10, "10 per second go now"
+    seconds = [int(now + w) - int(now) for w in waits[10:]]
+    assert {n: seconds.count(n) for n in set(seconds)} == {1: 10, 2: 10, 3: 10, 4: 10}
+
+
+def test_no_ten_seconds_exceed_the_budget(redis):
+    """Callers retrying when told, at random moments: any sliding 10 s stays in budget."""
+    redis.flushdb()
+    budget = StatusBudget(redis, per_10s=200)
+    rng = random.Random(7)
+    pending = sorted(2_000_000 + rng.uniform(0, 20) for _ in range(3000))
+    sent: list[float] = []
+    while pending:
+        at = pending.pop(0)
+        wait = budget.acquire(now=at)
+        if wait:
+            pending.append(at + wait)
+            pending.sort()
+        else:
+            sent.append(at)
+    sent.sort()
+    j = 0
+    worst = 0
+    for i, start in enumerate(sent):
+        while j < len(sent) and sent[j] < start + 10:
+            j += 1
+        worst = max(worst, j - i)
+    assert worst <= 200
+    assert len(sent) == 3000, "every caller got through eventually"
 
 
 def test_budget_survives_a_flushed_redis(redis):
-    budget = StatusBudget(redis, limit=2)
-    now = 2_000_000 * WINDOW_S
+    budget = StatusBudget(redis, per_10s=22)
+    now = 3_000_000.0
     assert [budget.acquire(now=now) > 0 for _ in range(3)] == [False, False, True]
     redis.flushdb()
     assert budget.acquire(now=now) == 0.0
