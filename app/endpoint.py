@@ -24,7 +24,7 @@ def fetch_workers(api: Any) -> dict[str, Any] | None:
     from deploy.jobapi import JobAPIError
 
     try:
-        return api._request("GET", "workers")  # same client, its retries and timeouts
+        return api.workers()
     except JobAPIError:
         return None
 

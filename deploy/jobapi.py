@@ -43,6 +43,12 @@ class EndpointNotFound(JobAPIError):
     status_code = 404
 
 
+class WorkerNotFound(JobAPIError):
+    """The local endpoint has no worker by that id (and no log left from one)."""
+
+    status_code = 404
+
+
 class RateLimited(JobAPIError):
     status_code = 429
 
@@ -150,6 +156,21 @@ class JobAPI:
     def health(self) -> dict[str, Any]:
         return self._request("GET", "health")
 
+    # The local endpoint's extra routes (deploy/local); RunPod's job API has none of them, and
+    # answers Not Found (EndpointNotFound) there.
+    def workers(self) -> dict[str, Any]:
+        """Workers with state, exit code and its meaning, log tail; plus crash-loop facts."""
+        return self._request("GET", "workers")
+
+    def worker_logs(self, worker_id: str, lines: int = 100) -> list[str]:
+        """The last ``lines`` lines of one worker's stdout/stderr."""
+        body = self._request("GET", f"workers/{worker_id}/logs?lines={int(lines)}", worker=True)
+        return list(body.get("lines") or [])
+
+    def stats(self) -> dict[str, Any]:
+        """Request counts per route since the endpoint started."""
+        return self._request("GET", "stats")
+
     def _request(
         self,
         method: str,
@@ -157,6 +178,7 @@ class JobAPI:
         *,
         json: dict[str, Any] | None = None,
         job: bool = False,
+        worker: bool = False,
         idempotent: bool = True,
     ) -> dict[str, Any]:
         last: Exception | None = None
@@ -194,11 +216,11 @@ class JobAPI:
                     f"{method} {route}: endpoint answered {resp.status_code}; try again later"
                 )
                 continue
-            return self._decode(resp, job=job)
+            return self._decode(resp, job=job, worker=worker)
         assert last is not None
         raise last
 
-    def _decode(self, resp: requests.Response, *, job: bool) -> dict[str, Any]:
+    def _decode(self, resp: requests.Response, *, job: bool, worker: bool) -> dict[str, Any]:
         try:
             body = resp.json()
         except ValueError:
@@ -213,6 +235,8 @@ class JobAPI:
         if resp.status_code == 404:
             if job and "request does not exist" in message:
                 raise JobNotFound("request does not exist (purged, expired or never created)")
+            if worker and "error" in body:
+                raise WorkerNotFound(message)
             raise EndpointNotFound(
                 f"endpoint {self.endpoint_id} answered Not Found: check RUNPOD_ENDPOINT_ID; "
                 "on RunPod this also happens when the account balance went negative "

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from deploy.jobapi import DEFAULT_BASE_URL, JobAPI, JobAPIError, JobNotFound
+from deploy.jobapi import DEFAULT_BASE_URL, JobAPI, JobAPIError, JobNotFound, WorkerNotFound
 from deploy.ops import check as checks
 from deploy.ops import cost as costs
 from deploy.ops import doctor as doc
@@ -321,7 +321,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         f"of {target.jobapi.endpoint_id}"
     )
     if target.local:
-        facts = doc.gather_local(target.jobapi, target.api_key, args.lines)
+        facts = doc.gather_local(target.jobapi, args.lines)
     else:
         facts = doc.gather_runpod(target.management, target.jobapi, args.lines)
     facts.startup_grace_s = args.startup_grace
@@ -372,21 +372,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return FINDINGS if problems else OK
 
 
-def _local_workers(target: Target) -> dict:
-    resp = requests.get(
-        target.jobapi.url("workers"),
-        headers={"Authorization": f"Bearer {target.api_key}"},
-        timeout=15,
-    )
-    if resp.status_code == 404:
-        raise JobAPIError(f"endpoint {target.jobapi.endpoint_id} answered Not Found")
-    resp.raise_for_status()
-    return resp.json()
-
-
 def _worker_rows(target: Target) -> tuple[list[dict], dict]:
     if target.local:
-        data = _local_workers(target)
+        data = target.jobapi.workers()
         rows = [
             {
                 "id": w["id"],
@@ -441,17 +429,11 @@ def cmd_logs(args: argparse.Namespace) -> int:
         bad = [r for r in rows if r["state"] in ("exited", "unhealthy") and r.get("exitCode")]
         worker_id = (bad or rows)[-1]["id"]
     if target.local:
-        resp = requests.get(
-            target.jobapi.url(f"workers/{worker_id}/logs"),
-            params={"lines": args.lines},
-            headers={"Authorization": f"Bearer {target.api_key}"},
-            timeout=15,
-        )
-        if resp.status_code == 404:
+        try:
+            lines = target.jobapi.worker_logs(worker_id, args.lines)
+        except WorkerNotFound:
             out(f"no worker {worker_id}")
             return USAGE
-        resp.raise_for_status()
-        lines = resp.json().get("lines") or []
     else:
         lines = target.management.worker_logs(target.jobapi.endpoint_id, worker_id, args.lines)
     if args.json:

@@ -13,8 +13,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import requests
-
 from deploy.jobapi import EndpointNotFound, JobAPI, JobAPIError
 from deploy.local.workers import exit_meaning
 from deploy.ops.check import ERROR, WARNING, Finding
@@ -77,21 +75,15 @@ def _job_health(facts: Facts, jobapi: JobAPI) -> None:
         facts.unavailable.append(f"health: {exc}")
 
 
-def gather_local(jobapi: JobAPI, api_key: str, log_lines: int = LOG_LINES) -> Facts:
+def gather_local(jobapi: JobAPI, log_lines: int = LOG_LINES) -> Facts:
     """Facts from the local endpoint: job-API health plus its ``/workers`` route."""
     facts = Facts(target="local", endpoint_id=jobapi.endpoint_id)
     _job_health(facts, jobapi)
     if facts.not_found:
         return facts
     try:
-        resp = requests.get(
-            jobapi.url("workers"),
-            headers={"Authorization": f"Bearer {api_key}"},
-            timeout=(3.05, 15),
-        )
-        resp.raise_for_status()
-        data = resp.json()
-    except (requests.RequestException, ValueError) as exc:
+        data = jobapi.workers()
+    except JobAPIError as exc:
         facts.unavailable.append(f"workers: {type(exc).__name__}")
         return facts
     facts.summary = {k: v for k, v in (data.get("summary") or {}).items() if isinstance(v, int)}
