@@ -35,6 +35,14 @@ def test_ctrl_c_stops_even_a_process_that_left_its_group(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_make_run_serves_the_app_and_ctrl_c_leaves_nothing(tmp_path):
+    # Generated keys may start with "-"; the endpoint must still take its key as a value.
+    (tmp_path / "instance").mkdir()
+    (tmp_path / "instance" / "dev-secrets.env").write_text(
+        "SECRET_KEY=dev-secret-key-for-this-test-only\n"
+        "ADMIN_PASSWORD=-dash-first-password\n"
+        "LOCAL_ENDPOINT_API_KEY=-dash-first-endpoint-key\n"
+    )
+    (tmp_path / "instance" / "dev-secrets.env").chmod(0o600)  # as an earlier run leaves it
     server = DevServer(tmp_path)
     try:
         password = server.wait_for_banner()
