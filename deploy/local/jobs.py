@@ -24,25 +24,30 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     TIMED_OUT: frozenset({IN_QUEUE}),
 }
 
+# What ``Job.record()`` holds: the fields the store persists, one column each.
+RECORD_FIELDS = (
+    "id",
+    "seq",
+    "status",
+    "input",
+    "webhook",
+    "policy",
+    "output",
+    "error",
+    "worker_id",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "requeues",
+    "retried",
+)
+
 
 class Job:
     """In-memory job; ``record()`` is what the store persists."""
 
     __slots__ = (
-        "id",
-        "seq",
-        "status",
-        "input",
-        "webhook",
-        "policy",
-        "output",
-        "error",
-        "worker_id",
-        "created_at",
-        "started_at",
-        "finished_at",
-        "requeues",
-        "retried",
+        *RECORD_FIELDS,
         "progress",
         "stream",
         "stream_pos",
@@ -80,22 +85,9 @@ class Job:
         self.is_stream = False
 
     def record(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "seq": self.seq,
-            "status": self.status,
-            "input": self.input,
-            "webhook": self.webhook,
-            "policy": self.policy or None,
-            "output": self.output,
-            "error": self.error,
-            "worker_id": self.worker_id,
-            "created_at": self.created_at,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "requeues": self.requeues,
-            "retried": self.retried,
-        }
+        rec = {name: getattr(self, name) for name in RECORD_FIELDS}
+        rec["policy"] = self.policy or None
+        return rec
 
     @property
     def terminal(self) -> bool:

@@ -13,6 +13,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from deploy.local.jobs import RECORD_FIELDS
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -37,22 +39,6 @@ CREATE TABLE IF NOT EXISTS workers (
 );
 """
 
-JOB_COLUMNS = (
-    "id",
-    "seq",
-    "status",
-    "input",
-    "webhook",
-    "policy",
-    "output",
-    "error",
-    "worker_id",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "requeues",
-    "retried",
-)
 _JSON_COLUMNS = ("input", "policy", "output")
 _MISSING = object()
 
@@ -66,19 +52,19 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
-        cols = ", ".join(JOB_COLUMNS)
-        marks = ", ".join("?" for _ in JOB_COLUMNS)
+        cols = ", ".join(RECORD_FIELDS)
+        marks = ", ".join("?" for _ in RECORD_FIELDS)
         self._insert_sql = f"INSERT OR REPLACE INTO jobs ({cols}) VALUES ({marks})"  # noqa: S608
 
     def close(self) -> None:
         self.db.close()
 
     def load_jobs(self) -> list[dict[str, Any]]:
-        cols = ", ".join(JOB_COLUMNS)
+        cols = ", ".join(RECORD_FIELDS)
         rows = self.db.execute(f"SELECT {cols} FROM jobs ORDER BY seq")  # noqa: S608
         jobs = []
         for row in rows:
-            rec = dict(zip(JOB_COLUMNS, row, strict=True))
+            rec = dict(zip(RECORD_FIELDS, row, strict=True))
             for col in _JSON_COLUMNS:
                 rec[col] = json.loads(rec[col]) if rec[col] is not None else None
             jobs.append(rec)
@@ -86,7 +72,7 @@ class Store:
 
     def save_job(self, rec: dict[str, Any]) -> None:
         values = []
-        for col in JOB_COLUMNS:
+        for col in RECORD_FIELDS:
             value = rec.get(col)
             if col in _JSON_COLUMNS and value is not None:
                 value = json.dumps(value)
