@@ -11,10 +11,10 @@ from sqlalchemy import select
 from app.auth import token_required
 from app.db import get_session
 from app.extensions import enqueue, get_settings, get_storage
-from app.jobs import JobError, cancel_job, create_job, retry_job
+from app.jobs import JobError, cancel_job, retry_job
 from app.models import Job
 from app.openapi import document
-from app.views.forms import read_upload
+from app.views.forms import create_from_upload
 from app.views.present import job_json
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -41,23 +41,10 @@ def openapi():
 @bp.post("/jobs")
 @token_required
 def create(owner: str):
-    settings = get_settings()
-    session = get_session()
     if not request.mimetype or request.mimetype != "multipart/form-data":
         return _error("send multipart/form-data with a 'file' field", 415)
     try:
-        form = read_upload(request, settings.pipelines[0])
-        job = create_job(
-            session,
-            settings,
-            get_storage(),
-            staged_path=form.staged_path,
-            filename=form.filename,
-            declared_type=form.declared_type,
-            pipeline_name=form.pipeline,
-            raw_params=form.params,
-            owner=owner,
-        )
+        job = create_from_upload(request, owner)
     except JobError as exc:
         return _error(str(exc), exc.status_code)
     enqueue("tasks.submit", job.id)

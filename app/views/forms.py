@@ -8,7 +8,10 @@ from typing import Any
 
 from flask import Request
 
-from app.jobs import JobError
+from app.db import get_session
+from app.extensions import get_settings, get_storage
+from app.jobs import JobError, create_job
+from app.models import Job
 
 PARAM_PREFIX = "param."
 
@@ -56,3 +59,20 @@ def read_upload(request: Request, default_pipeline: str) -> UploadInput:
         if value.strip() != "":  # an empty form field means "use the default"
             params[name] = value.strip()
     return UploadInput(staged_path, filename, declared, pipeline, params)
+
+
+def create_from_upload(request: Request, owner: str | None = None) -> Job:
+    """Read the upload and create its committed job; ``JobError`` says what to fix."""
+    settings = get_settings()
+    form = read_upload(request, settings.pipelines[0])
+    return create_job(
+        get_session(),
+        settings,
+        get_storage(),
+        staged_path=form.staged_path,
+        filename=form.filename,
+        declared_type=form.declared_type,
+        pipeline_name=form.pipeline,
+        raw_params=form.params,
+        owner=owner,
+    )

@@ -9,9 +9,9 @@ from app import pipelines
 from app.auth import is_admin, may_act_on, my_job_ids, remember_job
 from app.db import get_session
 from app.extensions import enqueue, get_settings, get_storage
-from app.jobs import JobError, cancel_job, create_job, describe, retry_job, timings
+from app.jobs import JobError, cancel_job, describe, retry_job, timings
 from app.models import Job
-from app.views.forms import read_upload
+from app.views.forms import create_from_upload
 from app.views.present import result_url
 
 bp = Blueprint("pages", __name__)
@@ -29,23 +29,11 @@ def upload_form():
 
 @bp.post("/jobs")
 def upload():
-    settings = get_settings()
-    session = get_session()
     try:
-        form = read_upload(request, settings.pipelines[0])
-        job = create_job(
-            session,
-            settings,
-            get_storage(),
-            staged_path=form.staged_path,
-            filename=form.filename,
-            declared_type=form.declared_type,
-            pipeline_name=form.pipeline,
-            raw_params=form.params,
-        )
+        job = create_from_upload(request)
     except JobError as exc:
         page = render_template(
-            "upload.html", pipelines=_catalogue(), settings=settings, error=str(exc)
+            "upload.html", pipelines=_catalogue(), settings=get_settings(), error=str(exc)
         )
         return page, exc.status_code
     enqueue("tasks.submit", job.id)
