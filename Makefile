@@ -26,6 +26,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench endpoint
 	$(BIN)/python -m bench pipeline
+	$(BIN)/python -m bench worker
 
 clean:
 	rm -rf $(VENV) instance var .pytest_cache .ruff_cache
