@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.gpu_worker.file_server import FileServer
-from tests.gpu_worker.hub_server import FakeHub
 from tests.gpu_worker.media import make_clip
+from tests.support.hf_hub import FakeHub
 
 SR_REPO = "test-org/espcn-x2"
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.support.http_server import HTTPStandIn, QuietHandler
 
 
-class FileServer:
+class FileServer(HTTPStandIn):
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.uploads: dict[str, bytes] = {}
@@ -27,46 +29,27 @@ class FileServer:
         self.stall_s = 0.0
         self.chunked: set[str] = set()
         self.gets: list[tuple[str, str | None]] = []
-        self._server: ThreadingHTTPServer | None = None
         self._lock = threading.Lock()
 
     def url(self, path: str) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/{path.lstrip('/')}"
+        return f"{self.origin}/{path.lstrip('/')}"
 
-    def __enter__(self) -> FileServer:
+    def handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
         class Handler(_Handler):
             pass
 
         Handler.fs = server
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
+        return Handler
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     fs: FileServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, *args: object) -> None:
-        pass
-
     def _plain(self, status: int, text: str = "", headers: dict[str, str] | None = None) -> None:
-        data = text.encode()
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_body(status, text.encode(), headers)
 
     def do_GET(self) -> None:  # noqa: N802
         path = self.path.split("?", 1)[0]

@@ -51,10 +51,10 @@ def test_downloads_matching_files_once_and_records_the_revision(hub, tmp_path):
     )
 
     # With the marker there, a new worker starts without asking the hub anything.
-    calls = len(hub.api_calls)
+    calls = len(hub.requests)
     again = ModelCache(tmp_path / "models", endpoint="http://127.0.0.1:9", policy=FAST)
     assert again.ensure(SPEC) == folder
-    assert len(hub.api_calls) == calls
+    assert len(hub.requests) == calls
 
 
 def test_nested_files_with_odd_names_keep_their_paths(hub, tmp_path):

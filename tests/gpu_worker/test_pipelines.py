@@ -140,9 +140,9 @@ def test_a_failed_model_load_fails_jobs_and_asks_for_a_new_worker(
     first = run_job(video_job(files, clip_bytes, pipeline="sr_learned"))
     assert first["refresh_worker"] is True
     assert first["error"].startswith("pipeline sr_learned: model loading failed: not enough space")
-    calls = len(hub.api_calls)
+    calls = len(hub.requests)
     second = run_job(video_job(files, clip_bytes, pipeline="sr_learned"))
-    assert second == first and len(hub.api_calls) == calls  # the same error, at once
+    assert second == first and len(hub.requests) == calls  # the same error, at once
     assert "error" not in run_job({"id": "e", "input": {"pipeline": "echo"}})  # echo unaffected
 
 

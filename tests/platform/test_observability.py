@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from tests.platform.sentry_sink import sentry_sink
+from tests.support.sentry_sink import SentrySink
 from tests.support.services import ROOT
 
 pytestmark = pytest.mark.timeout(60)
@@ -56,7 +56,7 @@ def _run(component: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def test_error_reaches_sentry_with_secrets_scrubbed():
-    with sentry_sink() as sink:
+    with SentrySink() as sink:
         done = _run("worker", {**SECRETS, "SENTRY_DSN": sink.dsn, "APP_ENV": "production"})
         assert "sentry: True" in done.stdout
         events = sink.wait_for(
@@ -78,7 +78,7 @@ def test_error_reaches_sentry_with_secrets_scrubbed():
 
 
 def test_without_dsn_nothing_is_sent_and_errors_go_to_the_log():
-    with sentry_sink() as sink:
+    with SentrySink() as sink:
         done = _run("web", dict(SECRETS))
         assert "sentry: False" in done.stdout
         assert "[web] tasks.submit: submit failed" in done.stderr

@@ -8,7 +8,7 @@ import json
 import pytest
 import requests
 
-from tests.platform.sentry_sink import sentry_sink
+from tests.support.sentry_sink import SentrySink
 from tests.support.services import app_env, celery_beat, celery_worker, gunicorn_web
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -44,7 +44,7 @@ def _assert_scrubbed(raw: bytes) -> None:
 
 
 def test_web_error_reaches_sentry_scrubbed(broken_env, tmp_path):
-    with sentry_sink() as sink:
+    with SentrySink() as sink:
         env = broken_env(sink.dsn)
         with gunicorn_web(env, tmp_path) as web:
             answer = requests.get(
@@ -70,7 +70,7 @@ def test_web_error_reaches_sentry_scrubbed(broken_env, tmp_path):
 
 
 def test_task_started_by_beat_reports_error_and_check_ins(broken_env, tmp_path):
-    with sentry_sink() as sink:
+    with SentrySink() as sink:
         env = broken_env(sink.dsn)
         # Sentry Crons takes whole minutes only; beat's first sweep comes one interval in.
         env["RECONCILE_INTERVAL_S"] = "60"

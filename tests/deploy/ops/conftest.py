@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from deploy.cli import main
-from tests.deploy.ops.hub_standin import HubStandIn
 from tests.deploy.ops.runpod_standin import RunPodStandIn
+from tests.support.hf_hub import FakeHub
 
 GB = 1_000_000_000
 RUNPOD_KEY = "rpa_SECRETKEY_do_not_print_0123456789"
@@ -103,17 +103,20 @@ def runpod(monkeypatch):
 
 @pytest.fixture
 def hub(monkeypatch):
-    repos = {
-        "acme/small": {"config.json": 2_000, "model.safetensors": 3 * GB},
-        "Wan-AI/Wan2.1-T2V-14B": {
-            "config.json": 1_000,
-            "diffusion_pytorch_model-00001.safetensors": 30 * GB,
-            "diffusion_pytorch_model-00002.safetensors": 30 * GB,
-            "models_t5_umt5-xxl-enc-bf16.pth": 9 * GB,
-            "README.md": 5_000,
-        },
-    }
-    with HubStandIn(repos) as standin:
+    with FakeHub() as standin:
+        standin.page_size = 2
+        standin.gated.add("gated/model")
+        standin.add_repo("acme/small", {"config.json": 2_000, "model.safetensors": 3 * GB})
+        standin.add_repo(
+            "Wan-AI/Wan2.1-T2V-14B",
+            {
+                "config.json": 1_000,
+                "diffusion_pytorch_model-00001.safetensors": 30 * GB,
+                "diffusion_pytorch_model-00002.safetensors": 30 * GB,
+                "t5/models_t5_umt5-xxl-enc-bf16.pth": 9 * GB,
+                "README.md": 5_000,
+            },
+        )
         monkeypatch.setenv("HF_ENDPOINT", standin.url)
         yield standin
 

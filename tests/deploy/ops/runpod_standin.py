@@ -17,7 +17,7 @@ import secrets
 import threading
 import time
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -25,6 +25,8 @@ from urllib.parse import parse_qs, urlsplit
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
+
+from tests.support.http_server import HTTPStandIn, QuietHandler
 
 SPEC_PATH = Path(__file__).with_name("runpod-rest-v2-openapi.json")
 SPEC = json.loads(SPEC_PATH.read_text())
@@ -131,7 +133,7 @@ class Problem(Exception):
         self.detail = detail
 
 
-class RunPodStandIn:
+class RunPodStandIn(HTTPStandIn):
     """In-memory RunPod account. Use as a context manager; ``rest_url``/``graphql_url``."""
 
     def __init__(self, api_key: str = "rpa_TESTKEY_standin_0123456789abcdef") -> None:
@@ -153,22 +155,14 @@ class RunPodStandIn:
         # Job API (api.runpod.ai/v2/{id}/...), served here too so doctor sees one account.
         self.job_counts: dict[str, dict[str, int]] = {}
         self.disabled: set[str] = set()  # endpoints whose job API answers Not Found
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     @property
     def rest_url(self) -> str:
-        return f"{self.base}/v2"
+        return f"{self.origin}/v2"
 
     @property
     def graphql_url(self) -> str:
-        return f"{self.base}/graphql"
+        return f"{self.origin}/graphql"
 
     def env(self) -> dict[str, str]:
         return {
@@ -176,15 +170,6 @@ class RunPodStandIn:
             "RUNPOD_REST_URL": self.rest_url,
             "RUNPOD_GRAPHQL_URL": self.graphql_url,
         }
-
-    def __enter__(self) -> RunPodStandIn:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
     def writes(self) -> list[tuple[str, str, Any]]:
         return [r for r in self.requests if r[0] != "GET"]
@@ -212,14 +197,11 @@ class RunPodStandIn:
         return wid
 
     # Request handling
-    def _handler(self):
+    def handler(self) -> type[BaseHTTPRequestHandler]:
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                return None
 
             def _body(self) -> Any:
                 length = int(self.headers.get("Content-Length") or 0)

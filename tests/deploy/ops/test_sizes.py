@@ -12,7 +12,7 @@ def test_sizes_sums_every_page_and_lfs_sizes(cli, hub):
     assert result.code == 0, result.text
     data = json.loads(result.out)
     (model,) = data["models"]
-    assert model["files"] == 5  # three pages of two, directory entries skipped
+    assert model["files"] == 5  # three pages of two, the directory entry skipped
     assert data["total_gb"] == 69.0  # the notes' "~26 GB" model
     assert data["recommended_volume_gb"] == 144  # 69.000006 x 2 + 5, rounded up
     assert data["recommended_disk_gb_with_volume"] == 40  # 8 x 2.5 + 20
@@ -48,7 +48,7 @@ def test_check_sizes_the_volume_from_the_hub(cli, hub, spec_file, monkeypatch):
     result = cli("check", "--spec", str(path))
     assert result.code == 1
     assert "volume-too-small" in result.out and "69.0 GB on the hub" in result.out
-    hub.repos["Wan-AI/Wan2.1-T2V-14B"] = {"model.safetensors": 40 * GB}
+    hub.add_repo("Wan-AI/Wan2.1-T2V-14B", {"model.safetensors": 40 * GB})
     assert cli("check", "--spec", str(path)).code == 0
 
 

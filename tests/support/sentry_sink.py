@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import zlib
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.support.http_server import HTTPStandIn, QuietHandler
 
 PUBLIC_KEY = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 
@@ -23,15 +24,33 @@ class Envelope:
     items: list[tuple[dict[str, Any], Any]]
 
 
-@dataclass
-class SentrySink:
-    port: int
-    envelopes: list[Envelope] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+class SentrySink(HTTPStandIn):
+    """While entered, records every envelope posted to ``dsn``."""
+
+    def __init__(self) -> None:
+        self.envelopes: list[Envelope] = []
+        self.lock = threading.Lock()
 
     @property
     def dsn(self) -> str:
-        return f"http://{PUBLIC_KEY}@127.0.0.1:{self.port}/42"
+        return self.origin.replace("http://", f"http://{PUBLIC_KEY}@") + "/42"
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        sink = self
+
+        class Handler(QuietHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                raw = _decompress(body, self.headers.get("Content-Encoding", ""))
+                header, items = parse_envelope(raw)
+                with sink.lock:
+                    sink.envelopes.append(Envelope(self.path, raw, header, items))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+        return Handler
 
     def events(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -98,40 +117,10 @@ def parse_envelope(raw: bytes) -> tuple[dict[str, Any], list[tuple[dict[str, Any
 def _decompress(body: bytes, encoding: str) -> bytes:
     if encoding == "gzip":
         return gzip.decompress(body)
+    if encoding == "deflate":
+        return zlib.decompress(body)
     if encoding == "br":
         import brotli
 
         return brotli.decompress(body)
     return body
-
-
-@contextlib.contextmanager
-def sentry_sink() -> Iterator[SentrySink]:
-    """A threaded HTTP server on a free port recording every envelope posted to it."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    sink = SentrySink(port=server.server_address[1])
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            raw = _decompress(body, self.headers.get("Content-Encoding", ""))
-            header, items = parse_envelope(raw)
-            with sink.lock:
-                sink.envelopes.append(Envelope(self.path, raw, header, items))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(b"{}")
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server.RequestHandlerClass = Handler
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield sink
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
