@@ -1,12 +1,20 @@
 """A global budget for ``/status`` requests, shared by every Celery worker through Redis.
 
-RunPod counts its limits per 10 s. The budget is enforced in 1-second windows of
-``budget // 11`` requests each, so that *any* 10 seconds, however they fall across window
-edges (at most 11 windows), stay under the budget; one atomic Lua script increments the
-window's counter. The counter doubles as a ticket: the k-th refused caller in a window waits
-``k // per_window`` more windows, so a backlog of 10,000 polls is spread over the windows it
-needs instead of retrying every window, and each wait is jittered within its window so
-refused polls do not stampede together.
+RunPod counts its limits per 10 s, at the endpoint, over any 10 seconds. The budget hands out
+tickets in 1-second windows of ``budget // 12`` each: a granted request reaches the endpoint
+a moment after its ticket (the HTTP send; we allow up to ``SKEW_S`` = 1 s), so the requests
+the endpoint sees in any 10 s hold tickets from at most 12 consecutive windows, and
+``12 * (budget // 12) <= budget``. (With ``budget // 11`` per window, as before, a request
+granted at the end of one window and arriving in the next could push a 10 s span over.)
+
+One atomic Lua script increments the window's counter. The counter doubles as a ticket: the
+k-th refused caller in a window waits ``k // per_window`` more windows, so a backlog of
+10,000 polls is spread over the windows it needs instead of retrying every window, and each
+wait is jittered within its window so refused polls do not stampede together.
+
+Every ``/status`` request the app makes spends exactly one ticket: polls go through
+``app.polling.poll`` with a job-API client that never retries by itself
+(``app.polling.status_client``); a retry is the next poll, which asks the budget again.
 """
 
 from __future__ import annotations
@@ -15,7 +23,11 @@ import random
 import time
 
 WINDOW_S = 1
-WINDOWS_PER_BUDGET = 11  # a sliding 10 s span touches at most 11 one-second windows
+SKEW_S = 1  # a granted request reaches the endpoint at most this long after its ticket
+# A sliding 10 s at the endpoint holds tickets from a span of 10 s + SKEW_S, which touches
+# at most 12 one-second windows.
+WINDOWS_PER_BUDGET = 10 // WINDOW_S + SKEW_S // WINDOW_S + 1
+MIN_BUDGET = WINDOWS_PER_BUDGET  # below this a window could not hold one request
 MAX_WAIT_S = 600.0  # well under the broker's visibility timeout
 _SCRIPT = """
 local n = redis.call('INCR', KEYS[1])
@@ -24,10 +36,20 @@ return n
 """
 
 
+def per_window(per_10s: int) -> int:
+    """Requests granted per 1-second window for a budget of ``per_10s``."""
+    return max(1, per_10s // WINDOWS_PER_BUDGET)
+
+
+def pace(per_10s: int) -> float:
+    """The most ``/status`` requests per second the budget lets through, sustained."""
+    return per_window(per_10s) / WINDOW_S
+
+
 class StatusBudget:
     def __init__(self, redis, per_10s: int, name: str = "status") -> None:
         self.per_10s = per_10s
-        self.per_window = max(1, per_10s // WINDOWS_PER_BUDGET)
+        self.per_window = per_window(per_10s)
         self.name = name
         self._script = redis.register_script(_SCRIPT)
 

@@ -72,6 +72,7 @@ def _api_errors(fn):
 @_api_errors
 def purge_command() -> None:
     """Purge the endpoint's queue; queued jobs become CANCELLED."""
+    from app.polling import status_client
     from app.reconcile import purge
 
     with session_scope() as session:
@@ -80,6 +81,7 @@ def purge_command() -> None:
             settings=get_settings(),
             storage=get_storage(),
             api=_endpoint_api(),
+            status_api=status_client(get_settings()),
             budget=_budget(),
             enqueue=enqueue,
         )
@@ -123,11 +125,13 @@ def health_command(as_json: bool) -> None:
     """Ask the endpoint for its health and explain it."""
     from app.diagnosis import queue_words
     from app.endpoint import refresh_snapshot
+    from app.polling import poll_plan
 
     api = _endpoint_api()
     with session_scope() as session:
         queued = session.query(Job).filter(Job.status == Status.IN_QUEUE).count()
-        data = refresh_snapshot(session, get_settings(), api, queued)
+        data = dict(refresh_snapshot(session, get_settings(), api, queued))
+        data["polling"] = plan = poll_plan(session, get_settings())
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -138,6 +142,11 @@ def health_command(as_json: bool) -> None:
         f"endpoint {api.endpoint_id}: workers: {queue_words(data['health'], data.get('workers'))}"
     )
     click.echo(f"jobs: {jobs_.get('inQueue', 0)} queued, {jobs_.get('inProgress', 0)} running")
+    click.echo(
+        f"polling: {plan['in_flight']} in flight, each polled at least every "
+        f"{plan['effective_cap_s']:.0f} s (effective cap; /status budget "
+        f"{plan['budget_per_10s']} per 10 s)"
+    )
     if data.get("diagnosis"):
         click.echo(f"diagnosis: {data['diagnosis']}")
 

@@ -4,17 +4,27 @@ jitter, under the global budget (DESIGN invariant 5).
 Each job has one poll chain: the message carries the job's ``poll_seq`` and scheduling the
 next poll bumps it with compare-and-set, so a chain re-enqueued by reconcile (after Redis
 lost the message) replaces the old one instead of doubling it.
+
+The promise to every job in flight is its *effective cap* (``effective_cap``): it is polled
+at least every ``max(POLL_CAP_S, in_flight / budget_pace)`` seconds. ``POLL_CAP_S`` alone
+cannot hold when more jobs are in flight than the budget can poll that often (10,000 jobs at
+500 per 10 s need minutes per sweep), so each job's interval stretches to its fair share.
+Every delay this module (and reconcile, re-enqueueing lost polls) schedules ends at
+``(1 - SLACK)`` of that cap, leaving the rest for the worker queue and the budget's waits.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
+from app import budget as status_budget
 from app.models import Job, Status, utcnow
 from app.settings import Settings
 from app.status import apply_status, purged_payload
@@ -25,10 +35,65 @@ POLLED = (Status.IN_QUEUE, Status.IN_PROGRESS)
 # With webhooks on, polls are the safety net: the first one waits this long.
 WEBHOOK_FIRST_POLL_S = 15.0
 MAX_SHARE_S = 1800.0  # fair-share waits stay well under the broker's visibility timeout
+# Polls are planned at this share of what the budget lets through: fair-share delays are
+# jittered (on average they come a little early), new jobs start with short backoffs, and
+# purge or a cancel's follow-up poll need room too; planned at full pace, the budget would
+# refuse polls all the time and their waits would push jobs past their cap.
+PLAN_SHARE = 2 / 3
+SLACK = 0.1  # scheduled delays end at 90 % of the cap: the rest absorbs queueing and waits
+SHARE_JITTER = (0.75, 1 - SLACK)  # fair-share delays, as fractions of the effective cap
+
+
+def budget_pace(settings: Settings) -> float:
+    """Polls per second the scheduler plans for: ``PLAN_SHARE`` of the budget's pace
+    (``STATUS_BUDGET_PER_10S // 12`` per second, see ``app.budget``)."""
+    return status_budget.pace(settings.status_budget_per_10s) * PLAN_SHARE
+
+
+def effective_cap(settings: Settings, in_flight: int) -> float:
+    """The longest any job in flight waits between polls (and for its first poll after
+    reconcile re-enqueues it): ``max(POLL_CAP_S, in_flight / budget_pace)`` seconds."""
+    return max(settings.poll_cap_s, in_flight / budget_pace(settings))
+
+
+def count_in_flight(session: Session) -> int:
+    """Jobs polled now: IN_QUEUE or IN_PROGRESS at the endpoint."""
+    statement = select(func.count()).select_from(Job)
+    statuses = [s.value for s in POLLED]
+    return int(session.scalar(statement.where(Job.status.in_(statuses))) or 0)
+
+
+def poll_plan(session: Session, settings: Settings) -> dict[str, Any]:
+    """What the admin dashboard and ``flask admin health`` show about polling."""
+    in_flight = count_in_flight(session)
+    return {
+        "in_flight": in_flight,
+        "budget_per_10s": settings.status_budget_per_10s,
+        "budget_per_s": status_budget.pace(settings.status_budget_per_10s),
+        "planned_per_s": round(budget_pace(settings), 2),
+        "poll_cap_s": settings.poll_cap_s,
+        "effective_cap_s": round(effective_cap(settings, in_flight), 1),
+    }
+
+
+def status_client(settings: Settings):
+    """The job-API client polls use: one attempt per call. ``JobAPI``'s own retries would
+    send more ``/status`` requests than the budget granted; here a failed poll is retried by
+    the next poll, which asks the budget again."""
+    from deploy.jobapi import Backoff, JobAPI
+
+    return JobAPI(
+        settings.runpod_endpoint_id,
+        settings.runpod_api_key,
+        settings.runpod_endpoint_base_url,
+        read_timeout=10.0,
+        backoff=Backoff(attempts=1),
+    )
 
 
 def backoff(settings: Settings, poll_count: int) -> float:
-    """Seconds until the next poll: ``min(cap, base * 2^n)``, jittered down to half of it.
+    """Seconds until the next poll: ``min(cap, base * 2^n)``, jittered to 50-90 % of it
+    (never the whole cap: the rest is ``SLACK`` for the queue and the budget).
 
     With webhooks on, the webhook brings the result and polls are only the safety net, so
     they start from ``WEBHOOK_FIRST_POLL_S`` instead of ``POLL_BASE_S`` (fewer /status calls
@@ -37,12 +102,13 @@ def backoff(settings: Settings, poll_count: int) -> float:
     base = max(settings.poll_base_s, WEBHOOK_FIRST_POLL_S) if settings.use_webhooks else None
     base = base or settings.poll_base_s
     ceiling = min(settings.poll_cap_s, base * 2 ** min(poll_count, 30))
-    return ceiling * random.uniform(0.5, 1.0)
+    return ceiling * random.uniform(0.5, 1 - SLACK)
 
 
 def first_delay(settings: Settings) -> float:
     if settings.use_webhooks:
-        return min(settings.poll_cap_s, WEBHOOK_FIRST_POLL_S) * random.uniform(0.8, 1.0)
+        cap = settings.poll_cap_s * (1 - SLACK)
+        return min(cap, WEBHOOK_FIRST_POLL_S * random.uniform(0.8, 1.0))
     return backoff(settings, 0)
 
 
@@ -94,27 +160,32 @@ def poll(
         return "stale poll chain"
     if Status(job.status) not in POLLED or not job.runpod_id:
         return f"not polled in {job.status}"
+    # The ticket is taken right before the request (nothing in between), so the request
+    # reaches the endpoint well within the budget's SKEW_S of its ticket.
     wait = budget.acquire()
     if wait:
         schedule_poll(session, job, enqueue, wait, count=False)
         return f"over budget; next in {wait:.1f}s"
-    job.last_polled_at = utcnow()
-    session.commit()
+    polled_at = utcnow()
+    error: JobAPIError | None = None
     try:
         payload = api.status(job.runpod_id)
-    except JobNotFound:
+    except JobAPIError as exc:
+        error = exc
+    _record_poll(session, job, polled_at)
+    if isinstance(error, JobNotFound):
         apply_status(
             session, job, purged_payload(job.runpod_id), "poll", settings=settings, storage=storage
         )
         return "purged or expired"
-    except EndpointNotFound:
+    if isinstance(error, EndpointNotFound):
         if mark_unreachable(session, job, settings, storage):
             return "endpoint unreachable: failed"
-        schedule_poll(session, job, enqueue, backoff(settings, job.poll_count))
+        schedule_poll(session, job, enqueue, next_delay(session, settings, job.poll_count))
         return "endpoint unreachable"
-    except JobAPIError as exc:
-        schedule_poll(session, job, enqueue, backoff(settings, job.poll_count))
-        return f"poll failed ({exc}); will retry"
+    if error is not None:
+        schedule_poll(session, job, enqueue, next_delay(session, settings, job.poll_count))
+        return f"poll failed ({error}); will retry"
     if job.unreachable_since:
         job.unreachable_since = None
         job.diagnosis = None
@@ -125,13 +196,24 @@ def poll(
     return job.status
 
 
-def next_delay(session: Session, settings: Settings, poll_count: int) -> float:
-    """The backoff, stretched to each job's fair share of the budget when so many jobs are
-    in flight that the budget cannot poll them all that often (10,000 jobs at 200 per 10 s:
-    about every 9 minutes each); polled jobs then do not crowd out the ones still waiting."""
-    in_flight = session.scalar(
-        select(func.count()).select_from(Job).where(Job.status.in_([s.value for s in POLLED]))
+def _record_poll(session: Session, job: Job, polled_at: datetime) -> None:
+    """Stamp ``last_polled_at`` without bumping the row's version: a webhook applied while
+    the request was under way must not make this poll's bookkeeping conflict with it."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job.id)
+        .values(last_polled_at=polled_at)
+        .execution_options(synchronize_session=False)
     )
-    per_second = max(settings.status_budget_per_10s // 11, 1)  # the budget's pace
-    share = min((in_flight or 0) / per_second, MAX_SHARE_S) * random.uniform(0.9, 1.1)
-    return max(backoff(settings, poll_count), share)
+    session.commit()
+    set_committed_value(job, "last_polled_at", polled_at)
+
+
+def next_delay(session: Session, settings: Settings, poll_count: int) -> float:
+    """The backoff; or, when more jobs are in flight than the budget can poll every
+    ``POLL_CAP_S``, 75-90 % of the effective cap, each job's fair share (10,000 jobs at 500
+    per 10 s: about every 5 minutes each), so polled jobs do not crowd out those waiting."""
+    cap = effective_cap(settings, count_in_flight(session))
+    if cap <= settings.poll_cap_s:
+        return backoff(settings, poll_count)
+    return min(cap * random.uniform(*SHARE_JITTER), MAX_SHARE_S)

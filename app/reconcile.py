@@ -35,7 +35,15 @@ from sqlalchemy.orm import Session
 
 from app.endpoint import refresh_snapshot
 from app.models import TERMINAL, AttemptState, Job, Status, utcnow
-from app.polling import POLLED, poll
+from app.polling import (
+    POLLED,
+    SHARE_JITTER,
+    budget_pace,
+    count_in_flight,
+    effective_cap,
+    poll,
+    schedule_poll,
+)
 from app.settings import Settings
 from app.status import apply_status
 from app.storage import Storage, remove_stale_staging
@@ -146,13 +154,16 @@ def reconcile(
 def requeue_lost_polls(
     session: Session, settings: Settings, enqueue: Callable[..., None], limit: int = 10_000
 ) -> int:
-    """Re-enqueue the polls Redis lost, spread at the /status budget's pace.
+    """Re-enqueue the polls Redis lost, spread so each comes within its effective cap.
 
     A poll is lost when it is overdue by more than a whole backoff cap plus the grace a busy
     worker queue gets. Each job's chain is taken over by bumping ``poll_seq`` (a stale
-    message that still turns up finds the sequence moved on and stops), and the new polls
-    are spaced ``10 / STATUS_BUDGET_PER_10S`` seconds apart, so a flushed Redis with 10,000
-    jobs in flight becomes a steady stream of polls under the budget, not a stampede.
+    message that still turns up finds the sequence moved on and stops). The new polls are
+    spaced ``0.75 / budget_pace`` seconds apart, in the order they were due: a few lost
+    polls go at once, and a flushed Redis with 10,000 jobs in flight becomes a steady stream
+    under the budget that ends at 75 % of the effective cap (``app.polling.effective_cap``),
+    where the fair-share delays of these jobs' next polls begin, so the two rounds do not
+    pile up on the budget and no first poll comes past the cap.
     """
     late = _older(settings.poll_cap_s + settings.submit_grace_s)
     rows = session.execute(
@@ -165,7 +176,12 @@ def requeue_lost_polls(
         .order_by(Job.next_poll_at)
         .limit(limit)
     ).all()
-    per_second = max(settings.status_budget_per_10s // 11, 1)  # the budget's pace (app.budget)
+    if not rows:
+        return 0
+    share = SHARE_JITTER[0]
+    spacing = share / budget_pace(settings)
+    # Never spread past the cap the dashboard promises (also when some rows were not lost).
+    spread = share * effective_cap(settings, max(count_in_flight(session), len(rows)))
     now = utcnow()
     table = Job.__table__
     statement = (
@@ -180,7 +196,7 @@ def requeue_lost_polls(
     for start in range(0, len(rows), BATCH):
         chunk = rows[start : start + BATCH]
         delays = [
-            min((start + i) / per_second + random.uniform(0, 1), MAX_SPREAD_S)
+            min((start + i + random.random()) * spacing, spread, MAX_SPREAD_S)
             for i in range(len(chunk))
         ]
         params = [
@@ -230,8 +246,18 @@ def _resolve_unknown(
     return 0
 
 
-def cancel(session: Session, job_id: str, *, settings: Settings, storage: Storage, api) -> str:
-    """Cancel the job at the endpoint (if it has it) and record CANCELLED."""
+def cancel(
+    session: Session,
+    job_id: str,
+    *,
+    settings: Settings,
+    storage: Storage,
+    api,
+    enqueue: Callable[..., None] | None = None,
+) -> str:
+    """Cancel the job at the endpoint (if it has it) and record CANCELLED; if it finished
+    first, ``enqueue`` brings its poll forward (no ``/status`` call here, outside the
+    budget)."""
     from deploy.jobapi import EndpointNotFound, JobAPIError, JobNotFound
 
     job = session.get(Job, job_id)
@@ -246,11 +272,11 @@ def cancel(session: Session, job_id: str, *, settings: Settings, storage: Storag
         except JobAPIError as exc:
             raise RetryLater(str(exc)) from exc
         if answer.get("status") != "CANCELLED":
-            # It finished first: record how it really ended.
-            try:
-                answer = api.status(job.runpod_id)
-            except JobAPIError as exc:
-                raise RetryLater(str(exc)) from exc
+            # It finished first. Its poll (under the /status budget, like every /status
+            # call) records how it really ended: bring that poll forward.
+            if enqueue is not None:
+                schedule_poll(session, job, enqueue, 0.0, count=False)
+            return f"finished before the cancel ({answer.get('status')}); polling it now"
     elif job.status == Status.SUBMITTING:
         # POST /run may be under way: cancelling only here could leave the job running
         # there. Wait for its id (the submit task re-sends this cancel once it has one).
@@ -278,10 +304,14 @@ def purge(
     settings: Settings,
     storage: Storage,
     api,
+    status_api,
     budget,
     enqueue: Callable[..., None],
 ) -> dict[str, int]:
-    """Purge the endpoint's queue, then poll the queued jobs now so they show CANCELLED."""
+    """Purge the endpoint's queue, then poll the queued jobs now so they show CANCELLED.
+
+    The polls go through the /status budget with ``status_api`` (one attempt per call,
+    ``app.polling.status_client``); those the budget refuses now follow on their chains."""
     answer = api.purge_queue()
     queued = session.scalars(
         select(Job).where(Job.status == Status.IN_QUEUE, Job.runpod_id.is_not(None)).limit(5000)
@@ -293,7 +323,7 @@ def purge(
             job.poll_seq,
             settings=settings,
             storage=storage,
-            api=api,
+            api=status_api,
             budget=budget,
             enqueue=enqueue,
         )

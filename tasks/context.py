@@ -7,6 +7,7 @@ from flask import current_app
 
 from app.budget import StatusBudget
 from app.extensions import enqueue, get_job_api, get_redis, get_settings, get_storage
+from app.polling import status_client
 
 
 def budget() -> StatusBudget:
@@ -25,4 +26,13 @@ def api():
     return cached
 
 
-__all__ = ["api", "budget", "enqueue", "get_settings", "get_storage"]
+def status_api():
+    """The client for ``/status``: one attempt per call, so each request spends one ticket."""
+    cached = current_app.extensions.get("status_api")
+    if cached is None:
+        cached = status_client(get_settings())
+        current_app.extensions["status_api"] = cached
+    return cached
+
+
+__all__ = ["api", "budget", "enqueue", "get_settings", "get_storage", "status_api"]

@@ -33,7 +33,7 @@ def poll(job_id: str, seq: int) -> str:
             seq,
             settings=context.get_settings(),
             storage=context.get_storage(),
-            api=context.api(),
+            api=context.status_api(),
             budget=context.budget(),
             enqueue=context.enqueue,
         )
@@ -48,6 +48,7 @@ def cancel(job_id: str) -> str:
             settings=context.get_settings(),
             storage=context.get_storage(),
             api=context.api(),
+            enqueue=context.enqueue,
         )
 
 

@@ -47,6 +47,7 @@ def purge_queue() -> dict:
             settings=context.get_settings(),
             storage=context.get_storage(),
             api=context.api(),
+            status_api=context.status_api(),
             budget=context.budget(),
             enqueue=context.enqueue,
         )

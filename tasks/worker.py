@@ -21,3 +21,4 @@ def _fresh_connections(**_: object) -> None:
     flask_app.extensions.pop("redis", None)
     flask_app.extensions.pop("status_budget", None)
     flask_app.extensions.pop("job_api", None)
+    flask_app.extensions.pop("status_api", None)

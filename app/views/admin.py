@@ -14,6 +14,7 @@ from app.endpoint import load_snapshot
 from app.extensions import enqueue, get_settings, get_storage
 from app.jobs import JobError, cancel_job, describe, retry_job
 from app.models import TERMINAL, Job, Status
+from app.polling import poll_plan
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -70,6 +71,7 @@ def dashboard():
         workers=queue_words(snapshot.get("health"), snapshot.get("workers")),
         banners=banners,
         spend=spend,
+        polling=poll_plan(db, get_settings()),
         describe=describe,
         settings=get_settings(),
     )

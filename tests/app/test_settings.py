@@ -23,7 +23,7 @@ def test_development_defaults():
     assert settings.runpod_endpoint_base_url == "https://api.runpod.ai/v2"
     assert settings.max_upload_bytes == 2 * 1024**3
     assert settings.use_webhooks is True
-    assert settings.status_budget_per_10s == 200
+    assert settings.status_budget_per_10s == 500
 
 
 def test_values_are_parsed_and_typed():
@@ -48,6 +48,7 @@ def test_values_are_parsed_and_typed():
         ({"APP_ENV": "staging"}, "APP_ENV"),
         ({"USE_WEBHOOKS": "maybe"}, "USE_WEBHOOKS"),
         ({"STATUS_BUDGET_PER_10S": "lots"}, "STATUS_BUDGET_PER_10S"),
+        ({"STATUS_BUDGET_PER_10S": "11"}, "STATUS_BUDGET_PER_10S"),
         ({"MAX_UPLOAD_BYTES": "-1"}, "MAX_UPLOAD_BYTES"),
         ({"STORAGE_BACKEND": "ftp"}, "STORAGE_BACKEND"),
         ({"STORAGE_BACKEND": "s3"}, "S3_BUCKET"),
