@@ -210,10 +210,10 @@ def _record_poll(session: Session, job: Job, polled_at: datetime) -> None:
 
 
 def next_delay(session: Session, settings: Settings, poll_count: int) -> float:
-    """The backoff; or, when more jobs are in flight than the budget can poll every
-    ``POLL_CAP_S``, 75-90 % of the effective cap, each job's fair share (10,000 jobs at 500
-    per 10 s: about every 5 minutes each), so polled jobs do not crowd out those waiting."""
-    cap = effective_cap(settings, count_in_flight(session))
-    if cap <= settings.poll_cap_s:
-        return backoff(settings, poll_count)
-    return min(cap * random.uniform(*SHARE_JITTER), MAX_SHARE_S)
+    """The backoff, but never shorter than the job's fair share of the budget: 75-90 % of
+    ``in_flight / budget_pace`` (10,000 jobs at 500 per 10 s: about every 5 minutes each).
+    Then however many jobs are in flight, their polls together ask for at most ~80 % of what
+    the budget lets through, so refusals stay rare and no job is pushed past its cap; and
+    both terms end by 90 % of the effective cap."""
+    share = count_in_flight(session) / budget_pace(settings) * random.uniform(*SHARE_JITTER)
+    return min(max(backoff(settings, poll_count), share), MAX_SHARE_S)

@@ -424,9 +424,6 @@ def measure_inflight(s: Stack, count: int, seconds: float | None) -> dict[str, A
                 f"{budget}, oldest poll {worst_age:.0f} s of cap {cap:.0f} s"
             )
     worst_age = max(worst_age, _oldest_poll_age(s, started))
-    per_second = [
-        (b - a) / (tb - ta) for (ta, a), (tb, b) in zip(samples, samples[1:], strict=False)
-    ]
     with contextlib.closing(s.app_db()) as db:
         polled, fewest, most = db.execute(
             "SELECT sum(last_polled_at IS NOT NULL), min(poll_count), max(poll_count) "
@@ -439,7 +436,7 @@ def measure_inflight(s: Stack, count: int, seconds: float | None) -> dict[str, A
         "budget_per_10s": budget,
         "planned_polls_per_s": round(budget_pace(settings), 1),
         "status_calls": samples[-1][1] - before,
-        "status_per_s_max": round(max(per_second, default=0), 1),
+        "status_per_1s_max": _worst_span(samples, 1.0),
         "status_per_10s_max": worst_10s,
         "within_budget": worst_10s <= budget,
         "poll_cap_s": settings.poll_cap_s,
@@ -459,12 +456,16 @@ def _progress(line: str) -> None:
 
 
 def _worst_10s(samples: list[tuple[float, int]]) -> int:
-    """The most requests the endpoint counted in a sliding 10 s, from its counter sampled
-    every 0.25 s: each span starts at a sample and ends at the first sample 10 s or more
-    later, so it errs on the high side."""
+    return _worst_span(samples, 10.0)
+
+
+def _worst_span(samples: list[tuple[float, int]], span: float) -> int:
+    """The most requests the endpoint counted in a sliding ``span`` seconds, from its counter
+    sampled every 0.25 s: each span starts at a sample and ends at the first sample ``span``
+    or more seconds later, so it errs on the high side."""
     worst, j = 0, 0
     for t0, n0 in samples:
-        while j < len(samples) and samples[j][0] - t0 < 10:
+        while j < len(samples) and samples[j][0] - t0 < span:
             j += 1
         if j == len(samples):
             break
