@@ -26,7 +26,7 @@ def create_app(
     from app.uploads import UploadRequest
 
     settings = settings or Settings.from_env()
-    _init_observability(component)
+    _init_observability(component, settings)
     app = Flask(__name__)
     app.request_class = UploadRequest
     app.config.update(
@@ -50,10 +50,10 @@ def create_app(
     return app
 
 
-def _init_observability(component: str) -> None:
+def _init_observability(component: str, settings: Settings) -> None:
     from app.observability import init_sentry
 
-    init_sentry(component)
+    init_sentry(component, settings)
 
 
 def register_extensions(app: Flask) -> None:

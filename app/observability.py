@@ -17,6 +17,8 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
+from app.settings import Settings
+
 FILTERED = "[Filtered]"
 
 # Environment variables whose values are secrets, by name (the contract's settings and any
@@ -140,18 +142,19 @@ def configure_logging(component: str, level: str | None = None) -> None:
         handler.setFormatter(logging.Formatter(_LOG_FORMAT))
         handler._gpu_jobs = True  # type: ignore[attr-defined]
         root.addHandler(handler)
-    root.setLevel((level or os.environ.get("LOG_LEVEL") or "INFO").upper())
+    root.setLevel((level or "INFO").upper())
 
 
-def init_sentry(component: str) -> bool:
+def init_sentry(component: str, settings: Settings | None = None) -> bool:
     """Set up logging and, when ``SENTRY_DSN`` is set, sentry-sdk with the Flask and Celery
     integrations (beat tasks monitored as cron check-ins). Returns whether Sentry is on.
 
     Safe to call more than once (every ``create_app`` calls it); Sentry is initialised once
     per DSN per process.
     """
-    configure_logging(component)
-    dsn = os.environ.get("SENTRY_DSN", "").strip()
+    settings = settings or Settings.from_env()
+    configure_logging(component, settings.log_level)
+    dsn = settings.sentry_dsn.strip()
     if not dsn:
         return False
     import sentry_sdk
@@ -163,8 +166,8 @@ def init_sentry(component: str) -> bool:
 
         sentry_sdk.init(
             dsn=dsn,
-            environment=os.environ.get("APP_ENV", "production"),
-            release=os.environ.get("SENTRY_RELEASE") or None,
+            environment=settings.app_env,
+            release=settings.sentry_release or None,
             integrations=[FlaskIntegration(), CeleryIntegration(monitor_beat_tasks=True)],
             send_default_pii=False,
             event_scrubber=EventScrubber(
@@ -172,7 +175,7 @@ def init_sentry(component: str) -> bool:
             ),
             before_send=scrub_event,
             before_send_transaction=scrub_event,
-            traces_sample_rate=float(os.environ.get("SENTRY_TRACES_SAMPLE_RATE") or 0.0),
+            traces_sample_rate=settings.sentry_traces_sample_rate,
         )
         _state["sentry_dsn"] = dsn
         _tag_beat()

@@ -81,6 +81,9 @@ class Settings:
     admin_password: str = field(default=DEV_ADMIN_PASSWORD, repr=False)
     api_tokens: tuple[str, ...] = field(default=(), repr=False)
     sentry_dsn: str = field(default="", repr=False)
+    sentry_release: str = ""
+    sentry_traces_sample_rate: float = 0.0
+    log_level: str = "INFO"
     gpu_price_per_second: float = 0.00031  # AMPERE_24 flex price, USD
     # A quarter of RunPod's 2000 per 10 s per endpoint (why: the module docstring).
     status_budget_per_10s: int = 500

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.timeout(60)
 SECRETS = {
     "RUNPOD_API_KEY": "rpa_LIVEKEY0123456789abcdef",
     "SECRET_KEY": "flask-secret-9f8e7d6c5b4a",
+    "ADMIN_PASSWORD": "admin-password-5e4d3c2b",
     "AWS_SECRET_ACCESS_KEY": "awsSecretAccessKeyXYZ987654",
     "API_TOKENS": "script-token-aaaa1111,script-token-bbbb2222",
 }
