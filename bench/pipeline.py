@@ -126,12 +126,7 @@ class Stack:
         return answer.json()["id"], sent
 
     def endpoint_requests(self) -> dict[str, int]:
-        return requests.get(self.endpoint.url("stats"), timeout=10, headers=self._ep_auth()).json()[
-            "requests"
-        ]
-
-    def _ep_auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.endpoint.api_key}"}
+        return self.endpoint.api().stats()["requests"]
 
     def wait_terminal(self, job_ids: list[str], timeout: float) -> dict[str, str]:
         """Poll the app's database until every job is terminal; {job id: status}."""
