@@ -115,7 +115,7 @@ CATALOGUE: dict[str, Pipeline] = {
             "preset": Param(
                 str,
                 "x264 speed preset",
-                choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"),
+                choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"),
             ),
             "max_frames": Param(int, "stop after this many frames (0: all)", 0),
         },
