@@ -47,7 +47,7 @@ from app.polling import (
 from app.settings import Settings
 from app.status import apply_status
 from app.storage import Storage, remove_stale_staging
-from app.submission import RetryLater
+from app.submission import RetryLater, back_to_pending
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -60,25 +60,6 @@ def _older(seconds: float):
 
 def _aware(value):
     return value if value is None or value.tzinfo else value.replace(tzinfo=utcnow().tzinfo)
-
-
-def _back_to_pending(session: Session, job: Job, reason: str) -> bool:
-    for attempt in job.attempts:
-        if attempt.state in (AttemptState.CLAIMED, AttemptState.UNKNOWN):
-            attempt.state = AttemptState.FAILED
-            attempt.error = reason
-    session.flush()
-    result = session.execute(
-        update(Job)
-        .where(Job.id == job.id, Job.status == Status.SUBMITTING, Job.version == job.version)
-        .values(status=Status.PENDING, version=Job.version + 1, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
-        session.rollback()
-        return False
-    session.commit()
-    return True
 
 
 def _endpoint_idle(snapshot: dict[str, Any] | None) -> bool:
@@ -116,7 +97,7 @@ def reconcile(
     for job in session.scalars(stuck.limit(BATCH)).all():
         attempt = job.attempts[-1] if job.attempts else None
         if attempt is None or attempt.state == AttemptState.CLAIMED:
-            if _back_to_pending(session, job, "the task stopped before POST /run; nothing sent"):
+            if back_to_pending(session, job, "the task stopped before POST /run; nothing sent"):
                 enqueue("tasks.submit", job.id)
                 counts["reclaimed"] += 1
         elif attempt.state == AttemptState.UNKNOWN:
@@ -225,7 +206,7 @@ def _resolve_unknown(
         apply_status(session, job, payload, "reconcile", settings=settings, storage=storage)
         return 1
     if _endpoint_idle(snapshot):
-        if _back_to_pending(session, job, "submit outcome unknown; the endpoint shows no job"):
+        if back_to_pending(session, job, "submit outcome unknown; the endpoint shows no job"):
             enqueue("tasks.submit", job.id)
             return 1
         return 0

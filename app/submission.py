@@ -97,12 +97,26 @@ def policy(settings: Settings) -> dict[str, int]:
     }
 
 
-def release(session: Session, job: Job, attempt: Attempt, error: str) -> None:
-    """The POST provably did not create a job: the attempt failed, the job is PENDING again."""
-    attempt.state = AttemptState.FAILED
-    attempt.error = error[:2000]
-    job.status = Status.PENDING
+def back_to_pending(session: Session, job: Job, reason: str) -> bool:
+    """Nothing was sent (or the endpoint provably has no job): fail the open attempts and
+    make the job PENDING again, only if nobody changed it meanwhile (a cancel, say)."""
+    for attempt in job.attempts:
+        if attempt.state in (AttemptState.CLAIMED, AttemptState.UNKNOWN):
+            attempt.state = AttemptState.FAILED
+            attempt.error = reason[:2000]
+    session.flush()
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status == Status.SUBMITTING, Job.version == job.version)
+        .values(status=Status.PENDING, version=Job.version + 1, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        session.rollback()
+        return False
     session.commit()
+    session.refresh(job)  # the update bypassed the ORM: reload status and version
+    return True
 
 
 def mark_unreachable(session: Session, job: Job, settings: Settings, storage: Storage) -> bool:
@@ -144,8 +158,8 @@ def submit(session: Session, job_id: str, *, settings: Settings, storage: Storag
     session.commit()
     crash_point(settings, "after_claim")
     if not settings.endpoint_configured:
-        release(session, job, attempt, "no endpoint configured")
-        mark_unreachable(session, job, settings, storage)
+        if back_to_pending(session, job, "no endpoint configured"):
+            mark_unreachable(session, job, settings, storage)
         return "no endpoint configured"
     body = worker_input(job, settings, storage)
     attempt.state = AttemptState.UNKNOWN  # from here on the endpoint may have the job
@@ -158,11 +172,12 @@ def submit(session: Session, job_id: str, *, settings: Settings, storage: Storag
         log.warning("job %s: submit outcome unknown; reconcile decides", job.id)
         return "outcome unknown"
     except (EndpointUnreachable, RateLimited) as exc:
-        release(session, job, attempt, str(exc))
+        if not back_to_pending(session, job, str(exc)):
+            return "nothing sent; the job changed meanwhile (cancelled)"
         raise RetryLater(str(exc)) from exc
     except EndpointNotFound as exc:
-        release(session, job, attempt, str(exc))
-        mark_unreachable(session, job, settings, storage)
+        if back_to_pending(session, job, str(exc)):
+            mark_unreachable(session, job, settings, storage)
         return "endpoint unreachable"
     except JobAPIError as exc:  # Unauthorized, BadRequest: resending will not help
         attempt.state = AttemptState.FAILED
