@@ -140,19 +140,17 @@ def parse_input(payload: Any) -> dict[str, Any]:
     inputs = payload.get("inputs") or {}
     if not isinstance(inputs, dict):
         raise InputError('inputs: expected a JSON object {"<name>": "<http(s) URL>"}')
-    if pipeline.inputs or pipeline.optional_inputs:
-        allowed = pipeline.inputs + pipeline.optional_inputs
+    declared = {i.name: i for i in pipeline.inputs}
+    if not pipeline.extra_inputs:
         for key in inputs:
-            if key not in allowed:
+            if key not in declared:
                 raise InputError(
                     f"inputs.{key}: pipeline {name} takes no such input; it takes "
-                    f"{', '.join(allowed)}"
+                    f"{', '.join(declared) or 'none'}"
                 )
-        for key in pipeline.inputs:
-            if key not in inputs:
-                raise InputError(
-                    f"inputs.{key}: missing; pipeline {name} needs it as an http(s) URL"
-                )
+    for key, spec in declared.items():
+        if spec.required and key not in inputs:
+            raise InputError(f"inputs.{key}: missing; pipeline {name} needs it as an http(s) URL")
     for key, url in inputs.items():
         check_url(f"inputs.{key}", url)
     output = payload.get("output")
