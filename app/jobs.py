@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from app import pipelines
+from app import media, pipelines
 from app.models import RETRYABLE, AttemptState, Job, Status, utcnow
 from app.settings import Settings
 from app.status import apply_status
@@ -77,9 +77,14 @@ def create_job(
     check_type(content_type, settings)
     if os.path.getsize(staged_path) == 0:
         raise JobError("the file is empty")
-    kind = content_type.split("/")[0]
-    if not pipeline.takes(kind):
-        raise JobError(pipeline.refusal(kind), 415)
+    kind = "any"
+    if not pipeline.takes("any"):
+        info = media.probe(staged_path)
+        if info is None:
+            raise JobError(pipeline.unreadable(content_type.split("/")[0]), 415)
+        kind = info.kind
+        if not pipeline.takes(kind):
+            raise JobError(pipeline.refusal(kind), 415)
     job = Job(
         id=str(uuid.uuid4()),
         status=Status.PENDING,

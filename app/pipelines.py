@@ -108,6 +108,15 @@ class Pipeline:
             f"Upload {wanted}, or choose another pipeline."
         )
 
+    def unreadable(self, claimed: str) -> str:
+        """The refusal for a file PyAV cannot read as any kind this pipeline takes."""
+        kind = claimed if claimed in self.kinds else self.kinds[0]
+        return (
+            f"this file is not a readable {kind}: {self.name} takes "
+            f"{' or '.join(self.kinds)}. Check that the file plays on your computer, or "
+            "export it again (H.264 MP4 for video; PNG, JPEG or WebP for images)."
+        )
+
     def output_type(self, kind: str, content_type: str) -> str:
         """The result's content type for an input of this kind and type."""
         declared = self.output.get(kind) or self.output.get("any") or "same"

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from gpu_worker import pipelines
-from gpu_worker.errors import InputError, JobError, TransferError, WorkerConfigError
+from gpu_worker.errors import InputError, JobError, TransferError, WorkerConfigError, public
 from gpu_worker.liveness import pid_alive
 from gpu_worker.loader import ModelLoader
 from gpu_worker.model_cache import ModelCache
@@ -303,7 +303,7 @@ def _describe_crash(exc: BaseException) -> str:
     name = type(exc).__name__
     if name == "OutOfMemoryError":
         return "the GPU ran out of memory; lower params.batch_size or use a GPU with more memory"
-    text = str(exc).splitlines()[0][:300] if str(exc) else ""
+    text = public(str(exc).splitlines()[0][:300]) if str(exc) else ""
     return f"{name}: {text}" if text else name
 
 

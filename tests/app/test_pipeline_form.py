@@ -11,7 +11,7 @@ import zlib
 import pytest
 
 from app.settings import Settings, SettingsError
-from tests.app.conftest import csrf_token
+from tests.app.conftest import csrf_token, storage_files
 
 
 def png_bytes(width: int = 4, height: int = 3) -> bytes:
@@ -107,10 +107,34 @@ def test_echo_cannot_sleep_past_the_execution_timeout(client):
     assert "parameter &#39;sleep_s&#39; must be at most 600" in response.get_data(as_text=True)
 
 
-def test_an_image_is_refused_by_a_pipeline_that_takes_video(client):
+def test_an_image_is_refused_by_a_pipeline_that_takes_video(client, settings):
     response = post(client, "photo.png", png_bytes(), pipeline="video_enhance")
     assert response.status_code == 415
     assert "video_enhance takes video; this is an image" in response.get_data(as_text=True)
+    assert storage_files(settings) == []  # nothing stored
+
+
+def test_a_text_file_renamed_mp4_is_not_a_readable_video(client, settings):
+    response = post(client, "clip.mp4", b"not a video, just text\n" * 20, pipeline="video_enhance")
+    assert response.status_code == 415
+    page = response.get_data(as_text=True)
+    assert "this file is not a readable video" in page
+    assert "Errno" not in page and "/tmp" not in page and "staging" not in page
+    assert storage_files(settings) == []
+
+
+def test_a_real_video_is_taken_and_its_result_will_be_mp4(client, app, tmp_path):
+    from app.db import get_session
+    from app.models import Job
+    from tests.gpu_worker.media import make_clip
+
+    clip = make_clip(tmp_path / "clip.mov", frames=2).read_bytes()
+    response = post(client, "clip.mov", clip, pipeline="video_enhance")
+    assert response.status_code == 303
+    with app.app_context():
+        job = get_session().query(Job).one()
+        assert job.input_content_type == "video/quicktime"
+        assert job.output_content_type == "video/mp4"
 
 
 def test_openapi_publishes_each_pipelines_parameter_schema(client):
