@@ -123,7 +123,7 @@ def stack_env(args: argparse.Namespace, dev: dict[str, str]) -> tuple[dict[str, 
         "STORAGE_DIR": str(instance / "storage"),
         "PUBLIC_BASE_URL": public,
         # The demo video pipeline first, so the form offers it by default.
-        "PIPELINES": "video_enhance,echo",
+        "PIPELINES": "video_enhance,upscale,echo",
     }
     env.update(given)
     env.update(

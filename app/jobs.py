@@ -85,6 +85,8 @@ def create_job(
         kind = info.kind
         if not pipeline.takes(kind):
             raise JobError(pipeline.refusal(kind), 415)
+        if kind == "image" and info.codec not in media.IMAGE_CODECS:
+            raise JobError(f"this is a {info.codec} image; upload PNG, JPEG or WebP", 415)
     job = Job(
         id=str(uuid.uuid4()),
         status=Status.PENDING,

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-# PyAV's names for single-image containers and the codecs a still image comes in.
-IMAGE_FORMATS = {"png_pipe", "jpeg_pipe", "webp_pipe", "image2"}
+# PyAV names single-image containers *_pipe (png_pipe, jpeg_pipe, bmp_pipe...) or image2.
+IMAGE_FORMATS = {"image2"}
+# The image codecs pipelines read and write: PNG, JPEG and WebP.
 IMAGE_CODECS = {"png", "mjpeg", "webp"}
 
 
@@ -40,7 +41,7 @@ def probe(path: str) -> MediaInfo | None:
             if not context.width or not context.height:
                 return None
             fmt = container.format.name
-            is_image = fmt in IMAGE_FORMATS and context.name in IMAGE_CODECS
+            is_image = fmt in IMAGE_FORMATS or fmt.endswith("_pipe")
             return MediaInfo(
                 kind="image" if is_image else "video",
                 width=context.width,

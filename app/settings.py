@@ -90,7 +90,7 @@ class Settings:
     use_webhooks: bool = True
     max_upload_bytes: int = 2 * 1024**3
     allowed_upload_types: tuple[str, ...] = ("video/*", "image/*")
-    pipelines: tuple[str, ...] = ("echo", "video_enhance")
+    pipelines: tuple[str, ...] = ("echo", "video_enhance", "upscale")
     signed_url_ttl_s: int = 24 * 3600  # inputs must stay readable while the job waits
     execution_timeout_s: int = 600
     job_ttl_s: int = 24 * 3600

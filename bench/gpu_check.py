@@ -1,16 +1,18 @@
 """GPU check for the worker's pipelines: ``python bench/gpu_check.py`` from the repo root.
 
 Needs only ``gpu_worker/requirements.txt`` and no network. It generates a clip (720p, 5 s,
-30 fps by default), puts ESPCN weights on a scratch model volume (as a finished download, so
-the learned pipeline loads them through the model cache without a hub), and runs, each in a
-fresh process so the cold start is real:
+30 fps by default), puts a full-size checkpoint in Real-ESRGAN x2's layout (RRDBNet, 64
+features, 23 blocks, the size of ``RealESRGAN_x2.pth``; weights made here, so no hub) on a
+scratch model volume as a finished download, and runs, each in a fresh process so the cold
+start is real:
 
 - ``video_enhance`` (torch upscale, sharpen and denoise; PyAV decode and H.264 encode),
-- ``sr_learned`` (ESPCN weights through the model cache and the background loader),
+- ``upscale`` (the checkpoint through the model cache, spandrel and the background loader;
+  720p -> 1440p, tiled, fp16 on CUDA),
 
 on CUDA when available (CPU otherwise). It prints one JSON object: per pipeline, frames per
 second end to end and for the torch part alone, peak GPU memory, model load time, and the cold
-start (process start to first processed frame).
+start with the weights on the volume (process start to first processed frame).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-REPO = "bench/espcn-x2"
+REPO = "bench/realesrgan-x2"
+WEIGHTS = "RealESRGAN_x2.pth"
 
 
 def make_clip(path: Path, width: int, height: int, seconds: float, fps: int) -> Path:
@@ -68,31 +71,26 @@ def make_clip(path: Path, width: int, height: int, seconds: float, fps: int) -> 
 
 
 def seed_weights(model_dir: Path) -> None:
-    """ESPCN weights on the scratch volume, laid out as a finished model-cache download."""
-    import torch
-    from safetensors.torch import save_file
-
+    """A full-size Real-ESRGAN x2 layout checkpoint on the scratch volume, laid out as a
+    finished model-cache download (so the worker loads it without asking a hub)."""
     from gpu_worker.model_cache import MARKER, ModelCache, ModelSpec
-    from gpu_worker.pipelines.sr_learned import CONFIG, WEIGHTS, build_network
+    from tests.support.sr_weights import realesrgan_x2_pth
 
-    spec = ModelSpec(REPO, "main", (CONFIG, WEIGHTS))
+    spec = ModelSpec(REPO, "main", (WEIGHTS,))
     folder = ModelCache(model_dir).local_dir(spec)
     folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    net = build_network(2, (64, 32))
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / WEIGHTS))
-    (folder / CONFIG).write_text(json.dumps({"scale": 2, "features": [64, 32]}))
+    (folder / WEIGHTS).write_bytes(realesrgan_x2_pth(features=64, blocks=23))
     marker = {
         "repo_id": REPO,
         "revision": "main",
         "commit": "local",
-        "allow_patterns": [CONFIG, WEIGHTS],
-        "files": {p: (folder / p).stat().st_size for p in (CONFIG, WEIGHTS)},
+        "allow_patterns": [WEIGHTS],
+        "files": {WEIGHTS: (folder / WEIGHTS).stat().st_size},
     }
     (folder / MARKER).write_text(json.dumps(marker))
 
 
-def child(pipeline: str, clip: Path, started: float, batch_size: int) -> dict:
+def child(pipeline: str, clip: Path, started: float, batch_size: int, tile: int) -> dict:
     """Runs in a fresh process: load, run the pipeline on the clip, time everything."""
     import threading
 
@@ -137,12 +135,15 @@ def child(pipeline: str, clip: Path, started: float, batch_size: int) -> dict:
             first_frame_at.append(time.time())
 
     work = Path(tempfile.mkdtemp(prefix="gpu-check-", dir=os.environ.get("WORK_DIR")))
-    params = pipe.validate_params({"batch_size": batch_size})
+    given = {"batch_size": batch_size}
+    if "tile" in pipe.params:
+        given["tile"] = tile
+    params = pipe.validate_params(given)
     ctx = pipelines.RunContext(
         workdir=work, device=rt.settings.device, loaded=loaded, cancel=threading.Event()
     )
     t0 = time.perf_counter()
-    result = pipe.run({"video": clip}, params, progress, ctx)
+    result = pipe.run({pipe.inputs[0].name: clip}, params, progress, ctx)
     run_s = time.perf_counter() - t0
     frames = result.frames or 0
     return {
@@ -183,7 +184,7 @@ def run_all(args: argparse.Namespace, scratch: Path) -> dict:
     env = dict(
         os.environ,
         MODEL_DIR=str(scratch / "models"),
-        SR_MODEL_REPO=REPO,
+        UPSCALE_MODEL=f"{REPO}:{WEIGHTS}",
         WORK_DIR=str(scratch / "work"),
         HF_HUB_OFFLINE="1",
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -202,6 +203,8 @@ def run_all(args: argparse.Namespace, scratch: Path) -> dict:
                 repr(started),
                 "--batch-size",
                 str(args.batch_size),
+                "--tile",
+                str(args.tile),
             ],
             env=env,
             capture_output=True,
@@ -222,13 +225,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--pipelines", default="video_enhance,sr_learned")
+    parser.add_argument("--tile", type=int, default=512, help="upscale's tile size (512)")
+    parser.add_argument("--pipelines", default="video_enhance,upscale")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--clip", help=argparse.SUPPRESS)
     parser.add_argument("--started", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, Path(args.clip), args.started, args.batch_size)))
+        report = child(args.child, Path(args.clip), args.started, args.batch_size, args.tile)
+        print(json.dumps(report))
         return 0
 
     scratch = Path(tempfile.mkdtemp(prefix="gpu-check-"))

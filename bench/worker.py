@@ -8,7 +8,7 @@
   real signed URL instead.
 - ``startup``: seconds from starting ``python -u -m gpu_worker`` to its first job taken from
   a minimal job server speaking the worker protocol, with a model loading in the background
-  (``PRELOAD_PIPELINES=sr_learned``), against ``python -c "import runpod, gpu_worker"``
+  (``PRELOAD_PIPELINES=upscale``, a full-size Real-ESRGAN x2 checkpoint on the volume), against ``python -c "import runpod, gpu_worker"``
   (target: at most 0.2 s more).
 """
 
@@ -193,7 +193,7 @@ class _JobServer(BaseHTTPRequestHandler):
 
 def bench_startup(scratch: Path, runs: int) -> dict:
     sys.path.insert(0, str(ROOT))
-    from bench.gpu_check import REPO, seed_weights
+    from bench.gpu_check import REPO, WEIGHTS, seed_weights
 
     seed_weights(scratch / "models")
     takes, baseline, baseline_boot = [], [], []
@@ -214,8 +214,8 @@ def bench_startup(scratch: Path, runs: int) -> dict:
             RUNPOD_SKIP_AUTO_SYSTEM_CHECKS="true",
             RUNPOD_SKIP_GPU_CHECK="true",
             MODEL_DIR=str(scratch / "models"),
-            SR_MODEL_REPO=REPO,
-            PRELOAD_PIPELINES="sr_learned",
+            UPSCALE_MODEL=f"{REPO}:{WEIGHTS}",
+            PRELOAD_PIPELINES="upscale",
             HF_HUB_OFFLINE="1",
             WORK_DIR=str(scratch / "work"),
         )
@@ -259,7 +259,7 @@ def bench_startup(scratch: Path, runs: int) -> dict:
         "extra_vs_boot_shim_import_s": round(take - boot_s, 3),
         "target_extra_s": 0.2,
         "runs": runs,
-        "background_model": "sr_learned (ESPCN weights already on the volume)",
+        "background_model": "upscale (Real-ESRGAN x2 layout checkpoint already on the volume)",
     }
 
 

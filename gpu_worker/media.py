@@ -17,8 +17,15 @@ from gpu_worker.errors import InputError, JobCancelled
 
 log = logging.getLogger("gpu_worker.media")
 
-# PyAV's names for single-image containers: a video pipeline refuses these.
-IMAGE_FORMATS = {"png_pipe", "jpeg_pipe", "webp_pipe", "image2"}
+# PyAV's names for single-image containers end in _pipe (png_pipe, jpeg_pipe, webp_pipe...).
+IMAGE_FORMATS = {"image2"}
+# The image formats pipelines read and write: PyAV codec -> (content type, suffix, pix_fmt).
+IMAGE_CODECS = {
+    "png": ("image/png", ".png", "rgb24"),
+    "mjpeg": ("image/jpeg", ".jpg", "yuvj444p"),
+    "webp": ("image/webp", ".webp", "yuv420p"),
+}
+ENCODERS = {"png": "png", "mjpeg": "mjpeg", "webp": "libwebp"}
 # libx264 and most players stop at 8K.
 MAX_OUTPUT_SIDE = 8192
 
@@ -60,7 +67,7 @@ def probe(path: Path, field: str = "inputs.video") -> VideoInfo:
             if not container.streams.video:
                 raise InputError(f"{field}: the file has no video stream")
             stream = container.streams.video[0]
-            if container.format.name in IMAGE_FORMATS:
+            if is_image_format(container.format.name):
                 raise InputError(
                     f"{field}: this is an image, not a video; send a video, or use a "
                     "pipeline that takes images"
@@ -83,6 +90,53 @@ def probe(path: Path, field: str = "inputs.video") -> VideoInfo:
             f"{field}: the input is not a readable video file; upload a video that plays "
             "(H.264 MP4 works everywhere)"
         ) from None
+
+
+def is_image_format(name: str) -> bool:
+    return name in IMAGE_FORMATS or name.endswith("_pipe")
+
+
+def is_image(path: Path) -> bool:
+    """Whether the file is a still image (PNG, JPEG, WebP...) rather than a video."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return is_image_format(container.format.name)
+    except av.error.FFmpegError:
+        return False
+
+
+def read_image(path: Path, field: str = "inputs.file") -> tuple[np.ndarray, str]:
+    """The image as RGB (H, W, 3 uint8) and its codec (png, mjpeg or webp)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            codec = container.streams.video[0].codec_context.name
+            if codec not in IMAGE_CODECS:
+                raise InputError(f"{field}: a {codec} image; send PNG, JPEG or WebP")
+            frame = next(container.decode(video=0))
+            return frame.to_ndarray(format="rgb24"), codec
+    except (av.error.FFmpegError, StopIteration, IndexError) as exc:
+        log.warning("%s could not be read as an image: %s", field, exc)
+        raise InputError(f"{field}: the input is not a readable PNG, JPEG or WebP image") from None
+
+
+def write_image(rgb: np.ndarray, path: Path, codec: str) -> str:
+    """Write RGB pixels as one image in ``codec``; return its content type."""
+    import av
+
+    content_type, _, pix_fmt = IMAGE_CODECS[codec]
+    with av.open(str(path), "w", format="image2") as out:
+        stream = out.add_stream(ENCODERS[codec], rate=1)
+        stream.height, stream.width = rgb.shape[:2]
+        stream.pix_fmt = pix_fmt
+        stream.options = {"mjpeg": {"qscale": "2"}, "webp": {"quality": "90"}}.get(codec, {})
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return content_type
 
 
 def output_size(info: VideoInfo, scale: int) -> tuple[int, int]:

@@ -54,7 +54,7 @@ def _size_models(spec: EndpointSpec, offline: bool) -> checks.CheckContext:
             continue
         progress(f"sizing {model.repo}@{model.revision} from the hub")
         try:
-            ctx.model_sizes[model.repo] = model_size(model.repo, model.revision)
+            ctx.model_sizes[model.repo] = model_size(model.repo, model.revision, files=model.files)
         except SizeLookupError as exc:
             ctx.size_errors[model.repo] = str(exc)
     return ctx
@@ -96,19 +96,21 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_sizes(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec) if not args.repos else None
     if spec is not None:
-        models = [(m.repo, m.revision) for m in spec.models]
+        models = [(m.repo, m.revision, m.files) for m in spec.models]
     else:
-        models = [(repo, rev or "main") for repo, _, rev in (r.partition("@") for r in args.repos)]
-    for repo, _ in models:
+        models = [
+            (repo, rev or "main", ()) for repo, _, rev in (r.partition("@") for r in args.repos)
+        ]
+    for repo, _, _ in models:
         if not REPO_ID.fullmatch(repo):
             raise UsageError(f"{repo!r} is not a hub repo id (org/name)")
     if not models:
         raise UsageError("no models: list repo ids, or add [[models]] to the spec")
     sizes = []
-    for repo, revision in models:
+    for repo, revision, files in models:
         progress(f"sizing {repo}@{revision}")
         try:
-            sizes.append(model_size(repo, revision))
+            sizes.append(model_size(repo, revision, files=files))
         except SizeLookupError as exc:
             err(f"error: {exc}")
             return USAGE

@@ -7,6 +7,7 @@ lists every file with its size (LFS files carry the real size under ``lfs.size``
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import os
 import urllib.parse
@@ -43,15 +44,19 @@ def hf_endpoint() -> str:
     return os.environ.get("HF_ENDPOINT", DEFAULT_HF_ENDPOINT).rstrip("/")
 
 
-def model_size(repo: str, revision: str = "main", *, timeout: float = 15.0) -> ModelSize:
-    """Sum every file of ``repo`` at ``revision``, following the tree API's pagination."""
+def model_size(
+    repo: str, revision: str = "main", *, files: tuple[str, ...] = (), timeout: float = 15.0
+) -> ModelSize:
+    """Sum the files of ``repo`` at ``revision`` that match ``files`` (glob patterns; all
+    when empty: a worker that downloads one checkpoint of a repo needs only that one),
+    following the tree API's pagination."""
     quoted_rev = urllib.parse.quote(revision, safe="")
     url: str | None = f"{hf_endpoint()}/api/models/{repo}/tree/{quoted_rev}?recursive=true"
     headers = {"Accept": "application/json"}
     token = os.environ.get("HF_TOKEN")
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    total, count, files = 0, 0, []
+    total, count, listed = 0, 0, []
     while url:
         try:
             resp = requests.get(url, headers=headers, timeout=(3.05, timeout))
@@ -72,14 +77,16 @@ def model_size(repo: str, revision: str = "main", *, timeout: float = 15.0) -> M
         for entry in entries:
             if entry.get("type") != "file":
                 continue
+            if files and not any(fnmatch.fnmatch(entry.get("path", ""), f) for f in files):
+                continue
             lfs = entry.get("lfs") or {}
             size = int(lfs.get("size") or entry.get("size") or 0)
             total += size
             count += 1
-            files.append((entry.get("path", "?"), size))
+            listed.append((entry.get("path", "?"), size))
         url = resp.links.get("next", {}).get("url")
-    files.sort(key=lambda f: f[1], reverse=True)
-    return ModelSize(repo=repo, revision=revision, bytes=total, files=count, largest=files[:5])
+    listed.sort(key=lambda f: f[1], reverse=True)
+    return ModelSize(repo=repo, revision=revision, bytes=total, files=count, largest=listed[:5])
 
 
 def recommended_disk_gb(

@@ -66,6 +66,8 @@ class Volume:
 class Model:
     repo: str
     revision: str = "main"
+    # Glob patterns of the files the worker downloads (empty: the whole repo).
+    files: tuple[str, ...] = ()
 
 
 @dataclass
@@ -204,8 +206,17 @@ def parse_spec(data: dict[str, Any], path: Path | None = None) -> EndpointSpec:
     for i, raw in enumerate(data.get("models", [])):
         if not isinstance(raw, dict) or not REPO_ID.fullmatch(str(raw.get("repo", ""))):
             raise SpecError(f'models[{i}] needs repo = "org/name" (a hub repo id)')
-        _unknown(raw, {"repo", "revision"}, f"models[{i}]")
-        models.append(Model(repo=raw["repo"], revision=str(raw.get("revision", "main"))))
+        _unknown(raw, {"repo", "revision", "files"}, f"models[{i}]")
+        files = raw.get("files", [])
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+            raise SpecError(f'models[{i}].files must be a list of file names, e.g. ["x.pth"]')
+        models.append(
+            Model(
+                repo=raw["repo"],
+                revision=str(raw.get("revision", "main")),
+                files=tuple(files),
+            )
+        )
 
     sizing = data.get("sizing", {})
     _unknown(sizing, {"download_overhead"}, "sizing")

@@ -191,7 +191,7 @@ def expected(spec: Mapping[str, Any]) -> str:
 _MODULES: dict[str, str] = {
     "echo": "gpu_worker.pipelines.echo",
     "video_enhance": "gpu_worker.pipelines.video_enhance",
-    "sr_learned": "gpu_worker.pipelines.sr_learned",
+    "upscale": "gpu_worker.pipelines.upscale",
 }
 
 

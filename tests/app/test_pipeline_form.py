@@ -5,30 +5,12 @@ from __future__ import annotations
 
 import io
 import re
-import struct
-import zlib
 
 import pytest
 
 from app.settings import Settings, SettingsError
 from tests.app.conftest import csrf_token, storage_files
-
-
-def png_bytes(width: int = 4, height: int = 3) -> bytes:
-    """A real, tiny RGB PNG."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    rows = b"".join(b"\x00" + bytes([10, 200, 30]) * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
+from tests.gpu_worker.media import png_bytes
 
 
 def post(client, filename: str, body: bytes, **fields):
@@ -160,3 +142,17 @@ def test_a_pipeline_nobody_declared_is_a_settings_error(tmp_path):
                 "PIPELINES": "echo,my_model",
             }
         )
+
+
+def test_an_image_goes_to_upscale_and_comes_back_as_the_same_format(client, app):
+    from app.db import get_session
+    from app.models import Job
+
+    response = post(client, "photo.png", png_bytes(), pipeline="upscale")
+    assert response.status_code == 303
+    with app.app_context():
+        job = get_session().query(Job).one()
+        assert (job.pipeline, job.input_content_type) == ("upscale", "image/png")
+        assert job.output_content_type == "image/png" and job.output_key.endswith(".png")
+    page = client.get("/").get_data(as_text=True)
+    assert 'data-accept="video/*,image/png,image/jpeg,image/webp"' in page

@@ -11,24 +11,29 @@ from tests.gpu_worker.file_server import FileServer
 from tests.gpu_worker.media import make_clip
 from tests.support.hf_hub import FakeHub
 
-SR_REPO = "test-org/espcn-x2"
+SR_REPO = "test-org/tiny-esrgan"
+SR_FILE = "RealESRGAN_x2.pth"
+# UPSCALE_MODEL for the fake hub's tiny checkpoint in Real-ESRGAN x2's layout.
+SR_MODEL = f"{SR_REPO}:{SR_FILE}"
 
 
-def espcn_repo_files(scale: int = 2) -> dict[str, bytes]:
-    """A real ESPCN weights repo: config.json and model.safetensors, made here."""
-    import torch
-    from safetensors.torch import save
+# A plain weights repo (a config and a safetensors file) for the model cache's tests.
+WEIGHTS_REPO = "test-org/weights"
 
-    from gpu_worker.pipelines.sr_learned import build_network
 
-    torch.manual_seed(0)
-    net = build_network(scale, (16, 8))
-    state = {k: v.contiguous() for k, v in net.state_dict().items()}
+def weights_repo_files() -> dict[str, bytes]:
     return {
-        "config.json": json.dumps({"scale": scale, "features": [16, 8]}).encode(),
-        "model.safetensors": save(state),
+        "config.json": json.dumps({"scale": 2}).encode(),
+        "model.safetensors": sample_bytes(300_000),
         "README.md": b"# test weights\n",
     }
+
+
+def sr_repo_files() -> dict[str, bytes]:
+    """A hub repo like ai-forever/Real-ESRGAN: checkpoints of several scales and a README."""
+    from tests.support.sr_weights import realesrgan_x2_pth
+
+    return {SR_FILE: realesrgan_x2_pth(), "RealESRGAN_x4.pth": b"not downloaded", "README.md": b"#"}
 
 
 @pytest.fixture
@@ -52,6 +57,7 @@ def worker_env(monkeypatch, tmp_path) -> Iterator[dict[str, str]]:
         "RUNPOD_WEBHOOK_GET_JOB",
         "MAX_INPUT_BYTES",
         "INLINE_OUTPUT_MAX_BYTES",
+        "UPSCALE_MODEL",
     ):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
@@ -64,7 +70,8 @@ def worker_env(monkeypatch, tmp_path) -> Iterator[dict[str, str]]:
 @pytest.fixture
 def hub() -> Iterator[FakeHub]:
     with FakeHub() as server:
-        server.add_repo(SR_REPO, espcn_repo_files())
+        server.add_repo(SR_REPO, sr_repo_files())
+        server.add_repo(WEIGHTS_REPO, weights_repo_files())
         yield server
 
 

@@ -1,7 +1,10 @@
-"""Tiny test clips made with PyAV: a moving gradient with a sine-tone audio track."""
+"""Tiny test media: clips made with PyAV (a moving gradient with a sine-tone audio track)
+and a PNG written byte by byte."""
 
 from __future__ import annotations
 
+import struct
+import zlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -70,3 +73,20 @@ def read_clip(path: Path) -> dict:
     info["frames"] = len(frames)
     info["first"] = frames[0] if frames else None
     return info
+
+
+def png_bytes(width: int = 4, height: int = 3) -> bytes:
+    """A real, tiny RGB PNG."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(b"\x00" + bytes([10, 200, 30]) * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )

@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from tests.gpu_worker.conftest import SR_REPO, sample_bytes
-from tests.gpu_worker.media import read_clip
+from gpu_worker.media import read_image
+from tests.gpu_worker.conftest import SR_FILE, SR_MODEL, SR_REPO, sample_bytes
+from tests.gpu_worker.media import png_bytes, read_clip
 from tests.support.local_endpoint import local_endpoint
 
 pytestmark = pytest.mark.timeout(180)
@@ -19,7 +20,7 @@ def worker_env(tmp_path, hub_url: str = "http://127.0.0.1:9", **extra: str) -> d
         "HF_HOME": str(tmp_path / "volume" / "huggingface"),
         "WORK_DIR": str(tmp_path / "work"),
         "HF_ENDPOINT": hub_url,
-        "SR_MODEL_REPO": SR_REPO,
+        "UPSCALE_MODEL": SR_MODEL,
         "TRANSFER_BACKOFF_S": "0.05",
         "PROGRESS_INTERVAL_S": "0.2",
     }
@@ -47,11 +48,12 @@ def test_pipelines_and_input_failures_through_the_local_endpoint(tmp_path, hub, 
     files.files["slow.bin"] = b"x"
     limit = len(clip_bytes) + 1000
     files.files["big.bin"] = sample_bytes(limit + 1)
-    hub.throttle_bps = 6_000  # the weights take about two seconds: jobs must wait for them
+    # The weights take about two seconds: jobs must wait for them.
+    hub.throttle_bps = len(hub.repos[SR_REPO].files[SR_FILE]) // 2
     env = worker_env(
         tmp_path,
         hub.url,
-        PRELOAD_PIPELINES="sr_learned",
+        PRELOAD_PIPELINES="upscale",
         MAX_INPUT_BYTES=str(limit),
         DOWNLOAD_READ_TIMEOUT_S="0.5",
         TRANSFER_ATTEMPTS="2",
@@ -61,9 +63,9 @@ def test_pipelines_and_input_failures_through_the_local_endpoint(tmp_path, hub, 
 
         sr = api.run(
             {
-                "pipeline": "sr_learned",
+                "pipeline": "upscale",
                 "params": {"max_frames": 6},
-                "inputs": {"video": files.url("files/clip.mp4?sig=s")},
+                "inputs": {"file": files.url("files/clip.mp4?sig=s")},
                 "output": {
                     "put_url": files.url("upload/sr.mp4?sig=s"),
                     "content_type": "video/mp4",
@@ -73,14 +75,29 @@ def test_pipelines_and_input_failures_through_the_local_endpoint(tmp_path, hub, 
         )
         status, seen = watch(ep, sr["id"])
         assert status["status"] == "COMPLETED", status.get("error")
-        assert any("downloading model test-org/espcn-x2" in str(s) for s in seen), seen
+        assert any(f"downloading model {SR_REPO}" in str(s) for s in seen), seen
         out = status["output"]
-        assert out["pipeline"] == "sr_learned" and out["job_key"] == "app-sr"
+        assert out["pipeline"] == "upscale" and out["job_key"] == "app-sr"
         assert out["output"]["url"] == files.url("upload/sr.mp4")
         assert out["metrics"]["frames"] == 6 and out["metrics"]["model_load_s"] > 0.5
         produced = tmp_path / "sr.mp4"
         produced.write_bytes(files.uploads["sr.mp4"])
         assert read_clip(produced)["width"] == 128
+
+        files.files["photo.png"] = png_bytes(20, 14)
+        image = api.run(
+            {
+                "pipeline": "upscale",
+                "inputs": {"file": files.url("files/photo.png?sig=s")},
+                "output": {"put_url": files.url("upload/photo.png?sig=s")},
+            }
+        )
+        status, _ = watch(ep, image["id"])
+        assert status["status"] == "COMPLETED", status.get("error")
+        assert status["output"]["output"]["content_type"] == "image/png"
+        (tmp_path / "photo.png").write_bytes(files.uploads["photo.png"])
+        upscaled, codec = read_image(tmp_path / "photo.png")
+        assert upscaled.shape == (28, 40, 3) and codec == "png"
 
         video = api.run(
             {
@@ -139,16 +156,14 @@ def test_pipelines_and_input_failures_through_the_local_endpoint(tmp_path, hub, 
 
 
 def test_a_model_that_cannot_load_fails_jobs_with_the_cause_and_replaces_the_worker(tmp_path, hub):
-    hub.reported_size["model.safetensors"] = 30 * 10**12  # the volume is far too small
-    env = worker_env(tmp_path, hub.url, PRELOAD_PIPELINES="sr_learned")
+    hub.reported_size[SR_FILE] = 30 * 10**12  # the volume is far too small
+    env = worker_env(tmp_path, hub.url, PRELOAD_PIPELINES="upscale")
     with local_endpoint(tmp_path / "ep", env=env, workers_max=1, idle_timeout=30) as ep:
-        job = ep.api().run(
-            {"pipeline": "sr_learned", "inputs": {"video": "http://127.0.0.1:9/v.mp4"}}
-        )
+        job = ep.api().run({"pipeline": "upscale", "inputs": {"file": "http://127.0.0.1:9/v.mp4"}})
         status, _ = watch(ep, job["id"])
         assert status["status"] == "FAILED"
         assert status["error"].startswith(
-            f"pipeline sr_learned: model loading failed: not enough space for model {SR_REPO}@main"
+            f"pipeline upscale: model loading failed: not enough space for model {SR_REPO}@main"
         )
         assert "grow the network volume" in status["error"]
         first_worker = status["workerId"]
@@ -169,8 +184,9 @@ def test_a_model_that_cannot_load_fails_jobs_with_the_cause_and_replaces_the_wor
 
 def test_two_workers_on_one_volume_download_the_model_once(tmp_path, hub, files, clip_bytes):
     files.files["clip.mp4"] = clip_bytes
-    hub.throttle_bps = 5_000  # slow enough that both workers start while it downloads
-    env = worker_env(tmp_path, hub.url, PRELOAD_PIPELINES="sr_learned")
+    # Slow enough (about four seconds) that both workers start while it downloads.
+    hub.throttle_bps = len(hub.repos[SR_REPO].files[SR_FILE]) // 4
+    env = worker_env(tmp_path, hub.url, PRELOAD_PIPELINES="upscale")
     with local_endpoint(
         tmp_path / "ep", env=env, workers_min=2, workers_max=2, idle_timeout=30
     ) as ep:
@@ -178,9 +194,9 @@ def test_two_workers_on_one_volume_download_the_model_once(tmp_path, hub, files,
         jobs = [
             ep.api().run(
                 {
-                    "pipeline": "sr_learned",
+                    "pipeline": "upscale",
                     "params": {"max_frames": 2},
-                    "inputs": {"video": files.url("files/clip.mp4")},
+                    "inputs": {"file": files.url("files/clip.mp4")},
                     "output": {"inline": True},
                 }
             )
@@ -190,7 +206,7 @@ def test_two_workers_on_one_volume_download_the_model_once(tmp_path, hub, files,
             status, _ = watch(ep, job["id"])
             assert status["status"] == "COMPLETED", status.get("error")
         workers = {w["id"] for w in ep.workers()["workers"]}
-    weights = hub.repos[SR_REPO].files["model.safetensors"]
+    weights = hub.repos[SR_REPO].files[SR_FILE]
     assert len(workers) == 2
-    assert hub.bytes_served("model.safetensors") == len(weights)
-    assert len([s for s in hub.served if s.path == "model.safetensors"]) == 1
+    assert hub.bytes_served(SR_FILE) == len(weights)
+    assert len([s for s in hub.served if s.path == SR_FILE]) == 1

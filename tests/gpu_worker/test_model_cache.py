@@ -16,11 +16,11 @@ import pytest
 from gpu_worker.errors import ModelLoadError
 from gpu_worker.model_cache import MARKER, ModelCache, ModelSpec, placement_warnings
 from gpu_worker.transfer import TransferPolicy
-from tests.gpu_worker.conftest import SR_REPO, sample_bytes
+from tests.gpu_worker.conftest import WEIGHTS_REPO, sample_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = TransferPolicy(connect_timeout_s=2, read_timeout_s=5, attempts=4, backoff_s=0.05)
-SPEC = ModelSpec(SR_REPO, "main", ("config.json", "model.safetensors"))
+SPEC = ModelSpec(WEIGHTS_REPO, "main", ("config.json", "model.safetensors"))
 
 
 def files_under(path: Path) -> set[str]:
@@ -32,7 +32,7 @@ def test_downloads_matching_files_once_and_records_the_revision(hub, tmp_path):
     seen = []
     folder = cache.ensure(SPEC, seen.append)
 
-    repo = hub.repos[SR_REPO]
+    repo = hub.repos[WEIGHTS_REPO]
     assert (folder / "model.safetensors").read_bytes() == repo.files["model.safetensors"]
     assert not (folder / "README.md").exists()  # not in the patterns
     marker = json.loads((folder / MARKER).read_text())
@@ -198,9 +198,9 @@ def test_unknown_repo_and_revision_are_named(hub, tmp_path):
     with pytest.raises(ModelLoadError, match="repo not found"):
         cache.ensure(ModelSpec("test-org/nope"))
     with pytest.raises(ModelLoadError, match="revision 'v9' does not exist"):
-        cache.ensure(ModelSpec(SR_REPO, "v9"))
+        cache.ensure(ModelSpec(WEIGHTS_REPO, "v9"))
     with pytest.raises(ModelLoadError, match="no file matches"):
-        cache.ensure(ModelSpec(SR_REPO, "main", ("*.gguf",)))
+        cache.ensure(ModelSpec(WEIGHTS_REPO, "main", ("*.gguf",)))
 
 
 def test_unreachable_hub_is_a_clear_error(tmp_path):

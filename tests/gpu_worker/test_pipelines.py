@@ -1,15 +1,13 @@
-"""The demo video pipeline and the learned pipeline, run through the handler."""
+"""The demo video pipeline run through the handler (upscale: test_upscale.py)."""
 
 from __future__ import annotations
 
 import logging
 
 import numpy as np
-import pytest
 
-from gpu_worker.handler import reset_runtime, run_job, runtime
-from tests.gpu_worker.conftest import SR_REPO
-from tests.gpu_worker.media import read_clip
+from gpu_worker.handler import run_job
+from tests.gpu_worker.media import png_bytes, read_clip
 
 
 def video_job(files, clip_bytes, pipeline="video_enhance", params=None, name="clip.mp4"):
@@ -81,7 +79,6 @@ def test_a_file_that_is_not_a_video_is_named(worker_env, files):
 
 
 def test_an_image_sent_as_a_video_is_refused_not_turned_into_one_frame(worker_env, files):
-    from tests.app.test_pipeline_form import png_bytes
 
     result = run_job(video_job(files, png_bytes(), name="photo.png"))
     assert result["error"].startswith("inputs.video: this is an image, not a video"), result
@@ -97,94 +94,6 @@ def test_crash_messages_carry_no_paths_or_errno_numbers():
     assert public(raw) == "Invalid data found when processing input: a job file"
     assert public("No such file: /runpod-volume/models/x/y.pth") == "No such file: a job file"
     assert public("ratio 3/4 of http://h/x stays") == "ratio 3/4 of http://h/x stays"
-
-
-def test_sr_learned_downloads_its_weights_and_runs_them(
-    worker_env, files, clip_bytes, hub, monkeypatch, tmp_path
-):
-    import torch
-
-    monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    monkeypatch.setenv("SR_MODEL_REPO", SR_REPO)
-    reset_runtime()
-    result = run_job(video_job(files, clip_bytes, pipeline="sr_learned", params={"crf": 0}))
-    assert "error" not in result, result
-    assert result["result"]["model"] == SR_REPO and result["result"]["scale"] == 2
-    assert result["metrics"]["model_load_s"] > 0
-    out = tmp_path / "out.mp4"
-    out.write_bytes(files.uploads["sr_learned.mp4"])
-    produced = read_clip(out)
-    assert (produced["width"], produced["height"], produced["frames"]) == (128, 96, 12)
-
-    # The frames are the network's output (compared in luma, which 4:2:0 keeps at full
-    # resolution), not a plain upscale.
-    source = tmp_path / "in.mp4"
-    source.write_bytes(clip_bytes)
-    first_in = read_clip(source)["first"]
-    net = runtime().loader.wait("sr_learned")[0]["net"]
-    with torch.inference_mode():
-        x = torch.from_numpy(first_in).permute(2, 0, 1)[None].float() / 255
-        expected = (net(x).clamp(0, 1) * 255).round()[0].permute(1, 2, 0).numpy()
-    got = luma(produced["first"])
-    assert np.abs(got - luma(expected)).mean() < 6
-    upscaled = luma(first_in.repeat(2, axis=0).repeat(2, axis=1))
-    assert np.abs(got - upscaled).mean() > 2 * np.abs(got - luma(expected)).mean()
-
-    # The weights went straight to MODEL_DIR; nothing was written under HF_HOME.
-    assert list((tmp_path / "volume" / "models").rglob("model.safetensors"))
-    assert not (tmp_path / "volume" / "huggingface").exists()
-
-
-def test_jobs_wait_for_a_background_load_and_report_its_progress(
-    worker_env, files, clip_bytes, hub, monkeypatch, caplog
-):
-    caplog.set_level(logging.INFO, logger="gpu_worker")
-    monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    monkeypatch.setenv("SR_MODEL_REPO", SR_REPO)
-    reset_runtime()
-    hub.throttle_bps = 8_000  # the weights take a couple of seconds
-    runtime().loader.start(["sr_learned"])
-    result = run_job(video_job(files, clip_bytes, pipeline="sr_learned", params={"max_frames": 2}))
-    assert "error" not in result, result
-    assert f"downloading model {SR_REPO}: 0.0" in caplog.text
-    assert result["metrics"]["model_load_s"] > 0.5
-
-
-def test_a_failed_model_load_fails_jobs_and_asks_for_a_new_worker(
-    worker_env, files, clip_bytes, hub, monkeypatch
-):
-    monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    monkeypatch.setenv("SR_MODEL_REPO", SR_REPO)
-    reset_runtime()
-    hub.reported_size["model.safetensors"] = 40 * 10**12
-    first = run_job(video_job(files, clip_bytes, pipeline="sr_learned"))
-    assert first["refresh_worker"] is True
-    assert first["error"].startswith("pipeline sr_learned: model loading failed: not enough space")
-    calls = len(hub.requests)
-    second = run_job(video_job(files, clip_bytes, pipeline="sr_learned"))
-    assert second == first and len(hub.requests) == calls  # the same error, at once
-    assert "error" not in run_job({"id": "e", "input": {"pipeline": "echo"}})  # echo unaffected
-
-
-@pytest.mark.parametrize(
-    ("files_in_repo", "expected"),
-    [
-        ({"config.json": b"{not json", "model.safetensors": b"x"}, "is not a valid model config"),
-        (
-            {"config.json": b'{"scale": 2}', "model.safetensors": b"garbage"},
-            "does not fit the ESPCN network",
-        ),
-    ],
-)
-def test_broken_weights_are_a_load_error(
-    worker_env, files, clip_bytes, hub, monkeypatch, files_in_repo, expected
-):
-    hub.add_repo("test-org/broken", files_in_repo)
-    monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    monkeypatch.setenv("SR_MODEL_REPO", "test-org/broken")
-    reset_runtime()
-    result = run_job(video_job(files, clip_bytes, pipeline="sr_learned"))
-    assert result["refresh_worker"] is True and expected in result["error"], result
 
 
 def test_a_silent_video_comes_out_silent(worker_env, files, tmp_path):

@@ -262,7 +262,7 @@ def test_missing_spec_file(cli, tmp_path):
 
 def test_committed_example_spec_is_valid_and_clean(cli, hub, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "x")
-    hub.add_repo("gpu-jobs/espcn-x2", {"config.json": 100, "model.safetensors": 3 * GB})
+    hub.add_repo("ai-forever/Real-ESRGAN", {"RealESRGAN_x2.pth": 67_061_000})
     result = cli("check", "--spec", "deploy/endpoint.toml")
     assert result.code == 0, result.text
 

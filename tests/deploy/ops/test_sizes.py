@@ -28,6 +28,17 @@ def test_sizes_table_from_the_spec(cli, hub, spec_file):
     assert "network volume: 12 GB" in result.out  # 3.000002 x 2 + 5, rounded up
 
 
+def test_a_model_entry_with_files_sizes_only_those_files(cli, hub, spec_file):
+    """A worker that downloads one checkpoint of a repo needs room for that file only."""
+    models = '[[models]]\nrepo = "acme/small"\nfiles = ["config.json"]\n\n[env]'
+    result = cli("sizes", "--spec", str(spec_file({"[env]": models})), "--json")
+    assert result.code == 0, result.text
+    (model,) = json.loads(result.out)["models"]
+    assert model["files"] == 1 and model["largest"] == [["config.json", 2000]]
+    bad = cli("sizes", "--spec", str(spec_file({"[env]": models.replace('["config.json"]', "7")})))
+    assert bad.code == 2 and "files must be a list of file names" in bad.err
+
+
 def test_bad_repo_id_is_a_usage_error(cli, hub):
     result = cli("sizes", "../../etc/passwd")
     assert result.code == 2 and "not a hub repo id" in result.err
