@@ -15,6 +15,7 @@ import os
 import runpod
 from runpod.serverless.modules.rp_logger import RunPodLogger
 
+from gpu_worker import scaling
 from gpu_worker.errors import JobError
 from gpu_worker.handler import handler, remove_stale_job_dirs, runtime
 from gpu_worker.model_cache import placement_warnings
@@ -53,6 +54,7 @@ def prepare() -> None:
 
 def main() -> None:
     prepare()
+    scaling.install()  # take the next job as soon as the slot frees (gpu_worker/scaling.py)
     runpod.serverless.start({"handler": handler})
 
 
