@@ -90,7 +90,9 @@ def seed_weights(model_dir: Path) -> None:
     (folder / MARKER).write_text(json.dumps(marker))
 
 
-def child(pipeline: str, clip: Path, started: float, batch_size: int, tile: int) -> dict:
+def child(
+    pipeline: str, clip: Path, started: float, batch_size: int, tile: int, max_frames: int = 0
+) -> dict:
     """Runs in a fresh process: load, run the pipeline on the clip, time everything."""
     import threading
 
@@ -135,7 +137,7 @@ def child(pipeline: str, clip: Path, started: float, batch_size: int, tile: int)
             first_frame_at.append(time.time())
 
     work = Path(tempfile.mkdtemp(prefix="gpu-check-", dir=os.environ.get("WORK_DIR")))
-    given = {"batch_size": batch_size}
+    given = {"batch_size": batch_size, "max_frames": max_frames}
     if "tile" in pipe.params:
         given["tile"] = tile
     params = pipe.validate_params(given)
@@ -205,6 +207,8 @@ def run_all(args: argparse.Namespace, scratch: Path) -> dict:
                 str(args.batch_size),
                 "--tile",
                 str(args.tile),
+                "--max-frames",
+                str(args.max_frames),
             ],
             env=env,
             capture_output=True,
@@ -226,13 +230,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--tile", type=int, default=512, help="upscale's tile size (512)")
+    parser.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: all)")
     parser.add_argument("--pipelines", default="video_enhance,upscale")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--clip", help=argparse.SUPPRESS)
     parser.add_argument("--started", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        report = child(args.child, Path(args.clip), args.started, args.batch_size, args.tile)
+        report = child(
+            args.child, Path(args.clip), args.started, args.batch_size, args.tile, args.max_frames
+        )
         print(json.dumps(report))
         return 0
 
