@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     cat = commands.add_parser("catalogue", help="print (or write) every pipeline's declaration")
     cat.add_argument("--output", type=Path, help="write it to this file")
     cat.add_argument("--check", type=Path, help="exit 1 if this file is not current")
+    new = commands.add_parser("new", help="write a pipeline module and register it")
+    new.add_argument("name", help="lower_case name, e.g. my_model")
+    new.add_argument("--kinds", default="video,image", help="what it takes: video, image or both")
     args = parser.parse_args(argv)
 
     if args.command == "catalogue":
@@ -46,7 +49,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             sys.stdout.write(text)
         return 0
-    return 2
+    from gpu_worker.pipelines import scaffold
+
+    try:
+        lines = scaffold.create(args.name, tuple(k.strip() for k in args.kinds.split(",")))
+    except scaffold.ScaffoldError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
 
 
 if __name__ == "__main__":
