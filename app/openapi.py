@@ -86,7 +86,7 @@ def document(settings: Settings) -> dict[str, Any]:
                                             "components.schemas.<pipeline>_params",
                                             "contentMediaType": "application/json",
                                             "contentSchema": {
-                                                "oneOf": [
+                                                "anyOf": [
                                                     {"$ref": f"#/components/schemas/{n}_params"}
                                                     for n in settings.pipelines
                                                 ]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gpu_worker import pipelines
-from gpu_worker.errors import JobError, ModelLoadError
+from gpu_worker.errors import JobError, ModelLoadError, WorkerConfigError, public
 from gpu_worker.model_cache import DownloadProgress, ModelCache
 
 log = logging.getLogger("gpu_worker.loader")
@@ -28,7 +28,7 @@ class _State:
     status: str = "loading"  # loading | ready | failed
     phase: str = "starting"
     loaded: Any = None
-    error: ModelLoadError | None = None
+    error: ModelLoadError | WorkerConfigError | None = None
     seconds: float = 0.0
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -92,8 +92,12 @@ class ModelLoader:
             if isinstance(exc, JobError):
                 message = str(exc)
             else:
-                message = f"{type(exc).__name__}: {exc}"
-            state.error = ModelLoadError(f"pipeline {name}: model loading failed: {message}")
+                message = public(f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, WorkerConfigError):
+                # A bad setting: a fresh worker would fail the same way, so none is asked for.
+                state.error = WorkerConfigError(f"pipeline {name}: {message}")
+            else:
+                state.error = ModelLoadError(f"pipeline {name}: model loading failed: {message}")
             state.status = "failed"
             log.exception("pipeline %s: model loading failed", name)
             from gpu_worker.observability import capture

@@ -128,7 +128,7 @@ def test_openapi_publishes_each_pipelines_parameter_schema(client):
     assert schemas["echo_params"]["properties"]["sleep_s"]["maximum"] == 600
     assert schemas["echo_params"]["additionalProperties"] is False
     body = doc["paths"]["/api/jobs"]["post"]["requestBody"]["content"]["multipart/form-data"]
-    refs = body["schema"]["properties"]["params"]["contentSchema"]["oneOf"]
+    refs = body["schema"]["properties"]["params"]["contentSchema"]["anyOf"]
     assert {"$ref": "#/components/schemas/video_enhance_params"} in refs
 
 

@@ -167,3 +167,5 @@ def test_bad_checkpoints_and_settings_say_what_to_fix(
     result = run_job(upscale_job(files, clip_bytes))
     assert expected in result["error"], result
     assert "/tmp" not in result["error"] and "Errno" not in result["error"]
+    # A new worker helps a broken download, not a wrong setting.
+    assert result.get("refresh_worker", False) is ("UPSCALE_MODEL" not in expected)
