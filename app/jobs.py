@@ -19,6 +19,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app import pipelines
+from app.live import Live
 from app.models import RETRYABLE, AttemptState, Job, Status, utcnow
 from app.settings import Settings
 from app.status import apply_status
@@ -157,14 +158,46 @@ def retry_job(session: Session, job: Job, *, storage: Storage, enqueue: Enqueue)
 
 @dataclass(frozen=True)
 class Description:
-    phase: str  # queued | starting | running | done | failed | cancelled
+    phase: str  # queued | waiting | starting | running | cancelling | done | failed | cancelled
     headline: str  # what is happening, in words
     detail: str | None  # why, and what to do
     tone: str  # info | ok | warn | bad
 
 
-def describe(job: Job) -> Description:
-    """The job's status in words a person understands."""
+def _about(seconds: float) -> str:
+    if seconds < 90:
+        return f"about {max(round(seconds), 1)} s"
+    return f"about {seconds / 60:.0f} min"
+
+
+def _queued_words(job: Job, live: Live | None) -> Description:
+    """IN_QUEUE: behind other jobs, a worker starting (cold start), or about to be taken."""
+    if job.diagnosis:
+        return Description("starting", "waiting for a GPU worker", job.diagnosis, "warn")
+    eta = live.eta_s if live else None
+    estimate = f"Estimated time until done: {_about(eta)}." if eta is not None else None
+    if live and live.ahead:
+        plural = "job" if live.ahead == 1 else "jobs"
+        return Description(
+            "waiting", f"waiting behind {live.ahead} {plural} in the GPU queue", estimate, "info"
+        )
+    if live and live.idle_workers:
+        return Description(
+            "starting", "queued: an idle GPU worker is about to take it", estimate, "info"
+        )
+    if live and live.idle_workers is not None and live.running and not live.starting_workers:
+        return Description(
+            "waiting", "queued: waiting for a busy GPU worker to finish its job", estimate, "info"
+        )
+    detail = "No GPU worker was idle, so one is starting: the first job after a quiet spell waits."
+    if estimate:
+        detail += " " + estimate
+    return Description("starting", "a GPU worker is starting (cold start)", detail, "info")
+
+
+def describe(job: Job, live: Live | None = None) -> Description:
+    """The job's status in words a person understands; ``live`` (``app.live.live``) adds the
+    queue position, cold start and estimate where a page has them."""
     status = Status(job.status)
     if job.cancel_requested_at and not job.terminal:
         return Description(
@@ -179,20 +212,21 @@ def describe(job: Job) -> Description:
     if status == Status.SUBMITTING:
         return Description("queued", "sending the job to the GPU endpoint", job.diagnosis, "info")
     if status == Status.IN_QUEUE:
-        if job.diagnosis:
-            return Description("starting", "waiting for a GPU worker", job.diagnosis, "warn")
-        return Description(
-            "starting",
-            "queued at the GPU endpoint: a GPU worker is starting (cold start)",
-            None,
-            "info",
-        )
+        return _queued_words(job, live)
     if status == Status.IN_PROGRESS:
-        percent = (job.progress or {}).get("percent")
+        progress = job.progress or {}
+        percent = progress.get("percent")
         words = "running on a GPU"
         if isinstance(percent, int | float):
             words += f" ({percent:.0f}%)"
-        return Description("running", words, job.diagnosis, "info")
+        detail = job.diagnosis
+        if not detail and live and live.elapsed_s is not None:
+            if isinstance(percent, int | float) and 5 <= percent < 100:
+                left = live.elapsed_s * (100 - percent) / percent
+                detail = f"Estimated time left: {_about(left)}."
+            elif live.eta_s is not None:
+                detail = f"Estimated time left: {_about(live.eta_s)} (from recent runs)."
+        return Description("running", words, detail, "info")
     if status == Status.COMPLETED:
         return Description("done", "done", None, "ok")
     if status == Status.CANCELLED:

@@ -245,5 +245,70 @@ def _record_failure(job: Job, payload: dict[str, Any]) -> None:
     job.error_detail = (detail or "")[:20000]
 
 
+def apply_progress(
+    session: Session,
+    job: Job,
+    attempt: Attempt,
+    progress: dict[str, Any],
+    *,
+    worker_id: str | None = None,
+    runpod_id: str | None = None,
+) -> Outcome:
+    """Apply a worker's progress callback for ``attempt`` to ``job`` and commit.
+
+    The first one makes the job IN_PROGRESS (a worker has it), along ``TRANSITIONS`` like
+    any status. STALE when the attempt is no longer the job's current one or the job has
+    ended (the callback answers 410 and the worker stops sending); DUPLICATE when it comes
+    from a RunPod job other than the attempt's.
+    """
+    for _ in range(5):
+        was = job.status
+        try:
+            outcome = _apply_progress(job, attempt, progress, worker_id, runpod_id)
+            session.commit()
+        except StaleDataError:
+            session.rollback()
+            session.refresh(job)
+            session.refresh(attempt)
+            continue
+        # One line when a worker takes the job; the once-a-second updates only at DEBUG.
+        level = logging.INFO if job.status != was else logging.DEBUG
+        log.log(level, "job %s: progress %s from worker %s", job.id, outcome, worker_id)
+        return outcome
+    raise RuntimeError(f"job {job.id}: could not apply progress after 5 concurrent updates")
+
+
+def _apply_progress(
+    job: Job,
+    attempt: Attempt,
+    progress: dict[str, Any],
+    worker_id: str | None,
+    runpod_id: str | None,
+) -> Outcome:
+    if job.terminal or _current_attempt(job) is not attempt:
+        return Outcome.STALE
+    if attempt.state in (AttemptState.SUPERSEDED, AttemptState.DUPLICATE, AttemptState.FAILED):
+        return Outcome.STALE
+    if runpod_id and attempt.runpod_id and runpod_id != attempt.runpod_id:
+        return Outcome.DUPLICATE
+    changed = False
+    if job.status != Status.IN_PROGRESS:
+        if not can_move(job.status, Status.IN_PROGRESS):
+            return Outcome.STALE
+        now = utcnow()
+        job.status = Status.IN_PROGRESS
+        job.started_at = job.started_at or now
+        job.submitted_at = job.submitted_at or now
+        job.diagnosis = None  # a worker took it: whatever held it in the queue is over
+        changed = True
+    if worker_id and job.worker_id != worker_id[:128]:
+        job.worker_id = worker_id[:128]
+        changed = True
+    if progress != job.progress:
+        job.progress = progress
+        changed = True
+    return Outcome.APPLIED if changed else Outcome.UNCHANGED
+
+
 def purged_payload(runpod_id: str | None) -> dict[str, Any]:
     return {"id": runpod_id, "status": "CANCELLED", "reason": PURGED}

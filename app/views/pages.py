@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from app import pipelines
@@ -10,9 +10,10 @@ from app.auth import is_admin, may_act_on, my_job_ids, remember_job
 from app.db import get_session
 from app.extensions import enqueue, get_settings, get_storage
 from app.jobs import JobError, cancel_job, describe, retry_job, timings
+from app.live import live
 from app.models import Job
 from app.views.forms import create_from_upload
-from app.views.present import result_url
+from app.views.present import job_json, result_url
 
 bp = Blueprint("pages", __name__)
 
@@ -49,10 +50,13 @@ def _job_or_404(job_id: str) -> Job:
 
 
 def _job_context(job: Job) -> dict:
+    now = live(get_session(), job)
     return {
         "job": job,
-        "words": describe(job),
+        "live": now,
+        "words": describe(job, now),
         "timings": timings(job),
+        "price": get_settings().gpu_price_per_second,
         "result_url": result_url(job, external=False),
         "can_act": may_act_on(job.id),
         "admin": is_admin(),
@@ -70,6 +74,13 @@ def job_panel(job_id: str):
     job = _job_or_404(job_id)
     response = render_template("_job_panel.html", **_job_context(job))
     return response, 200, {"X-Job-Terminal": "1" if job.terminal else "0"}
+
+
+@bp.get("/jobs/<job_id>.json")
+def job_data(job_id: str):
+    """The job as the API shows it, for the page's link holders (the job id is the secret)."""
+    job = _job_or_404(job_id)
+    return jsonify(job_json(job, live(get_session(), job)))
 
 
 @bp.get("/jobs")

@@ -6,6 +6,7 @@ from typing import Any
 
 from app.extensions import get_settings, get_storage
 from app.jobs import describe, timings
+from app.live import Live
 from app.models import Job, Status
 
 
@@ -22,8 +23,8 @@ def input_url(job: Job, *, external: bool) -> str | None:
     return get_storage().get_url(job.input_key, 3600, external=external)
 
 
-def job_json(job: Job) -> dict[str, Any]:
-    words = describe(job)
+def job_json(job: Job, live: Live | None = None) -> dict[str, Any]:
+    words = describe(job, live)
     return {
         "id": job.id,
         "status": job.status,
@@ -42,6 +43,8 @@ def job_json(job: Job) -> dict[str, Any]:
         "timings": timings(job),
         "gpu_price_per_second": get_settings().gpu_price_per_second,
         "created_at": job.created_at.isoformat() if job.created_at else None,
+        "started_at": job.started_at.isoformat() if job.started_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "queue": None if live is None else {"ahead": live.ahead, "eta_s": live.eta_s},
         "terminal": job.terminal,
     }

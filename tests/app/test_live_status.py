@@ -1,0 +1,191 @@
+"""Live status: the worker's progress callback, queue position, cold start and estimates."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from app.models import Attempt, AttemptState, Job, Snapshot, Status, utcnow
+from tests.app.test_pages_and_api import only_job, sent, upload, webhook
+
+
+def progress_path(app, job: Job) -> str:
+    """The path and query of the progress URL the submit task put in the worker's input."""
+    with app.app_context():
+        from app.db import get_session
+        from app.extensions import get_settings, get_storage
+        from app.submission import worker_input
+
+        session = get_session()
+        row = session.get(Job, job.id)
+        attempt = row.attempts[-1]
+        body = worker_input(row, get_settings(), get_storage(), attempt.id)
+    url = urlsplit(body["callbacks"]["progress"])
+    assert url.geturl().startswith("http://127.0.0.1:5999/callbacks/")
+    return f"{url.path}?{url.query}"
+
+
+def row(app, job_id: str) -> Job:
+    with app.app_context():
+        from app.db import get_session
+
+        job = get_session().get(Job, job_id)
+        _ = job.attempts
+        return job
+
+
+def test_a_progress_callback_makes_the_job_running_and_shows_its_progress(app, client):
+    upload(client)
+    job = sent(app, only_job(app))
+    path = progress_path(app, job)
+    panel = client.get(f"/jobs/{job.id}/panel").get_data(as_text=True)
+    assert "running" not in panel
+
+    update = {"phase": "echo", "message": "frame 3 of 10", "percent": 30}
+    answer = client.post(path, json={"progress": update, "worker_id": "w-1", "job_id": "rp-1"})
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert row(app, job.id).status == Status.IN_PROGRESS
+    panel = client.get(f"/jobs/{job.id}/panel").get_data(as_text=True)
+    assert "running on a GPU (30%)" in panel and "frame 3 of 10" in panel
+    assert 'id="execution" data-elapsed=' in panel and "so far" in panel
+    assert "w-1" in panel
+    data = client.get(f"/jobs/{job.id}.json").get_json()
+    assert data["status"] == "IN_PROGRESS" and data["progress"]["percent"] == 30
+    assert data["started_at"]
+
+    # Later polls keep the job running; the next callback moves the figure on.
+    client.post(path, json={"progress": {"phase": "echo", "percent": 70}})
+    assert "running on a GPU (70%)" in client.get(f"/jobs/{job.id}/panel").get_data(as_text=True)
+
+
+def test_progress_callbacks_refuse_forged_stale_and_bad_requests(app, client):
+    upload(client)
+    job = sent(app, only_job(app))
+    path = progress_path(app, job)
+    update = {"progress": {"percent": 10}}
+
+    forged = path[:-4] + ("0000" if not path.endswith("0000") else "1111")
+    assert client.post(forged, json=update).status_code == 403
+    assert client.post(path.split("?")[0], json=update).status_code == 403
+    other = path.replace(f"/callbacks/{row(app, job.id).attempts[-1].id}/", "/callbacks/999/")
+    assert client.post(other, json=update).status_code == 403
+    assert client.post(path, data="not json").status_code == 400
+    assert client.post(path, json={"progress": {"x": "y" * 5000}}).status_code == 400
+    assert (
+        client.post(path, json={"progress": {"percent": 5}, "job_id": "rp-other"}).status_code
+        == 410
+    )
+    assert row(app, job.id).status == Status.IN_QUEUE  # nothing above changed the job
+
+    # A finished job, or a superseded attempt, answers 410: the worker stops sending.
+    webhook(client, job, {"id": "rp-1", "status": "FAILED", "error": "boom"})
+    assert client.post(path, json=update).status_code == 410
+    assert row(app, job.id).status == Status.FAILED and row(app, job.id).progress is None
+
+
+def test_a_superseded_attempt_cannot_touch_the_retried_job(app, client):
+    upload(client)
+    job = sent(app, only_job(app))
+    old_path = progress_path(app, job)
+    webhook(client, job, {"id": "rp-1", "status": "FAILED", "error": "boom"})
+    with app.app_context():
+        from app.db import get_session
+
+        session = get_session()
+        current = session.get(Job, job.id)
+        assert client.post(f"/jobs/{job.id}/retry", data={"csrf_token": _token(client, job)})
+        session.expire_all()
+        current = session.get(Job, job.id)
+        current.status = Status.IN_QUEUE
+        session.add(Attempt(job=current, number=2, state=AttemptState.SENT, runpod_id="rp-2"))
+        session.commit()
+    assert client.post(old_path, json={"progress": {"percent": 50}}).status_code == 410
+    assert row(app, job.id).status == Status.IN_QUEUE
+    assert (
+        client.post(progress_path(app, job), json={"progress": {"percent": 50}}).status_code == 200
+    )
+    assert row(app, job.id).status == Status.IN_PROGRESS
+
+
+def _token(client, job: Job) -> str:
+    from tests.app.conftest import csrf_token
+
+    return csrf_token(client, f"/jobs/{job.id}")
+
+
+def _queued(app, n: int) -> list[str]:
+    with app.app_context():
+        from app.db import get_session
+
+        session = get_session()
+        start = utcnow() - timedelta(minutes=5)
+        jobs = [
+            Job(pipeline="echo", status=Status.IN_QUEUE, submitted_at=start + timedelta(seconds=i))
+            for i in range(n)
+        ]
+        session.add_all(jobs)
+        session.commit()
+        return [j.id for j in jobs]
+
+
+def _snapshot(app, workers: dict) -> None:
+    with app.app_context():
+        from app.db import get_session
+
+        session = get_session()
+        session.merge(Snapshot(name="endpoint", data={"health": {"workers": workers, "jobs": {}}}))
+        session.commit()
+
+
+def _completed(app, seconds: list[float]) -> None:
+    with app.app_context():
+        from app.db import get_session
+
+        session = get_session()
+        now = utcnow()
+        for i, s in enumerate(seconds):
+            session.add(
+                Job(
+                    pipeline="echo",
+                    status=Status.COMPLETED,
+                    execution_ms=int(s * 1000),
+                    finished_at=now - timedelta(minutes=i),
+                )
+            )
+        session.commit()
+
+
+def test_queued_jobs_say_how_many_are_ahead_with_an_estimate(app, client):
+    _completed(app, [10, 12, 40])  # median 12 s
+    ahead = _queued(app, 2)
+    _snapshot(app, {"idle": 0, "running": 1, "initializing": 0})
+    upload(client)
+    job = sent(app, only_job_named(app, ahead))
+    panel = client.get(f"/jobs/{job.id}/panel").get_data(as_text=True)
+    assert "waiting behind 2 jobs in the GPU queue" in panel
+    assert "cold start" not in panel
+    assert "Estimated time until done: about 36 s" in panel  # (2 ahead + this one) × 12 s
+    first = client.get(f"/jobs/{ahead[0]}/panel").get_data(as_text=True)
+    assert "waiting for a busy GPU worker" in first
+
+
+def test_a_queued_job_with_no_idle_worker_says_a_worker_is_starting(app, client):
+    _snapshot(app, {"idle": 0, "running": 0, "initializing": 1})
+    upload(client)
+    job = sent(app, only_job(app))
+    panel = client.get(f"/jobs/{job.id}/panel").get_data(as_text=True)
+    assert "a GPU worker is starting (cold start)" in panel
+    assert "waiting behind" not in panel
+    _snapshot(app, {"idle": 1, "running": 0})
+    panel = client.get(f"/jobs/{job.id}/panel").get_data(as_text=True)
+    assert "an idle GPU worker is about to take it" in panel
+
+
+def only_job_named(app, exclude: list[str]) -> Job:
+    with app.app_context():
+        from sqlalchemy import select
+
+        from app.db import get_session
+
+        query = select(Job).where(Job.id.not_in(exclude), Job.status == Status.PENDING)
+        return get_session().scalars(query).one()
