@@ -135,6 +135,13 @@ def retry_job(session: Session, job: Job, *, storage: Storage, enqueue: Enqueue)
             output_size=None,
             finished_at=None,
             started_at=None,
+            submitted_at=None,
+            # The new attempt starts clean: the last one's figures stay on its Attempt row.
+            worker_id=None,
+            delay_ms=None,
+            execution_ms=None,
+            cold_start_ms=None,
+            cost_usd=None,
             next_poll_at=None,
             cancel_requested_at=None,
             unreachable_since=None,
@@ -234,6 +241,64 @@ def describe(job: Job, live: Live | None = None) -> Description:
     if status == Status.TIMED_OUT:
         return Description("failed", "timed out", job.error, "bad")
     return Description("failed", "failed", job.error or "no reason was given", "bad")
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    """One attempt as the job page lists it."""
+
+    number: int
+    words: str
+    worker_id: str | None
+    delay_ms: int | None
+    execution_ms: int | None
+    cost_usd: float | None
+    started_at: Any
+    finished_at: Any
+
+
+ATTEMPT_WORDS = {
+    AttemptState.CLAIMED: "being sent to the GPU endpoint",
+    AttemptState.UNKNOWN: "sent; waiting for the endpoint to confirm",
+    AttemptState.SENT: "sent to the GPU endpoint",
+    AttemptState.FAILED: "not sent",
+    AttemptState.SUPERSEDED: "replaced by a retry",
+    AttemptState.DUPLICATE: "a duplicate run, cancelled",
+}
+
+
+def attempt_rows(job: Job, now: Description | None = None) -> list[AttemptRow]:
+    """Every attempt, oldest first, with its own outcome, worker, timings and cost; ``now``
+    (the job's description) words the current one while it runs."""
+    rows = []
+    current = job.attempts[-1] if job.attempts else None
+    for attempt in job.attempts:
+        if attempt.outcome:
+            words = attempt.outcome.lower().replace("_", " ")
+            if attempt.error and attempt.outcome != Status.COMPLETED:
+                words += f": {attempt.error.removeprefix('failed: ')[:200]}"
+        elif attempt is current and (
+            job.status == Status.IN_PROGRESS
+            or (attempt.state == AttemptState.SENT and not job.terminal)
+        ):
+            words = (now or describe(job)).headline
+        else:
+            words = ATTEMPT_WORDS.get(AttemptState(attempt.state), attempt.state.lower())
+            if attempt.state == AttemptState.FAILED and attempt.error:
+                words += f": {attempt.error[:200]}"
+        rows.append(
+            AttemptRow(
+                number=attempt.number,
+                words=words,
+                worker_id=attempt.worker_id,
+                delay_ms=attempt.delay_ms,
+                execution_ms=attempt.execution_ms,
+                cost_usd=attempt.cost_usd,
+                started_at=attempt.started_at,
+                finished_at=attempt.finished_at,
+            )
+        )
+    return rows
 
 
 def timings(job: Job) -> dict[str, Any]:

@@ -59,6 +59,8 @@ def apply_status(
     for _ in range(5):
         try:
             outcome = _apply(session, job, payload, Status(status), settings, storage)
+            if outcome != Outcome.DUPLICATE:
+                _mirror_on_attempt(job)
             session.commit()
         except StaleDataError:
             session.rollback()
@@ -149,6 +151,23 @@ def _apply(
     if new in (Status.IN_QUEUE, Status.IN_PROGRESS):
         job.submitted_at = job.submitted_at or now
     return Outcome.APPLIED
+
+
+def _mirror_on_attempt(job: Job) -> None:
+    """Copy the job's figures (the current attempt's) onto that attempt's row, so they stay
+    listed on the page after a retry clears the job's."""
+    attempt = _current_attempt(job)
+    if attempt is None:
+        return
+    for name in ("worker_id", "started_at", "delay_ms", "execution_ms", "cost_usd"):
+        value = getattr(job, name)
+        if value is not None and getattr(attempt, name) != value:
+            setattr(attempt, name, value)
+    if job.terminal and attempt.outcome is None:
+        attempt.outcome = job.status
+        attempt.finished_at = job.finished_at
+        if job.status != Status.COMPLETED and job.error and not attempt.error:
+            attempt.error = job.error[:2000]
 
 
 def _record_timings(job: Job, payload: dict[str, Any], settings: Settings) -> None:
@@ -265,6 +284,8 @@ def apply_progress(
         was = job.status
         try:
             outcome = _apply_progress(job, attempt, progress, worker_id, runpod_id)
+            if outcome in (Outcome.APPLIED, Outcome.UNCHANGED):
+                _mirror_on_attempt(job)
             session.commit()
         except StaleDataError:
             session.rollback()

@@ -9,7 +9,7 @@ from app import pipelines
 from app.auth import is_admin, may_act_on, my_job_ids, remember_job
 from app.db import get_session
 from app.extensions import enqueue, get_settings, get_storage
-from app.jobs import JobError, cancel_job, describe, retry_job, timings
+from app.jobs import JobError, attempt_rows, cancel_job, describe, retry_job, timings
 from app.live import live
 from app.models import Job
 from app.views.forms import create_from_upload
@@ -51,11 +51,13 @@ def _job_or_404(job_id: str) -> Job:
 
 def _job_context(job: Job) -> dict:
     now = live(get_session(), job)
+    words = describe(job, now)
     return {
         "job": job,
         "live": now,
-        "words": describe(job, now),
+        "words": words,
         "timings": timings(job),
+        "attempts": attempt_rows(job, words),
         "price": get_settings().gpu_price_per_second,
         "result_url": result_url(job, external=False),
         "can_act": may_act_on(job.id),

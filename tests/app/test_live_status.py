@@ -189,3 +189,47 @@ def only_job_named(app, exclude: list[str]) -> Job:
 
         query = select(Job).where(Job.id.not_in(exclude), Job.status == Status.PENDING)
         return get_session().scalars(query).one()
+
+
+def test_retry_starts_a_clean_attempt_and_lists_both(app, client):
+    upload(client)
+    job = sent(app, only_job(app))
+    client.post(progress_path(app, job), json={"progress": {"percent": 5}, "worker_id": "w-old"})
+    failed = {
+        "id": "rp-1",
+        "status": "FAILED",
+        "executionTime": 4000,
+        "delayTime": 1500,
+        "workerId": "w-old",
+        "error": "out of luck",
+    }
+    webhook(client, job, failed)
+    page = client.get(f"/jobs/{job.id}").get_data(as_text=True)
+    assert "4.0 s" in page and "$0.00124" in page
+
+    assert (
+        client.post(f"/jobs/{job.id}/retry", data={"csrf_token": _token(client, job)}).status_code
+        == 303
+    )
+    page = client.get(f"/jobs/{job.id}").get_data(as_text=True)
+    timings = page.split('id="timings"')[1].split("</table>")[0]
+    assert "4.0 s" not in timings and "$0.00124" not in timings and "w-old" not in timings
+    attempts = page.split('id="attempts"')[1].split("</table>")[0]
+    assert attempts.count('class="attempt"') == 1  # the new one is not claimed yet
+    assert "failed: out of luck" in attempts and "w-old" in attempts and "$0.00124" in attempts
+
+    with app.app_context():
+        from app.db import get_session
+
+        session = get_session()
+        row = session.get(Job, job.id)
+        row.status = Status.SUBMITTING
+        session.add(Attempt(job=row, number=2, state=AttemptState.UNKNOWN))
+        session.commit()
+    path = progress_path(app, job)
+    client.post(path, json={"progress": {"percent": 20}, "worker_id": "w-new"})
+    page = client.get(f"/jobs/{job.id}").get_data(as_text=True)
+    attempts = page.split('id="attempts"')[1].split("</table>")[0]
+    assert attempts.count('class="attempt"') == 2
+    assert "running on a GPU (20%)" in attempts and "w-new" in attempts
+    assert "failed: out of luck" in attempts
