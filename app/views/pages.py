@@ -23,20 +23,49 @@ def _catalogue() -> list[pipelines.Pipeline]:
     return [pipelines.get(name, settings.pipelines) for name in settings.pipelines]
 
 
+def _reusable(job_id: str | None) -> Job | None:
+    """The job being edited and resubmitted, if this browser may and its input still exists."""
+    if not job_id or len(job_id) > 36 or not may_act_on(job_id):
+        return None
+    job = get_session().get(Job, job_id)
+    if job is None or job.files_deleted_at or not job.input_key:
+        return None
+    return job if get_storage().exists(job.input_key) else None
+
+
+def _form(status: int = 200, *, values: dict, reuse: Job | None = None, error: str | None = None):
+    page = render_template(
+        "upload.html",
+        pipelines=_catalogue(),
+        settings=get_settings(),
+        values=values,
+        reuse=reuse,
+        error=error,
+    )
+    return page, status
+
+
 @bp.get("/")
 def upload_form():
-    return render_template("upload.html", pipelines=_catalogue(), settings=get_settings())
+    reuse = _reusable(request.args.get("from"))
+    values: dict = {}
+    if reuse is not None:
+        # Edit and resubmit: the failed job's pipeline and parameters, ready to change.
+        values["pipeline"] = reuse.pipeline
+        for name, value in (reuse.params or {}).items():
+            values[f"param.{reuse.pipeline}.{name}"] = str(value)
+    return _form(values=values, reuse=reuse)
 
 
 @bp.post("/jobs")
 def upload():
+    reuse = _reusable(request.form.get("from_job"))
     try:
-        job = create_from_upload(request)
+        job = create_from_upload(request, reuse=reuse)
     except JobError as exc:
-        page = render_template(
-            "upload.html", pipelines=_catalogue(), settings=get_settings(), error=str(exc)
-        )
-        return page, exc.status_code
+        # The form comes back with the pipeline and values as they were sent.
+        values = {k: v for k, v in request.form.items() if k != "csrf_token"}
+        return _form(exc.status_code, values=values, reuse=reuse, error=str(exc))
     enqueue("tasks.submit", job.id)
     remember_job(job.id)
     return redirect(url_for("pages.job_page", job_id=job.id), code=303)

@@ -233,3 +233,50 @@ def test_retry_starts_a_clean_attempt_and_lists_both(app, client):
     assert attempts.count('class="attempt"') == 2
     assert "running on a GPU (20%)" in attempts and "w-new" in attempts
     assert "failed: out of luck" in attempts
+
+
+def test_edit_and_resubmit_reuses_the_file_with_the_parameters_filled_in(app, client, settings):
+    import re
+    from pathlib import Path
+
+    from tests.app.conftest import csrf_token
+
+    upload(client, **{"param.echo.sleep_s": "0.5"})
+    job = sent(app, only_job(app))
+    webhook(client, job, {"id": "rp-1", "status": "FAILED", "error": "bad sleep"})
+    page = client.get(f"/jobs/{job.id}").get_data(as_text=True)
+    link = re.search(r'id="resubmit" href="([^"]+)"', page).group(1).replace("&amp;", "&")
+    form = client.get(link).get_data(as_text=True)
+    assert 'name="from_job" value="' + job.id in form and "clip.mp4" in form
+    assert 'name="param.echo.sleep_s" value="0.5"' in form
+    assert re.search(r'<option value="echo"[^>]*selected', form)
+
+    token = csrf_token(client, link)
+    data = {"csrf_token": token, "pipeline": "echo", "from_job": job.id, "param.echo.sleep_s": "2"}
+    answer = client.post("/jobs", data=data, content_type="multipart/form-data")
+    assert answer.status_code == 303, answer.get_data(as_text=True)
+    new_id = answer.headers["Location"].rsplit("/", 1)[1]
+    new = row(app, new_id)
+    assert new.params == {"sleep_s": 2.0} and new.input_name == "clip.mp4"
+    storage = Path(settings.storage_dir)
+    assert (storage / new.input_key).read_bytes() == (storage / job.input_key).read_bytes()
+
+    # Someone else cannot borrow the file by naming the job.
+    other = app.test_client()
+    data["csrf_token"] = csrf_token(other)
+    refused = other.post("/jobs", data=data, content_type="multipart/form-data")
+    assert refused.status_code == 400 and "no file" in refused.get_data(as_text=True)
+
+
+def test_a_refused_upload_keeps_the_pipeline_and_the_values(app, client):
+    from tests.app.conftest import csrf_token
+
+    token = csrf_token(client)
+    data = {"csrf_token": token, "pipeline": "echo", "param.echo.sleep_s": "-3"}
+    data["file"] = (__import__("io").BytesIO(b"\x00\x00\x00\x18ftypmp42" * 10), "clip.mp4")
+    answer = client.post("/jobs", data=data, content_type="multipart/form-data")
+    assert answer.status_code == 400
+    form = answer.get_data(as_text=True)
+    assert 'id="error"' in form
+    assert 'name="param.echo.sleep_s" value="-3"' in form
+    assert '<option value="echo" selected' in form
