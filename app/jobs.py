@@ -301,6 +301,22 @@ def attempt_rows(job: Job, now: Description | None = None) -> list[AttemptRow]:
     return rows
 
 
+def duration_s(job: Job) -> float | None:
+    """How long the job ran on a GPU: the endpoint's execution time, else start to finish."""
+    if job.execution_ms is not None:
+        return job.execution_ms / 1000
+    if job.started_at and job.finished_at:
+        return max((job.finished_at - job.started_at).total_seconds(), 0.0)
+    return None
+
+
+def owner_words(job: Job) -> str:
+    """Who created the job, without revealing anything secret (API owners are token hashes)."""
+    if not job.owner:
+        return "web form"
+    return f"API token {job.owner.removeprefix('api:')[:8]}"
+
+
 def timings(job: Job) -> dict[str, Any]:
     """Queue delay, execution time, cold start and estimated cost, where known."""
     return {

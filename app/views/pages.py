@@ -8,10 +8,20 @@ from sqlalchemy import select
 from app import pipelines
 from app.auth import is_admin, may_act_on, my_job_ids, remember_job
 from app.db import get_session
+from app.endpoint import FRESH_SNAPSHOT_S, ask_refresh, load_snapshot
 from app.extensions import enqueue, get_settings, get_storage
-from app.jobs import JobError, attempt_rows, cancel_job, describe, retry_job, timings
+from app.jobs import (
+    JobError,
+    attempt_rows,
+    cancel_job,
+    describe,
+    duration_s,
+    owner_words,
+    retry_job,
+    timings,
+)
 from app.live import live
-from app.models import Job
+from app.models import Job, Status
 from app.views.forms import create_from_upload
 from app.views.present import job_json, result_url
 
@@ -81,7 +91,9 @@ def _job_or_404(job_id: str) -> Job:
 def _job_context(job: Job) -> dict:
     now = live(get_session(), job)
     words = describe(job, now)
+    admin = is_admin()
     return {
+        "operator": _operator_details(job) if admin else None,
         "job": job,
         "live": now,
         "words": words,
@@ -90,13 +102,29 @@ def _job_context(job: Job) -> dict:
         "price": get_settings().gpu_price_per_second,
         "result_url": result_url(job, external=False),
         "can_act": may_act_on(job.id),
-        "admin": is_admin(),
+        "admin": admin,
     }
+
+
+def _operator_details(job: Job) -> dict | None:
+    """For a failed job: what the worker reported beyond the one-line error (a traceback,
+    the raw error), and its worker's last log lines from the endpoint snapshot."""
+    if job.status not in ("FAILED", "TIMED_OUT", "CANCELLED"):
+        return None
+    detail = (job.error_detail or "").strip()
+    if detail and job.error and detail in job.error:
+        detail = ""  # already the one-line error: saying it twice helps no one
+    logs = (load_snapshot(get_session()) or {}).get("job_logs") or {}
+    return {"detail": detail, "log": logs.get(job.id)}
 
 
 @bp.get("/jobs/<job_id>")
 def job_page(job_id: str):
-    return render_template("job.html", **_job_context(_job_or_404(job_id)))
+    context = _job_context(_job_or_404(job_id))
+    operator = context["operator"]
+    if operator and not operator["log"] and context["job"].worker_id:
+        ask_refresh(get_session(), enqueue, FRESH_SNAPSHOT_S)  # fetches the worker's log tail
+    return render_template("job.html", **context)
 
 
 @bp.get("/jobs/<job_id>/panel")
@@ -117,11 +145,33 @@ def job_data(job_id: str):
 @bp.get("/jobs")
 def job_list():
     session = get_session()
+    settings = get_settings()
+    status = request.args.get("status", "").strip().upper()
+    pipeline = request.args.get("pipeline", "").strip()
+    if status and status not in Status.__members__:
+        abort(400, description=f"status {status!r}: use one of {', '.join(Status)}")
+    if pipeline and pipeline not in settings.pipelines:
+        abort(400, description=f"pipeline {pipeline!r}: use one of {', '.join(settings.pipelines)}")
     query = select(Job).order_by(Job.created_at.desc()).limit(200)
     if not is_admin():
         query = query.where(Job.id.in_(my_job_ids() or ["-"]))
+    if status:
+        query = query.where(Job.status == status)
+    if pipeline:
+        query = query.where(Job.pipeline == pipeline)
     jobs = session.scalars(query).all()
-    return render_template("jobs.html", jobs=jobs, describe=describe, admin=is_admin())
+    return render_template(
+        "jobs.html",
+        jobs=jobs,
+        describe=describe,
+        duration=duration_s,
+        owner=owner_words,
+        admin=is_admin(),
+        statuses=list(Status),
+        pipelines=settings.pipelines,
+        status=status,
+        pipeline=pipeline,
+    )
 
 
 @bp.post("/jobs/<job_id>/cancel")
