@@ -25,7 +25,12 @@ def create_app(
     from app.storage import make_storage
     from app.uploads import UploadRequest
 
-    settings = settings or Settings.from_env()
+    if settings is None:
+        from deploy import devenv
+
+        # A second terminal next to `make run` (flask --app app ...) gets its stack's settings.
+        devenv.load()
+        settings = Settings.from_env()
     _init_observability(component, settings)
     app = Flask(__name__)
     app.request_class = UploadRequest

@@ -280,3 +280,38 @@ def test_a_refused_upload_keeps_the_pipeline_and_the_values(app, client):
     assert 'id="error"' in form
     assert 'name="param.echo.sleep_s" value="-3"' in form
     assert '<option value="echo" selected' in form
+
+
+def test_api_answers_use_one_timestamp_format_and_carry_their_urls(app, client):
+    import io
+    from datetime import datetime
+
+    from tests.app.test_pages_and_api import AUTH, VIDEO
+
+    created = client.post(
+        "/api/jobs",
+        data={"pipeline": "echo", "file": (io.BytesIO(VIDEO), "clip.mp4")},
+        headers=AUTH,
+        content_type="multipart/form-data",
+    ).get_json()
+    fetched = client.get(f"/api/jobs/{created['id']}", headers=AUTH).get_json()
+    listed = client.get("/api/jobs", headers=AUTH).get_json()["jobs"][0]
+    for answer in (created, fetched, listed):
+        stamp = datetime.fromisoformat(answer["created_at"])
+        assert stamp.utcoffset() is not None, answer["created_at"]
+    assert created["created_at"] == fetched["created_at"] == listed["created_at"]
+    urls = fetched["urls"]
+    assert urls["page"] == f"http://127.0.0.1:5999/jobs/{created['id']}"
+    assert urls["get"].endswith(f"/api/jobs/{created['id']}")
+    assert urls["cancel"].endswith(f"/api/jobs/{created['id']}/cancel")
+    assert urls["result"] is None and urls["retry"] is None
+
+
+def test_api_list_refuses_bad_filters(client):
+    from tests.app.test_pages_and_api import AUTH
+
+    for query in ("status=bogus", "limit=0", "limit=x", "pipeline=nope", "colour=red"):
+        answer = client.get(f"/api/jobs?{query}", headers=AUTH)
+        assert answer.status_code == 400, query
+        assert answer.get_json()["error"]
+    assert client.get("/api/jobs?status=failed&pipeline=echo", headers=AUTH).status_code == 200
