@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 import requests
@@ -69,7 +70,12 @@ class ProgressSender:
 
     def _post(self, update: dict[str, Any]) -> bool:
         """Deliver one update; False when the app wants no more of them."""
-        body = {"progress": update, "worker_id": self.worker_id, "job_id": self.runpod_job_id}
+        body = {
+            "progress": update,
+            "worker_id": self.worker_id,
+            "job_id": self.runpod_job_id,
+            "sent_at": time.time(),  # lets the page say how fresh it is (and bench measure it)
+        }
         try:
             response = self._session.post(self.url, json=body, timeout=TIMEOUT)
         except requests.RequestException as exc:

@@ -1,6 +1,7 @@
 """Callbacks from GPU workers: one signed URL per attempt and kind (``callback_url``).
 
-``POST /callbacks/<attempt_id>/progress`` takes ``{"progress": {...}, "worker_id", "job_id"}``
+``POST /callbacks/<attempt_id>/progress`` takes ``{"progress": {...}, "worker_id", "job_id",
+"sent_at"}`` (``sent_at``, the worker's clock, is kept as ``progress.reported_at``)
 and applies it with ``app.status.apply_progress``, so a job page shows what the worker
 reports within about a second without a ``/status`` call. 410 tells the worker to stop:
 the attempt was superseded (a retry) or the job has ended.
@@ -48,6 +49,9 @@ def progress(attempt_id: int):
     if not isinstance(update, dict) or len(json.dumps(update)) > MAX_PROGRESS_BYTES:
         abort(400, description='send {"progress": {"phase", "message", "percent"}} as JSON')
     worker_id, runpod_id = body.get("worker_id"), body.get("job_id")
+    sent_at = body.get("sent_at")
+    if isinstance(sent_at, int | float) and not isinstance(sent_at, bool):
+        update = {**update, "reported_at": round(float(sent_at), 3)}
     outcome = apply_progress(
         get_session(),
         attempt.job,
