@@ -4,14 +4,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench endpoint clean
+.PHONY: run test lint bench endpoint catalogue clean
 
 $(STAMP): requirements.txt gpu_worker/requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements-dev.txt
 	touch $(STAMP)
 
-run: $(STAMP)
+# The app reads pipeline declarations from app/pipelines.json, generated from gpu_worker/pipelines.
+catalogue: $(STAMP)
+	$(BIN)/python -m gpu_worker.pipelines catalogue --output app/pipelines.json
+
+run: catalogue
 	$(BIN)/python -m app.devserver
 
 endpoint: $(STAMP)

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from app import pipelines
+from app import media, pipelines
 from app.live import Live
 from app.models import RETRYABLE, AttemptState, Job, Status, utcnow
 from app.settings import Settings
@@ -70,14 +70,22 @@ def create_job(
     if not staged_path or not filename:
         raise JobError("no file: choose a video or image to upload (form field 'file')")
     try:
-        pipeline = pipelines.get(pipeline_name, settings.pipelines)
-        params = pipelines.parse_free_params(pipeline, raw_params)
+        pipeline = pipelines.get(pipeline_name, settings.pipelines, settings)
+        params = pipeline.parse_params(raw_params)
     except pipelines.ParamError as exc:
         raise JobError(str(exc)) from None
     content_type = content_type_of(filename, declared_type)
     check_type(content_type, settings)
     if os.path.getsize(staged_path) == 0:
         raise JobError("the file is empty")
+    kind = "any"
+    if not pipeline.takes("any"):
+        info = media.probe(staged_path)
+        if info is None:
+            raise JobError(pipeline.unreadable(content_type.split("/")[0]), 415)
+        kind = info.kind
+        if not pipeline.takes(kind):
+            raise JobError(pipeline.refusal(kind), 415)
     job = Job(
         id=str(uuid.uuid4()),
         status=Status.PENDING,
@@ -87,7 +95,7 @@ def create_job(
         input_name=filename[:255],
         input_content_type=content_type,
     )
-    out_type = pipeline.output_content_type or content_type
+    out_type = pipeline.output_type(kind, content_type)
     extension = mimetypes.guess_extension(out_type) or ".bin"
     job.output_key = f"jobs/{job.id}/output/result{extension}"
     job.output_content_type = out_type

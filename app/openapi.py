@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app import pipelines
 from app.settings import Settings
 
 STATUSES = [
@@ -30,6 +31,21 @@ def _job_response(description: str) -> dict[str, Any]:
         "description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}},
     }
+
+
+def pipeline_schemas(settings: Settings) -> dict[str, Any]:
+    """Each enabled pipeline's parameters, from its declaration (``app/pipelines.json``)."""
+    schemas = {}
+    for name in settings.pipelines:
+        pipeline = pipelines.get(name, settings.pipelines, settings)
+        schema = pipeline.schema()
+        schema["title"] = f"{name} parameters"
+        schema["description"] = (
+            f"{pipeline.description} Takes {' or '.join(pipeline.kinds)}; "
+            f"input field 'file'. {pipeline.help}".strip()
+        )
+        schemas[f"{name}_params"] = schema
+    return schemas
 
 
 def document(settings: Settings) -> dict[str, Any]:
@@ -64,8 +80,17 @@ def document(settings: Settings) -> dict[str, Any]:
                                         },
                                         "params": {
                                             "type": "string",
-                                            "description": "JSON object of pipeline parameters "
-                                            "(or send each as a field named param.<name>)",
+                                            "description": "JSON object of the chosen "
+                                            "pipeline's parameters (or send each as a field "
+                                            "named param.<name>); each pipeline's schema is "
+                                            "components.schemas.<pipeline>_params",
+                                            "contentMediaType": "application/json",
+                                            "contentSchema": {
+                                                "oneOf": [
+                                                    {"$ref": f"#/components/schemas/{n}_params"}
+                                                    for n in settings.pipelines
+                                                ]
+                                            },
                                         },
                                     },
                                 }
@@ -157,6 +182,7 @@ def document(settings: Settings) -> dict[str, Any]:
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
+                **pipeline_schemas(settings),
                 "Error": {"type": "object", "properties": {"error": {"type": "string"}}},
                 "Job": {
                     "type": "object",

@@ -181,6 +181,14 @@ class Settings:
             raise SettingsError("POLL_CAP_S must be at least POLL_BASE_S")
         if not self.pipelines:
             raise SettingsError("PIPELINES is empty: name at least one pipeline, e.g. echo")
+        from app.pipelines import declared, undeclared  # a light JSON read (issue 11)
+
+        if undeclared(self.pipelines):
+            raise SettingsError(
+                f"PIPELINES names {', '.join(undeclared(self.pipelines))}, which no pipeline "
+                f"declares; choose from {', '.join(declared())} or add a pipeline (README, "
+                "Add your model)"
+            )
 
     @property
     def endpoint_configured(self) -> bool:

@@ -6,6 +6,18 @@ to the log and Sentry, never into these messages.
 
 from __future__ import annotations
 
+import re
+
+# "[Errno 1094995529] " and quoted absolute paths in library messages (FFmpeg, OSError).
+_ERRNO = re.compile(r"\[Errno -?\d+\]\s*")
+_PATH = re.compile(r"'/[^']*'|\"/[^\"]*\"|(?<![\w.:/])/(?:tmp|var|runpod-volume|opt|home)/\S+")
+
+
+def public(text: str) -> str:
+    """A message fit for people: no errno numbers and no file-system paths (those stay in
+    the worker's log, where the whole exception is written)."""
+    return _PATH.sub("a job file", _ERRNO.sub("", text)).strip()
+
 
 class JobError(Exception):
     """A job cannot complete; ``str(err)`` is the message the job's FAILED status carries."""

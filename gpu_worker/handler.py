@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from gpu_worker import pipelines
-from gpu_worker.errors import InputError, JobError, TransferError, WorkerConfigError
+from gpu_worker.errors import InputError, JobError, TransferError, WorkerConfigError, public
 from gpu_worker.liveness import pid_alive
 from gpu_worker.loader import ModelLoader
 from gpu_worker.model_cache import ModelCache
@@ -153,19 +153,17 @@ def parse_input(payload: Any) -> dict[str, Any]:
     inputs = payload.get("inputs") or {}
     if not isinstance(inputs, dict):
         raise InputError('inputs: expected a JSON object {"<name>": "<http(s) URL>"}')
-    if pipeline.inputs or pipeline.optional_inputs:
-        allowed = pipeline.inputs + pipeline.optional_inputs
+    declared = {i.name: i for i in pipeline.inputs}
+    if not pipeline.extra_inputs:
         for key in inputs:
-            if key not in allowed:
+            if key not in declared:
                 raise InputError(
                     f"inputs.{key}: pipeline {name} takes no such input; it takes "
-                    f"{', '.join(allowed)}"
+                    f"{', '.join(declared) or 'none'}"
                 )
-        for key in pipeline.inputs:
-            if key not in inputs:
-                raise InputError(
-                    f"inputs.{key}: missing; pipeline {name} needs it as an http(s) URL"
-                )
+    for key, spec in declared.items():
+        if spec.required and key not in inputs:
+            raise InputError(f"inputs.{key}: missing; pipeline {name} needs it as an http(s) URL")
     for key, url in inputs.items():
         check_url(f"inputs.{key}", url)
     output = payload.get("output")
@@ -331,7 +329,7 @@ def _describe_crash(exc: BaseException) -> str:
     name = type(exc).__name__
     if name == "OutOfMemoryError":
         return "the GPU ran out of memory; lower params.batch_size or use a GPU with more memory"
-    text = str(exc).splitlines()[0][:300] if str(exc) else ""
+    text = public(str(exc).splitlines()[0][:300]) if str(exc) else ""
     return f"{name}: {text}" if text else name
 
 

@@ -3,6 +3,7 @@ H.264 MP4 with the audio kept (re-encoded to AAC)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,10 @@ import numpy as np
 
 from gpu_worker.errors import InputError, JobCancelled
 
+log = logging.getLogger("gpu_worker.media")
+
+# PyAV's names for single-image containers: a video pipeline refuses these.
+IMAGE_FORMATS = {"png_pipe", "jpeg_pipe", "webp_pipe", "image2"}
 # libx264 and most players stop at 8K.
 MAX_OUTPUT_SIDE = 8192
 
@@ -55,6 +60,11 @@ def probe(path: Path, field: str = "inputs.video") -> VideoInfo:
             if not container.streams.video:
                 raise InputError(f"{field}: the file has no video stream")
             stream = container.streams.video[0]
+            if container.format.name in IMAGE_FORMATS:
+                raise InputError(
+                    f"{field}: this is an image, not a video; send a video, or use a "
+                    "pipeline that takes images"
+                )
             fps = stream.average_rate or stream.guessed_rate or Fraction(25)
             frames = stream.frames or None
             if frames is None and stream.duration and stream.time_base:
@@ -67,7 +77,12 @@ def probe(path: Path, field: str = "inputs.video") -> VideoInfo:
                 has_audio=bool(container.streams.audio),
             )
     except av.error.FFmpegError as exc:
-        raise InputError(f"{field}: not a video file this worker can decode ({exc})") from None
+        # FFmpeg's text names the job's temp path and an errno: the log gets it, people don't.
+        log.warning("%s could not be opened as a video: %s", field, exc)
+        raise InputError(
+            f"{field}: the input is not a readable video file; upload a video that plays "
+            "(H.264 MP4 works everywhere)"
+        ) from None
 
 
 def output_size(info: VideoInfo, scale: int) -> tuple[int, int]:

@@ -23,3 +23,12 @@ def test_deploy_imports_nothing_from_the_app():
     for path in (ROOT / "deploy").rglob("*.py"):
         text = path.read_text()
         assert "from app" not in text and "import app" not in text, path
+
+
+def test_the_app_imports_nothing_from_the_gpu_worker():
+    """The web image ships app/, not gpu_worker/ (and a model module may import anything):
+    the app reads pipeline declarations from app/pipelines.json, generated from the worker's."""
+    for path in (ROOT / "app").rglob("*.py"):
+        text = path.read_text()
+        for banned in ("from gpu_worker", "import gpu_worker"):
+            assert banned not in text, f"{path} must not import the GPU worker ({banned})"

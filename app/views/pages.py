@@ -30,7 +30,7 @@ bp = Blueprint("pages", __name__)
 
 def _catalogue() -> list[pipelines.Pipeline]:
     settings = get_settings()
-    return [pipelines.get(name, settings.pipelines) for name in settings.pipelines]
+    return [pipelines.get(name, settings.pipelines, settings) for name in settings.pipelines]
 
 
 def _reusable(job_id: str | None) -> Job | None:

@@ -1,14 +1,26 @@
-"""Pipeline registry: each pipeline is a module exposing ``PIPELINE``.
+"""Pipeline registry: each pipeline is a module exposing ``PIPELINE``, its one declaration.
 
-A pipeline declares the models it needs (``ModelSpec``), its parameter schema (``Param``), the
-input files it expects, a ``load(model_dirs, device)`` that turns downloaded files into
-something runnable, and ``run(inputs, params, progress, ctx)``. Modules are imported on first
-use so torch stays off the echo path; to add a pipeline, add a module and a line to
-``_MODULES`` (see the README, "The GPU worker").
+A pipeline declares, in plain data that imports nothing heavy:
+
+- its parameters as JSON Schema (one schema per parameter: type, default, minimum/maximum,
+  enum, description, title), which the worker validates every job with and the app reads to
+  build the upload form, check uploads and publish the OpenAPI document;
+- its inputs (``Input``: the name the worker reads it under, and the kinds it takes: video,
+  image or any) and the content type of its output per input kind;
+- its models (``ModelSpec``), a ``load(model_dirs, device)`` that turns downloaded files into
+  something runnable, and ``run(inputs, params, progress, ctx)``. torch is imported inside
+  ``load`` and ``run`` only.
+
+The app runs on other machines and does not import this package: it reads
+``app/pipelines.json``, which ``python -m gpu_worker.pipelines catalogue`` writes from these
+declarations (``make catalogue``; a test fails when the file is stale). To add a pipeline,
+add a module and a line to ``_MODULES``: ``python -m gpu_worker.pipelines new NAME`` does
+both (README, "Add your model").
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import threading
 from collections.abc import Callable, Mapping
@@ -22,42 +34,24 @@ from gpu_worker.model_cache import ModelSpec
 # progress(update: dict, force: bool = False): report to the job status (throttled unless forced).
 Progress = Callable[..., None]
 
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+KINDS = ("video", "image", "any")
+# An output content type of SAME means "the same type as the uploaded input".
+SAME = "same"
+
 
 @dataclass(frozen=True)
-class Param:
-    """One parameter: its type (int, float, str or bool), default, bounds or choices."""
+class Input:
+    """One input file: the key it arrives under in ``job.input.inputs`` and its kinds."""
 
-    type: type
-    default: Any = None
-    minimum: float | None = None
-    maximum: float | None = None
-    choices: tuple[Any, ...] = ()
-    help: str = ""
+    name: str
+    kinds: tuple[str, ...]
+    required: bool = True
 
-    def expected(self) -> str:
-        if self.choices:
-            return "one of " + ", ".join(repr(c) for c in self.choices)
-        kind = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
-        text = kind.get(self.type, self.type.__name__)
-        if self.minimum is not None and self.maximum is not None:
-            text += f" from {self.minimum:g} to {self.maximum:g}"
-        elif self.minimum is not None:
-            text += f" of at least {self.minimum:g}"
-        return text
-
-    def coerce(self, name: str, value: Any) -> Any:
-        ok = isinstance(value, self.type) and not (
-            self.type is not bool and isinstance(value, bool)
-        )
-        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
-            value, ok = float(value), True
-        if not ok or (self.choices and value not in self.choices):
-            raise InputError(f"params.{name}: expected {self.expected()}, got {value!r}")
-        if self.minimum is not None and value < self.minimum:
-            raise InputError(f"params.{name}: expected {self.expected()}, got {value!r}")
-        if self.maximum is not None and value > self.maximum:
-            raise InputError(f"params.{name}: expected {self.expected()}, got {value!r}")
-        return value
+    def __post_init__(self) -> None:
+        bad = [kind for kind in self.kinds if kind not in KINDS]
+        if bad or not self.kinds:
+            raise ValueError(f"input {self.name!r}: kinds must be some of {KINDS}, not {bad}")
 
 
 @dataclass
@@ -84,32 +78,113 @@ class PipelineResult:
     items: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Pipeline:
+    """A pipeline's declaration and its code. Everything but ``run``/``load``/``models`` is
+    data that ``catalogue()`` publishes to the app."""
+
     name: str
     run: Callable[[dict[str, Path], dict[str, Any], Progress, RunContext], PipelineResult]
-    params: Mapping[str, Param] | None = field(default_factory=dict)
-    inputs: tuple[str, ...] = ()
-    optional_inputs: tuple[str, ...] = ()
+    title: str = ""
+    description: str = ""
+    help: str = ""
+    inputs: tuple[Input, ...] = ()
+    # Also take inputs under names not declared (echo does: it describes whatever it gets).
+    extra_inputs: bool = False
+    # name -> JSON Schema of that parameter.
+    params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Accept (and pass on) parameters not declared; the app never sends undeclared ones.
+    extra_params: bool = False
+    # input kind -> content type of the result (SAME: the input's own type).
+    output: Mapping[str, str] = field(default_factory=dict)
     models: Callable[[], tuple[ModelSpec, ...]] = tuple
     load: Callable[[dict[str, Path], str], Any] | None = None
-    description: str = ""
+
+    def params_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the ``params`` object."""
+        return {
+            "$schema": SCHEMA_DIALECT,
+            "type": "object",
+            "properties": {name: dict(spec) for name, spec in self.params.items()},
+            "additionalProperties": self.extra_params,
+        }
+
+    def declaration(self) -> dict[str, Any]:
+        """What the app reads (``app/pipelines.json``): plain JSON, no code."""
+        return {
+            "name": self.name,
+            "title": self.title or self.name,
+            "description": self.description,
+            "help": self.help,
+            "inputs": [
+                {"name": i.name, "kinds": list(i.kinds), "required": i.required}
+                for i in self.inputs
+            ],
+            "extra_inputs": self.extra_inputs,
+            "output": dict(self.output),
+            "params": self.params_schema(),
+        }
 
     def validate_params(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Params with defaults filled in; ``InputError`` naming the first bad one."""
-        if self.params is None:
-            return dict(params)
-        unknown = sorted(set(params) - set(self.params))
-        if unknown:
-            raise InputError(
+        """Params with declared defaults filled in; ``InputError`` naming the first bad one."""
+        errors = sorted(_validator(self).iter_errors(params), key=lambda e: list(e.path))
+        if errors:
+            raise InputError(self._explain(errors[0], params))
+        out = {name: spec["default"] for name, spec in self.params.items() if "default" in spec}
+        out.update(params)
+        for name, value in out.items():
+            # A JSON number may arrive as 2 for a float parameter; pipelines get floats.
+            if _type_of(self.params.get(name, {})) == "number" and isinstance(value, int):
+                out[name] = float(value)
+        return out
+
+    def _explain(self, error: Any, params: dict[str, Any]) -> str:
+        if error.validator == "additionalProperties":
+            unknown = sorted(set(params) - set(self.params))
+            return (
                 f"params.{unknown[0]}: pipeline {self.name} has no such parameter; it takes "
                 f"{', '.join(sorted(self.params)) or 'none'}"
             )
-        out = {}
-        for name, spec in self.params.items():
-            value = params.get(name)
-            out[name] = spec.default if value is None else spec.coerce(name, value)
-        return out
+        name = str(error.path[0]) if error.path else "?"
+        spec = self.params.get(name, {})
+        return f"params.{name}: expected {expected(spec)}, got {error.instance!r}"
+
+
+@functools.cache
+def _validator(pipeline: Pipeline) -> Any:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(pipeline.params_schema())
+
+
+def _type_of(spec: Mapping[str, Any]) -> str | None:
+    kind = spec.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), None)
+    return kind
+
+
+def expected(spec: Mapping[str, Any]) -> str:
+    """What a parameter takes, in words: "one of 1, 2", "a number from 0 to 3"."""
+    if "enum" in spec:
+        return "one of " + ", ".join(repr(c) for c in spec["enum"])
+    kind = _type_of(spec)
+    text = {
+        "integer": "an integer",
+        "number": "a number",
+        "string": "a string",
+        "boolean": "true or false",
+    }.get(kind or "", "a value")
+    low, high = spec.get("minimum"), spec.get("maximum")
+    if low is not None and high is not None:
+        text += f" from {low:g} to {high:g}"
+    elif low is not None:
+        text += f" of at least {low:g}"
+    elif high is not None:
+        text += f" of at most {high:g}"
+    if spec.get("maxLength") is not None:
+        text += f" of at most {spec['maxLength']} characters"
+    return text
 
 
 # name -> module path; modules are imported on first use so torch stays off the echo path.
@@ -129,3 +204,11 @@ def get(name: str) -> Pipeline:
     if name not in _MODULES:
         raise KeyError(f"unknown pipeline {name!r}; known pipelines: {', '.join(names())}")
     return importlib.import_module(_MODULES[name]).PIPELINE
+
+
+def catalogue() -> dict[str, Any]:
+    """Every pipeline's declaration, as ``app/pipelines.json`` holds it."""
+    return {
+        "generated_by": "python -m gpu_worker.pipelines catalogue --output app/pipelines.json",
+        "pipelines": {name: get(name).declaration() for name in names()},
+    }

@@ -3,7 +3,8 @@
 Optional parameters exercise the worker's plumbing without a model: ``sleep_s`` (seconds to
 sleep, checking for cancellation), ``fail`` (a message to raise with), ``output_bytes`` (write
 an output file of that many bytes) and ``return_input`` (send that input back as the output).
-Inputs are downloaded and described by size and sha256.
+Their declaration bounds them like any pipeline's. Inputs are downloaded and described by size
+and sha256.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gpu_worker.errors import InputError
-from gpu_worker.pipelines import Pipeline, PipelineResult, Progress, RunContext
+from gpu_worker.pipelines import SAME, Input, Pipeline, PipelineResult, Progress, RunContext
 
 
 class EchoError(RuntimeError):
@@ -32,12 +33,9 @@ def _describe(path: Path) -> dict[str, Any]:
 def run(
     inputs: dict[str, Path], params: dict[str, Any], progress: Progress, ctx: RunContext
 ) -> PipelineResult:
-    sleep_s = params.get("sleep_s", 0) or 0
-    if not isinstance(sleep_s, int | float) or isinstance(sleep_s, bool) or sleep_s < 0:
-        raise InputError(f"params.sleep_s: expected a number of seconds >= 0, got {sleep_s!r}")
     progress({"phase": "echo", "percent": 0}, True)
-    if sleep_s > 0:
-        ctx.cancel.wait(float(sleep_s))
+    if params.get("sleep_s"):
+        ctx.cancel.wait(float(params["sleep_s"]))
     if params.get("fail"):
         raise EchoError(str(params.get("fail")))
     described = {name: _describe(path) for name, path in inputs.items()}
@@ -49,13 +47,10 @@ def run(
         output_file = ctx.output_path(".bin")
         shutil.copyfile(inputs[name], output_file)
     elif params.get("output_bytes") is not None:
-        size = params["output_bytes"]
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise InputError(f"params.output_bytes: expected an integer >= 0, got {size!r}")
         output_file = ctx.output_path(".bin")
         pattern = bytes(range(256)) * 4096
         with open(output_file, "wb") as out:
-            left = size
+            left = params["output_bytes"]
             while left:
                 out.write(pattern[: min(left, len(pattern))])
                 left -= min(left, len(pattern))
@@ -67,9 +62,47 @@ def run(
     )
 
 
+# No parameter has a default: echo sends back exactly what it was given.
 PIPELINE = Pipeline(
     name="echo",
     run=run,
-    params=None,  # free-form: echo returns whatever it is given
+    title="Echo",
     description="Returns its parameters; for tests and benchmarks.",
+    help="Sends back the parameters it was given and the size and sha256 of each input.",
+    inputs=(Input("file", ("any",), required=False),),
+    extra_inputs=True,
+    params={
+        "sleep_s": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 3600,
+            # The app lowers the bound to its EXECUTION_TIMEOUT_S: a longer sleep would time out.
+            "x-max-setting": "execution_timeout_s",
+            "title": "Sleep (s)",
+            "description": "seconds to sleep on the GPU, checking for cancellation",
+        },
+        "fail": {
+            "type": "string",
+            "maxLength": 500,
+            "title": "Fail with",
+            "description": "make the handler fail with this message",
+        },
+        "output_bytes": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 2**30,
+            "title": "Output bytes",
+            "description": "write a result file of this many bytes (at most 1 GiB)",
+        },
+        "return_input": {
+            "type": "string",
+            "maxLength": 64,
+            "title": "Return input",
+            "description": "send the input of this name back as the result file",
+        },
+    },
+    # Other values are echoed back as given: the local endpoint's tests and benchmarks tag
+    # their jobs this way. The app still sends only the declared ones.
+    extra_params=True,
+    output={"any": SAME},
 )

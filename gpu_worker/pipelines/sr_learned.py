@@ -18,7 +18,8 @@ from typing import Any
 
 from gpu_worker.errors import ModelLoadError
 from gpu_worker.model_cache import ModelSpec
-from gpu_worker.pipelines import Param, Pipeline, PipelineResult, Progress, RunContext
+from gpu_worker.pipelines import Input, Pipeline, PipelineResult, Progress, RunContext
+from gpu_worker.pipelines.video_params import VIDEO_ENCODING
 
 DEFAULT_REPO = "gpu-jobs/espcn-x2"
 WEIGHTS = "model.safetensors"
@@ -100,6 +101,7 @@ def run(
         scale=scale,
         batch_size=params["batch_size"],
         crf=params["crf"],
+        preset=params["preset"],
         max_frames=params["max_frames"],
         progress=frame_progress(progress),
         cancel=ctx.cancel,
@@ -122,13 +124,11 @@ def run(
 PIPELINE = Pipeline(
     name="sr_learned",
     run=run,
-    inputs=("video",),
-    params={
-        "batch_size": Param(int, 8, 1, 128, help="frames per GPU batch"),
-        "crf": Param(int, 20, 0, 51, help="H.264 quality (lower is better)"),
-        "max_frames": Param(int, 0, 0, help="stop after this many frames (0: all)"),
-    },
+    title="Learned super-resolution",
+    description="ESPCN super-resolution with weights from the Hugging Face Hub (a template).",
+    inputs=(Input("video", ("video",)),),
+    output={"video": "video/mp4"},
+    params=VIDEO_ENCODING,
     models=models,
     load=load,
-    description="ESPCN super-resolution with weights from the Hugging Face Hub (a template).",
 )

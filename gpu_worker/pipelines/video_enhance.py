@@ -12,9 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gpu_worker.pipelines import Param, Pipeline, PipelineResult, Progress, RunContext
-
-PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow")
+from gpu_worker.pipelines import Input, Pipeline, PipelineResult, Progress, RunContext
+from gpu_worker.pipelines.video_params import VIDEO_ENCODING
 
 
 class Enhancer:
@@ -129,16 +128,36 @@ def run(
 PIPELINE = Pipeline(
     name="video_enhance",
     run=run,
-    inputs=("video",),
+    title="Video enhance",
+    description="2x upscale, edge-aware sharpen and temporal denoise of a video (no weights).",
+    help="A demo that needs no model download: bicubic 2x with sharpening and denoising.",
+    inputs=(Input("video", ("video",)),),
+    output={"video": "video/mp4"},
     params={
-        "scale": Param(int, 2, choices=(1, 2), help="upscale factor"),
-        "sharpen": Param(float, 0.6, 0.0, 3.0, help="edge-aware sharpening strength"),
-        "denoise": Param(float, 0.5, 0.0, 1.0, help="temporal denoise strength"),
-        "batch_size": Param(int, 8, 1, 128, help="frames per GPU batch"),
-        "crf": Param(int, 20, 0, 51, help="H.264 quality (lower is better)"),
-        "preset": Param(str, "veryfast", choices=PRESETS, help="x264 speed preset"),
-        "max_frames": Param(int, 0, 0, help="stop after this many frames (0: all)"),
+        "scale": {
+            "type": "integer",
+            "enum": [1, 2],
+            "default": 2,
+            "title": "Scale",
+            "description": "upscale factor",
+        },
+        "sharpen": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 3,
+            "default": 0.6,
+            "title": "Sharpen",
+            "description": "edge-aware sharpening strength",
+        },
+        "denoise": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "default": 0.5,
+            "title": "Denoise",
+            "description": "temporal denoise strength",
+        },
+        **VIDEO_ENCODING,
     },
     load=load,
-    description="2x upscale, edge-aware sharpen and temporal denoise of a video (no weights).",
 )

@@ -350,8 +350,11 @@ def test_late_webhook_of_a_superseded_attempt_is_not_adopted(app, client, enqueu
     assert job.status == Status.SUBMITTING and job.runpod_id is None
 
 
-def test_form_sends_every_pipelines_fields_and_only_the_chosen_ones_count(app, client):
+def test_form_sends_every_pipelines_fields_and_only_the_chosen_ones_count(app, client, tmp_path):
     """The browser submits each pipeline's (mostly empty) parameter fields."""
+    from tests.gpu_worker.media import make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=2).read_bytes()
     page = client.get("/").get_data(as_text=True)
     assert 'name="param.echo.sleep_s"' in page and 'name="param.video_enhance.scale"' in page
     fields = {
@@ -360,6 +363,7 @@ def test_form_sends_every_pipelines_fields_and_only_the_chosen_ones_count(app, c
         "param.echo.fail": "",
         "param.video_enhance.scale": "2",
         "param.video_enhance.crf": "",
+        "file": (io.BytesIO(clip), "clip.mp4"),
     }
     assert upload(client, **fields).status_code == 303
     job = only_job(app)

@@ -76,7 +76,27 @@ def test_video_enhance_scale_one_and_max_frames(worker_env, files, clip_bytes, t
 
 def test_a_file_that_is_not_a_video_is_named(worker_env, files):
     result = run_job(video_job(files, b"this is not a video at all", name="notes.txt"))
-    assert result["error"].startswith("inputs.video: not a video file this worker can decode")
+    assert result["error"].startswith("inputs.video: the input is not a readable video file")
+    assert "Errno" not in result["error"] and "/" not in result["error"].split(";")[0]
+
+
+def test_an_image_sent_as_a_video_is_refused_not_turned_into_one_frame(worker_env, files):
+    from tests.app.test_pipeline_form import png_bytes
+
+    result = run_job(video_job(files, png_bytes(), name="photo.png"))
+    assert result["error"].startswith("inputs.video: this is an image, not a video"), result
+
+
+def test_crash_messages_carry_no_paths_or_errno_numbers():
+    from gpu_worker.errors import public
+
+    raw = (
+        "[Errno 1094995529] Invalid data found when processing input: "
+        "'/tmp/gpu-job-12-ab/inputs/video'"
+    )
+    assert public(raw) == "Invalid data found when processing input: a job file"
+    assert public("No such file: /runpod-volume/models/x/y.pth") == "No such file: a job file"
+    assert public("ratio 3/4 of http://h/x stays") == "ratio 3/4 of http://h/x stays"
 
 
 def test_sr_learned_downloads_its_weights_and_runs_them(
