@@ -23,9 +23,10 @@ from app.jobs import (
 from app.live import live
 from app.models import Job, Status
 from app.views.forms import create_from_upload
-from app.views.present import job_json, result_url
+from app.views.present import human_bytes, job_json, result_url
 
 bp = Blueprint("pages", __name__)
+bp.add_app_template_filter(human_bytes, "human_bytes")
 
 
 def _catalogue() -> list[pipelines.Pipeline]:
@@ -43,7 +44,10 @@ def _reusable(job_id: str | None) -> Job | None:
     return job if get_storage().exists(job.input_key) else None
 
 
-def _form(status: int = 200, *, values: dict, reuse: Job | None = None, error: str | None = None):
+def form_page(
+    status: int = 200, *, values: dict, reuse: Job | None = None, error: str | None = None
+):
+    """The upload form with ``values`` filled in and ``error`` shown above it."""
     page = render_template(
         "upload.html",
         pipelines=_catalogue(),
@@ -64,7 +68,7 @@ def upload_form():
         values["pipeline"] = reuse.pipeline
         for name, value in (reuse.params or {}).items():
             values[f"param.{reuse.pipeline}.{name}"] = str(value)
-    return _form(values=values, reuse=reuse)
+    return form_page(values=values, reuse=reuse)
 
 
 @bp.post("/jobs")
@@ -75,7 +79,7 @@ def upload():
     except JobError as exc:
         # The form comes back with the pipeline and values as they were sent.
         values = {k: v for k, v in request.form.items() if k != "csrf_token"}
-        return _form(exc.status_code, values=values, reuse=reuse, error=str(exc))
+        return form_page(exc.status_code, values=values, reuse=reuse, error=str(exc))
     enqueue("tasks.submit", job.id)
     remember_job(job.id)
     return redirect(url_for("pages.job_page", job_id=job.id), code=303)

@@ -315,3 +315,18 @@ def test_api_list_refuses_bad_filters(client):
         assert answer.status_code == 400, query
         assert answer.get_json()["error"]
     assert client.get("/api/jobs?status=failed&pipeline=echo", headers=AUTH).status_code == 200
+
+
+def test_a_too_large_upload_comes_back_as_the_form_with_the_limit(client, settings):
+    import io
+
+    from tests.app.conftest import csrf_token, storage_files
+
+    data = {"csrf_token": csrf_token(client), "pipeline": "echo"}
+    data["file"] = (io.BytesIO(b"\x00" * (settings.max_upload_bytes + 1)), "big.mp4")
+    answer = client.post("/jobs", data=data, content_type="multipart/form-data")
+    assert answer.status_code == 413
+    page = answer.get_data(as_text=True)
+    assert 'id="upload-form"' in page
+    assert "larger than the limit of 256 KiB; nothing was stored" in page
+    assert not [p for p in storage_files(settings) if ".staging" not in str(p)]
