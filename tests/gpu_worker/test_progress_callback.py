@@ -50,9 +50,10 @@ def test_the_worker_posts_its_progress_to_the_app(worker_env, monkeypatch):
     # The newest update replaces one not yet sent, so which arrive depends on timing; each
     # that does is one the worker reported, with its worker and RunPod job ids.
     assert app.bodies
-    reported = [{"phase": "starting", "message": "a GPU worker took the job"}]
-    reported += [{"phase": "echo", "percent": 0}, {"phase": "echo", "percent": 100}]
-    assert all(body["progress"] in reported for body in app.bodies), app.bodies
+    phases = {body["progress"]["phase"] for body in app.bodies}
+    assert phases <= {"starting", "echo"}, app.bodies
+    percents = [b["progress"]["percent"] for b in app.bodies if "percent" in b["progress"]]
+    assert percents == sorted(percents), "progress only rises"
     assert all(body["worker_id"] == "worker-abc" for body in app.bodies)
     assert all(body["job_id"] == "rp-42" for body in app.bodies)
 
