@@ -93,6 +93,10 @@ def _job_or_404(job_id: str) -> Job:
 
 
 def _job_context(job: Job) -> dict:
+    if job.status == Status.IN_QUEUE:
+        # "A worker is starting" or "about to be taken" rests on the endpoint snapshot: keep
+        # it a few seconds fresh while someone waits (rate-limited; /health, not /status).
+        ask_refresh(get_session(), enqueue, FRESH_SNAPSHOT_S)
     now = live(get_session(), job)
     words = describe(job, now)
     admin = is_admin()
