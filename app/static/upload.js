@@ -10,7 +10,6 @@
   var file = form.querySelector("input[type=file]");
   var select = document.getElementById("pipeline");
   var button = form.querySelector("[type=submit]");
-  var maxBytes = parseInt(form.dataset.maxBytes || "0", 10);
   var status = document.getElementById("upload-status");
   var bar = document.getElementById("upload-progress");
   var preview = document.getElementById("preview");
@@ -22,6 +21,11 @@
     form.querySelectorAll("fieldset[data-pipeline]").forEach(function (f) {
       f.disabled = f.dataset.pipeline !== select.value;
     });
+  }
+
+  // The app's upload limit in bytes, as the page was given it (0: not known).
+  function maxBytes() {
+    return parseInt(form.dataset.maxBytes || "0", 10);
   }
 
   function showError(message) {
@@ -42,9 +46,10 @@
     if (banner) banner.remove();
   }
 
+  // Sizes as the app writes them (app/views/present.py human_bytes): 2 MiB, 2.5 MiB.
   function human(bytes) {
-    if (bytes >= 1073741824) return (bytes / 1073741824).toFixed(2) + " GiB";
-    if (bytes >= 1048576) return (bytes / 1048576).toFixed(1) + " MiB";
+    if (bytes >= 1073741824) return (bytes / 1073741824).toFixed(2).replace(/\.00$/, "") + " GiB";
+    if (bytes >= 1048576) return (bytes / 1048576).toFixed(1).replace(/\.0$/, "") + " MiB";
     return Math.max(1, Math.round(bytes / 1024)) + " KiB";
   }
 
@@ -71,11 +76,16 @@
       } else {
         media.alt = "preview of " + chosen.name;
       }
+      media.addEventListener("error", function () {
+        // Not something this browser can play or show; the app checks it at upload.
+        media.remove();
+        note.textContent += " · no preview: this browser cannot read it";
+      });
       preview.appendChild(media);
     }
     preview.appendChild(note);
-    if (maxBytes && chosen.size > maxBytes) {
-      showError("the file is " + human(chosen.size) + ", over the limit of " + human(maxBytes) +
+    if (maxBytes() && chosen.size > maxBytes()) {
+      showError("the file is " + human(chosen.size) + ", over the limit of " + human(maxBytes()) +
         ": choose a smaller file");
     } else {
       clearError();
@@ -110,9 +120,9 @@
       return;
     }
     var chosen = file.files && file.files[0];
-    if (chosen && maxBytes && chosen.size > maxBytes) {
+    if (chosen && maxBytes() && chosen.size > maxBytes()) {
       event.preventDefault();
-      showError("the file is " + human(chosen.size) + ", over the limit of " + human(maxBytes) +
+      showError("the file is " + human(chosen.size) + ", over the limit of " + human(maxBytes()) +
         ": choose a smaller file");
       return;
     }
@@ -142,10 +152,32 @@
       showError(errorFrom(xhr));
     });
     xhr.addEventListener("error", function () {
-      done();
-      status.textContent = "";
-      showError("the upload did not reach the app (connection lost): check the network and " +
-        "press Upload again");
+      // A server refusing a too-large body (413) closes the connection while the browser is
+      // still sending, which looks like a network error here: ask the app for its current
+      // limit to tell the two apart.
+      fetch(window.location.pathname, { cache: "no-store" })
+        .then(function (r) { return r.text(); })
+        .then(function (html) {
+          var doc = new DOMParser().parseFromString(html, "text/html");
+          var fresh = doc.getElementById("upload-form");
+          var limit = fresh ? parseInt(fresh.dataset.maxBytes || "0", 10) : 0;
+          var chosen = file.files && file.files[0];
+          if (limit) form.dataset.maxBytes = String(limit);
+          if (limit && chosen && chosen.size > limit) {
+            showError("the file is " + human(chosen.size) + ", over the limit of " +
+              human(limit) + ": nothing was stored; choose a smaller file");
+          } else {
+            throw new Error("not a size problem");
+          }
+        })
+        .catch(function () {
+          showError("the upload did not reach the app (connection lost): check the network " +
+            "and press Upload again");
+        })
+        .finally(function () {
+          done();
+          status.textContent = "";
+        });
     });
     button.disabled = true;
     bar.hidden = false;
