@@ -22,7 +22,7 @@ from app import media, pipelines
 from app.live import Live
 from app.models import RETRYABLE, AttemptState, Job, Status, utcnow
 from app.settings import Settings
-from app.status import apply_status
+from app.status import WHAT_TO_DO_FAILED, apply_status
 from app.storage import Storage, safe_name
 
 Enqueue = Callable[..., None]
@@ -275,6 +275,13 @@ ATTEMPT_WORDS = {
 }
 
 
+def _reason(error: str) -> str:
+    """An attempt's error without the advice the job's banner already gives."""
+    reason = error.removeprefix("failed: ").replace(WHAT_TO_DO_FAILED, "").strip()
+    reason = reason.rstrip(".")
+    return reason if len(reason) <= 160 else reason[:157] + "..."
+
+
 def attempt_rows(job: Job, now: Description | None = None) -> list[AttemptRow]:
     """Every attempt, oldest first, with its own outcome, worker, timings and cost; ``now``
     (the job's description) words the current one while it runs."""
@@ -284,7 +291,7 @@ def attempt_rows(job: Job, now: Description | None = None) -> list[AttemptRow]:
         if attempt.outcome:
             words = attempt.outcome.lower().replace("_", " ")
             if attempt.error and attempt.outcome != Status.COMPLETED:
-                words += f": {attempt.error.removeprefix('failed: ')[:200]}"
+                words += f": {_reason(attempt.error)}"
         elif attempt is current and (
             job.status == Status.IN_PROGRESS
             or (attempt.state == AttemptState.SENT and not job.terminal)

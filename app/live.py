@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+# The one reading of "workers by state" from /health and /workers (diagnosis owns it).
 from app.diagnosis import _summary as worker_summary
 from app.endpoint import load_snapshot
 from app.models import Job, Status, utcnow
