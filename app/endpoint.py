@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 SNAPSHOT = "endpoint"
 REFRESH_ASKED = "endpoint-refresh-asked"  # when a page last asked for a fresh snapshot
-FRESH_SNAPSHOT_S = 10  # an operator watching gets endpoint health at most this old
+FRESH_SNAPSHOT_S = 5  # someone watching gets endpoint health at most this old (/health only)
 LOG_LINES = 12  # per worker on the dashboard
 FAILED_LOG_LINES = 40  # per recently failed job (admin job page)
 FAILED_JOBS_LOGGED = 5

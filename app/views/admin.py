@@ -43,9 +43,17 @@ def logout():
 DASHBOARD_REFRESH_S = 3  # how often the open dashboard re-fetches its panel
 
 
-def _worker_rows(snapshot: dict, jobs_by_runpod_id: dict[str, Job]) -> list[dict]:
-    """The snapshot's workers as the table shows them: state, job, age, last log lines."""
+def _worker_rows(snapshot: dict, active: list[Job]) -> list[dict]:
+    """The snapshot's workers as the table shows them: state, job, age, last log lines.
+
+    A worker that has reported progress for a job since the snapshot was taken shows as
+    running it: the app's own record is newer than the endpoint's report.
+    """
     now = utcnow().timestamp()
+    by_runpod_id = {job.runpod_id: job for job in active if job.runpod_id}
+    by_worker = {
+        job.worker_id: job for job in active if job.status == Status.IN_PROGRESS and job.worker_id
+    }
     rows = []
     for worker in (snapshot.get("workers") or {}).get("workers") or []:
         started = worker.get("startedAt")
@@ -53,11 +61,17 @@ def _worker_rows(snapshot: dict, jobs_by_runpod_id: dict[str, Job]) -> list[dict
         if age is None and isinstance(started, int | float):
             age = (worker.get("exitedAt") or now) - started
         current = [str(j) for j in worker.get("currentJobs") or []]
+        jobs = [(rid, by_runpod_id.get(rid)) for rid in current]
+        state = worker.get("state") or "unknown"
+        reported = by_worker.get(worker.get("id"))
+        if reported is not None and all(job is not reported for _, job in jobs):
+            jobs.append((reported.runpod_id or "", reported))
+            state = "running"
         rows.append(
             {
                 "id": worker.get("id"),
-                "state": worker.get("state") or "unknown",
-                "jobs": [(rid, jobs_by_runpod_id.get(rid)) for rid in current],
+                "state": state,
+                "jobs": jobs,
                 "age": _duration(age),
                 "exit": worker.get("exitCode"),
                 "exit_meaning": worker.get("exitMeaning"),
@@ -98,7 +112,6 @@ def _dashboard_context() -> dict:
         if job.diagnosis and job.diagnosis not in banners:
             banners.append(job.diagnosis)
     spend = db.scalar(select(func.coalesce(func.sum(Job.cost_usd), 0.0)))
-    by_runpod_id = {job.runpod_id: job for job in active if job.runpod_id}
     return {
         "counts": {s.value: counts.get(s.value, 0) for s in Status},
         "active": active,
@@ -106,7 +119,7 @@ def _dashboard_context() -> dict:
         "snapshot": snapshot,
         "snapshot_age": _duration(snapshot_age_s(db)),
         "workers": queue_words(snapshot.get("health"), snapshot.get("workers")),
-        "worker_rows": _worker_rows(snapshot, by_runpod_id),
+        "worker_rows": _worker_rows(snapshot, active),
         "banners": banners,
         "spend": spend,
         "polling": poll_plan(db, get_settings()),

@@ -129,3 +129,23 @@ def test_the_jobs_list_filters_and_shows_duration_cost_and_owner(app, client):
     assert "No jobs match" in client.get("/jobs?status=CANCELLED").get_data(as_text=True)
     assert client.get("/jobs?status=bogus").status_code == 400
     assert client.get("/jobs?pipeline=nope").status_code == 400
+
+
+def test_a_worker_reporting_a_job_shows_as_running_it_before_the_next_snapshot(app, client):
+    from tests.app.test_live_status import progress_path
+
+    upload(client)
+    job = sent(app, only_job(app))
+    idle = {**WORKERS, "workers": [{**WORKERS["workers"][0], "state": "idle", "currentJobs": []}]}
+    with app.app_context():
+        from app.db import get_session
+
+        session = get_session()
+        data = {"health": {"workers": {"idle": 1}, "jobs": {}}, "workers": idle}
+        session.merge(Snapshot(name="endpoint", data=data, updated_at=utcnow()))
+        session.commit()
+    client.post(progress_path(app, job), json={"progress": {"percent": 8}, "worker_id": "wabc123"})
+    login_admin(client)
+    workers = client.get("/admin/panel").get_data(as_text=True).split('id="workers"')[1]
+    row = workers.split("</tr>")[1]
+    assert "running" in row and f"/jobs/{job.id}" in row
