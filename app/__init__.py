@@ -25,7 +25,12 @@ def create_app(
     from app.storage import make_storage
     from app.uploads import UploadRequest
 
-    settings = settings or Settings.from_env()
+    if settings is None:
+        from deploy import devenv
+
+        # A second terminal next to `make run` (flask --app app ...) gets its stack's settings.
+        devenv.load()
+        settings = Settings.from_env()
     _init_observability(component, settings)
     app = Flask(__name__)
     app.request_class = UploadRequest
@@ -71,17 +76,19 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from app.extensions import csrf
-    from app.views import admin, api, files, pages, webhooks
+    from app.views import admin, api, callbacks, files, pages, webhooks
 
     app.register_blueprint(pages.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(files.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(callbacks.bp)
     # Token-authenticated and machine-to-machine routes carry no browser session to forge.
     csrf.exempt(api.bp)
     csrf.exempt(files.bp)
     csrf.exempt(webhooks.bp)
+    csrf.exempt(callbacks.bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -9,8 +9,10 @@ subreaper of the stack, so even a process that lost its parent is found and stop
 none is left behind.
 
 State lives under ``instance/``: the SQLite database, uploads and results, Redis's and the
-endpoint's files, and ``dev-secrets.env`` with the SECRET_KEY and ADMIN_PASSWORD generated
-on the first run.
+endpoint's files, ``dev-secrets.env`` with the SECRET_KEY and ADMIN_PASSWORD generated
+on the first run, and, while it runs, ``devserver.env``: the stack's environment, which
+``flask --app app ...`` and ``python -m deploy ...`` in a second terminal load
+(``deploy/devenv.py``).
 """
 
 from __future__ import annotations
@@ -28,10 +30,31 @@ import threading
 import time
 from pathlib import Path
 
+from deploy import devenv
+
 REPO = Path(__file__).resolve().parent.parent
 PROCFILE = REPO / "Procfile.dev"
 SECRETS_FILE = "dev-secrets.env"
 GENERATED = ("SECRET_KEY", "ADMIN_PASSWORD", "LOCAL_ENDPOINT_API_KEY")
+# What a second terminal's commands need of the stack's environment (deploy/devenv.py).
+SHARED = (
+    "APP_ENV",
+    "SECRET_KEY",
+    "ADMIN_PASSWORD",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "STORAGE_BACKEND",
+    "STORAGE_DIR",
+    "S3_BUCKET",
+    "S3_ENDPOINT_URL",
+    "PUBLIC_BASE_URL",
+    "PIPELINES",
+    "RUNPOD_API_KEY",
+    "RUNPOD_ENDPOINT_ID",
+    "RUNPOD_ENDPOINT_BASE_URL",
+    "MAX_UPLOAD_BYTES",
+    "GPU_PRICE_PER_SECOND",
+)
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -247,14 +270,21 @@ def announce_when_ready(
     while not stop.is_set() and time.monotonic() < deadline:
         if port_in_use(args.port):
             url = f"http://{args.host}:{args.port}/"
+            endpoint = (
+                f"{env.get('RUNPOD_ENDPOINT_BASE_URL', 'https://api.runpod.ai/v2')}"
+                f"/{env.get('RUNPOD_ENDPOINT_ID', '')}"
+            )
             banner = [
                 "",
                 f"  The app is up:   {url}",
                 f"  Admin login:     {url}admin  password: {env['ADMIN_PASSWORD']}",
-                f"  GPU endpoint:    {env.get('RUNPOD_ENDPOINT_BASE_URL', 'https://api.runpod.ai/v2')}"
-                f"/{env.get('RUNPOD_ENDPOINT_ID', '')}",
+                f"  GPU endpoint:    {endpoint}",
                 f"  Redis:           {env['REDIS_URL']}",
                 f"  State:           {args.instance_dir.resolve()}",
+                "  In another terminal in this folder (they use this stack):",
+                "    flask --app app jobs submit FILE --wait",
+                "    flask --app app admin health",
+                f"    python -m deploy doctor --local {endpoint}",
                 "  Press Ctrl-C to stop everything.",
                 "",
             ]
@@ -279,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     dev = load_dev_secrets(args.instance_dir.resolve())
     env, names = stack_env(args, dev)
     create_tables(env)
+    shared = args.instance_dir.resolve() / devenv.FILE_NAME
+    devenv.write(shared, {k: env[k] for k in SHARED if env.get(k)}, os.getpid())
 
     from honcho.environ import parse_procfile
     from honcho.manager import Manager
@@ -296,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop.set()
         sweep_leftovers()
+        devenv.remove(shared, os.getpid())
     # Stopped by Ctrl-C or SIGTERM is the normal way out; anything else is a crash.
     return 0 if manager.returncode in (130, 143, -2, -15) else (manager.returncode or 0)
 

@@ -19,9 +19,10 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app import media, pipelines
+from app.live import Live
 from app.models import RETRYABLE, AttemptState, Job, Status, utcnow
 from app.settings import Settings
-from app.status import apply_status
+from app.status import WHAT_TO_DO_FAILED, apply_status
 from app.storage import Storage, safe_name
 
 Enqueue = Callable[..., None]
@@ -144,6 +145,13 @@ def retry_job(session: Session, job: Job, *, storage: Storage, enqueue: Enqueue)
             output_size=None,
             finished_at=None,
             started_at=None,
+            submitted_at=None,
+            # The new attempt starts clean: the last one's figures stay on its Attempt row.
+            worker_id=None,
+            delay_ms=None,
+            execution_ms=None,
+            cold_start_ms=None,
+            cost_usd=None,
             next_poll_at=None,
             cancel_requested_at=None,
             unreachable_since=None,
@@ -167,14 +175,46 @@ def retry_job(session: Session, job: Job, *, storage: Storage, enqueue: Enqueue)
 
 @dataclass(frozen=True)
 class Description:
-    phase: str  # queued | starting | running | done | failed | cancelled
+    phase: str  # queued | waiting | starting | running | cancelling | done | failed | cancelled
     headline: str  # what is happening, in words
     detail: str | None  # why, and what to do
     tone: str  # info | ok | warn | bad
 
 
-def describe(job: Job) -> Description:
-    """The job's status in words a person understands."""
+def _about(seconds: float) -> str:
+    if seconds < 90:
+        return f"about {max(round(seconds), 1)} s"
+    return f"about {seconds / 60:.0f} min"
+
+
+def _queued_words(job: Job, live: Live | None) -> Description:
+    """IN_QUEUE: behind other jobs, a worker starting (cold start), or about to be taken."""
+    if job.diagnosis:
+        return Description("starting", "waiting for a GPU worker", job.diagnosis, "warn")
+    eta = live.eta_s if live else None
+    estimate = f"Estimated time until done: {_about(eta)}." if eta is not None else None
+    if live and live.ahead:
+        plural = "job" if live.ahead == 1 else "jobs"
+        return Description(
+            "waiting", f"waiting behind {live.ahead} {plural} in the GPU queue", estimate, "info"
+        )
+    if live and live.idle_workers:
+        return Description(
+            "starting", "queued: an idle GPU worker is about to take it", estimate, "info"
+        )
+    if live and live.idle_workers is not None and live.running and not live.starting_workers:
+        return Description(
+            "waiting", "queued: waiting for a busy GPU worker to finish its job", estimate, "info"
+        )
+    detail = "No GPU worker was idle, so one is starting: the first job after a quiet spell waits."
+    if estimate:
+        detail += " " + estimate
+    return Description("starting", "a GPU worker is starting (cold start)", detail, "info")
+
+
+def describe(job: Job, live: Live | None = None) -> Description:
+    """The job's status in words a person understands; ``live`` (``app.live.live``) adds the
+    queue position, cold start and estimate where a page has them."""
     status = Status(job.status)
     if job.cancel_requested_at and not job.terminal:
         return Description(
@@ -189,20 +229,21 @@ def describe(job: Job) -> Description:
     if status == Status.SUBMITTING:
         return Description("queued", "sending the job to the GPU endpoint", job.diagnosis, "info")
     if status == Status.IN_QUEUE:
-        if job.diagnosis:
-            return Description("starting", "waiting for a GPU worker", job.diagnosis, "warn")
-        return Description(
-            "starting",
-            "queued at the GPU endpoint: a GPU worker is starting (cold start)",
-            None,
-            "info",
-        )
+        return _queued_words(job, live)
     if status == Status.IN_PROGRESS:
-        percent = (job.progress or {}).get("percent")
+        progress = job.progress or {}
+        percent = progress.get("percent")
         words = "running on a GPU"
         if isinstance(percent, int | float):
             words += f" ({percent:.0f}%)"
-        return Description("running", words, job.diagnosis, "info")
+        detail = job.diagnosis
+        if not detail and live and live.elapsed_s is not None:
+            if isinstance(percent, int | float) and 5 <= percent < 100:
+                left = live.elapsed_s * (100 - percent) / percent
+                detail = f"Estimated time left: {_about(left)}."
+            elif live.eta_s is not None:
+                detail = f"Estimated time left: {_about(live.eta_s)} (from recent runs)."
+        return Description("running", words, detail, "info")
     if status == Status.COMPLETED:
         return Description("done", "done", None, "ok")
     if status == Status.CANCELLED:
@@ -210,6 +251,87 @@ def describe(job: Job) -> Description:
     if status == Status.TIMED_OUT:
         return Description("failed", "timed out", job.error, "bad")
     return Description("failed", "failed", job.error or "no reason was given", "bad")
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    """One attempt as the job page lists it."""
+
+    number: int
+    words: str
+    worker_id: str | None
+    delay_ms: int | None
+    execution_ms: int | None
+    cost_usd: float | None
+    started_at: Any
+    finished_at: Any
+
+
+ATTEMPT_WORDS = {
+    AttemptState.CLAIMED: "being sent to the GPU endpoint",
+    AttemptState.UNKNOWN: "sent; waiting for the endpoint to confirm",
+    AttemptState.SENT: "sent to the GPU endpoint",
+    AttemptState.FAILED: "not sent",
+    AttemptState.SUPERSEDED: "replaced by a retry",
+    AttemptState.DUPLICATE: "a duplicate run, cancelled",
+}
+
+
+def _reason(error: str) -> str:
+    """An attempt's error without the advice the job's banner already gives."""
+    reason = error.removeprefix("failed: ").replace(WHAT_TO_DO_FAILED, "").strip()
+    reason = reason.rstrip(".")
+    return reason if len(reason) <= 160 else reason[:157] + "..."
+
+
+def attempt_rows(job: Job, now: Description | None = None) -> list[AttemptRow]:
+    """Every attempt, oldest first, with its own outcome, worker, timings and cost; ``now``
+    (the job's description) words the current one while it runs."""
+    rows = []
+    current = job.attempts[-1] if job.attempts else None
+    for attempt in job.attempts:
+        if attempt.outcome:
+            words = attempt.outcome.lower().replace("_", " ")
+            if attempt.error and attempt.outcome != Status.COMPLETED:
+                words += f": {_reason(attempt.error)}"
+        elif attempt is current and (
+            job.status == Status.IN_PROGRESS
+            or (attempt.state == AttemptState.SENT and not job.terminal)
+        ):
+            words = (now or describe(job)).headline
+        else:
+            words = ATTEMPT_WORDS.get(AttemptState(attempt.state), attempt.state.lower())
+            if attempt.state == AttemptState.FAILED and attempt.error:
+                words += f": {attempt.error[:200]}"
+        rows.append(
+            AttemptRow(
+                number=attempt.number,
+                words=words,
+                worker_id=attempt.worker_id,
+                delay_ms=attempt.delay_ms,
+                execution_ms=attempt.execution_ms,
+                cost_usd=attempt.cost_usd,
+                started_at=attempt.started_at,
+                finished_at=attempt.finished_at,
+            )
+        )
+    return rows
+
+
+def duration_s(job: Job) -> float | None:
+    """How long the job ran on a GPU: the endpoint's execution time, else start to finish."""
+    if job.execution_ms is not None:
+        return job.execution_ms / 1000
+    if job.started_at and job.finished_at:
+        return max((job.finished_at - job.started_at).total_seconds(), 0.0)
+    return None
+
+
+def owner_words(job: Job) -> str:
+    """Who created the job, without revealing anything secret (API owners are token hashes)."""
+    if not job.owner:
+        return "web form"
+    return f"API token {job.owner.removeprefix('api:')[:8]}"
 
 
 def timings(job: Job) -> dict[str, Any]:

@@ -155,6 +155,16 @@ class Attempt(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, nullable=False)
 
+    # issue 12: each attempt's own figures, so a retried job's page lists every attempt and
+    # the job row holds only the current one's (migration 0002_i12).
+    worker_id: Mapped[str | None] = mapped_column(String(128))
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    delay_ms: Mapped[int | None] = mapped_column(Integer)
+    execution_ms: Mapped[int | None] = mapped_column(Integer)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    outcome: Mapped[str | None] = mapped_column(String(16))  # the job status it ended in
+
     job: Mapped[Job] = relationship(back_populates="attempts")
 
     __table_args__ = (

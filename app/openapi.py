@@ -120,6 +120,7 @@ def document(settings: Settings) -> dict[str, Any]:
                             "in": "query",
                             "schema": {"type": "string", "enum": STATUSES},
                         },
+                        {"name": "pipeline", "in": "query", "schema": {"type": "string"}},
                     ],
                     "responses": {
                         "200": {
@@ -210,7 +211,14 @@ def document(settings: Settings) -> dict[str, Any]:
                             },
                         },
                         "created_at": {"type": "string", "format": "date-time"},
+                        "started_at": {"type": ["string", "null"], "format": "date-time"},
                         "finished_at": {"type": ["string", "null"], "format": "date-time"},
+                        "urls": {
+                            "type": "object",
+                            "description": "get, page, result, cancel and retry (null when "
+                            "not available now)",
+                            "additionalProperties": {"type": ["string", "null"]},
+                        },
                         "terminal": {"type": "boolean"},
                     },
                 },

@@ -59,6 +59,8 @@ def apply_status(
     for _ in range(5):
         try:
             outcome = _apply(session, job, payload, Status(status), settings, storage)
+            if outcome != Outcome.DUPLICATE:
+                _mirror_on_attempt(job)
             session.commit()
         except StaleDataError:
             session.rollback()
@@ -149,6 +151,23 @@ def _apply(
     if new in (Status.IN_QUEUE, Status.IN_PROGRESS):
         job.submitted_at = job.submitted_at or now
     return Outcome.APPLIED
+
+
+def _mirror_on_attempt(job: Job) -> None:
+    """Copy the job's figures (the current attempt's) onto that attempt's row, so they stay
+    listed on the page after a retry clears the job's."""
+    attempt = _current_attempt(job)
+    if attempt is None:
+        return
+    for name in ("worker_id", "started_at", "delay_ms", "execution_ms", "cost_usd"):
+        value = getattr(job, name)
+        if value is not None and getattr(attempt, name) != value:
+            setattr(attempt, name, value)
+    if job.terminal and attempt.outcome is None:
+        attempt.outcome = job.status
+        attempt.finished_at = job.finished_at
+        if job.status != Status.COMPLETED and job.error and not attempt.error:
+            attempt.error = job.error[:2000]
 
 
 def _record_timings(job: Job, payload: dict[str, Any], settings: Settings) -> None:
@@ -243,6 +262,73 @@ def _record_failure(job: Job, payload: dict[str, Any]) -> None:
     else:
         job.error = f"failed: {message.rstrip('.')}. {WHAT_TO_DO_FAILED}"
     job.error_detail = (detail or "")[:20000]
+
+
+def apply_progress(
+    session: Session,
+    job: Job,
+    attempt: Attempt,
+    progress: dict[str, Any],
+    *,
+    worker_id: str | None = None,
+    runpod_id: str | None = None,
+) -> Outcome:
+    """Apply a worker's progress callback for ``attempt`` to ``job`` and commit.
+
+    The first one makes the job IN_PROGRESS (a worker has it), along ``TRANSITIONS`` like
+    any status. STALE when the attempt is no longer the job's current one or the job has
+    ended (the callback answers 410 and the worker stops sending); DUPLICATE when it comes
+    from a RunPod job other than the attempt's.
+    """
+    for _ in range(5):
+        was = job.status
+        try:
+            outcome = _apply_progress(job, attempt, progress, worker_id, runpod_id)
+            if outcome in (Outcome.APPLIED, Outcome.UNCHANGED):
+                _mirror_on_attempt(job)
+            session.commit()
+        except StaleDataError:
+            session.rollback()
+            session.refresh(job)
+            session.refresh(attempt)
+            continue
+        # One line when a worker takes the job; the once-a-second updates only at DEBUG.
+        level = logging.INFO if job.status != was else logging.DEBUG
+        log.log(level, "job %s: progress %s from worker %s", job.id, outcome, worker_id)
+        return outcome
+    raise RuntimeError(f"job {job.id}: could not apply progress after 5 concurrent updates")
+
+
+def _apply_progress(
+    job: Job,
+    attempt: Attempt,
+    progress: dict[str, Any],
+    worker_id: str | None,
+    runpod_id: str | None,
+) -> Outcome:
+    if job.terminal or _current_attempt(job) is not attempt:
+        return Outcome.STALE
+    if attempt.state in (AttemptState.SUPERSEDED, AttemptState.DUPLICATE, AttemptState.FAILED):
+        return Outcome.STALE
+    if runpod_id and attempt.runpod_id and runpod_id != attempt.runpod_id:
+        return Outcome.DUPLICATE
+    changed = False
+    if job.status != Status.IN_PROGRESS:
+        if not can_move(job.status, Status.IN_PROGRESS):
+            return Outcome.STALE
+        now = utcnow()
+        job.status = Status.IN_PROGRESS
+        job.started_at = job.started_at or now
+        job.submitted_at = job.submitted_at or now
+        job.diagnosis = None  # a worker took it: whatever held it in the queue is over
+        changed = True
+    if worker_id and job.worker_id != worker_id[:128]:
+        job.worker_id = worker_id[:128]
+        changed = True
+    if progress != job.progress:
+        job.progress = progress
+        changed = True
+    return Outcome.APPLIED if changed else Outcome.UNCHANGED
 
 
 def purged_payload(runpod_id: str | None) -> dict[str, Any]:

@@ -76,6 +76,7 @@ class Storage(Protocol):
     def put_url(self, key: str, content_type: str, ttl_s: int) -> str: ...
     def public_url_without_query(self, url: str) -> str: ...
     def iter_staging(self) -> Iterator[tuple[str, float]]: ...
+    def stage_copy(self, key: str) -> str: ...
 
 
 class LocalStorage:
@@ -94,6 +95,12 @@ class LocalStorage:
 
     def staging_file(self) -> BinaryIO:
         return tempfile.NamedTemporaryFile(dir=self.staging, delete=False, prefix="up-")  # noqa: SIM115
+
+    def stage_copy(self, key: str) -> str:
+        """A copy of a stored file in staging (a resubmitted job reuses its input)."""
+        with self.staging_file() as tmp, open(self.path(key), "rb") as src:
+            shutil.copyfileobj(src, tmp)
+        return tmp.name
 
     def adopt(self, staged_path: str, key: str, content_type: str | None = None) -> int:
         target = self.path(key)
@@ -178,6 +185,12 @@ class S3Storage:
 
     def staging_file(self) -> BinaryIO:
         return tempfile.NamedTemporaryFile(dir=self.staging, delete=False, prefix="up-")  # noqa: SIM115
+
+    def stage_copy(self, key: str) -> str:
+        """A copy of a stored file in staging (a resubmitted job reuses its input)."""
+        with self.staging_file() as tmp:
+            self.client.download_fileobj(self.bucket, check_key(key), tmp)
+        return tmp.name
 
     def adopt(self, staged_path: str, key: str, content_type: str | None = None) -> int:
         extra = {"ContentType": content_type} if content_type else None

@@ -20,6 +20,7 @@ import signal
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -28,6 +29,7 @@ from app import pipelines
 from app.diagnosis import endpoint_unreachable
 from app.models import Attempt, AttemptState, Job, Status, utcnow
 from app.settings import Settings
+from app.signing import sign
 from app.status import apply_status
 from app.storage import Storage
 
@@ -65,7 +67,16 @@ def claim(session: Session, job_id: str) -> bool:
     return result.rowcount == 1
 
 
-def worker_input(job: Job, settings: Settings, storage: Storage) -> dict[str, Any]:
+def callback_url(settings: Settings, attempt_id: int, kind: str) -> str:
+    """The signed URL a worker POSTs ``kind`` ("claim", "progress") to for one attempt."""
+    path = f"callbacks/{attempt_id}/{kind}"
+    query = urlencode(sign(settings.secret_key, "POST", path, settings.signed_url_ttl_s))
+    return f"{settings.public_base_url.rstrip('/')}/{path}?{query}"
+
+
+def worker_input(
+    job: Job, settings: Settings, storage: Storage, attempt_id: int | None = None
+) -> dict[str, Any]:
     """The GPU worker's input (contract 2): URLs only, never file bytes (invariant 6)."""
     ttl = settings.signed_url_ttl_s
     payload: dict[str, Any] = {
@@ -81,6 +92,8 @@ def worker_input(job: Job, settings: Settings, storage: Storage) -> dict[str, An
             "put_url": storage.put_url(job.output_key, job.output_content_type or "", ttl),
             "content_type": job.output_content_type,
         }
+    if attempt_id is not None:
+        payload["callbacks"] = {"progress": callback_url(settings, attempt_id, "progress")}
     return payload
 
 
@@ -161,7 +174,7 @@ def submit(session: Session, job_id: str, *, settings: Settings, storage: Storag
         if back_to_pending(session, job, "no endpoint configured"):
             mark_unreachable(session, job, settings, storage)
         return "no endpoint configured"
-    body = worker_input(job, settings, storage)
+    body = worker_input(job, settings, storage, attempt.id)
     attempt.state = AttemptState.UNKNOWN  # from here on the endpoint may have the job
     session.commit()
     try:

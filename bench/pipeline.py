@@ -12,6 +12,11 @@ workers running the echo pipeline, a Celery worker and beat, gunicorn) and print
   job counted at the endpoint (its ``/stats`` route).
 - ``upload``: a 1 GiB upload through the form (CSRF token and all): seconds, MiB/s, and the
   gunicorn worker's peak RSS growth.
+- ``progress``: jobs whose worker reports progress about once a second (echo, ``sleep_s``):
+  from the worker sending an update (its ``progress.reported_at``) to the page's data
+  (``GET /jobs/<id>.json``, what the job page reads) showing it, p50/p99; and the ``/status``
+  calls counted at the endpoint meanwhile against the polls the app scheduled for those jobs
+  (anything beyond them is what following progress cost in ``/status`` calls: target none).
 - ``inflight``: N synthetic in-flight jobs (real jobs queued at the endpoint, whose workers
   never take them): ``/status`` calls per second and per sliding 10 s (counted at the
   endpoint) against the budget, and whether every job was polled within its effective cap
@@ -51,13 +56,14 @@ PNG = bytes.fromhex(
     "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
 )
 MEASUREMENT_ROUTES = frozenset({"stats", "workers", "logs"})
-SECTIONS = ("latency", "burst", "upload", "inflight")
+SECTIONS = ("latency", "burst", "upload", "progress", "inflight")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench pipeline", description=__doc__.split("\n")[0])
     p.add_argument("--only", default=",".join(SECTIONS), help=f"sections ({','.join(SECTIONS)})")
     p.add_argument("--samples", type=int, default=30, help="jobs per latency figure (30)")
+    p.add_argument("--progress-jobs", type=int, default=8, help="jobs for the progress figure (8)")
     p.add_argument("--burst", type=int, default=200, help="jobs submitted at once (200)")
     p.add_argument("--upload-mib", type=int, default=1024, help="upload size in MiB (1024)")
     p.add_argument("--inflight", type=int, default=10_000, help="synthetic in-flight jobs")
@@ -222,6 +228,54 @@ def measure_latency(s: Stack, samples: int) -> dict[str, Any]:
         "submit": percentiles(submits),
         "completion": percentiles(completions),
         "failed": failed,
+    }
+
+
+def measure_progress(s: Stack, jobs: int, sleep_s: float = 6.0) -> dict[str, Any]:
+    """Worker-to-page progress latency, one job at a time on a warm worker, and the
+    ``/status`` calls the endpoint counted meanwhile against the app's own polls."""
+    warm, _ = s.submit()
+    s.wait_terminal([warm], timeout=180)
+    before = s.endpoint_requests().get("status", 0)
+    latencies: list[float] = []
+    page_reads, ids = 0, []
+    session = requests.Session()
+    for _ in range(jobs):
+        job_id, _sent = s.submit({"sleep_s": sleep_s})
+        ids.append(job_id)
+        seen: set[float] = set()
+        deadline = time.monotonic() + sleep_s + 120
+        while time.monotonic() < deadline:
+            data = session.get(s.web.url(f"/jobs/{job_id}.json"), timeout=30).json()
+            now = time.time()
+            page_reads += 1
+            reported = (data.get("progress") or {}).get("reported_at")
+            if isinstance(reported, int | float) and reported not in seen:
+                seen.add(reported)
+                latencies.append((now - reported) * 1000)
+            if data.get("terminal"):
+                break
+            time.sleep(0.01)
+    session.close()
+    # The last poll of a job may land after its final update: let those settle first.
+    time.sleep(2)
+    status_calls = s.endpoint_requests().get("status", 0) - before
+    marks = ",".join("?" * len(ids))
+    with contextlib.closing(s.app_db()) as db:
+        polls = db.execute(
+            # Only "?" placeholders are formatted in; the ids are bound.
+            f"SELECT COALESCE(SUM(poll_count), 0) FROM jobs WHERE id IN ({marks})",  # noqa: S608
+            ids,
+        ).fetchone()[0]
+    return {
+        "latency_ms": percentiles(latencies),
+        "jobs": jobs,
+        "page_data_reads": page_reads,
+        "status_calls_at_endpoint": status_calls,
+        # Poll tasks the app scheduled for these jobs (with webhooks the first comes 15 s in,
+        # so most never run): every /status call beyond them came from following progress.
+        "polls_scheduled_by_the_app": polls,
+        "extra_status_calls": max(status_calls - polls, 0),
     }
 
 
@@ -534,7 +588,8 @@ def main(argv: list[str]) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     try:
         for mode, webhooks in (("webhooks", "true"), ("polling", "false")):
-            if not only & {"latency", "burst"} and not (mode == "webhooks" and "upload" in only):
+            mine = {"latency", "burst"} | ({"upload", "progress"} if mode == "webhooks" else set())
+            if not only & mine:
                 continue
             with stack(workdir / mode, args, USE_WEBHOOKS=webhooks) as s:
                 section: dict[str, Any] = {}
@@ -544,7 +599,10 @@ def main(argv: list[str]) -> int:
                     section["burst"] = measure_burst(s, args.burst)
                 if mode == "webhooks" and "upload" in only:
                     results["upload"] = measure_upload(s, args.upload_mib)
-                results[mode] = section
+                if mode == "webhooks" and "progress" in only:
+                    results["progress"] = measure_progress(s, args.progress_jobs)
+                if section:
+                    results[mode] = section
         if "inflight" in only:
             with stack(
                 workdir / "inflight",
@@ -564,6 +622,8 @@ def main(argv: list[str]) -> int:
         "completion_p50_ms_with_webhooks": 100,
         "endpoint_calls_per_job_with_webhooks": 3,
         "upload_rss_growth_mib": 64,
+        "progress_p50_ms": 1000,
+        "extra_status_calls_for_progress": 0,
     }
     print(json.dumps(results, indent=2))
     return 0

@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from deploy import devenv
+
+    devenv.load()  # a running `make run` stack's settings, in development only
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

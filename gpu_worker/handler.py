@@ -3,7 +3,8 @@
 Input (``job["input"]``)::
 
     {"pipeline": NAME, "params": {...}, "inputs": {"<name>": "<http(s) URL>"},
-     "output": {"put_url": URL, "content_type": CT} | {"inline": true}, "job_key": "<app id>"}
+     "output": {"put_url": URL, "content_type": CT} | {"inline": true}, "job_key": "<app id>",
+     "callbacks": {"claim": URL, "progress": URL}}   (callbacks and each of its URLs optional)
 
 Output::
 
@@ -36,6 +37,7 @@ from gpu_worker.liveness import pid_alive
 from gpu_worker.loader import ModelLoader
 from gpu_worker.model_cache import ModelCache
 from gpu_worker.observability import capture
+from gpu_worker.progress import ProgressSender
 from gpu_worker.settings import SettingsError, WorkerSettings
 from gpu_worker.transfer import (
     TransferPolicy,
@@ -48,7 +50,8 @@ from gpu_worker.transfer import (
 
 log = logging.getLogger("gpu_worker")
 
-INPUT_FIELDS = ("pipeline", "params", "inputs", "output", "job_key")
+INPUT_FIELDS = ("pipeline", "params", "inputs", "output", "job_key", "callbacks")
+CALLBACK_KINDS = ("claim", "progress")
 JOB_DIR_PREFIX = "gpu-job-"
 
 
@@ -93,19 +96,25 @@ def reset_runtime() -> None:
 
 
 class _Reporter:
-    """Sends progress to the endpoint (throttled), or logs it in one-shot local mode."""
+    """Sends progress to the endpoint (throttled), or logs it in one-shot local mode; and to
+    the app's progress callback when the input names one (``gpu_worker.progress``)."""
 
-    def __init__(self, job: dict[str, Any], interval: float) -> None:
+    def __init__(
+        self, job: dict[str, Any], interval: float, progress_url: str | None = None
+    ) -> None:
         self.job = job
         self.interval = interval
         self._last = 0.0
         self._remote = bool(job.get("id")) and bool(os.environ.get("RUNPOD_WEBHOOK_GET_JOB"))
+        self._app = ProgressSender(progress_url, job.get("id")) if progress_url else None
 
     def __call__(self, update: dict[str, Any], force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._last < self.interval:
             return
         self._last = now
+        if self._app is not None:
+            self._app.send(update)
         if not self._remote:
             log.info("progress: %s", update)
             return
@@ -115,6 +124,10 @@ class _Reporter:
 
     def message(self, phase: str, message: str) -> None:
         self({"phase": phase, "message": message}, force=True)
+
+    def close(self) -> None:
+        if self._app is not None:
+            self._app.close()
 
 
 def parse_input(payload: Any) -> dict[str, Any]:
@@ -174,12 +187,22 @@ def parse_input(payload: Any) -> dict[str, Any]:
     job_key = payload.get("job_key")
     if job_key is not None and not isinstance(job_key, str):
         raise InputError("job_key: expected a string (the app's job id)")
+    callbacks = payload.get("callbacks") or {}
+    if not isinstance(callbacks, dict):
+        raise InputError('callbacks: expected {"claim": URL, "progress": URL}')
+    for kind, url in callbacks.items():
+        if kind not in CALLBACK_KINDS:
+            raise InputError(
+                f"callbacks.{kind}: unknown; the input takes {', '.join(CALLBACK_KINDS)}"
+            )
+        check_url(f"callbacks.{kind}", url)
     return {
         "pipeline": pipeline,
         "params": params,
         "inputs": inputs,
         "output": output,
         "job_key": job_key,
+        "callbacks": callbacks,
     }
 
 
@@ -193,7 +216,9 @@ def run_job(job: dict[str, Any], cancel: threading.Event | None = None) -> dict[
         log.warning("job %s rejected: %s", job.get("id"), exc)
         return {"error": str(exc)}
     pipeline = spec["pipeline"]
-    reporter = _Reporter(job, rt.settings.progress_interval_s)
+    reporter = _Reporter(job, rt.settings.progress_interval_s, spec["callbacks"].get("progress"))
+    # Tells the app at once that a worker has the job: its page says "running" from now on.
+    reporter.message("starting", "a GPU worker took the job")
     metrics: dict[str, Any] = {}
     rt.settings.work_dir.mkdir(parents=True, exist_ok=True)
     workdir = Path(
@@ -235,6 +260,7 @@ def run_job(job: dict[str, Any], cancel: threading.Event | None = None) -> dict[
         return {"error": f"pipeline {pipeline.name} failed: {_describe_crash(exc)}"}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        reporter.close()
     metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
     metrics["total_s"] = round(time.monotonic() - started, 4)
     body = {

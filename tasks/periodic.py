@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from app import reconcile as sweeps
 from app.db import session_scope
+from app.diagnosis import queue_words
 from app.endpoint import refresh_snapshot
 from app.models import Job, Status
 from tasks import context
@@ -32,10 +33,15 @@ def cleanup() -> dict:
 
 
 @task("tasks.refresh_endpoint")
-def refresh_endpoint() -> dict:
+def refresh_endpoint() -> str:
     with session_scope() as session:
         queued = session.query(Job).filter(Job.status == Status.IN_QUEUE).count()
-        return refresh_snapshot(session, context.get_settings(), context.api(), queued)
+        data = refresh_snapshot(session, context.get_settings(), context.api(), queued)
+    # The task decorator logs this at INFO: one short line, not the whole snapshot (workers'
+    # log tails run to thousands of characters; pages read them from the snapshot row).
+    summary = queue_words(data.get("health"), data.get("workers"))
+    problem = data.get("error") or data.get("diagnosis")
+    return f"workers: {summary}" + (f"; {problem[:200]}" if problem else "")
 
 
 @task("tasks.purge_queue", acks_late=False)

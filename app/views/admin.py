@@ -10,10 +10,10 @@ from sqlalchemy import func, select
 from app.auth import admin_required, check_admin_password
 from app.db import get_session
 from app.diagnosis import queue_words
-from app.endpoint import load_snapshot
+from app.endpoint import FRESH_SNAPSHOT_S, ask_refresh, load_snapshot, snapshot_age_s
 from app.extensions import enqueue, get_settings, get_storage
 from app.jobs import JobError, cancel_job, describe, retry_job
-from app.models import TERMINAL, Job, Status
+from app.models import TERMINAL, Job, Status, utcnow
 from app.polling import poll_plan
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -40,9 +40,59 @@ def logout():
     return redirect(url_for("pages.upload_form"), code=303)
 
 
-@bp.get("/")
-@admin_required
-def dashboard():
+DASHBOARD_REFRESH_S = 3  # how often the open dashboard re-fetches its panel
+
+
+def _worker_rows(snapshot: dict, active: list[Job]) -> list[dict]:
+    """The snapshot's workers as the table shows them: state, job, age, last log lines.
+
+    A worker that has reported progress for a job since the snapshot was taken shows as
+    running it: the app's own record is newer than the endpoint's report.
+    """
+    now = utcnow().timestamp()
+    by_runpod_id = {job.runpod_id: job for job in active if job.runpod_id}
+    by_worker = {
+        job.worker_id: job for job in active if job.status == Status.IN_PROGRESS and job.worker_id
+    }
+    rows = []
+    for worker in (snapshot.get("workers") or {}).get("workers") or []:
+        started = worker.get("startedAt")
+        age = worker.get("uptimeS")
+        if age is None and isinstance(started, int | float):
+            age = (worker.get("exitedAt") or now) - started
+        current = [str(j) for j in worker.get("currentJobs") or []]
+        jobs = [(rid, by_runpod_id.get(rid)) for rid in current]
+        state = worker.get("state") or "unknown"
+        reported = by_worker.get(worker.get("id"))
+        if reported is not None and all(job is not reported for _, job in jobs):
+            jobs.append((reported.runpod_id or "", reported))
+            state = "running"
+        rows.append(
+            {
+                "id": worker.get("id"),
+                "state": state,
+                "jobs": jobs,
+                "age": _duration(age),
+                "exit": worker.get("exitCode"),
+                "exit_meaning": worker.get("exitMeaning"),
+                "log": [str(line) for line in worker.get("logTail") or []],
+            }
+        )
+    return rows
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = max(int(seconds), 0)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def _dashboard_context() -> dict:
     db = get_session()
     counts = dict(db.execute(select(Job.status, func.count()).group_by(Job.status)).all())
     active = db.scalars(
@@ -62,26 +112,44 @@ def dashboard():
         if job.diagnosis and job.diagnosis not in banners:
             banners.append(job.diagnosis)
     spend = db.scalar(select(func.coalesce(func.sum(Job.cost_usd), 0.0)))
-    return render_template(
-        "admin.html",
-        counts={s.value: counts.get(s.value, 0) for s in Status},
-        active=active,
-        recent=recent,
-        snapshot=snapshot,
-        workers=queue_words(snapshot.get("health"), snapshot.get("workers")),
-        banners=banners,
-        spend=spend,
-        polling=poll_plan(db, get_settings()),
-        describe=describe,
-        settings=get_settings(),
-    )
+    return {
+        "counts": {s.value: counts.get(s.value, 0) for s in Status},
+        "active": active,
+        "recent": recent,
+        "snapshot": snapshot,
+        "snapshot_age": _duration(snapshot_age_s(db)),
+        "workers": queue_words(snapshot.get("health"), snapshot.get("workers")),
+        "worker_rows": _worker_rows(snapshot, active),
+        "banners": banners,
+        "spend": spend,
+        "polling": poll_plan(db, get_settings()),
+        "describe": describe,
+        "settings": get_settings(),
+        "refresh_s": DASHBOARD_REFRESH_S,
+    }
+
+
+@bp.get("/")
+@admin_required
+def dashboard():
+    ask_refresh(get_session(), enqueue, FRESH_SNAPSHOT_S)
+    return render_template("admin.html", **_dashboard_context())
+
+
+@bp.get("/panel")
+@admin_required
+def dashboard_panel():
+    """The dashboard's live part; its script re-fetches it every few seconds, and while it
+    does the endpoint snapshot is kept at most ``FRESH_SNAPSHOT_S`` old."""
+    ask_refresh(get_session(), enqueue, FRESH_SNAPSHOT_S)
+    return render_template("_admin_panel.html", **_dashboard_context())
 
 
 @bp.post("/refresh")
 @admin_required
 def refresh():
     enqueue("tasks.refresh_endpoint")
-    flash("Asked the endpoint for its health; reload in a few seconds.")
+    flash("Asked the endpoint for its health; this page shows it in a few seconds.")
     return redirect(url_for("admin.dashboard"), code=303)
 
 

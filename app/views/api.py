@@ -12,7 +12,7 @@ from app.auth import token_required
 from app.db import get_session
 from app.extensions import enqueue, get_settings, get_storage
 from app.jobs import JobError, cancel_job, retry_job
-from app.models import Job
+from app.models import Job, Status
 from app.openapi import document
 from app.views.forms import create_from_upload
 from app.views.present import job_json
@@ -61,9 +61,20 @@ def list_jobs(owner: str):
     if not limit.isdigit() or not 1 <= int(limit) <= 500:
         return _error("limit must be a whole number from 1 to 500", 400)
     query = select(Job).where(Job.owner == owner).order_by(Job.created_at.desc())
-    status = request.args.get("status")
+    status = request.args.get("status", "").strip().upper()
     if status:
-        query = query.where(Job.status == status.upper())
+        if status not in Status.__members__:
+            return _error(f"status {status!r}: use one of {', '.join(Status)}", 400)
+        query = query.where(Job.status == status)
+    pipeline = request.args.get("pipeline", "").strip()
+    if pipeline:
+        if pipeline not in get_settings().pipelines:
+            names = ", ".join(get_settings().pipelines)
+            return _error(f"pipeline {pipeline!r}: use one of {names}", 400)
+        query = query.where(Job.pipeline == pipeline)
+    unknown = sorted(set(request.args) - {"status", "pipeline", "limit"})
+    if unknown:
+        return _error(f"unknown filter {unknown[0]!r}: use status, pipeline or limit", 400)
     jobs = get_session().scalars(query.limit(int(limit))).all()
     return jsonify(jobs=[job_json(job) for job in jobs])
 

@@ -6,14 +6,20 @@ from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-JSON_PREFIXES = ("/api", "/webhooks", "/files")
+from app.views.present import human_bytes
+
+JSON_PREFIXES = ("/api", "/webhooks", "/files", "/callbacks")
+
+
+def _wants_json() -> bool:
+    return (
+        request.path.startswith(JSON_PREFIXES)
+        or request.accept_mimetypes.best == "application/json"
+    )
 
 
 def _answer(code: int, message: str):
-    if (
-        request.path.startswith(JSON_PREFIXES)
-        or request.accept_mimetypes.best == "application/json"
-    ):
+    if _wants_json():
         response = jsonify(error=message)
         response.status_code = code
         return response
@@ -30,10 +36,17 @@ def register(app: Flask) -> None:
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge):
         limit = app.config["MAX_CONTENT_LENGTH"]
-        return _answer(
-            413,
-            f"the upload is larger than the limit of {limit / 1024**3:.2f} GiB; nothing was stored",
+        message = (
+            f"the upload is larger than the limit of {human_bytes(limit)}; nothing was stored. "
+            "Choose a smaller file."
         )
+        if request.method == "POST" and request.endpoint == "pages.upload" and not _wants_json():
+            from app.views.pages import form_page
+
+            # The form again, with the message where the person is looking (the body was
+            # not read, so the typed values are not known here; the page's script keeps them).
+            return form_page(413, values={}, error=message)
+        return _answer(413, message)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

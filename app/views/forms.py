@@ -61,10 +61,15 @@ def read_upload(request: Request, default_pipeline: str) -> UploadInput:
     return UploadInput(staged_path, filename, declared, pipeline, params)
 
 
-def create_from_upload(request: Request, owner: str | None = None) -> Job:
-    """Read the upload and create its committed job; ``JobError`` says what to fix."""
+def create_from_upload(request: Request, owner: str | None = None, reuse: Job | None = None) -> Job:
+    """Read the upload and create its committed job; ``JobError`` says what to fix.
+    Without a file, ``reuse`` (a job being edited and resubmitted) lends its input."""
     settings = get_settings()
     form = read_upload(request, settings.pipelines[0])
+    if form.staged_path is None and reuse is not None and reuse.input_key:
+        form.staged_path = get_storage().stage_copy(reuse.input_key)
+        request.__dict__.setdefault("staged", []).append(form.staged_path)
+        form.filename, form.declared_type = reuse.input_name, reuse.input_content_type
     return create_job(
         get_session(),
         settings,

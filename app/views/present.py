@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from app.extensions import get_settings, get_storage
 from app.jobs import describe, timings
-from app.models import Job, Status
+from app.live import Live
+from app.models import RETRYABLE, Job, Status
+
+
+def human_bytes(n: int) -> str:
+    """1.5 GiB, 256 KiB: sizes as people read them (upload limits, files)."""
+    if n >= 1024**3:
+        return f"{n / 1024**3:.2f} GiB".replace(".00 ", " ")
+    if n >= 1024**2:
+        return f"{n / 1024**2:.1f} MiB".replace(".0 ", " ")
+    return f"{max(n // 1024, 1)} KiB"
 
 
 def result_url(job: Job, *, external: bool) -> str | None:
@@ -22,8 +33,30 @@ def input_url(job: Job, *, external: bool) -> str | None:
     return get_storage().get_url(job.input_key, 3600, external=external)
 
 
-def job_json(job: Job) -> dict[str, Any]:
-    words = describe(job)
+def iso(moment: datetime | None) -> str | None:
+    """ISO 8601 with its UTC offset, always (SQLite hands datetimes back without one)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat()
+
+
+def job_urls(job: Job) -> dict[str, str | None]:
+    """Where a script goes next, like Replicate's ``urls``: the API's own view of the job,
+    the page a person can open, the result (an expiring link, once done), cancel and retry."""
+    base = get_settings().public_base_url.rstrip("/")
+    return {
+        "get": f"{base}/api/jobs/{job.id}",
+        "page": f"{base}/jobs/{job.id}",
+        "result": result_url(job, external=True),
+        "cancel": None if job.terminal else f"{base}/api/jobs/{job.id}/cancel",
+        "retry": f"{base}/api/jobs/{job.id}/retry" if job.status in RETRYABLE else None,
+    }
+
+
+def job_json(job: Job, live: Live | None = None) -> dict[str, Any]:
+    words = describe(job, live)
     return {
         "id": job.id,
         "status": job.status,
@@ -41,7 +74,10 @@ def job_json(job: Job) -> dict[str, Any]:
         "diagnosis": job.diagnosis,
         "timings": timings(job),
         "gpu_price_per_second": get_settings().gpu_price_per_second,
-        "created_at": job.created_at.isoformat() if job.created_at else None,
-        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "urls": job_urls(job),
+        "queue": None if live is None else {"ahead": live.ahead, "eta_s": live.eta_s},
         "terminal": job.terminal,
     }

@@ -289,17 +289,28 @@ class Target:
     management: ManagementAPI | None
 
 
+def split_endpoint_url(url: str) -> tuple[str, str | None]:
+    """``.../v2`` → (it, None); ``.../v2/<endpoint id>`` (what `make run` prints) → (``.../v2``,
+    the id), so either form of the URL can be given to --local."""
+    parts = urlsplit(url.rstrip("/"))
+    head, _, last = parts.path.rpartition("/")
+    if head.endswith("/v2") and last:
+        return url.rstrip("/")[: -len(last) - 1], last
+    return url.rstrip("/"), None
+
+
 def _target(args: argparse.Namespace) -> Target:
     api_key = os.environ.get("RUNPOD_API_KEY", "")
     if not api_key:
         raise UsageError("RUNPOD_API_KEY is not set: export it (it is never taken as a flag)")
     base = args.local or os.environ.get("RUNPOD_ENDPOINT_BASE_URL") or DEFAULT_BASE_URL
+    base, named_id = split_endpoint_url(base)
     host = urlsplit(base).hostname or ""
     # Not RunPod's job host and no management API configured: the local endpoint.
     local = bool(args.local) or (
         not host.endswith("runpod.ai") and not os.environ.get("RUNPOD_REST_URL")
     )
-    endpoint_id = args.endpoint_id or os.environ.get("RUNPOD_ENDPOINT_ID")
+    endpoint_id = args.endpoint_id or named_id or os.environ.get("RUNPOD_ENDPOINT_ID")
     management = None if local else ManagementAPI(api_key)
     if not endpoint_id:
         if local:
@@ -580,6 +591,8 @@ def cmd_cost(args: argparse.Namespace) -> int:
         "best": best.to_dict(),
         "bestWithinBudget": within,
         "coldBudget": args.cold_budget,
+        "alwaysOnCheaper": now.always_on_dollars_per_month <= best.dollars_per_month,
+        "advice": costs.advice(now, best, within),
     }
     if args.json:
         emit_json(result)
@@ -611,6 +624,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
             f"no idle timeout keeps cold starts under {100 * args.cold_budget:.0f}% of jobs: "
             "only workers_min >= 1 (always-on) does"
         )
+    out(f"advice: {result['advice']}")
     return OK
 
 

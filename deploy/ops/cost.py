@@ -187,3 +187,30 @@ def best_idle_timeout(
     if within:
         return min(within, key=lambda e: (e.dollars_per_month, e.idle_timeout_s)), True
     return min(estimates, key=lambda e: (e.cold_fraction, e.dollars_per_month)), False
+
+
+def advice(current: Estimate, best: Estimate, within: bool) -> str:
+    """One sentence: keep scaling to zero (at which idle timeout), or run a worker always on
+    (``workers_min = 1``) because that is cheaper or the only way to meet the budget."""
+    always = current.always_on_dollars_per_month
+    if always <= best.dollars_per_month:
+        return (
+            f"an always-on worker (workers_min = 1) is the cheaper choice: "
+            f"${always:,.2f}/month with no cold starts, against ${best.dollars_per_month:,.2f} "
+            f"for the cheapest idle timeout ({best.idle_timeout_s:g} s) and "
+            f"${current.dollars_per_month:,.2f} for yours"
+        )
+    if not within:
+        return (
+            "no idle timeout meets the cold-start budget; only an always-on worker "
+            f"(workers_min = 1, ${always:,.2f}/month) does, or raise --cold-budget"
+        )
+    if always <= current.dollars_per_month:
+        return (
+            f"your idle timeout costs more than an always-on worker (${always:,.2f}/month); "
+            f"set idle timeout {best.idle_timeout_s:g} s (${best.dollars_per_month:,.2f}/month)"
+        )
+    return (
+        f"scale to zero with idle timeout {best.idle_timeout_s:g} s: "
+        f"${best.dollars_per_month:,.2f}/month against ${always:,.2f} always on"
+    )

@@ -223,7 +223,17 @@ def diagnose(facts: Facts) -> list[Finding]:
 
     balance = (facts.balance or {}).get("clientBalance")
     spend = (facts.balance or {}).get("currentSpendPerHr") or 0
-    if facts.not_found:
+    if facts.not_found and facts.target == "local":
+        # No account and no balance here: billing advice would send people the wrong way.
+        add(
+            "endpoint-not-found",
+            ERROR,
+            f"the local endpoint at this URL has no endpoint {facts.endpoint_id!r}: it "
+            "answers Not Found on every route",
+            "give the URL `make run` printed (ending in /v2 or /v2/<endpoint id>), or the id "
+            "it serves with --endpoint-id (RUNPOD_ENDPOINT_ID of the stack, 'local' by default)",
+        )
+    elif facts.not_found:
         money = f" (balance ${balance:.2f})" if isinstance(balance, int | float) else ""
         recreate = (
             "`python -m deploy apply --recreate` and put the new endpoint id in "

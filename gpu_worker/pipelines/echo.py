@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,31 @@ def _describe(path: Path) -> dict[str, Any]:
     return {"size": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
+def _sleep(seconds: float, progress: Progress, ctx: RunContext) -> None:
+    """Sleep, reporting the share slept (throttled like any progress) so live pages and the
+    progress-latency benchmark have something that rises; a cancel ends it at once."""
+    deadline = time.monotonic() + seconds
+    while not ctx.cancel.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        percent = round(100 * (seconds - left) / seconds)
+        progress(
+            {
+                "phase": "echo",
+                "message": f"sleeping: {seconds - left:.1f} of {seconds:g} s",
+                "percent": percent,
+            }
+        )
+        ctx.cancel.wait(min(left, 0.25))
+
+
 def run(
     inputs: dict[str, Path], params: dict[str, Any], progress: Progress, ctx: RunContext
 ) -> PipelineResult:
     progress({"phase": "echo", "percent": 0}, True)
     if params.get("sleep_s"):
-        ctx.cancel.wait(float(params["sleep_s"]))
+        _sleep(float(params["sleep_s"]), progress, ctx)
     if params.get("fail"):
         raise EchoError(str(params.get("fail")))
     described = {name: _describe(path) for name, path in inputs.items()}

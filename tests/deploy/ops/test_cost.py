@@ -109,6 +109,21 @@ def test_cost_says_when_no_idle_timeout_meets_the_budget(cli):
     assert "only workers_min >= 1" in result.out
 
 
+def test_cost_says_when_an_always_on_worker_is_cheaper(cli):
+    # 60 jobs/h of 30 s at $0.00053/s: scale to zero bills ~$2,043 at best, one worker
+    # always on 730 h x 3600 s x $0.00053 = $1,392.84.
+    args = ["cost", "--price-per-s", "0.00053", "--jobs-per-hour", "60", "--job-s", "30"]
+    result = cli(*args, "--idle-timeout", "600", "--cold-start-s", "20")
+    assert result.code == 0, result.text
+    assert "advice: an always-on worker (workers_min = 1) is the cheaper choice" in result.out
+    assert "$1,392.84/month" in result.out
+    data = json.loads(cli(*args, "--json").out)
+    assert data["alwaysOnCheaper"] is True
+    quiet = ["cost", "--price-per-s", "0.00053", "--jobs-per-hour", "2", "--job-s", "30"]
+    quiet = json.loads(cli(*quiet, "--cold-budget", "0.9", "--json").out)
+    assert quiet["alwaysOnCheaper"] is False and quiet["advice"].startswith("scale to zero")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -125,8 +125,25 @@ def test_endpoint_answering_not_found(tmp_path, local_cli):
         result = local_cli(ep, "doctor", "--json")
         assert result.code == 1
         finding = _findings(result)["endpoint-not-found"]
-        assert "negative balance" in finding["message"]
-        assert "apply --recreate" in finding["fix"]
+        # A local endpoint has no account: no RunPod billing advice.
+        for billing in ("balance", "funds", "recreate"):
+            assert billing not in finding["message"] + finding["fix"], finding
+        assert "make run" in finding["fix"]
+
+
+@pytest.mark.timeout(60)
+def test_doctor_takes_the_url_make_run_prints(tmp_path, cli, monkeypatch):
+    with local_endpoint(tmp_path) as ep:
+        monkeypatch.setenv("RUNPOD_API_KEY", ep.api_key)
+        monkeypatch.delenv("RUNPOD_ENDPOINT_ID", raising=False)
+        monkeypatch.delenv("RUNPOD_REST_URL", raising=False)
+        result = cli("doctor", "--local", f"{ep.base_url}/{ep.endpoint_id}")
+        assert result.code == 0, result.text
+        assert "no problems found" in result.out
+        wrong = cli("doctor", "--json", "--local", f"{ep.base_url}/not-this-one")
+        assert wrong.code == 1
+        finding = _findings(wrong)["endpoint-not-found"]
+        assert "not-this-one" in finding["message"] and "funds" not in finding["fix"]
 
 
 @pytest.mark.timeout(60)
