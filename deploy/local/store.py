@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     input TEXT NOT NULL,
     webhook TEXT,
     policy TEXT,
+    s3_config TEXT,
     output TEXT,
     error TEXT,
     worker_id TEXT,
@@ -39,7 +40,7 @@ CREATE TABLE IF NOT EXISTS workers (
 );
 """
 
-_JSON_COLUMNS = ("input", "policy", "output")
+_JSON_COLUMNS = ("input", "policy", "s3_config", "output")
 _MISSING = object()
 
 
@@ -52,6 +53,9 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(jobs)")}
+        if "s3_config" not in columns:  # a state dir from before s3Config was kept
+            self.db.execute("ALTER TABLE jobs ADD COLUMN s3_config TEXT")
         cols = ", ".join(RECORD_FIELDS)
         marks = ", ".join("?" for _ in RECORD_FIELDS)
         self._insert_sql = f"INSERT OR REPLACE INTO jobs ({cols}) VALUES ({marks})"  # noqa: S608
