@@ -38,7 +38,7 @@ def behave(job, sleep):
     if mode == "raise":
         raise ValueError(inp.get("message", "handler said no"))
     if mode == "error":
-        return {"error": inp.get("message", "bad input"), "output": {"partial": 1}}
+        return {"error": inp.get("message", "bad input"), "partial": 1}
     if mode == "error_dict":
         return {"error": {"code": 7, "why": "dict errors"}}
     if mode == "refresh":
