@@ -25,7 +25,6 @@ def sdk_endpoint(tmp_path_factory):
         workers_max=1,
         idle_timeout=30,
         webhook_retry_delay=0.2,
-        min_execution_timeout=1,
         env={"SDK_WORKER_CONCURRENCY": "4"},
     ) as ep:
         yield ep
