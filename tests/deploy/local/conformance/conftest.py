@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import runpod
 
 from tests.support.local_endpoint import LocalEndpoint, local_endpoint
@@ -23,21 +21,6 @@ def endpoint(path: Path, shape: str = "sync", env: dict[str, str] | None = None,
     return local_endpoint(
         path, worker_command=COMMAND, env={"SHAPE": shape, **FAST_PING, **(env or {})}, **options
     )
-
-
-@pytest.fixture(scope="module")
-def sync_ep(tmp_path_factory) -> Iterator[LocalEndpoint]:
-    """A sync-handler endpoint shared by a module (one warm worker, up to two)."""
-    with endpoint(
-        tmp_path_factory.mktemp("conformance-sync"),
-        "sync",
-        workers_max=2,
-        idle_timeout=30,
-        scaler_value=1,
-        min_execution_timeout=1,
-        min_ttl=1,
-    ) as ep:
-        yield ep
 
 
 def sdk_client(ep: LocalEndpoint, monkeypatch) -> runpod.Endpoint:

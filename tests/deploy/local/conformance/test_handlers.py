@@ -53,6 +53,15 @@ def test_dict_error_ends_completed_without_output_as_on_runpod(plain_ep):
     assert "non-string 'error'" in plain_ep.log_tail(200)
 
 
+def test_retry_runs_a_failed_job_again_under_its_id(plain_ep):
+    api = plain_ep.api()
+    job = api.run({"mode": "raise"})
+    assert plain_ep.wait_status(job["id"], timeout=60)["status"] == "FAILED"
+    assert api.retry(job["id"]) == {"id": job["id"], "status": "IN_QUEUE"}
+    again = plain_ep.wait_status(job["id"], timeout=60)
+    assert again["status"] == "FAILED" and again["retries"] == 1
+
+
 def test_progress_update_is_the_output_while_in_progress(plain_ep):
     job = plain_ep.api().run({"mode": "progress", "seconds": 3})
     seen = plain_ep.wait_for(
@@ -82,7 +91,7 @@ def test_generators_stream_and_aggregate_only_when_asked(tmp_path, monkeypatch, 
     env = {"AGGREGATE": "1"} if aggregate else {}
     with endpoint(tmp_path, shape, env=env) as ep:
         client = sdk_client(ep, monkeypatch)
-        job = client.run({"input": {"chunks": 4, "gap": 0.3}})
+        job = client.run({"input": {"chunks": 4, "gap": 0.15}})
         assert list(job.stream()) == [{"chunk": i} for i in range(4)]
         final = ep.wait_status(job.job_id)
         assert final["status"] == "COMPLETED"

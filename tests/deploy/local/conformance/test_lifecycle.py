@@ -91,15 +91,6 @@ def test_purge_removes_queued_jobs_and_leaves_running_ones(tmp_path):
         assert ep.wait_status(running["id"], timeout=30)["status"] == "COMPLETED"
 
 
-def test_retry_runs_a_failed_job_again_under_its_id(sync_ep):
-    api = sync_ep.api()
-    job = api.run({"mode": "raise"})
-    assert sync_ep.wait_status(job["id"], timeout=60)["status"] == "FAILED"
-    assert api.retry(job["id"]) == {"id": job["id"], "status": "IN_QUEUE"}
-    again = sync_ep.wait_status(job["id"], timeout=60)
-    assert again["status"] == "FAILED" and again["retries"] == 1
-
-
 def test_worker_dying_mid_job_requeues_the_job_once(tmp_path):
     with endpoint(tmp_path, "sync", idle_timeout=60) as ep:
         job = ep.api().run({"mode": "crash", "code": 3})

@@ -11,7 +11,7 @@ from tests.deploy.local.conformance.conftest import endpoint
 
 pytestmark = pytest.mark.timeout(180)
 
-SLOW = {"STARTUP_DELAY": "5"}
+SLOW = {"STARTUP_DELAY": "3"}
 
 
 def _summary(ep):
