@@ -2,8 +2,8 @@
 
 Everything runs on one asyncio loop. Handlers change state and poke one timer task,
 which applies due deadlines (``deadlines``) and the scaling plan (``scaling``); nothing
-polls at a fixed rate. Crash-loop accounting lives in ``crashloop``, webhooks in
-``webhooks``.
+polls at a fixed rate. The worker processes are the ``fleet``'s; crash-loop accounting
+lives in ``crashloop``, webhooks in ``webhooks``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import contextlib
 import hmac
 import itertools
 import logging
-import signal
 import time
 import uuid
 from collections import Counter, deque
@@ -27,6 +26,7 @@ from deploy.local import deadlines as dl
 from deploy.local import scaling, webhooks
 from deploy.local import workers as wk
 from deploy.local.crashloop import CrashLoop
+from deploy.local.fleet import Fleet
 from deploy.local.jobs import (
     CANCELLED,
     COMPLETED,
@@ -86,16 +86,11 @@ class Endpoint:
         self.opts = opts
         self.jobs: dict[str, Job] = {}
         self.queue: deque[str] = deque()
-        self.workers: dict[str, wk.Worker] = {}
         self.counts: Counter[str] = Counter()
         self.low_priority_queued = 0
         self.requests: Counter[str] = Counter()
         self.worker_requests: Counter[str] = Counter()
         self.retried_total = 0
-        self.workers_started = 0
-        self.workers_peak = 0
-        self.throttled = 0
-        self.last_start_at: float | None = None
         self.crash = CrashLoop(threshold=opts.crash_loop_threshold)
         self.store = Store(opts.state_dir / "jobs.sqlite3")
         self.log_dir = opts.state_dir / "workers"
@@ -108,6 +103,18 @@ class Endpoint:
         self._tasks: set[asyncio.Task] = set()
         self._http: aiohttp.ClientSession | None = None
         self._closing = False
+        self.fleet = Fleet(
+            command=opts.worker_command,
+            env=lambda w: wk.worker_env(w, self.base_url, opts.endpoint_id, opts.worker_env),
+            gpus=opts.gpus,
+            stop_grace=opts.stop_grace,
+            log_dir=self.log_dir,
+            store=self.store,
+            on_exit=self._worker_exited,
+            spawn_task=self._spawn_task,
+            poke=self.poke,
+        )
+        self.workers = self.fleet.workers
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -125,17 +132,7 @@ class Endpoint:
     async def shutdown(self) -> None:
         """Stop every worker (SIGTERM, then SIGKILL after the grace) and close the store."""
         self._closing = True
-        live = [w for w in self.workers.values() if w.alive]
-        for w in live:
-            self._stop_worker(w, "endpoint shutting down")
-        deadline = time.monotonic() + self.opts.stop_grace
-        while any(w.alive for w in live) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        for w in live:
-            if w.alive:
-                wk.signal_group(w.pid, signal.SIGKILL)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._drain_watchers(live), 2)
+        await self.fleet.stop_all("endpoint shutting down")
         if self._timer:
             self._timer.cancel()
         for task in list(self._tasks):
@@ -143,10 +140,6 @@ class Endpoint:
         if self._http:
             await self._http.close()
         self.store.close()
-
-    async def _drain_watchers(self, live: list[wk.Worker]) -> None:
-        while any(w.alive for w in live):
-            await asyncio.sleep(0.02)
 
     def _recover(self) -> None:
         """Load persisted jobs: queued ones wait again; running ones lost their worker."""
@@ -279,28 +272,12 @@ class Endpoint:
         }
 
     def worker_summary(self) -> dict[str, int]:
-        now = time.time()
-        states = Counter(w.state for w in self.workers.values() if w.alive)
-        unhealthy = sum(
-            1
-            for w in self.workers.values()
-            if w.crashed and w.exited_at is not None and now - w.exited_at < 300
-        )
-        return {
-            "running": states["running"],
-            "idle": states["idle"],
-            "initializing": states["initializing"],
-            "stopping": states["stopping"],
-            "throttled": self.throttled,
-            "unhealthy": unhealthy,
-            "total": sum(states.values()),
-        }
+        return self.fleet.summary()
 
     def describe_workers(self) -> dict[str, Any]:
-        ordered = sorted(self.workers.values(), key=lambda w: w.started_at)
         return {
-            "workers": [w.describe() for w in ordered],
-            "summary": self.worker_summary(),
+            "workers": self.fleet.describe(),
+            "summary": self.fleet.summary(),
             "crashLoop": self.crash.describe(),
         }
 
@@ -471,7 +448,7 @@ class Endpoint:
         else:
             self._finish(job, COMPLETED, output=body.get("output"))
         if body.get("stopPod"):
-            self._stop_worker(w, "the handler asked for a fresh worker (refresh_worker)")
+            self.fleet.stop(w, "the handler asked for a fresh worker (refresh_worker)")
         self.poke()
 
     def job_stream(self, w: wk.Worker, job_id: str, body: Any) -> None:
@@ -618,13 +595,13 @@ class Endpoint:
                 job, TIMED_OUT, error=f"execution timeout: the job ran longer than {seconds:g}s"
             )
             if w is not None:
-                self._stop_worker(w, f"job {job.id} ran past its execution timeout")
+                self.fleet.stop(w, f"job {job.id} ran past its execution timeout")
             return
         # A job that was cancelled or expired still counts against its execution timeout:
         # a worker still running it then is stopped, so it cannot stay busy for ever.
         for w in self.workers.values():
             if due.job_id in w.stopped_jobs and w.alive:
-                self._stop_worker(
+                self.fleet.stop(
                     w, f"still running stopped job {due.job_id} past its execution timeout"
                 )
 
@@ -659,7 +636,7 @@ class Endpoint:
 
     def observe(self, now: float) -> scaling.Observed:
         """What the scaler needs to know, as plain values."""
-        live = [w for w in self.workers.values() if w.alive and not w.stopping]
+        live = self.fleet.serving()
         oldest = self._oldest_scaling_job()
         return scaling.Observed(
             now=now,
@@ -668,7 +645,7 @@ class Endpoint:
             queued_any=self.counts[IN_QUEUE],
             in_progress=self.counts[IN_PROGRESS],
             oldest_queued_at=oldest,
-            last_start_at=self.last_start_at,
+            last_start_at=self.fleet.last_start_at,
             spawn_blocked_until=self.crash.next_spawn_at,
         )
 
@@ -683,18 +660,10 @@ class Endpoint:
         if self._closing:
             return []
         plan = scaling.plan(self.observe(now), self._policy())
-        self.throttled = self._start_workers(plan.start) if plan.start else 0
+        self.fleet.start(plan.start)
         for worker_id in plan.stop:
-            self._stop_worker(self.workers[worker_id], f"idle for {self.opts.idle_timeout:g}s")
-        wake = list(plan.wake_at)
-        for w in self.workers.values():
-            if w.alive and w.stopping and w.kill_at is not None:
-                if w.kill_at <= now:
-                    wk.signal_group(w.pid, signal.SIGKILL)
-                    w.kill_at = None
-                else:
-                    wake.append(w.kill_at)
-        return wake
+            self.fleet.stop(self.workers[worker_id], f"idle for {self.opts.idle_timeout:g}s")
+        return [*plan.wake_at, *self.fleet.kill_overdue(now)]
 
     def _oldest_scaling_job(self) -> float | None:
         """Enqueue time of the oldest queued job that may trigger scaling."""
@@ -708,69 +677,8 @@ class Endpoint:
                 return job.enqueued_mono
         return None
 
-    def _start_workers(self, n: int) -> int:
-        """Start up to ``n`` workers; returns how many could not get a GPU (throttled)."""
-        gpus = self.opts.gpus
-        if gpus:
-            used = {w.gpu for w in self.workers.values() if w.alive}
-            free = [g for g in gpus if g not in used]
-        else:
-            free = [None] * n
-        started = 0
-        for gpu in free[:n]:
-            w = wk.new_worker(self.log_dir, gpu)
-            self.workers[w.id] = w
-            self._spawn_task(self._run_worker(w))
-            started += 1
-        if started:
-            self.last_start_at = time.monotonic()
-        self.workers_started += started
-        alive = sum(1 for w in self.workers.values() if w.alive)
-        self.workers_peak = max(self.workers_peak, alive)
-        return n - started
-
-    async def _run_worker(self, w: wk.Worker) -> None:
-        env = wk.worker_env(w, self.base_url, self.opts.endpoint_id, self.opts.worker_env)
-        try:
-            await wk.spawn(w, self.opts.worker_command, env)
-        except OSError as exc:
-            code = 126 if isinstance(exc, PermissionError) else 127
-            with w.log_path.open("a") as fh:
-                fh.write(f"cannot start {self.opts.worker_command[0]!r}: {exc}\n")
-            self._worker_exited(w, code)
-            return
-        assert w.proc is not None
-        self.store.record_worker(w.id, w.proc.pid, w.started_at)
-        rc = await w.proc.wait()
-        # The SDK's heartbeat runs in a child process: take the whole group down with it.
-        wk.signal_group(w.proc.pid, signal.SIGKILL)
-        self._worker_exited(w, wk.shell_exit_code(rc))
-
-    def _stop_worker(self, w: wk.Worker, why: str) -> None:
-        if w.stopping or not w.alive:
-            return
-        log.info("stopping worker %s: %s", w.id, why)
-        w.stopping = True
-        w.stop_reason = why
-        w.state = "stopping"
-        w.kill_at = time.monotonic() + self.opts.stop_grace
-        # SIGTERM first, so the SDK knows it is shutting down when its long-polls return.
-        wk.signal_group(w.pid, signal.SIGTERM)
-        if w.take_waiter is not None and not w.take_waiter.done():
-            w.take_waiter.set_result([])
-        if w.stop_waiter is not None and not w.stop_waiter.done():
-            w.stop_waiter.set_result(None)
-        self.poke()
-
     def _worker_exited(self, w: wk.Worker, code: int) -> None:
-        w.exited_at = time.time()
-        w.exit_code = code
-        w.kill_at = None
-        for fut in (w.take_waiter, w.stop_waiter):
-            if fut is not None and not fut.done():
-                fut.set_result([] if fut is w.take_waiter else None)
-        with contextlib.suppress(Exception):
-            self.store.forget_worker(w.id)
+        """The fleet saw a worker exit: requeue what it held, count a start-up crash."""
         meaning = wk.exit_meaning(code)
         for job_id in sorted(w.current_jobs):
             job = self.jobs.get(job_id)
@@ -790,7 +698,6 @@ class Endpoint:
                 log.warning("worker %s exited with code %s (%s)", w.id, code, meaning)
             if not w.took_any:
                 self._count_crash(w, code, meaning)
-        self._trim_history()
         self._dispatch()
         self.poke()
 
@@ -809,9 +716,3 @@ class Endpoint:
             if job is not None and job.status == IN_QUEUE:
                 self._finish(job, FAILED, error=reason)
         self.queue.clear()
-
-    def _trim_history(self, keep: int = 20) -> None:
-        exited = [w for w in self.workers.values() if not w.alive]
-        exited.sort(key=lambda w: w.exited_at or 0)
-        for w in exited[:-keep]:
-            self.workers.pop(w.id, None)

@@ -296,7 +296,7 @@ class Api:
                 "requests": dict(self.ep.requests),
                 "workerRequests": dict(self.ep.worker_requests),
                 "jobs": {k: v for k, v in self.ep.counts.items() if v},
-                "workers": {"started": self.ep.workers_started, "peak": self.ep.workers_peak},
+                "workers": {"started": self.ep.fleet.started, "peak": self.ep.fleet.peak},
             }
         )
 
