@@ -125,3 +125,22 @@ def test_state_dir_from_before_s3_config_still_opens(tmp_path):
         assert job["id"] == "j" and job["s3_config"] is None
     finally:
         store.close()
+
+
+def test_store_keeps_inputs_and_outputs_apart_from_status_changes(tmp_path):
+    store = Store(tmp_path / "jobs.sqlite3")
+    try:
+        rec = {"id": "j", "seq": 1, "status": "IN_QUEUE", "input": {"blob": "x" * 1000}}
+        store.save_job(rec | {"created_at": 0})
+        store.update_job("j", status="IN_PROGRESS", worker_id="w1")
+        store.update_job("j", status="COMPLETED", output={"n": 1}, finished_at=2.0)
+        (job,) = store.load_jobs()
+        assert job["input"] == rec["input"] and job["output"] == {"n": 1}
+        assert job["status"] == "COMPLETED" and job["worker_id"] == "w1"
+        store.update_job("j", status="IN_QUEUE", output=None)  # a retry clears the output
+        assert store.load_jobs()[0]["output"] is None
+        store.delete_jobs(["j"])
+        assert store.load_jobs() == []
+        assert store.db.execute("SELECT COUNT(*) FROM job_payloads").fetchone() == (0,)
+    finally:
+        store.close()
