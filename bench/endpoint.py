@@ -7,6 +7,12 @@
 - cold start: zero workers, one ``runsync``; beside it ``python -c pass`` and the imports.
 - scale-down: last job's end to the worker's exit, against ``idleTimeout``.
 - idle: CPU seconds over ``--idle-seconds`` of the endpoint and of two idle warm workers.
+- run_acceptance: ``/run`` requests accepted per second from 16 concurrent clients (no
+  worker takes them), beside the SDK's ``--rp_serve_api`` ``/run`` (which only stores).
+- concurrency: jobs per second through 4 workers whose handler has a
+  ``concurrency_modifier`` of 3 (``--rp_serve_api`` has no queue and runs one at a time).
+- payload_rtt: ``/runsync`` round trip of a 1, 8 and 19 MiB input and output, beside
+  ``--rp_serve_api``'s ``/runsync`` with the same handler.
 """
 
 from __future__ import annotations
@@ -17,7 +23,10 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -27,6 +36,9 @@ from tests.support.net import free_port, wait_for_port
 
 ECHO = {"input": {"pipeline": "echo", "params": {"bench": True}}}
 TICK = os.sysconf("SC_CLK_TCK")
+MIB = 1024 * 1024
+# The conformance suite's handlers: every SDK shape, a payload of any size.
+SHAPES_WORKER = ROOT / "tests" / "deploy" / "local" / "conformance" / "worker.py"
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -167,11 +179,170 @@ def idle_cost(state: Path, seconds: float) -> dict:
     }
 
 
+@contextmanager
+def rp_serve_api(env: dict[str, str]) -> Iterator[str]:
+    """The SDK's own test server running the conformance handlers; yields its base URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-u", str(SHAPES_WORKER), "--rp_serve_api", "--rp_api_port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ | {"RUNPOD_LOG_LEVEL": "ERROR", "PYTHONPATH": str(ROOT), **env},
+    )
+    try:
+        wait_for_port(port, timeout=60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _post_concurrently(url: str, headers: dict, total: int, clients: int) -> dict:
+    """POST ``total`` small /run bodies from ``clients`` threads; accepted per second."""
+    counts = {"ok": 0, "other": 0}
+    lock = threading.Lock()
+    per_client = total // clients
+
+    def client() -> None:
+        session = requests.Session()
+        for _ in range(per_client):
+            resp = session.post(url, json={"input": {"mode": "echo"}}, headers=headers, timeout=30)
+            with lock:
+                counts["ok" if resp.status_code == 200 else "other"] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    return {
+        "accepted_per_s": round(counts["ok"] / elapsed, 1),
+        "accepted": counts["ok"],
+        "refused": counts["other"],
+        "clients": clients,
+    }
+
+
+def run_acceptance(state: Path, total: int) -> dict:
+    # A worker that never asks for jobs: this measures accepting, not running.
+    with local_endpoint(
+        state,
+        worker_command="sleep 600",
+        crash_loop_threshold=1000,
+        no_rate_limits=True,
+        stop_grace=1,
+    ) as ep:
+        local = _post_concurrently(ep.url("run"), ep.headers, total, 16)
+    with local_endpoint(
+        state.with_name(state.name + "-limited"),
+        worker_command="sleep 600",
+        crash_loop_threshold=1000,
+        stop_grace=1,
+    ) as ep:
+        limited = _post_concurrently(ep.url("run"), ep.headers, min(total, 1100), 16)
+    with rp_serve_api({"SHAPE": "sync"}) as base:
+        sdk = _post_concurrently(f"{base}/run", {}, total, 16)
+    return {
+        "local_no_rate_limits": local,
+        "local_rate_limited_like_runpod": limited,
+        "rp_serve_api": sdk,
+    }
+
+
+def concurrency(state: Path, jobs: int) -> dict:
+    with local_endpoint(
+        state,
+        worker_command=f"{sys.executable} -u {SHAPES_WORKER}",
+        workers_min=4,
+        workers_max=4,
+        idle_timeout=60,
+        no_rate_limits=True,
+        env={"SHAPE": "batch"},
+    ) as ep:
+        ep.wait_for(lambda: ep.workers()["summary"]["idle"] == 4, 120, what="4 warm workers")
+        api = ep.api()
+        start = time.perf_counter()
+        ids = [api.run({"mode": "sleep", "seconds": 0.1})["id"] for _ in range(jobs)]
+        finals = [ep.wait_status(job_id, timeout=300) for job_id in ids]
+        elapsed = time.perf_counter() - start
+        assert {f["status"] for f in finals} == {"COMPLETED"}, finals[:3]
+    return {
+        "jobs": jobs,
+        "workers": 4,
+        "concurrency_modifier": 3,
+        "handler_s": 0.1,
+        "jobs_per_s": round(jobs / elapsed, 2),
+        "ideal_jobs_per_s": round(4 * 3 / 0.1, 1),
+        "rp_serve_api": "n/a: no queue, one job at a time inside the request",
+    }
+
+
+def _rtt(post, body: dict, samples: int) -> dict:
+    times, endpoint_ms, wait_ms = [], [], []
+    for _ in range(samples):
+        start = time.perf_counter()
+        answer = post(body)
+        times.append((time.perf_counter() - start) * 1000)
+        assert answer["status"] == "COMPLETED", str(answer)[:200]
+        if "timings" in answer:
+            endpoint_ms.append(answer["timings"]["endpointMs"])
+            wait_ms.append(answer["timings"]["queueWaitMs"])
+    figures = _summary(times)
+    if endpoint_ms:
+        # Of the round trip: the endpoint's own work, and waiting for the SDK to ask.
+        figures["endpoint_ms_p50"] = _pct(endpoint_ms, 50)
+        figures["waiting_for_worker_poll_ms_p50"] = _pct(wait_ms, 50)
+    return figures
+
+
+def payload_rtt(state: Path, samples: int) -> dict:
+    sizes = {"1MiB": MIB, "8MiB": 8 * MIB, "19MiB": 19 * MIB}
+    figures: dict = {}
+    with local_endpoint(
+        state,
+        worker_command=f"{sys.executable} -u {SHAPES_WORKER}",
+        workers_min=1,
+        idle_timeout=60,
+        env={"SHAPE": "sync"},
+    ) as ep:
+        ep.wait_for(lambda: ep.workers()["summary"]["idle"] == 1, 60, what="a warm worker")
+        session = requests.Session()
+
+        def local(body: dict) -> dict:
+            return session.post(ep.url("runsync"), json=body, headers=ep.headers).json()
+
+        for name, size in sizes.items():
+            figures[name] = {
+                "input_ms": _rtt(local, {"input": {"mode": "length", "blob": "x" * size}}, samples),
+                "output_ms": _rtt(local, {"input": {"mode": "size", "bytes": size}}, samples),
+            }
+    with rp_serve_api({"SHAPE": "sync"}) as base:
+        session = requests.Session()
+
+        def sdk(body: dict) -> dict:
+            return session.post(f"{base}/runsync", json=body, timeout=120).json()
+
+        for name, size in sizes.items():
+            figures[name]["rp_serve_api_input_ms"] = _rtt(
+                sdk, {"input": {"mode": "length", "blob": "x" * size}}, samples
+            )
+            figures[name]["rp_serve_api_output_ms"] = _rtt(
+                sdk, {"input": {"mode": "size", "bytes": size}}, samples
+            )
+    return figures
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench endpoint")
     parser.add_argument("--jobs", type=int, default=20, help="sequential runsync jobs (20)")
     parser.add_argument("--idle-seconds", type=float, default=30.0, help="idle window (30)")
     parser.add_argument("--idle-timeout", type=float, default=2.0, help="scale-down test (2)")
+    parser.add_argument("--run-requests", type=int, default=800, help="/run acceptance (800)")
+    parser.add_argument("--batch-jobs", type=int, default=240, help="4-worker jobs (240)")
+    parser.add_argument("--payload-samples", type=int, default=3, help="per size (3)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-endpoint-") as tmp:
         root = Path(tmp)
@@ -180,8 +351,14 @@ def main(argv: list[str]) -> int:
             "rp_serve_api": serve_api(args.jobs),
             **cold_and_scale_down(root / "cold", args.idle_timeout),
             "idle": idle_cost(root / "idle", args.idle_seconds),
+            "run_acceptance": run_acceptance(root / "accept", args.run_requests),
+            "concurrency": concurrency(root / "batch", args.batch_jobs),
+            "payload_rtt": payload_rtt(root / "payload", args.payload_samples),
         }
     figures["notes"] = {
+        "concurrency": "the SDK worker sleeps 1 s whenever its slots are full before it asks "
+        "again (rp_scale.get_jobs), so 4 workers x 3 slots top out near 12 jobs/s whatever "
+        "the handler takes",
         "e2e_vs_rp_serve_api": "the SDK worker asks for its next job only after a fixed 1 s "
         "sleep once its one slot is busy (rp_scale.get_jobs), so sequential runsync through "
         "a queue costs about 1 s per job; --rp_serve_api runs the handler inside the HTTP "

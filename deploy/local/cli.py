@@ -94,6 +94,12 @@ def register(sub) -> None:
         help="seconds results are kept after a job ends, then 404 (1800)",
     )
     p.add_argument(
+        "--runsync-retention",
+        type=_positive(float),
+        default=60.0,
+        help="seconds /runsync results are kept, then 404 (60, as on RunPod)",
+    )
+    p.add_argument(
         "--webhook-retry-delay",
         type=_positive(float),
         default=10.0,
@@ -109,7 +115,8 @@ def register(sub) -> None:
         "--crash-loop-threshold",
         type=int,
         default=3,
-        help="workers in a row dying before taking a job that make a crash loop (3)",
+        help="workers in a row dying before taking a job that make a crash loop, "
+        "reported by /workers (3)",
     )
     p.add_argument(
         "--take-timeout",
@@ -117,7 +124,36 @@ def register(sub) -> None:
         default=30.0,
         help="seconds a worker's job-take long-poll is held before 204 (30)",
     )
-    p.add_argument(
+    departures = p.add_argument_group(
+        "departures from RunPod",
+        "RunPod's behaviour is the default; these flags change it, for tests and local use",
+    )
+    departures.add_argument(
+        "--fail-fast-crash-loop",
+        action="store_true",
+        help="fail every queued job once workers crash-loop (RunPod keeps them IN_QUEUE "
+        "and keeps restarting unhealthy workers with a backoff)",
+    )
+    departures.add_argument(
+        "--no-rate-limits",
+        dest="rate_limits",
+        action="store_false",
+        help="never answer 429 (RunPod limits e.g. /run to 1000 and /purge-queue to 2 "
+        "requests per 10 s per endpoint)",
+    )
+    departures.add_argument(
+        "--min-execution-timeout",
+        type=_positive(float),
+        default=5.0,
+        help="shortest policy.executionTimeout accepted, in seconds (5, as on RunPod)",
+    )
+    departures.add_argument(
+        "--min-ttl",
+        type=_positive(float),
+        default=10.0,
+        help="shortest policy.ttl accepted, in seconds (10, as on RunPod)",
+    )
+    departures.add_argument(
         "--disabled",
         action="store_true",
         help="answer Not Found to everything, like RunPod does for an endpoint whose "
@@ -166,9 +202,14 @@ def options_from_args(args: argparse.Namespace) -> tuple[Options, bool]:
         gpus=detect_gpus(args.gpus),
         worker_command=command,
         retention=args.retention,
+        runsync_retention=args.runsync_retention,
         webhook_retry_delay=args.webhook_retry_delay,
         stop_grace=args.stop_grace,
         crash_loop_threshold=args.crash_loop_threshold,
+        fail_fast_crash_loop=args.fail_fast_crash_loop,
+        rate_limits=args.rate_limits,
+        min_execution_timeout=args.min_execution_timeout,
+        min_ttl=args.min_ttl,
         take_timeout=args.take_timeout,
         disabled=args.disabled,
         worker_env=dict(args.worker_env),

@@ -1,21 +1,18 @@
-"""The local endpoint's core: the job queue, hand-off to workers, scaling, deadlines.
+"""The local endpoint's core: the job queue, hand-off to workers and job state.
 
 Everything runs on one asyncio loop. Handlers change state and poke one timer task,
-which applies deadlines (execution timeout, ttl, retention, idle timeout, kill grace)
-and the scaling rule; nothing polls at a fixed rate.
+which applies due deadlines (``deadlines``) and the scaling plan (``scaling``); nothing
+polls at a fixed rate. The worker processes are the ``fleet``'s; crash-loop accounting
+lives in ``crashloop``, webhooks in ``webhooks``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import hmac
 import itertools
-import json
 import logging
-import math
-import signal
 import time
 import uuid
 from collections import Counter, deque
@@ -25,7 +22,11 @@ from typing import Any
 
 import aiohttp
 
+from deploy.local import deadlines as dl
+from deploy.local import scaling, webhooks
 from deploy.local import workers as wk
+from deploy.local.crashloop import CrashLoop
+from deploy.local.fleet import Fleet
 from deploy.local.jobs import (
     CANCELLED,
     COMPLETED,
@@ -36,12 +37,13 @@ from deploy.local.jobs import (
     TRANSITIONS,
     Job,
 )
+from deploy.local.scaling import QUEUE_DELAY, REQUEST_COUNT
 from deploy.local.store import Store
+
+__all__ = ["QUEUE_DELAY", "REQUEST_COUNT", "Endpoint", "Options"]
 
 log = logging.getLogger("deploy.local")
 
-QUEUE_DELAY = "QUEUE_DELAY"
-REQUEST_COUNT = "REQUEST_COUNT"
 STOP_RESEND_S = 5.0
 STOP_RESEND_INTERVAL_S = 0.5
 
@@ -64,29 +66,17 @@ class Options:
     gpus: list[str] = field(default_factory=list)
     worker_command: list[str] = field(default_factory=list)
     retention: float = 1800.0
+    runsync_retention: float = 60.0
     webhook_retry_delay: float = 10.0
     stop_grace: float = 5.0
     crash_loop_threshold: int = 3
+    fail_fast_crash_loop: bool = False
     take_timeout: float = 30.0
     disabled: bool = False
+    rate_limits: bool = True
+    min_execution_timeout: float = 5.0
+    min_ttl: float = 10.0
     worker_env: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class CrashLoop:
-    consecutive: int = 0
-    active: bool = False
-    last_error: str = ""
-    log_tail: list[str] = field(default_factory=list)
-    next_spawn_at: float = 0.0
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "active": self.active,
-            "consecutiveCrashes": self.consecutive,
-            "lastError": self.last_error,
-            "logTail": self.log_tail,
-        }
 
 
 class Endpoint:
@@ -96,27 +86,35 @@ class Endpoint:
         self.opts = opts
         self.jobs: dict[str, Job] = {}
         self.queue: deque[str] = deque()
-        self.workers: dict[str, wk.Worker] = {}
         self.counts: Counter[str] = Counter()
+        self.low_priority_queued = 0
         self.requests: Counter[str] = Counter()
         self.worker_requests: Counter[str] = Counter()
         self.retried_total = 0
-        self.workers_started = 0
-        self.workers_peak = 0
-        self.throttled = 0
-        self.crash = CrashLoop()
+        self.crash = CrashLoop(threshold=opts.crash_loop_threshold)
         self.store = Store(opts.state_dir / "jobs.sqlite3")
         self.log_dir = opts.state_dir / "workers"
         self.base_url = f"http://127.0.0.1:{opts.port}"
         self._seq = itertools.count(self.store.max_seq() + 1)
-        self._deadlines: list[tuple[float, int, str, str, int]] = []
-        self._tiebreak = itertools.count()
+        self.deadlines = dl.Deadlines()
         self._take_waiters: deque[wk.Worker] = deque()
         self._wake: asyncio.Event | None = None
         self._timer: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
         self._http: aiohttp.ClientSession | None = None
         self._closing = False
+        self.fleet = Fleet(
+            command=opts.worker_command,
+            env=lambda w: wk.worker_env(w, self.base_url, opts.endpoint_id, opts.worker_env),
+            gpus=opts.gpus,
+            stop_grace=opts.stop_grace,
+            log_dir=self.log_dir,
+            store=self.store,
+            on_exit=self._worker_exited,
+            spawn_task=self._spawn_task,
+            poke=self.poke,
+        )
+        self.workers = self.fleet.workers
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -134,17 +132,7 @@ class Endpoint:
     async def shutdown(self) -> None:
         """Stop every worker (SIGTERM, then SIGKILL after the grace) and close the store."""
         self._closing = True
-        live = [w for w in self.workers.values() if w.alive]
-        for w in live:
-            self._stop_worker(w, "endpoint shutting down")
-        deadline = time.monotonic() + self.opts.stop_grace
-        while any(w.alive for w in live) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        for w in live:
-            if w.alive:
-                wk.signal_group(w.pid, signal.SIGKILL)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._drain_watchers(live), 2)
+        await self.fleet.stop_all("endpoint shutting down")
         if self._timer:
             self._timer.cancel()
         for task in list(self._tasks):
@@ -153,17 +141,13 @@ class Endpoint:
             await self._http.close()
         self.store.close()
 
-    async def _drain_watchers(self, live: list[wk.Worker]) -> None:
-        while any(w.alive for w in live):
-            await asyncio.sleep(0.02)
-
     def _recover(self) -> None:
         """Load persisted jobs: queued ones wait again; running ones lost their worker."""
         now = time.time()
         for rec in self.store.load_jobs():
             job = Job(rec)
             self.jobs[job.id] = job
-            self.counts[job.status] += 1
+            self._count(job, +1)
             if job.status == IN_PROGRESS:
                 self._requeue_or_fail(
                     job, f"the endpoint restarted while worker {job.worker_id} ran the job"
@@ -188,13 +172,7 @@ class Endpoint:
 
     # ---- job API -------------------------------------------------------------------
 
-    def submit(
-        self,
-        payload: dict[str, Any],
-        *,
-        sync: bool,
-        received: float,
-    ) -> Job:
+    def submit(self, payload: dict[str, Any], *, sync: bool, received: float) -> Job:
         now = time.time()
         job_id = f"sync-{uuid.uuid4()}" if sync else str(uuid.uuid4())
         job = Job(
@@ -205,12 +183,13 @@ class Endpoint:
                 "input": payload["input"],
                 "webhook": payload.get("webhook"),
                 "policy": payload.get("policy") or {},
+                "s3_config": payload.get("s3Config"),
                 "created_at": now,
             }
         )
         job.timings["received"] = received
         self.jobs[job.id] = job
-        self.counts[IN_QUEUE] += 1
+        self._count(job, +1)
         self.store.save_job(job.record())
         self._schedule_ttl(job, now)
         self.queue.append(job.id)
@@ -250,10 +229,10 @@ class Endpoint:
         return True
 
     def purge_queue(self) -> int:
-        removed = [jid for jid in self.queue if self.jobs.get(jid, None) and self._queued(jid)]
+        """Remove every queued job; running ones are not touched (as on RunPod)."""
+        removed = [jid for jid in self.queue if self._queued(jid)]
         for jid in removed:
-            job = self.jobs.pop(jid)
-            self.counts[job.status] -= 1
+            self._count(self.jobs.pop(jid), -1)
         self.queue.clear()
         self.store.delete_jobs(removed)
         self.poke()
@@ -293,28 +272,12 @@ class Endpoint:
         }
 
     def worker_summary(self) -> dict[str, int]:
-        now = time.time()
-        states = Counter(w.state for w in self.workers.values() if w.alive)
-        unhealthy = sum(
-            1
-            for w in self.workers.values()
-            if w.crashed and w.exited_at is not None and now - w.exited_at < 300
-        )
-        return {
-            "running": states["running"],
-            "idle": states["idle"],
-            "initializing": states["initializing"],
-            "stopping": states["stopping"],
-            "throttled": self.throttled,
-            "unhealthy": unhealthy,
-            "total": sum(states.values()),
-        }
+        return self.fleet.summary()
 
     def describe_workers(self) -> dict[str, Any]:
-        ordered = sorted(self.workers.values(), key=lambda w: w.started_at)
         return {
-            "workers": [w.describe() for w in ordered],
-            "summary": self.worker_summary(),
+            "workers": self.fleet.describe(),
+            "summary": self.fleet.summary(),
             "crashLoop": self.crash.describe(),
         }
 
@@ -326,10 +289,18 @@ class Endpoint:
             return None
         return w if hmac.compare_digest(w.key.encode(), key.encode()) else None
 
-    async def take(self, w: wk.Worker, batch_size: int) -> list[Job]:
-        """Long-poll for up to ``batch_size`` jobs; ``[]`` after ``take_timeout``."""
+    async def take(self, w: wk.Worker, batch_size: int, *, job_in_progress: bool) -> list[Job]:
+        """Long-poll for up to ``batch_size`` jobs; ``[]`` after ``take_timeout``.
+
+        ``job_in_progress`` is the SDK's own word: false means the worker runs nothing,
+        so jobs it was told to stop have ended.
+        """
         take_at = time.perf_counter()
         self._first_take(w)
+        if not job_in_progress and w.stopped_jobs:
+            w.stopped_jobs.clear()
+            self._refresh_state(w)
+            self.poke()
         if w.stopping or self._closing:
             return []
         jobs = self._pop_jobs(w, batch_size, take_at)
@@ -359,12 +330,9 @@ class Endpoint:
         if w.took_any:
             return
         w.took_any = True
-        if w.state == "initializing":
-            w.state = "idle"
-            w.idle_since = time.monotonic()
-        if self.crash.consecutive or self.crash.active:
+        self._refresh_state(w)
+        if self.crash.reset():
             log.info("worker %s is taking jobs: crash loop over", w.id)
-        self.crash = CrashLoop()
 
     def _pop_jobs(self, w: wk.Worker, n: int, take_at: float) -> list[Job]:
         jobs = []
@@ -399,12 +367,10 @@ class Endpoint:
         if take_at:
             job.timings["take"] = take_at
         w.current_jobs.add(job.id)
-        w.state = "running"
-        w.idle_since = None
+        self._refresh_state(w)
         self.store.update_job(job.id, status=IN_PROGRESS, worker_id=w.id, started_at=job.started_at)
-        timeout_ms = job.policy.get("executionTimeout")
-        timeout = timeout_ms / 1000 if timeout_ms else self.opts.execution_timeout
-        self._push(time.monotonic() + timeout, "exec", job.id, job.attempt)
+        timeout = dl.execution_timeout_s(job.policy, self.opts.execution_timeout)
+        self._push(time.monotonic() + timeout, dl.EXEC, job.id, job.attempt)
 
     def _return_to_queue(self, job: Job, w: wk.Worker) -> None:
         w.current_jobs.discard(job.id)
@@ -415,7 +381,7 @@ class Endpoint:
             job.attempt += 1
             self.store.update_job(job.id, status=IN_QUEUE, worker_id=None, started_at=None)
             self.queue.appendleft(job.id)
-        self._worker_maybe_idle(w)
+        self._refresh_state(w)
         self._dispatch()
 
     def stop_signals(self, w: wk.Worker) -> list[str]:
@@ -453,6 +419,9 @@ class Endpoint:
 
     def job_done(self, w: wk.Worker, job_id: str, body: Any, is_stream: bool) -> None:
         """A POST to job-done: a progress update, or the job's final result."""
+        if w.stopped_jobs.pop(job_id, None) is not None:
+            self._refresh_state(w)
+            self.poke()
         job = self.jobs.get(job_id)
         if job is None or job.worker_id != w.id or job.status != IN_PROGRESS:
             return  # late result for a cancelled, timed-out or requeued job: ignored
@@ -462,22 +431,24 @@ class Endpoint:
             job.progress = body.get("output")
             return
         job.timings["result"] = time.perf_counter()
-        w.current_jobs.discard(job.id)
         w.jobs_done += 1
-        if "error" in body:
-            err = body["error"]
-            self._finish(
-                job,
-                FAILED,
-                output=body.get("output"),
-                error=err if isinstance(err, str) else json.dumps(err),
+        error = body.get("error")
+        if isinstance(error, str):
+            self._finish(job, FAILED, output=body.get("output"), error=error)
+        elif error is not None:
+            # RunPod only understands a string error: anything else ends the job COMPLETED
+            # with no output (runpod-python#299). Say so here, where an operator looks.
+            log.warning(
+                "job %s: the handler returned a non-string 'error' (%s); RunPod marks such "
+                "a job COMPLETED without output, so does this endpoint. Return a string.",
+                job.id,
+                type(error).__name__,
             )
+            self._finish(job, COMPLETED)
         else:
             self._finish(job, COMPLETED, output=body.get("output"))
         if body.get("stopPod"):
-            self._stop_worker(w, "the handler asked for a fresh worker (refresh_worker)")
-        else:
-            self._worker_maybe_idle(w)
+            self.fleet.stop(w, "the handler asked for a fresh worker (refresh_worker)")
         self.poke()
 
     def job_stream(self, w: wk.Worker, job_id: str, body: Any) -> None:
@@ -488,33 +459,53 @@ class Endpoint:
         job.stream.append(body.get("output") if isinstance(body, dict) else body)
 
     def ping(self, w: wk.Worker, query: dict[str, str]) -> None:
+        """A heartbeat: the SDK lists the ids of the jobs it is still running."""
         if query.get("status") == "unhealthy":
             w.last_error = (
                 f"failed start-up check {query.get('check', '?')}: {query.get('reason', '')}"
             )
+        running = {i for i in query.get("job_id", "").split(",") if i}
+        w.reported_jobs = running
+        ended = [jid for jid in w.stopped_jobs if jid not in running]
+        for jid in ended:
+            del w.stopped_jobs[jid]
+        if ended:
+            self._refresh_state(w)
+            self.poke()
 
-    def _worker_maybe_idle(self, w: wk.Worker) -> None:
-        if not w.current_jobs and w.alive and not w.stopping:
-            w.state = "idle"
+    def _refresh_state(self, w: wk.Worker) -> None:
+        """initializing until its first take; then running while it holds or still runs
+        jobs (those it was told to stop included), else idle."""
+        if not w.alive or w.stopping or not w.took_any:
+            return
+        if w.current_jobs or w.stopped_jobs:
+            w.state = scaling.RUNNING
+            w.idle_since = None
+        elif w.state != scaling.IDLE:
+            w.state = scaling.IDLE
             w.idle_since = time.monotonic()
 
     # ---- state changes -------------------------------------------------------------
 
+    def _count(self, job: Job, delta: int) -> None:
+        self.counts[job.status] += delta
+        if job.status == IN_QUEUE and job.low_priority:
+            self.low_priority_queued += delta
+
     def _set_status(self, job: Job, status: str) -> None:
         if status not in TRANSITIONS[job.status]:
             raise ValueError(f"job {job.id}: {job.status} -> {status} is not allowed")
-        self.counts[job.status] -= 1
-        self.counts[status] += 1
+        self._count(job, -1)
         job.status = status
+        self._count(job, +1)
 
     def _finish(
         self, job: Job, status: str, *, output: Any = None, error: str | None = None
     ) -> None:
-        if job.worker_id and status != COMPLETED:
-            w = self.workers.get(job.worker_id)
-            if w is not None:
-                w.current_jobs.discard(job.id)
-                self._worker_maybe_idle(w)
+        w = self.workers.get(job.worker_id or "")
+        if w is not None:
+            w.current_jobs.discard(job.id)
+            self._refresh_state(w)
         self._set_status(job, status)
         job.output = output
         job.error = error
@@ -526,7 +517,8 @@ class Endpoint:
         if job.done is not None:
             job.done.set()
         if job.webhook:
-            self._spawn_task(self._send_webhook(job.webhook, job.payload() | {"input": job.input}))
+            payload = webhooks.body(job.payload(), job.input, job.webhook)
+            self._spawn_task(self._send_webhook(job.webhook, payload))
         self._schedule_retention(job, job.finished_at)
 
     def _requeue_or_fail(self, job: Job, reason: str) -> None:
@@ -545,69 +537,77 @@ class Endpoint:
             self._finish(job, FAILED, error=f"{reason}; the job was already requeued once")
 
     def _signal_stop(self, job: Job, why: str) -> None:
+        """Tell the job's worker to stop it; the worker counts as busy until it has."""
         w = self.workers.get(job.worker_id or "")
         if w is None or not w.alive:
             return
         w.current_jobs.discard(job.id)
+        w.stopped_jobs[job.id] = time.monotonic()
         w.pending_stops.append(job.id)
         if w.stop_waiter is not None and not w.stop_waiter.done():
             w.stop_waiter.set_result(None)
+        self._refresh_state(w)
         log.info("asking worker %s to stop job %s (%s)", w.id, job.id, why)
 
     async def _send_webhook(self, url: str, payload: dict[str, Any]) -> None:
-        """POST the status payload; on failure retry twice, ``webhook_retry_delay`` apart."""
         assert self._http is not None
-        for attempt in range(3):
-            if attempt:
-                await asyncio.sleep(self.opts.webhook_retry_delay)
-            try:
-                async with self._http.post(url, json=payload) as resp:
-                    if resp.status < 300:
-                        return
-                    log.warning("webhook %s answered %s", _redact(url), resp.status)
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                log.warning("webhook %s failed: %s", _redact(url), type(exc).__name__)
-        log.error("webhook for job %s given up after 3 attempts", payload.get("id"))
+        await webhooks.send(self._http, url, payload, self.opts.webhook_retry_delay)
 
     # ---- deadlines -----------------------------------------------------------------
 
     def _push(self, when: float, kind: str, job_id: str, token: int) -> None:
-        heapq.heappush(self._deadlines, (when, next(self._tiebreak), kind, job_id, token))
+        self.deadlines.push(when, kind, job_id, token)
         self.poke()
 
     def _schedule_ttl(self, job: Job, now_wall: float) -> None:
-        ttl_ms = job.policy.get("ttl")
-        if ttl_ms:
-            remaining = job.created_at + ttl_ms / 1000 - now_wall
-            self._push(time.monotonic() + remaining, "ttl", job.id, 0)
+        ttl = dl.ttl_s(job.policy)
+        if ttl:
+            remaining = job.created_at + ttl - now_wall
+            self._push(time.monotonic() + remaining, dl.TTL, job.id, 0)
 
     def _schedule_retention(self, job: Job, now_wall: float) -> None:
         assert job.finished_at is not None
-        remaining = job.finished_at + self.opts.retention - now_wall
-        self._push(time.monotonic() + remaining, "retention", job.id, job.retried)
+        # RunPod keeps /runsync results 1 minute, /run results 30 minutes.
+        keep = self.opts.runsync_retention if job.sync else self.opts.retention
+        remaining = job.finished_at + keep - now_wall
+        self._push(time.monotonic() + remaining, dl.RETENTION, job.id, job.retried)
 
-    def _apply_deadline(self, kind: str, job_id: str, token: int) -> None:
-        job = self.jobs.get(job_id)
-        if job is None:
+    def _apply_deadline(self, due: dl.Due) -> None:
+        job = self.jobs.get(due.job_id)
+        if due.kind == dl.EXEC:
+            self._execution_timeout(job, due)
+        elif job is None:
             return
-        if kind == "exec" and job.status == IN_PROGRESS and job.attempt == token:
-            self._signal_stop(job, "execution timeout")
-            seconds = (job.policy.get("executionTimeout") or 0) / 1000 or (
-                self.opts.execution_timeout
-            )
-            self._finish(
-                job, TIMED_OUT, error=f"execution timeout: the job ran longer than {seconds:g}s"
-            )
-        elif kind == "ttl" and not job.terminal:
+        elif due.kind == dl.TTL and not job.terminal:
+            # RunPod: the ttl covers queue and run time; past it the job is deleted (404).
             if job.status == IN_PROGRESS:
                 self._signal_stop(job, "ttl expired")
             self._forget(job)
-        elif kind == "retention" and job.terminal and job.retried == token:
+        elif due.kind == dl.RETENTION and job.terminal and job.retried == due.token:
             self._forget(job)
+
+    def _execution_timeout(self, job: Job | None, due: dl.Due) -> None:
+        """RunPod fails a job that runs past its execution timeout and stops the worker."""
+        if job is not None and job.status == IN_PROGRESS and job.attempt == due.token:
+            w = self.workers.get(job.worker_id or "")
+            seconds = dl.execution_timeout_s(job.policy, self.opts.execution_timeout)
+            self._finish(
+                job, TIMED_OUT, error=f"execution timeout: the job ran longer than {seconds:g}s"
+            )
+            if w is not None:
+                self.fleet.stop(w, f"job {job.id} ran past its execution timeout")
+            return
+        # A job that was cancelled or expired still counts against its execution timeout:
+        # a worker still running it then is stopped, so it cannot stay busy for ever.
+        for w in self.workers.values():
+            if due.job_id in w.stopped_jobs and w.alive:
+                self.fleet.stop(
+                    w, f"still running stopped job {due.job_id} past its execution timeout"
+                )
 
     def _forget(self, job: Job) -> None:
         self.jobs.pop(job.id, None)
-        self.counts[job.status] -= 1
+        self._count(job, -1)
         self.store.delete_jobs([job.id])
         if job.done is not None:
             job.done.set()
@@ -626,143 +626,59 @@ class Endpoint:
 
     def _tick(self) -> float | None:
         now = time.monotonic()
-        while self._deadlines and self._deadlines[0][0] <= now:
-            _, _, kind, job_id, token = heapq.heappop(self._deadlines)
-            self._apply_deadline(kind, job_id, token)
-        next_at = [self._deadlines[0][0]] if self._deadlines else []
+        for due in self.deadlines.pop_due(now):
+            self._apply_deadline(due)
+        next_at = [t for t in (self.deadlines.next_at(),) if t is not None]
         next_at += self._scale(now)
         return max(0.0, min(next_at) - time.monotonic()) if next_at else None
 
     # ---- scaling -------------------------------------------------------------------
 
+    def observe(self, now: float) -> scaling.Observed:
+        """What the scaler needs to know, as plain values."""
+        live = self.fleet.serving()
+        oldest = self._oldest_scaling_job()
+        return scaling.Observed(
+            now=now,
+            workers=tuple(scaling.WorkerView(w.id, w.state, w.idle_since) for w in live),
+            queued=self.counts[IN_QUEUE] - self.low_priority_queued,
+            queued_any=self.counts[IN_QUEUE],
+            in_progress=self.counts[IN_PROGRESS],
+            oldest_queued_at=oldest,
+            last_start_at=self.fleet.last_start_at,
+            spawn_blocked_until=self.crash.next_spawn_at,
+        )
+
+    def _policy(self) -> scaling.Policy:
+        o = self.opts
+        return scaling.Policy(
+            o.scaler, o.scaler_value, o.workers_min, o.workers_max, o.idle_timeout
+        )
+
     def _scale(self, now: float) -> list[float]:
-        """Start and stop workers; returns the times at which to look again."""
+        """Apply the scaling plan; returns the times at which to look again."""
         if self._closing:
             return []
-        wake: list[float] = []
-        live = [w for w in self.workers.values() if w.alive and not w.stopping]
-        queued = self.counts[IN_QUEUE]
-        want = self._desired(live, queued, now, wake)
-        missing = want - len(live)
-        self.throttled = 0
-        if missing > 0:
-            if self.crash.next_spawn_at > now:
-                wake.append(self.crash.next_spawn_at)
-            else:
-                self.throttled = self._start_workers(missing)
-        elif queued == 0:
-            idle = sorted(
-                (w for w in live if w.state == "idle" and w.idle_since is not None),
-                key=lambda w: w.idle_since,
-            )
-            spare = len(live) - self.opts.workers_min
-            for w in idle:
-                if spare <= 0:
-                    break
-                due = w.idle_since + self.opts.idle_timeout
-                if due <= now:
-                    self._stop_worker(w, f"idle for {self.opts.idle_timeout:g}s")
-                    spare -= 1
-                else:
-                    wake.append(due)
-        for w in self.workers.values():
-            if w.alive and w.stopping and w.kill_at is not None:
-                if w.kill_at <= now:
-                    wk.signal_group(w.pid, signal.SIGKILL)
-                    w.kill_at = None
-                else:
-                    wake.append(w.kill_at)
-        return wake
+        plan = scaling.plan(self.observe(now), self._policy())
+        self.fleet.start(plan.start)
+        for worker_id in plan.stop:
+            self.fleet.stop(self.workers[worker_id], f"idle for {self.opts.idle_timeout:g}s")
+        return [*plan.wake_at, *self.fleet.kill_overdue(now)]
 
-    def _desired(self, live: list[wk.Worker], queued: int, now: float, wake: list[float]) -> int:
-        opts = self.opts
-        want = max(opts.workers_min, len(live) if queued else 0)
-        if queued:
-            if opts.scaler == REQUEST_COUNT:
-                busy = self.counts[IN_PROGRESS]
-                want = max(want, math.ceil((queued + busy) / max(opts.scaler_value, 1)))
-            else:
-                free = sum(1 for w in live if not w.current_jobs)
-                oldest = self._oldest_queued()
-                if not live:
-                    want = max(want, 1)
-                elif free == 0 and oldest is not None:
-                    due = oldest + opts.scaler_value
-                    if due <= now:
-                        want = max(want, len(live) + 1)
-                    else:
-                        wake.append(due)
-            want = max(want, 1)
-        return min(want, opts.workers_max)
-
-    def _oldest_queued(self) -> float | None:
+    def _oldest_scaling_job(self) -> float | None:
+        """Enqueue time of the oldest queued job that may trigger scaling."""
         while self.queue and not self._queued(self.queue[0]):
             self.queue.popleft()
-        if not self.queue:
+        if self.counts[IN_QUEUE] <= self.low_priority_queued:
             return None
-        return self.jobs[self.queue[0]].enqueued_mono
-
-    def _start_workers(self, n: int) -> int:
-        """Start up to ``n`` workers; returns how many could not get a GPU (throttled)."""
-        gpus = self.opts.gpus
-        if gpus:
-            used = {w.gpu for w in self.workers.values() if w.alive}
-            free = [g for g in gpus if g not in used]
-        else:
-            free = [None] * n
-        started = 0
-        for gpu in free[:n]:
-            w = wk.new_worker(self.log_dir, gpu)
-            self.workers[w.id] = w
-            self._spawn_task(self._run_worker(w))
-            started += 1
-        self.workers_started += started
-        alive = sum(1 for w in self.workers.values() if w.alive)
-        self.workers_peak = max(self.workers_peak, alive)
-        return n - started
-
-    async def _run_worker(self, w: wk.Worker) -> None:
-        env = wk.worker_env(w, self.base_url, self.opts.endpoint_id, self.opts.worker_env)
-        try:
-            await wk.spawn(w, self.opts.worker_command, env)
-        except OSError as exc:
-            code = 126 if isinstance(exc, PermissionError) else 127
-            with w.log_path.open("a") as fh:
-                fh.write(f"cannot start {self.opts.worker_command[0]!r}: {exc}\n")
-            self._worker_exited(w, code)
-            return
-        assert w.proc is not None
-        self.store.record_worker(w.id, w.proc.pid, w.started_at)
-        rc = await w.proc.wait()
-        # The SDK's heartbeat runs in a child process: take the whole group down with it.
-        wk.signal_group(w.proc.pid, signal.SIGKILL)
-        self._worker_exited(w, wk.shell_exit_code(rc))
-
-    def _stop_worker(self, w: wk.Worker, why: str) -> None:
-        if w.stopping or not w.alive:
-            return
-        log.info("stopping worker %s: %s", w.id, why)
-        w.stopping = True
-        w.stop_reason = why
-        w.state = "stopping"
-        w.kill_at = time.monotonic() + self.opts.stop_grace
-        # SIGTERM first, so the SDK knows it is shutting down when its long-polls return.
-        wk.signal_group(w.pid, signal.SIGTERM)
-        if w.take_waiter is not None and not w.take_waiter.done():
-            w.take_waiter.set_result([])
-        if w.stop_waiter is not None and not w.stop_waiter.done():
-            w.stop_waiter.set_result(None)
-        self.poke()
+        for job_id in self.queue:
+            job = self.jobs.get(job_id)
+            if job is not None and job.status == IN_QUEUE and not job.low_priority:
+                return job.enqueued_mono
+        return None
 
     def _worker_exited(self, w: wk.Worker, code: int) -> None:
-        w.exited_at = time.time()
-        w.exit_code = code
-        w.kill_at = None
-        for fut in (w.take_waiter, w.stop_waiter):
-            if fut is not None and not fut.done():
-                fut.set_result([] if fut is w.take_waiter else None)
-        with contextlib.suppress(Exception):
-            self.store.forget_worker(w.id)
+        """The fleet saw a worker exit: requeue what it held, count a start-up crash."""
         meaning = wk.exit_meaning(code)
         for job_id in sorted(w.current_jobs):
             job = self.jobs.get(job_id)
@@ -771,6 +687,7 @@ class Endpoint:
                     job, f"worker {w.id} exited with code {code} ({meaning}) while running the job"
                 )
         w.current_jobs.clear()
+        w.stopped_jobs.clear()
         if w.stopping:
             w.state = "exited"
         else:
@@ -781,44 +698,21 @@ class Endpoint:
                 log.warning("worker %s exited with code %s (%s)", w.id, code, meaning)
             if not w.took_any:
                 self._count_crash(w, code, meaning)
-        self._trim_history()
         self._dispatch()
         self.poke()
 
     def _count_crash(self, w: wk.Worker, code: int, meaning: str) -> None:
-        crash = self.crash
-        crash.consecutive += 1
-        crash.last_error = f"exit code {code}: {meaning}"
-        if w.last_error and w.last_error != crash.last_error:
-            crash.last_error += f" ({w.last_error})"
-        crash.log_tail = wk.tail(w.log_path, 20)
-        cap = 10.0 if crash.active else 30.0
-        crash.next_spawn_at = time.monotonic() + min(cap, 0.5 * 2 ** (crash.consecutive - 1))
-        if crash.consecutive >= self.opts.crash_loop_threshold:
-            crash.active = True
+        error = f"exit code {code}: {meaning}"
+        if w.last_error and w.last_error != error:
+            error += f" ({w.last_error})"
+        active = self.crash.record(error, wk.tail(w.log_path, 20), time.monotonic())
+        if active and self.opts.fail_fast_crash_loop:
             self._fail_queued_for_crash_loop()
 
     def _fail_queued_for_crash_loop(self) -> None:
-        crash = self.crash
-        last_lines = "\n".join(crash.log_tail[-10:])
-        reason = (
-            f"workers are crash-looping: {crash.consecutive} workers in a row exited before "
-            f"taking a job; last {crash.last_error}. Fix the worker (see `python -m deploy "
-            f"workers` and the worker logs), then resubmit. Last log lines:\n{last_lines}"
-        )
+        reason = self.crash.reason()
         for job_id in list(self.queue):
             job = self.jobs.get(job_id)
             if job is not None and job.status == IN_QUEUE:
                 self._finish(job, FAILED, error=reason)
         self.queue.clear()
-
-    def _trim_history(self, keep: int = 20) -> None:
-        exited = [w for w in self.workers.values() if not w.alive]
-        exited.sort(key=lambda w: w.exited_at or 0)
-        for w in exited[:-keep]:
-            self.workers.pop(w.id, None)
-
-
-def _redact(url: str) -> str:
-    """Webhook URLs may carry a token in the query string: never log it."""
-    return url.split("?", 1)[0]

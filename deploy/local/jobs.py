@@ -32,6 +32,7 @@ RECORD_FIELDS = (
     "input",
     "webhook",
     "policy",
+    "s3_config",
     "output",
     "error",
     "worker_id",
@@ -65,6 +66,8 @@ class Job:
         self.input: dict[str, Any] = rec["input"]
         self.webhook: str | None = rec.get("webhook")
         self.policy: dict[str, Any] = rec.get("policy") or {}
+        # Passed to the worker as the job's ``s3Config``; never shown in a status payload.
+        self.s3_config: dict[str, Any] | None = rec.get("s3_config")
         self.output: Any = rec.get("output")
         self.error: str | None = rec.get("error")
         self.worker_id: str | None = rec.get("worker_id")
@@ -92,6 +95,23 @@ class Job:
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def sync(self) -> bool:
+        """Submitted through /runsync (RunPod keeps those results 1 minute, not 30)."""
+        return self.id.startswith("sync-")
+
+    @property
+    def low_priority(self) -> bool:
+        """``policy.lowPriority``: the job waits for a worker but never starts one."""
+        return bool(self.policy.get("lowPriority"))
+
+    def for_worker(self) -> dict[str, Any]:
+        """What job-take hands the worker (the SDK gives the handler exactly this)."""
+        job: dict[str, Any] = {"id": self.id, "input": self.input}
+        if self.s3_config is not None:
+            job["s3Config"] = self.s3_config
+        return job
 
     def payload(self) -> dict[str, Any]:
         """The body of ``GET /status/{id}`` (and of the webhook), in RunPod's shape."""

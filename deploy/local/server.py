@@ -18,16 +18,19 @@ from typing import Any
 from aiohttp import web
 
 from deploy.local import workers as wk
+from deploy.local.bodies import MB, BadBody, parse_json, read_json, read_limited
 from deploy.local.endpoint import Endpoint
 from deploy.local.jobs import IN_PROGRESS, IN_QUEUE, Job
+from deploy.local.limits import RateLimiter
 
-MB = 1024 * 1024
+# RunPod's documented limits: /run 10 MB, /runsync 20 MB, a worker's result about 20 MB.
 RUN_LIMIT = 10 * MB
 RUNSYNC_LIMIT = 20 * MB
 RESULT_LIMIT = 20 * MB
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 MAX_POLICY_MS = 7 * 24 * 3600 * 1000
 NOT_FOUND = {"message": "Not Found"}
+S3_CONFIG_KEYS = ("accessId", "accessSecret", "bucketName", "endpointUrl")
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 
@@ -60,6 +63,17 @@ ROUTES: dict[str, Route] = {
 }
 
 
+def _s3_config(value: Any) -> dict[str, str] | None:
+    """``s3Config`` as RunPod takes it: the worker reads it; the platform does nothing."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(
+        isinstance(value.get(k), str) for k in S3_CONFIG_KEYS
+    ):
+        raise BadInput(400, "'s3Config' must be an object with string " + ", ".join(S3_CONFIG_KEYS))
+    return value
+
+
 def _json(body: Any, status: int = 200) -> web.Response:
     return web.Response(
         body=json.dumps(body, ensure_ascii=False).encode(),
@@ -86,6 +100,7 @@ class Api:
     def __init__(self, endpoint: Endpoint) -> None:
         self.ep = endpoint
         self.key = endpoint.opts.api_key.encode()
+        self.limiter = RateLimiter() if endpoint.opts.rate_limits else None
 
     # ---- routing ---------------------------------------------------------------------
 
@@ -117,11 +132,20 @@ class Api:
             return _error(404, f"{name} needs an id: {name}/<id>")
         if len(args) > route.nargs or not all(ID_RE.match(arg) for arg in args):
             return _error(400, "ids are 1-128 characters of letters, digits, '-' and '_'")
+        if self.limiter is not None:
+            refusal = self.limiter.acquire(name)
+            if refusal is not None:
+                self.ep.requests["429"] += 1
+                retry_after = str(self.limiter.retry_after(name))
+                return _error(429, refusal, **{"Retry-After": retry_after})
         self.ep.requests[name] += 1
         try:
             return await getattr(self, route.handler)(request, *args)
-        except BadInput as exc:
+        except (BadInput, BadBody) as exc:
             return _error(exc.status, str(exc))
+        finally:
+            if self.limiter is not None:
+                self.limiter.release(name)
 
     def _authorized(self, request: web.Request) -> bool:
         value = request.headers.get("Authorization", "")
@@ -145,19 +169,9 @@ class Api:
 
     # ---- job API ---------------------------------------------------------------------
 
-    async def _body(self, request: web.Request, limit: int, what: str) -> Any:
-        if request.content_length is not None and request.content_length > limit:
-            raise BadInput(413, f"{what} body is over {limit // MB} MB: send files as URLs")
-        raw = await request.content.read(limit + 1)
-        if len(raw) > limit:
-            raise BadInput(413, f"{what} body is over {limit // MB} MB: send files as URLs")
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadInput(400, f"request body is not valid JSON ({exc})") from None
-
     async def _job_request(self, request: web.Request, limit: int, what: str) -> dict[str, Any]:
-        data = await self._body(request, limit, what)
+        too_large = f"{what} body is over {limit // MB} MB: send files as URLs"
+        data = await read_json(request, limit, too_large)
         if not isinstance(data, dict):
             raise BadInput(400, "the body must be a JSON object with an 'input' object")
         if "input" not in data:
@@ -169,19 +183,40 @@ class Api:
             not isinstance(webhook, str) or not re.match(r"^https?://[^\s]+$", webhook)
         ):
             raise BadInput(400, "'webhook' must be an http(s) URL")
-        policy = data.get("policy")
-        if policy is not None:
-            if not isinstance(policy, dict):
-                raise BadInput(400, "'policy' must be a JSON object")
-            for key in ("executionTimeout", "ttl"):
-                value = policy.get(key)
-                if value is None:
-                    continue
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise BadInput(400, f"policy.{key} must be an integer number of ms")
-                if not 1000 <= value <= MAX_POLICY_MS:
-                    raise BadInput(400, f"policy.{key} must be between 1000 ms and 7 days")
-        return {"input": data["input"], "webhook": webhook, "policy": policy}
+        return {
+            "input": data["input"],
+            "webhook": webhook,
+            "policy": self._policy(data.get("policy")),
+            "s3Config": _s3_config(data.get("s3Config")),
+        }
+
+    def _policy(self, policy: Any) -> dict[str, Any] | None:
+        """RunPod's bounds: executionTimeout 5 s to 7 days, ttl 10 s to 7 days."""
+        if policy is None:
+            return None
+        if not isinstance(policy, dict):
+            raise BadInput(400, "'policy' must be a JSON object")
+        opts = self.ep.opts
+        minimums = {
+            "executionTimeout": int(opts.min_execution_timeout * 1000),
+            "ttl": int(opts.min_ttl * 1000),
+        }
+        for key, minimum in minimums.items():
+            value = policy.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise BadInput(400, f"policy.{key} must be an integer number of ms")
+            if not minimum <= value <= MAX_POLICY_MS:
+                raise BadInput(
+                    400,
+                    f"policy.{key} must be between {minimum} ms and {MAX_POLICY_MS} ms "
+                    f"(7 days); got {value}",
+                )
+        low = policy.get("lowPriority")
+        if low is not None and not isinstance(low, bool):
+            raise BadInput(400, "policy.lowPriority must be true or false")
+        return policy
 
     async def run(self, request: web.Request) -> web.Response:
         received = time.perf_counter()
@@ -261,31 +296,31 @@ class Api:
                 "requests": dict(self.ep.requests),
                 "workerRequests": dict(self.ep.worker_requests),
                 "jobs": {k: v for k, v in self.ep.counts.items() if v},
-                "workers": {"started": self.ep.workers_started, "peak": self.ep.workers_peak},
+                "workers": {"started": self.ep.fleet.started, "peak": self.ep.fleet.peak},
             }
         )
 
     # ---- worker protocol -------------------------------------------------------------
 
     async def job_take(self, request: web.Request, w: wk.Worker) -> web.StreamResponse:
-        jobs = await self.ep.take(w, 1)
+        jobs = await self.ep.take(w, 1, job_in_progress=_in_progress(request))
         if not jobs:
             return web.Response(status=204)
         jobs[0].timings["handed"] = time.perf_counter()
-        return _json({"id": jobs[0].id, "input": jobs[0].input})
+        return _json(jobs[0].for_worker())
 
     async def job_take_batch(self, request: web.Request, w: wk.Worker) -> web.StreamResponse:
         try:
             size = max(1, min(int(request.query.get("batch_size", "1")), 100))
         except ValueError:
             return _error(400, "batch_size must be a whole number")
-        jobs = await self.ep.take(w, size)
+        jobs = await self.ep.take(w, size, job_in_progress=_in_progress(request))
         if not jobs:
             return web.Response(status=204)
         now = time.perf_counter()
         for job in jobs:
             job.timings["handed"] = now
-        return _json([{"id": j.id, "input": j.input} for j in jobs])
+        return _json([j.for_worker() for j in jobs])
 
     async def job_stop(self, request: web.Request, w: wk.Worker) -> web.StreamResponse:
         ids = await self.ep.wait_stop_signals(w)
@@ -294,20 +329,17 @@ class Api:
         return _json({"jobsToStop": ids})
 
     async def _worker_body(self, request: web.Request) -> Any:
-        if request.content_length is not None and request.content_length > RESULT_LIMIT:
-            raise BadInput(400, "result over 20 MB: upload it and return a URL")
-        raw = await request.content.read(RESULT_LIMIT + 1)
-        if len(raw) > RESULT_LIMIT:
-            raise BadInput(400, "result over 20 MB: upload it and return a URL")
-        try:
-            return json.loads(raw) if raw else {}
-        except (ValueError, UnicodeDecodeError):
-            raise BadInput(400, "result body is not JSON") from None
+        # Over the limit RunPod answers the worker's job-done 400 and the job fails
+        # (runpod-workers/worker-comfyui#129).
+        raw = await read_limited(
+            request, RESULT_LIMIT, "result over 20 MB: upload it and return a URL", 400
+        )
+        return parse_json(raw, "result body") if raw else {}
 
     async def job_done(self, request: web.Request, w: wk.Worker, job_id: str) -> web.Response:
         try:
             body = await self._worker_body(request)
-        except BadInput as exc:
+        except BadBody as exc:
             job = self.ep.get(job_id)
             if job is not None and job.worker_id == w.id and job.status == IN_PROGRESS:
                 self.ep.job_done(w, job_id, {"error": str(exc)}, False)
@@ -319,7 +351,7 @@ class Api:
     async def job_stream(self, request: web.Request, w: wk.Worker, job_id: str) -> web.Response:
         try:
             body = await self._worker_body(request)
-        except BadInput as exc:
+        except BadBody as exc:
             return _error(exc.status, str(exc))
         self.ep.job_stream(w, job_id, body)
         return _json({"ok": True})
@@ -327,6 +359,11 @@ class Api:
     async def ping(self, request: web.Request, w: wk.Worker) -> web.Response:
         self.ep.ping(w, dict(request.query))
         return _json({"ok": True})
+
+
+def _in_progress(request: web.Request) -> bool:
+    """The SDK's ``job_in_progress``: 1 while it holds any job; missing counts as 1."""
+    return request.query.get("job_in_progress", "1") != "0"
 
 
 async def not_found(request: web.Request) -> web.Response:

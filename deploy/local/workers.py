@@ -101,7 +101,13 @@ class Worker:
     exited_at: float | None = None
     exit_code: int | None = None
     jobs_done: int = 0
+    # Jobs handed to the worker and not finished.
     current_jobs: set[str] = field(default_factory=set)
+    # Jobs it was told to stop (cancel, ttl) -> when; it is busy until its pings, a
+    # result or a job-take with job_in_progress=0 show they ended.
+    stopped_jobs: dict[str, float] = field(default_factory=dict)
+    # The job ids its last heartbeat listed as running.
+    reported_jobs: set[str] = field(default_factory=set)
     pending_stops: list[str] = field(default_factory=list)
     resend_stops: dict[str, float] = field(default_factory=dict)
     take_waiter: asyncio.Future | None = None
@@ -129,8 +135,10 @@ class Worker:
             "exitedAt": self.exited_at,
             "exitCode": self.exit_code,
             "exitMeaning": exit_meaning(self.exit_code),
+            "stopReason": self.stop_reason,
             "jobsDone": self.jobs_done,
             "currentJobs": sorted(self.current_jobs),
+            "stoppedJobsStillRunning": sorted(self.stopped_jobs),
             "logTail": tail(self.log_path, log_lines),
         }
 
@@ -159,6 +167,8 @@ def worker_env(
             "RUNPOD_WEBHOOK_POST_STREAM": f"{root}/job-stream/$RUNPOD_POD_ID/$ID{query}",
             "RUNPOD_WEBHOOK_PING": f"{root}/ping/$RUNPOD_POD_ID{query}",
             "RUNPOD_POD_ID": worker.id,
+            "RUNPOD_ENDPOINT_ID": endpoint_id,
+            "RUNPOD_GPU_COUNT": "1" if worker.gpu is not None else "0",
             "RUNPOD_POD_HOSTNAME": f"{worker.id}-local",
             "RUNPOD_AI_API_KEY": worker.key,
             "RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true",

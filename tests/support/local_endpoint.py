@@ -6,6 +6,10 @@
 Options map to the CLI flags (``workers_max=2`` -> ``--workers-max 2``; ``True`` -> a bare
 flag such as ``--disabled``); ``env=`` adds worker environment. Workers are real
 ``runpod`` SDK processes started by the endpoint. Every process is stopped on exit.
+
+The endpoint behaves like RunPod unless told otherwise: a test that needs a departure
+names it (``fail_fast_crash_loop=True``, ``no_rate_limits=True``, ``min_ttl=1``,
+``min_execution_timeout=1``, ``runsync_retention=2``), as the README's table lists.
 """
 
 from __future__ import annotations

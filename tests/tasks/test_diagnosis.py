@@ -72,7 +72,11 @@ def test_crash_looping_workers_are_diagnosed_on_the_job_page(tmp_path):
 
 def test_endpoint_that_fails_jobs_for_a_crash_loop_shows_why(tmp_path):
     """The local endpoint fails queued jobs once it declares a crash loop: that reason shows."""
-    options = {"worker_command": CRASHING_WORKER, "crash_loop_threshold": 2}
+    options = {
+        "worker_command": CRASHING_WORKER,
+        "crash_loop_threshold": 2,
+        "fail_fast_crash_loop": True,
+    }
     with stack(tmp_path, endpoint_options=options) as s:
         job_id = s.upload()
         job = s.wait_job(job_id, timeout=60)

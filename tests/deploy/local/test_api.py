@@ -27,6 +27,7 @@ def idle_endpoint(tmp_path_factory):
         worker_command="sleep 600",
         crash_loop_threshold=100,
         stop_grace=0.5,
+        min_ttl=1,
     ) as ep:
         yield ep
 
@@ -39,7 +40,7 @@ CASES = [
     ("POST", "run", {"json": {"input": "text"}}, 400, "'input' must be a JSON object"),
     ("POST", "run", {"json": {"input": {}, "webhook": "ftp://x"}}, 400, "http(s) URL"),
     ("POST", "run", {"json": {"input": {}, "policy": {"ttl": "soon"}}}, 400, "policy.ttl"),
-    ("POST", "run", {"json": {"input": {}, "policy": {"executionTimeout": 5}}}, 400, "1000"),
+    ("POST", "run", {"json": {"input": {}, "policy": {"executionTimeout": 4999}}}, 400, "5000 ms"),
     ("POST", "run", {"json": {"input": {"blob": BIG}}}, 413, "over 10 MB"),
     ("POST", "runsync?wait=soon", {"json": {"input": {}}}, 400, "milliseconds"),
     ("GET", "run", {}, 405, "use POST"),
