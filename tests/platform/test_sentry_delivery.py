@@ -43,12 +43,16 @@ def _assert_scrubbed(raw: bytes) -> None:
             assert part not in text, f"secret {part[:8]}... reached Sentry"
 
 
+JOB_ID = "00000000-0000-4000-8000-000000000000"
+
+
 def test_web_error_reaches_sentry_scrubbed(broken_env, tmp_path):
     with SentrySink() as sink:
         env = broken_env(sink.dsn)
         with gunicorn_web(env, tmp_path) as web:
             answer = requests.get(
-                web.url("/api/jobs?token=api-token-aaaa11112222"),
+                # A secret in the query string too (the job list refuses unknown filters).
+                web.url(f"/api/jobs/{JOB_ID}?token=api-token-aaaa11112222"),
                 headers={"Authorization": "Bearer api-token-bbbb33334444"},
                 cookies={"session": "a-session-cookie-value"},
                 timeout=30,
@@ -62,7 +66,7 @@ def test_web_error_reaches_sentry_scrubbed(broken_env, tmp_path):
             )
         event = events[0]
         assert event["exception"]["values"][-1]["type"] == "OperationalError"
-        assert event["request"]["url"].endswith("/api/jobs")
+        assert event["request"]["url"].endswith(f"/api/jobs/{JOB_ID}")
         assert "a-session-cookie-value" not in json.dumps(event)
         _assert_scrubbed(sink.raw())
         assert web.process.log_text().count("OperationalError") >= 1, "the error is logged too"
