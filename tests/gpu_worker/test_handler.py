@@ -279,18 +279,18 @@ def test_output_goes_to_s3_through_a_presigned_put(worker_env, tmp_path):
 def test_a_cancelled_job_stops_its_thread_and_cleans_up(worker_env, tmp_path):
     """The SDK cancels the handler's task on /cancel or a timeout; the job's thread must stop
     too (echo's sleep, a video pipeline's next batch) rather than run on unseen."""
-    import time
 
     async def cancel_soon():
-        task = asyncio.ensure_future(handler(job({"pipeline": "echo", "params": {"sleep_s": 60}})))
+        # An hour's sleep, far past the test's timeout: the test ends only if the thread stops.
+        task = asyncio.ensure_future(
+            handler(job({"pipeline": "echo", "params": {"sleep_s": 3600}}))
+        )
         await asyncio.sleep(0.3)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
-    started = time.monotonic()
     asyncio.run(cancel_soon())  # asyncio.run waits for the worker thread at shutdown
-    assert time.monotonic() - started < 10
     assert list((tmp_path / "work").iterdir()) == []
 
 

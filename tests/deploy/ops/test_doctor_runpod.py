@@ -176,12 +176,10 @@ def test_the_entry_point_runs_as_a_process(runpod, spec_file):
 
 
 def test_logs_return_while_the_stream_stays_open(cli, runpod, deployed):
-    import time
-
     lines = [f"line {i}" for i in range(30)]
     wid = runpod.add_worker(deployed, "RUNNING", lines)
-    runpod.log_stream_open_s = 8
-    started = time.monotonic()
+    # Far longer than the test's own timeout: the command returns only because the backfill
+    # ends when the stream goes quiet, not because the stream closes.
+    runpod.log_stream_open_s = 3600
     result = cli("logs", "--spec", "endpoint.toml", "--worker", wid, "--lines", "50", "--json")
-    assert time.monotonic() - started < 6  # the backfill ends when the stream goes quiet
     assert json.loads(result.out)["lines"] == lines
