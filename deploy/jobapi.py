@@ -141,9 +141,6 @@ class JobAPI:
     def status(self, job_id: str) -> dict[str, Any]:
         return self._request("GET", f"status/{job_id}", job=True)
 
-    def stream(self, job_id: str) -> dict[str, Any]:
-        return self._request("GET", f"stream/{job_id}", job=True)
-
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._request("POST", f"cancel/{job_id}", job=True)
 

@@ -131,9 +131,3 @@ class ModelLoader:
         if state.error is not None:
             raise state.error
         return state.loaded, time.monotonic() - started
-
-    def snapshot(self) -> dict[str, dict[str, Any]]:
-        return {
-            name: {"status": s.status, "phase": s.phase, "seconds": round(s.seconds, 3)}
-            for name, s in self._states.items()
-        }

@@ -27,12 +27,6 @@ def result_url(job: Job, *, external: bool) -> str | None:
     return get_storage().get_url(job.output_key, ttl, external=external)
 
 
-def input_url(job: Job, *, external: bool) -> str | None:
-    if not job.input_key or job.files_deleted_at:
-        return None
-    return get_storage().get_url(job.input_key, 3600, external=external)
-
-
 def iso(moment: datetime | None) -> str | None:
     """ISO 8601 with its UTC offset, always (SQLite hands datetimes back without one)."""
     if moment is None:

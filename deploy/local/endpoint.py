@@ -417,7 +417,7 @@ class Endpoint:
             return self.stop_signals(w) or [f"{w.id}-shutdown"]
         return self.stop_signals(w)
 
-    def job_done(self, w: wk.Worker, job_id: str, body: Any, is_stream: bool) -> None:
+    def job_done(self, w: wk.Worker, job_id: str, body: Any) -> None:
         """A POST to job-done: a progress update, or the job's final result."""
         if w.stopped_jobs.pop(job_id, None) is not None:
             self._refresh_state(w)

@@ -342,10 +342,9 @@ class Api:
         except BadBody as exc:
             job = self.ep.get(job_id)
             if job is not None and job.worker_id == w.id and job.status == IN_PROGRESS:
-                self.ep.job_done(w, job_id, {"error": str(exc)}, False)
+                self.ep.job_done(w, job_id, {"error": str(exc)})
             return _error(exc.status, str(exc))
-        is_stream = request.query.get("isStream") == "true"
-        self.ep.job_done(w, job_id, body, is_stream)
+        self.ep.job_done(w, job_id, body)
         return _json({"ok": True})
 
     async def job_stream(self, request: web.Request, w: wk.Worker, job_id: str) -> web.Response:

@@ -90,7 +90,6 @@ class Worker:
     gpu: str | None
     log_path: Path
     started_at: float = field(default_factory=time.time)
-    started_mono: float = field(default_factory=time.monotonic)
     proc: asyncio.subprocess.Process | None = None
     state: str = "initializing"
     took_any: bool = False

@@ -550,7 +550,3 @@ def run_checks(spec: EndpointSpec, ctx: CheckContext | None = None) -> list[Find
     ]
     findings.sort(key=lambda f: f.severity != ERROR)
     return findings
-
-
-def has_errors(findings: list[Finding]) -> bool:
-    return any(f.severity == ERROR for f in findings)

@@ -33,10 +33,6 @@ class EnvValue:
     from_env: str | None = None
     runpod_secret: str | None = None
 
-    @property
-    def is_reference(self) -> bool:
-        return self.literal is None
-
     def describe(self) -> str:
         if self.from_env:
             return f"from_env {self.from_env}"
