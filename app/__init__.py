@@ -44,6 +44,7 @@ def create_app(
     db.init_app(app, settings.database_url)
     celery_init_app(app, settings, celery_overrides)
     register_extensions(app)
+    register_security_headers(app)
     register_blueprints(app)
     register_errorhandlers(app)
     register_commands(app)
@@ -67,6 +68,25 @@ def register_extensions(app: Flask) -> None:
         from flask import request
 
         discard_staged(request)
+
+
+# No page may be framed (clickjacking the admin's buttons); routes that set their own CSP
+# (stored files: sandboxed) keep it and gain frame-ancestors.
+PAGE_CSP = "frame-ancestors 'none'; base-uri 'self'; object-src 'none'; form-action 'self'"
+
+
+def register_security_headers(app: Flask) -> None:
+    @app.after_request
+    def _security_headers(response):
+        csp = response.headers.get("Content-Security-Policy")
+        if csp is None:
+            response.headers["Content-Security-Policy"] = PAGE_CSP
+        elif "frame-ancestors" not in csp:
+            response.headers["Content-Security-Policy"] = f"{csp}; frame-ancestors 'none'"
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
 
 
 def register_blueprints(app: Flask) -> None:

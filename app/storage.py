@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import urlencode
 
-from app import signing
+from app import inert, signing
 from app.settings import Settings
 
 KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
@@ -231,9 +231,15 @@ class S3Storage:
         return count
 
     def get_url(self, key: str, ttl_s: int, *, external: bool = True) -> str:
-        return self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": check_key(key)}, ExpiresIn=ttl_s
-        )
+        # The browser opens result URLs: only allow-listed media may render (invariant 8).
+        content_type, how = inert.disposition(check_key(key))
+        params = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "ResponseContentType": content_type,
+            "ResponseContentDisposition": how,
+        }
+        return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=ttl_s)
 
     def put_url(self, key: str, content_type: str, ttl_s: int) -> str:
         return self.client.generate_presigned_url(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, jsonify, request, send_file
 
-from app import signing
+from app import inert, signing
 from app.extensions import get_settings, get_storage
 from app.storage import InvalidKey, LocalStorage, TooLarge, check_key
 
@@ -43,8 +43,13 @@ def get(key: str):
     path = storage.path(key)
     if not path.is_file():
         abort(404, description="no such file")
+    headers = inert.file_headers(key)
     # conditional=True answers Range requests with 206 and a Content-Range.
-    return send_file(path, conditional=True, etag=True, max_age=0)
+    response = send_file(
+        path, mimetype=headers["Content-Type"], conditional=True, etag=True, max_age=0
+    )
+    response.headers.update(headers)  # inert: nosniff, sandbox, attachment unless media
+    return response
 
 
 @bp.put("/<path:key>")
