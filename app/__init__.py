@@ -27,7 +27,10 @@ def create_app(
 
     settings = settings or Settings.from_env()
     _init_observability(component, settings)
+    from app.jsonbody import BoundedJSONProvider
+
     app = Flask(__name__)
+    app.json = BoundedJSONProvider(app)
     app.request_class = UploadRequest
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -91,17 +94,19 @@ def register_security_headers(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from app.extensions import csrf
-    from app.views import admin, api, files, pages, webhooks
+    from app.views import admin, api, callbacks, files, pages, webhooks
 
     app.register_blueprint(pages.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(files.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(callbacks.bp)
     # Token-authenticated and machine-to-machine routes carry no browser session to forge.
     csrf.exempt(api.bp)
     csrf.exempt(files.bp)
     csrf.exempt(webhooks.bp)
+    csrf.exempt(callbacks.bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

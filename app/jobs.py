@@ -138,6 +138,7 @@ def retry_job(session: Session, job: Job, *, storage: Storage, enqueue: Enqueue)
             cancel_requested_at=None,
             unreachable_since=None,
             poll_count=0,
+            failure_kind=None,
             updated_at=utcnow(),
         )
         .execution_options(synchronize_session=False)
@@ -153,6 +154,31 @@ def retry_job(session: Session, job: Job, *, storage: Storage, enqueue: Enqueue)
     if job.output_key:
         storage.delete(job.output_key)
     enqueue("tasks.submit", job.id)
+
+
+def auto_retry(session: Session, job: Job, *, storage: Storage, enqueue: Enqueue) -> bool:
+    """Retry, once per job, a failure that was the app's own (``AUTO_RETRY_KINDS``): the
+    worker could not reach the app's storage or claim URL. True when it was retried."""
+    from app.status import AUTO_RETRY_KINDS
+
+    if job.status != Status.FAILED or job.failure_kind not in AUTO_RETRY_KINDS:
+        return False
+    # Take the one automatic retry atomically: a poll and a webhook may both get here.
+    taken = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.auto_retries == 0, Job.status == Status.FAILED)
+        .values(auto_retries=1, version=Job.version + 1)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.commit()
+    session.refresh(job)
+    if taken != 1:
+        return False
+    try:
+        retry_job(session, job, storage=storage, enqueue=enqueue)
+    except JobError:
+        return False  # the input is gone, or the job changed: it stays failed, with its words
+    return True
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,15 @@ class Job(Base):
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, nullable=False)
+
+    # Issue 9: attempts the app started by itself after a failure that was the app's own
+    # (its storage or claim URL unreachable from the worker); at most one per job.
+    auto_retries: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0", nullable=False
+    )
+    # The worker's machine-readable cause of a failure (``error_kind``), when it gave one.
+    failure_kind: Mapped[str | None] = mapped_column(String(32))
+
     submitted_at: Mapped[datetime | None] = mapped_column()
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
@@ -154,6 +163,12 @@ class Attempt(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, nullable=False)
+
+    # Issue 9, the per-attempt claim: the RunPod job whose worker claimed this attempt
+    # before running it (``app.claims``). Set once, atomically; any other RunPod job that
+    # turns up with this attempt's input is a duplicate and does not run.
+    claimed_runpod_id: Mapped[str | None] = mapped_column(String(128))
+    claimed_at: Mapped[datetime | None] = mapped_column()
 
     job: Mapped[Job] = relationship(back_populates="attempts")
 

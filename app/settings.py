@@ -99,6 +99,9 @@ class Settings:
     reconcile_interval_s: float = 60.0
     submit_grace_s: float = 90.0  # longer than the submit task's hard time limit
     unknown_submit_grace_s: float = 120.0
+    # Past this, an unknown submit no worker claimed is sent again even if the endpoint is
+    # busy: the claim refuses the lost RunPod job if it ever runs (app.claims).
+    unknown_submit_max_s: float = 300.0
     endpoint_unreachable_grace_s: float = 600.0
     queue_diagnose_after_s: float = 60.0
     retention_days: float = 7.0

@@ -6,7 +6,7 @@ from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-JSON_PREFIXES = ("/api", "/webhooks", "/files")
+JSON_PREFIXES = ("/api", "/webhooks", "/files", "/callbacks")
 
 
 def _answer(code: int, message: str):

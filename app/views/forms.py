@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Request
 
+from app import jsonbody
 from app.db import get_session
 from app.extensions import get_settings, get_storage
 from app.jobs import JobError, create_job
@@ -41,8 +41,8 @@ def read_upload(request: Request, default_pipeline: str) -> UploadInput:
     raw = request.form.get("params", "").strip()
     if raw:
         try:
-            parsed = json.loads(raw)
-        except ValueError:
+            parsed = jsonbody.loads(raw, "params")
+        except jsonbody.JSONError:
             raise JobError('params must be a JSON object, e.g. {"sleep_s": 1}') from None
         if not isinstance(parsed, dict):
             raise JobError('params must be a JSON object, e.g. {"sleep_s": 1}')
