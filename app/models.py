@@ -189,3 +189,15 @@ class Snapshot(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, nullable=False)
+
+
+class AdminSession(Base):
+    """Issue 9: a logged-in admin browser, server-side, so logout ends it for good (a copied
+    cookie stops working) and it expires after ``ADMIN_SESSION_HOURS``. The id is a hash of
+    the nonce the signed session cookie carries, never the nonce itself."""
+
+    __tablename__ = "admin_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(nullable=False)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from sqlalchemy import select
 
 from app.models import Job
-from tests.app.conftest import csrf_token
+from tests.app.conftest import ADMIN_PASSWORD, csrf_token
 
 SVG = (
     b'<svg xmlns="http://www.w3.org/2000/svg"><script>'
@@ -80,3 +81,60 @@ def test_no_page_can_be_framed(client, path):
     response = client.get(path)
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def _login(client, password: str, addr: str = "10.0.0.1"):
+    token = csrf_token(client, "/admin/login")
+    return client.post(
+        "/admin/login",
+        data={"password": password, "csrf_token": token, "next": "/admin/"},
+        environ_overrides={"REMOTE_ADDR": addr},
+    )
+
+
+def test_password_guessing_is_stopped_per_client(app, client):
+    for _ in range(10):
+        assert _login(client, "guess").status_code == 401
+    locked = _login(client, ADMIN_PASSWORD)  # even the right password: no more tries
+    assert locked.status_code == 429
+    assert re.search(r"too many login attempts: try again in [1-5] minutes?", locked.text)
+    assert _get(client, "/admin/").status_code == 302
+    other = app.test_client()  # another client is not locked out by this one
+    assert _login(other, ADMIN_PASSWORD, addr="10.0.0.2").status_code == 303
+
+
+def test_password_guessing_from_many_clients_is_stopped_per_account(app):
+    for n in range(30):
+        assert _login(app.test_client(), "guess", addr=f"10.1.0.{n}").status_code == 401
+    assert _login(app.test_client(), ADMIN_PASSWORD, addr="10.2.0.1").status_code == 429
+
+
+def test_a_copied_admin_cookie_stops_working_at_logout(app, client):
+    assert _login(client, ADMIN_PASSWORD).status_code == 303
+    thief = app.test_client()
+    thief.set_cookie("session", client.get_cookie("session").value)
+    assert _get(thief, "/admin/").status_code == 200
+    token = csrf_token(client, "/admin/")
+    assert client.post("/admin/logout", data={"csrf_token": token}).status_code == 303
+    assert _get(thief, "/admin/").status_code == 302
+    assert _get(client, "/admin/").status_code == 302
+
+
+def test_admin_sessions_expire(app, client, settings):
+    app.extensions["settings"] = settings.replace(admin_session_hours=0)
+    assert _login(client, ADMIN_PASSWORD).status_code == 303
+    assert _get(client, "/admin/").status_code == 302
+
+
+@pytest.mark.parametrize("password", ["1", "short-pass1", "changeme", "administrator"])
+def test_a_weak_admin_password_is_refused_outside_development(password):
+    from app.settings import Settings, SettingsError
+
+    env = {
+        "APP_ENV": "production",
+        "SECRET_KEY": "a-long-random-production-secret-key",
+        "ADMIN_PASSWORD": password,
+    }
+    with pytest.raises(SettingsError, match="ADMIN_PASSWORD"):
+        Settings.from_env(env)
+    Settings.from_env({**env, "ADMIN_PASSWORD": "a sturdy pass phrase"})

@@ -1,4 +1,4 @@
-"""per-attempt claims and automatic retries (issue 9)
+"""per-attempt claims, automatic retries and server-side admin sessions (issue 9)
 
 Revision ID: 0002_i9
 Revises: 0001
@@ -20,9 +20,17 @@ def upgrade() -> None:
         "jobs", sa.Column("auto_retries", sa.Integer(), server_default="0", nullable=False)
     )
     op.add_column("jobs", sa.Column("failure_kind", sa.String(length=32), nullable=True))
+    op.create_table(
+        "admin_sessions",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("admin_sessions")
     with op.batch_alter_table("jobs") as batch:
         batch.drop_column("failure_kind")
         batch.drop_column("auto_retries")
