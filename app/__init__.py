@@ -61,10 +61,18 @@ def _init_observability(component: str, settings: Settings) -> None:
 
 
 def register_extensions(app: Flask) -> None:
+    from app import guards
     from app.extensions import csrf
+    from app.storage import remove_orphaned_staging
+    from app.units import human_bytes
     from app.uploads import discard_staged
 
     csrf.init_app(app)
+    guards.init_app(app)
+    app.add_template_filter(human_bytes, "bytes")
+    # Uploads cut off by a killed web process (SIGKILL, or a deploy's SIGTERM past its
+    # grace) leave their staged part behind; whoever starts next on this host removes it.
+    remove_orphaned_staging(app.extensions["storage"])
 
     @app.teardown_request
     def _discard_staged(_exc: BaseException | None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -93,7 +94,7 @@ class LocalStorage:
         return path
 
     def staging_file(self) -> BinaryIO:
-        return tempfile.NamedTemporaryFile(dir=self.staging, delete=False, prefix="up-")  # noqa: SIM115
+        return tempfile.NamedTemporaryFile(dir=self.staging, delete=False, prefix=staging_prefix())  # noqa: SIM115
 
     def adopt(self, staged_path: str, key: str, content_type: str | None = None) -> int:
         target = self.path(key)
@@ -177,7 +178,7 @@ class S3Storage:
         self.staging = staging
 
     def staging_file(self) -> BinaryIO:
-        return tempfile.NamedTemporaryFile(dir=self.staging, delete=False, prefix="up-")  # noqa: SIM115
+        return tempfile.NamedTemporaryFile(dir=self.staging, delete=False, prefix=staging_prefix())  # noqa: SIM115
 
     def adopt(self, staged_path: str, key: str, content_type: str | None = None) -> int:
         extra = {"ContentType": content_type} if content_type else None
@@ -260,6 +261,39 @@ def make_storage(settings: Settings) -> Storage:
     if settings.storage_backend == "s3":
         return S3Storage(settings)
     return LocalStorage(settings.storage_dir, settings.secret_key, settings.public_base_url)
+
+
+def staging_prefix() -> str:
+    """Staged uploads are named for the host and process writing them, so that a process
+    that died mid-upload can be told apart from one still writing (``remove_orphaned_staging``)."""
+    host = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:64]
+    return f"up-{host}-{os.getpid()}-"
+
+
+def remove_orphaned_staging(storage: Storage) -> int:
+    """Delete staged uploads whose writing process, on this host, is gone; return how many."""
+    host = staging_prefix().split("-")[1]
+    removed = 0
+    for path, _mtime in storage.iter_staging():
+        name = Path(path).name
+        parts = name.split("-")
+        if len(parts) < 4 or parts[0] != "up" or parts[1] != host or not parts[2].isdigit():
+            continue
+        if _pid_alive(int(parts[2])):
+            continue
+        Path(path).unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def remove_stale_staging(storage: Storage, older_than_s: float) -> int:

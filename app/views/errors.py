@@ -6,10 +6,12 @@ from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from app.units import human_bytes
+
 JSON_PREFIXES = ("/api", "/webhooks", "/files", "/callbacks")
 
 
-def _answer(code: int, message: str):
+def answer(code: int, message: str):
     if (
         request.path.startswith(JSON_PREFIXES)
         or request.accept_mimetypes.best == "application/json"
@@ -23,18 +25,20 @@ def _answer(code: int, message: str):
 def register(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):
-        return _answer(
+        return answer(
             400, "the form's security token is missing or stale: reload the page and try again"
         )
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge):
+        if exc.description != RequestEntityTooLarge.description:
+            return answer(413, exc.description)  # a view said what was too large
         limit = app.config["MAX_CONTENT_LENGTH"]
-        return _answer(
+        return answer(
             413,
-            f"the upload is larger than the limit of {limit / 1024**3:.2f} GiB; nothing was stored",
+            f"the upload is larger than the limit of {human_bytes(limit)}; nothing was stored",
         )
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        return _answer(exc.code or 500, exc.description or exc.name)
+        return answer(exc.code or 500, exc.description or exc.name)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from app.models import Job
-from tests.app.conftest import ADMIN_PASSWORD, csrf_token
+from tests.app.conftest import ADMIN_PASSWORD, csrf_token, storage_files
 
 SVG = (
     b'<svg xmlns="http://www.w3.org/2000/svg"><script>'
@@ -138,3 +139,123 @@ def test_a_weak_admin_password_is_refused_outside_development(password):
     with pytest.raises(SettingsError, match="ADMIN_PASSWORD"):
         Settings.from_env(env)
     Settings.from_env({**env, "ADMIN_PASSWORD": "a sturdy pass phrase"})
+
+
+class _CountingBody(io.BytesIO):
+    """A request body that remembers how much of it the server read."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.consumed = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        self.consumed += len(chunk)
+        return chunk
+
+    def readline(self, size: int | None = -1) -> bytes:
+        chunk = super().readline(size)
+        self.consumed += len(chunk)
+        return chunk
+
+
+def test_a_post_without_a_form_token_is_refused_before_its_body_is_read(app, settings, enqueued):
+    boundary = "XyZ"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.mp4"\r\n'
+        "Content-Type: video/mp4\r\n\r\n"
+    ).encode()
+    body = _CountingBody(head + b"x" * 200_000 + f"\r\n--{boundary}--\r\n".encode())
+    response = app.test_client().post(
+        "/jobs",
+        input_stream=body,
+        content_type=f"multipart/form-data; boundary={boundary}",
+        content_length=len(body.getvalue()),
+    )
+    assert response.status_code == 400 and "security token" in response.text
+    assert body.consumed == 0
+    assert storage_files(settings) == [] and enqueued == []
+
+
+def test_staged_parts_of_dead_requests_are_removed_at_start_up(app, settings):
+    from app import create_app
+    from app.storage import staging_prefix
+
+    staging = Path(settings.storage_dir) / ".staging"
+    mine = staging / f"{staging_prefix()}live"
+    dead_prefix = staging_prefix().rsplit("-", 2)[0] + f"-{_dead_pid()}-"
+    orphan = staging / f"{dead_prefix}killed"
+    for path in (mine, orphan):
+        path.write_bytes(b"partial upload")
+    create_app(settings, celery_overrides={"broker_url": "memory://"}).extensions[
+        "db"
+    ].engine.dispose()
+    assert mine.exists() and not orphan.exists()
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_result_put_after_the_job_ended_cannot_replace_the_result(app, client, settings):
+    from tests.app.test_pages_and_api import only_job, sent, upload
+
+    upload(client)
+    job = sent(app, only_job(app), "rp-1")
+    with app.app_context():
+        from app.extensions import get_storage
+
+        put = get_storage().put_url(job.output_key, "video/mp4", 60)
+        get = get_storage().get_url(job.output_key, 60)
+    put, get = (u.removeprefix(settings.public_base_url) for u in (put, get))
+    assert client.put(put, data=b"the real result").status_code == 201
+    done = {"id": "rp-1", "status": "COMPLETED", "output": {"output": {"url": "x"}}}
+    client.post(f"/webhooks/{job.id}/{job.webhook_token}", json=done)
+    assert only_job(app).status == "COMPLETED"
+    late = client.put(put, data=b"<svg onload=alert(1)>")
+    assert late.status_code == 409 and "already ended" in late.json["error"]
+    assert _get(client, get).data == b"the real result"
+
+
+def test_an_oversized_result_is_called_too_large(app, client, settings):
+    from tests.app.test_pages_and_api import only_job, sent, upload
+
+    upload(client)
+    job = sent(app, only_job(app), "rp-1")
+    with app.app_context():
+        from app.extensions import get_storage
+
+        put = get_storage().put_url(job.output_key, "video/mp4", 60)
+    answer = client.put(put.removeprefix(settings.public_base_url), data=b"x" * (300 * 1024))
+    assert answer.status_code == 413
+    assert answer.json["error"] == (
+        "the result is too large: the app accepts results up to 256 KiB (MAX_UPLOAD_BYTES)"
+    )
+
+
+def test_limits_are_printed_in_the_unit_that_fits(client):
+    from app.units import human_bytes
+
+    assert "up to 256 KiB" in client.get("/").text
+    assert [human_bytes(n) for n in (1, 900, 256 * 1024, 2 * 1024**3, 1536 * 1024**2)] == [
+        "1 byte",
+        "900 bytes",
+        "256 KiB",
+        "2 GiB",
+        "1.5 GiB",
+    ]
+
+
+def test_anonymous_uploads_are_rate_limited(app, client, settings, enqueued):
+    app.extensions["settings"] = settings.replace(upload_rate_per_hour=2)
+    assert _upload(client, b"\x00\x00\x00\x18ftypmp42", "a.mp4").status_code == 303
+    assert _upload(client, b"\x00\x00\x00\x18ftypmp42", "b.mp4").status_code == 303
+    refused = _upload(client, b"\x00\x00\x00\x18ftypmp42", "c.mp4")
+    assert refused.status_code == 429
+    assert "too many uploads from your address (at most 2 an hour)" in refused.text
+    assert len(enqueued) == 2
