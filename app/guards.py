@@ -27,7 +27,9 @@ def _refuse(code: int, message: str):
 
 
 def check_before_body():
-    if request.method != "POST" or request.blueprint in EXEMPT_BLUEPRINTS:
+    if request.method != "POST" or request.url_rule is None:
+        return None  # not a post, or no such route: the 404/405 says so
+    if request.blueprint in EXEMPT_BLUEPRINTS:
         return None
     if not session.get("csrf_token") and not request.headers.get("X-CSRFToken"):
         # No form was ever loaded in this session: the token cannot be right.

@@ -12,7 +12,7 @@ from app.auth import token_required
 from app.db import get_session
 from app.extensions import enqueue, get_settings, get_storage
 from app.jobs import JobError, cancel_job, retry_job
-from app.models import Job
+from app.models import Job, Status
 from app.openapi import document
 from app.views.forms import create_from_upload
 from app.views.present import job_json
@@ -63,6 +63,8 @@ def list_jobs(owner: str):
     query = select(Job).where(Job.owner == owner).order_by(Job.created_at.desc())
     status = request.args.get("status")
     if status:
+        if status.upper() not in Status.__members__:
+            return _error(f"status must be one of {', '.join(Status)}", 400)
         query = query.where(Job.status == status.upper())
     jobs = get_session().scalars(query.limit(int(limit))).all()
     return jsonify(jobs=[job_json(job) for job in jobs])

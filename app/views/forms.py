@@ -42,8 +42,8 @@ def read_upload(request: Request, default_pipeline: str) -> UploadInput:
     if raw:
         try:
             parsed = jsonbody.loads(raw, "params")
-        except jsonbody.JSONError:
-            raise JobError('params must be a JSON object, e.g. {"sleep_s": 1}') from None
+        except jsonbody.JSONError as exc:
+            raise JobError(f'{exc}; send a JSON object, e.g. {{"sleep_s": 1}}') from None
         if not isinstance(parsed, dict):
             raise JobError('params must be a JSON object, e.g. {"sleep_s": 1}')
         params.update(parsed)
