@@ -19,6 +19,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app import pipelines
+from app.diagnosis import CHECKING
 from app.models import RETRYABLE, AttemptState, Job, Status, utcnow
 from app.settings import Settings
 from app.status import apply_status
@@ -205,6 +206,8 @@ def describe(job: Job) -> Description:
     if status == Status.SUBMITTING:
         return Description("queued", "sending the job to the GPU endpoint", job.diagnosis, "info")
     if status == Status.IN_QUEUE:
+        if job.diagnosis == CHECKING:
+            return Description("starting", "checking with the GPU endpoint", CHECKING, "info")
         if job.diagnosis:
             return Description("starting", "waiting for a GPU worker", job.diagnosis, "warn")
         return Description(

@@ -32,6 +32,7 @@ from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.claims import close_unclaimed
+from app.diagnosis import endpoint_queue
 from app.endpoint import refresh_snapshot
 from app.models import TERMINAL, AttemptState, Job, Status, utcnow
 from app.polling import (
@@ -62,10 +63,7 @@ def _aware(value):
 
 
 def _endpoint_idle(snapshot: dict[str, Any] | None) -> bool:
-    jobs = ((snapshot or {}).get("health") or {}).get("jobs") or {}
-    if not snapshot or "health" not in snapshot:
-        return False
-    return int(jobs.get("inQueue", 0) or 0) + int(jobs.get("inProgress", 0) or 0) == 0
+    return endpoint_queue((snapshot or {}).get("health")) == 0
 
 
 def reconcile(
@@ -121,6 +119,7 @@ def reconcile(
         Job.status.in_([Status.IN_QUEUE.value, Status.PENDING.value]),
         Job.created_at < _older(settings.queue_diagnose_after_s),
     )
+    stale = settings.endpoint_configured and endpoint_queue((snapshot or {}).get("health")) == 0
     for job in session.scalars(waiting.limit(BATCH)).all():
         if job.status == Status.PENDING and job.unreachable_since:
             continue  # the submit path owns that diagnosis and its grace period
@@ -128,6 +127,8 @@ def reconcile(
             job.diagnosis = diagnosis
             counts["diagnosed"] += 1
     session.commit()
+    if stale:
+        counts["stale"] = poll_stale(session, settings, enqueue)
 
     cancels = select(Job.id).where(
         Job.cancel_requested_at.is_not(None),
@@ -138,6 +139,23 @@ def reconcile(
         enqueue("tasks.cancel", job_id)
         counts["cancel"] += 1
     return counts
+
+
+def poll_stale(session: Session, settings: Settings, enqueue: Callable[..., None]) -> int:
+    """The endpoint counts nothing queued or running, yet these jobs still say they are:
+    their statuses are stale (finished there, the poll far off). Poll them now; each poll
+    spends a /status ticket like any other."""
+    soon = utcnow() + timedelta(seconds=5)
+    rows = select(Job).where(
+        Job.status.in_([Status.IN_QUEUE.value, Status.IN_PROGRESS.value]),
+        Job.runpod_id.is_not(None),
+        Job.updated_at < _older(settings.queue_diagnose_after_s),
+        or_(Job.next_poll_at.is_(None), Job.next_poll_at > soon),
+    )
+    jobs = session.scalars(rows.limit(BATCH)).all()
+    for job in jobs:
+        schedule_poll(session, job, enqueue, random.uniform(0, 2.0), count=False)
+    return len(jobs)
 
 
 def requeue_lost_polls(

@@ -244,3 +244,16 @@ def sent_again(app, job: Job, runpod_id: str) -> Job:
             session, job, payload, "submit", settings=get_settings(), storage=get_storage()
         )
         return job
+
+
+def test_a_job_the_endpoint_no_longer_queues_is_not_blamed_on_capacity():
+    from app.diagnosis import CHECKING, NO_CAPACITY, diagnose
+
+    throttled = {"workers": {"throttled": 2, "running": 0}}
+    assert diagnose({**throttled, "jobs": {"inQueue": 1, "inProgress": 0}}, None, 1) == (
+        NO_CAPACITY
+    )
+    # After a Redis loss the job finished at the endpoint but its poll is late: the
+    # endpoint's own counts say nothing waits there, so nothing blames capacity.
+    finished = {**throttled, "jobs": {"inQueue": 0, "inProgress": 0, "completed": 5}}
+    assert diagnose(finished, None, 1) == CHECKING
