@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -397,8 +398,15 @@ def purge(
     return {"removed": int(answer.get("removed") or 0), "cancelled": cancelled}
 
 
-def cleanup(session: Session, *, settings: Settings, storage: Storage) -> dict[str, int]:
-    """Delete the files of jobs that ended more than ``RETENTION_DAYS`` ago."""
+ORPHAN_AGE_S = 3600.0  # far longer than any upload takes from storing its file to its row
+
+
+def cleanup(
+    session: Session, *, settings: Settings, storage: Storage, orphan_age_s: float = ORPHAN_AGE_S
+) -> dict[str, int]:
+    """Delete the files of jobs that ended more than ``RETENTION_DAYS`` ago, and files whose
+    job row never came to be (an upload killed between storing its file and committing its
+    row) once they are ``orphan_age_s`` old."""
     cutoff = utcnow() - timedelta(days=settings.retention_days)
     expired = select(Job).where(
         Job.status.in_([s.value for s in TERMINAL]),
@@ -412,4 +420,24 @@ def cleanup(session: Session, *, settings: Settings, storage: Storage) -> dict[s
         job.files_deleted_at = utcnow()
     session.commit()
     staged = remove_stale_staging(storage, 24 * 3600)
-    return {"jobs": len(jobs), "files": files, "staging": staged}
+    return {
+        "jobs": len(jobs),
+        "files": files,
+        "staging": staged,
+        "orphans": remove_orphaned_jobs(session, storage, orphan_age_s),
+    }
+
+
+def remove_orphaned_jobs(session: Session, storage: Storage, older_than_s: float) -> int:
+    """Delete ``jobs/<id>/`` folders that have no job row and are ``older_than_s`` old."""
+    cutoff = time.time() - older_than_s
+    candidates = [job_id for job_id, mtime in storage.iter_job_folders() if mtime < cutoff]
+    removed = 0
+    for start in range(0, len(candidates), BATCH):
+        chunk = candidates[start : start + BATCH]
+        known = set(session.scalars(select(Job.id).where(Job.id.in_(chunk))).all())
+        for job_id in chunk:
+            if job_id not in known:
+                storage.delete_prefix(f"jobs/{job_id}/")
+                removed += 1
+    return removed

@@ -77,6 +77,7 @@ class Storage(Protocol):
     def put_url(self, key: str, content_type: str, ttl_s: int) -> str: ...
     def public_url_without_query(self, url: str) -> str: ...
     def iter_staging(self) -> Iterator[tuple[str, float]]: ...
+    def iter_job_folders(self) -> Iterator[tuple[str, float]]: ...
 
 
 class LocalStorage:
@@ -155,6 +156,15 @@ class LocalStorage:
     def iter_staging(self) -> Iterator[tuple[str, float]]:
         for path in self.staging.iterdir():
             yield str(path), path.stat().st_mtime
+
+    def iter_job_folders(self) -> Iterator[tuple[str, float]]:
+        """``(job id, newest modification time)`` of every ``jobs/<id>/`` folder."""
+        folder = self.root / "jobs"
+        if not folder.is_dir():
+            return
+        for path in folder.iterdir():
+            times = [p.stat().st_mtime for p in path.rglob("*")] + [path.stat().st_mtime]
+            yield path.name, max(times)
 
 
 class S3Storage:
@@ -255,6 +265,16 @@ class S3Storage:
     def iter_staging(self) -> Iterator[tuple[str, float]]:
         for path in self.staging.iterdir():
             yield str(path), path.stat().st_mtime
+
+    def iter_job_folders(self) -> Iterator[tuple[str, float]]:
+        newest: dict[str, float] = {}
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix="jobs/"):
+            for item in page.get("Contents", []):
+                job_id = item["Key"].split("/")[1]
+                stamp = item["LastModified"].timestamp()
+                newest[job_id] = max(stamp, newest.get(job_id, 0.0))
+        yield from newest.items()
 
 
 def make_storage(settings: Settings) -> Storage:

@@ -410,7 +410,38 @@ def run_config(
         deadline = time.monotonic() + settle_s
         while time.monotonic() < deadline and _open_jobs(run):
             time.sleep(2)
-        return _check(run)
+        before = _orphans(run)
+        removed = _cleanup(run)
+        result = _check(run)
+        result["orphans_before_cleanup"] = len(before)
+        result["orphans_removed_by_cleanup"] = removed
+        return result
+
+
+def _orphans(run: Run) -> list[str]:
+    storage = Path(run.env["STORAGE_DIR"])
+    rows = _rows(run)
+    staging = [p.name for p in (storage / ".staging").glob("*")]
+    strays = [p.name for p in (storage / "jobs").glob("*") if p.is_dir() and p.name not in rows]
+    return staging + strays
+
+
+def _cleanup(run: Run) -> int:
+    """The hourly cleanup, run now, with no upload in flight: files whose row never came
+    (an upload killed between storing its file and committing its row) go at any age."""
+    from app import create_app
+    from app.db import session_scope
+    from app.extensions import get_settings, get_storage
+    from app.reconcile import cleanup
+    from app.settings import Settings
+
+    app = create_app(Settings.from_env(run.env), component="bench")
+    try:
+        with app.app_context(), session_scope() as session:
+            done = cleanup(session, settings=get_settings(), storage=get_storage(), orphan_age_s=0)
+    finally:
+        app.extensions["db"].engine.dispose()
+    return done["orphans"]
 
 
 def _ensure_up(run: Run) -> None:
@@ -479,9 +510,7 @@ def _check(run: Run) -> dict[str, Any]:
         if status in TERMINAL and status != "COMPLETED"
     }
     twice = [job for job, count in executed.items() if count > 1]
-    storage = Path(run.env["STORAGE_DIR"])
-    staging = [p.name for p in (storage / ".staging").glob("*")]
-    strays = [p.name for p in (storage / "jobs").glob("*") if p.is_dir() and p.name not in rows]
+    orphans = _orphans(run)
     return {
         "faults_injected": sum(v for k, v in run.faults.items() if not k.startswith("not_")),
         "faults": dict(sorted(run.faults.items())),
@@ -492,12 +521,12 @@ def _check(run: Run) -> dict[str, Any]:
         "executed_twice": len(twice),
         "failed_wrongly": len(failed),
         "left_non_terminal": len(open_jobs),
-        "orphan_files": len(staging) + len(strays),
+        "orphan_files": len(orphans),
         "details": {
             "failed": dict(list(failed.items())[:10]),
             "twice": twice[:10],
             "open": open_jobs[:10],
-            "orphans": (staging + strays)[:10],
+            "orphans": orphans[:10],
         },
     }
 
