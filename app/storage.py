@@ -284,10 +284,12 @@ def make_storage(settings: Settings) -> Storage:
 
 
 def staging_prefix() -> str:
-    """Staged uploads are named for the host and process writing them, so that a process
-    that died mid-upload can be told apart from one still writing (``remove_orphaned_staging``)."""
-    host = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:64]
-    return f"up-{host}-{os.getpid()}-"
+    """Staged uploads are named for the host and process writing them (pid and start time,
+    so a reused pid is not mistaken for the writer), so that the part left by a process that
+    died mid-upload can be told from one still being written (``remove_orphaned_staging``)."""
+    host = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())[:64]
+    pid = os.getpid()
+    return f"up-{host}-{pid}.{_started(pid) or 0}-"
 
 
 def remove_orphaned_staging(storage: Storage) -> int:
@@ -295,24 +297,36 @@ def remove_orphaned_staging(storage: Storage) -> int:
     host = staging_prefix().split("-")[1]
     removed = 0
     for path, _mtime in storage.iter_staging():
-        name = Path(path).name
-        parts = name.split("-")
-        if len(parts) < 4 or parts[0] != "up" or parts[1] != host or not parts[2].isdigit():
+        parts = Path(path).name.split("-")
+        if len(parts) < 4 or parts[0] != "up" or parts[1] != host:
             continue
-        if _pid_alive(int(parts[2])):
+        pid, _, started = parts[2].partition(".")
+        if not pid.isdigit() or _writer_alive(int(pid), started):
             continue
         Path(path).unlink(missing_ok=True)
         removed += 1
     return removed
 
 
-def _pid_alive(pid: int) -> bool:
+def _started(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _writer_alive(pid: int, started: str) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
+    if started and started != "0":
+        return _started(pid) in (started, None)
     return True
 
 

@@ -243,13 +243,14 @@ def _kill_endpoint(run: Run) -> None:
 def _kill_gpu_worker(run: Run) -> None:
     import psutil
 
-    workers = [
-        p
-        for p in psutil.Process(run.endpoint.process.pid).children(recursive=True)
-        if "gpu_worker" in " ".join(p.cmdline())
-    ]
+    workers = []
+    for process in psutil.Process(run.endpoint.process.pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # exited (or a zombie) meanwhile
+            if "gpu_worker" in " ".join(process.cmdline()):
+                workers.append(process)
     if workers:
-        random.choice(workers).kill()
+        with contextlib.suppress(psutil.Error):
+            random.choice(workers).kill()
 
 
 def _web_mid_upload(run: Run, sig: int) -> None:
@@ -465,6 +466,41 @@ def _rows(run: Run) -> dict[str, tuple[str, str | None]]:
     return {row[0]: (row[1], row[2]) for row in rows}
 
 
+def _story(run: Run, job_id: str) -> dict[str, Any]:
+    """What the app knows of a job that did not end: for the report's details."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(run.env["DATABASE_URL"])
+    try:
+        with engine.connect() as conn:
+            job = conn.execute(
+                text(
+                    "SELECT status, runpod_id, diagnosis, cancel_requested_at, next_poll_at, "
+                    "updated_at FROM jobs WHERE id = :id"
+                ),
+                {"id": job_id},
+            ).one()
+            attempts = conn.execute(
+                text(
+                    "SELECT number, state, runpod_id, claimed_runpod_id, error FROM attempts "
+                    "WHERE job_id = :id ORDER BY number"
+                ),
+                {"id": job_id},
+            ).all()
+    finally:
+        engine.dispose()
+    at_endpoint = [
+        {k: r[k] for k in ("id", "status", "error")}
+        for r in _endpoint_records(run)
+        if (r["input"] or {}).get("job_key") == job_id
+    ]
+    return {
+        "job": [str(v) for v in job],
+        "attempts": [[str(v) for v in a] for a in attempts],
+        "endpoint": at_endpoint,
+    }
+
+
 def _open_jobs(run: Run) -> int:
     return sum(1 for status, _ in _rows(run).values() if status not in TERMINAL)
 
@@ -525,7 +561,7 @@ def _check(run: Run) -> dict[str, Any]:
         "details": {
             "failed": dict(list(failed.items())[:10]),
             "twice": twice[:10],
-            "open": open_jobs[:10],
+            "open": {job: _story(run, job) for job in open_jobs[:5]},
             "orphans": orphans[:10],
         },
     }

@@ -185,12 +185,14 @@ def test_staged_parts_of_dead_requests_are_removed_at_start_up(app, settings):
     mine = staging / f"{staging_prefix()}live"
     dead_prefix = staging_prefix().rsplit("-", 2)[0] + f"-{_dead_pid()}-"
     orphan = staging / f"{dead_prefix}killed"
-    for path in (mine, orphan):
+    # A dead writer whose pid was reused by a live process: its start time differs.
+    reused = staging / (staging_prefix().rsplit(".", 1)[0] + ".1-reused")
+    for path in (mine, orphan, reused):
         path.write_bytes(b"partial upload")
     create_app(settings, celery_overrides={"broker_url": "memory://"}).extensions[
         "db"
     ].engine.dispose()
-    assert mine.exists() and not orphan.exists()
+    assert mine.exists() and not orphan.exists() and not reused.exists()
 
 
 def _dead_pid() -> int:
