@@ -16,7 +16,9 @@ The job row is the truth and Redis messages are hints (DESIGN invariant 1). Each
      a lost RunPod job that a worker takes later is refused by the claim and never runs;
 5. re-enqueues polls lost with Redis (``next_poll_at`` long past), replacing the chain;
 6. gives a job that failed only because the app was unreachable its one automatic retry;
-7. explains IN_QUEUE jobs that wait too long (crash loop, no capacity) from the snapshot;
+7. explains IN_QUEUE jobs that wait too long (crash loop, no capacity) from the snapshot,
+   and when the endpoint counts nothing queued or running, polls the jobs still shown as
+   queued or running now (their statuses are stale: ``app.diagnosis.CHECKING``);
 8. re-sends cancels that did not go through.
 """
 
@@ -83,6 +85,7 @@ def reconcile(
         "polls": 0,
         "retried": 0,
         "diagnosed": 0,
+        "stale": 0,
         "cancel": 0,
     }
     snapshot = None
