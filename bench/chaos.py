@@ -550,7 +550,9 @@ def _check(run: Run) -> dict[str, Any]:
     return {
         "faults_injected": sum(v for k, v in run.faults.items() if not k.startswith("not_")),
         "faults": dict(sorted(run.faults.items())),
-        "jobs": len(run.jobs),
+        # Rows, not answered uploads: an upload cut off after its row committed is a job.
+        "jobs": len(rows),
+        "uploads_answered": len(run.jobs),
         "executed": sum(executed.values()),
         "uploads_refused_or_cut": run.upload_errors,
         "lost": len(lost),
