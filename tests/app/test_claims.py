@@ -257,3 +257,14 @@ def test_a_job_the_endpoint_no_longer_queues_is_not_blamed_on_capacity():
     # endpoint's own counts say nothing waits there, so nothing blames capacity.
     finished = {**throttled, "jobs": {"inQueue": 0, "inProgress": 0, "completed": 5}}
     assert diagnose(finished, None, 1) == CHECKING
+
+
+def test_callback_urls_are_redacted_in_log_lines(settings):
+    """Access logs carry request lines: the one redactor hides the claim's signature."""
+    from app.observability import redact
+    from app.submission import callback_url
+
+    url = callback_url(settings, 41, "claim")
+    signature = url.split("sig=")[1]
+    line = f'127.0.0.1 - - "POST {url.removeprefix(settings.public_base_url)} HTTP/1.1" 200'
+    assert signature not in redact(line) and "/callbacks/41/claim" in redact(line)
