@@ -104,7 +104,7 @@ def cancel_job(
     """Cancel now if the endpoint never got the job; otherwise ask a task to cancel it there."""
     if job.terminal:
         raise JobError(f"the job is already {job.status.lower()}", 409)
-    if job.status == Status.PENDING:
+    if job.status == Status.PENDING or _close_unknown_submit(session, job):
         payload = {"status": "CANCELLED", "reason": "cancelled by you before it reached a GPU"}
         apply_status(session, job, payload, "user", settings=settings, storage=storage)
         if session.get(Job, job.id).status == Status.CANCELLED:
@@ -112,6 +112,22 @@ def cancel_job(
     job.cancel_requested_at = utcnow()
     session.commit()
     enqueue("tasks.cancel", job.id)
+
+
+def _close_unknown_submit(session: Session, job: Job) -> bool:
+    """A submit whose outcome is unknown and that no worker claimed can be cancelled here
+    and now: its attempt is closed, so a lost RunPod job that reaches a worker later is
+    refused by the claim (``app.claims``). False when a worker claimed it first."""
+    from app.claims import close_unclaimed
+
+    attempt = job.attempts[-1] if job.attempts else None
+    if job.status != Status.SUBMITTING or attempt is None or attempt.state != AttemptState.UNKNOWN:
+        return False
+    if close_unclaimed(session, attempt, AttemptState.SUPERSEDED, "cancelled by you"):
+        session.commit()
+        return True
+    session.rollback()
+    return False
 
 
 def retry_job(session: Session, job: Job, *, storage: Storage, enqueue: Enqueue) -> None:

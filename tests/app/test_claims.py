@@ -268,3 +268,17 @@ def test_callback_urls_are_redacted_in_log_lines(settings):
     signature = url.split("sig=")[1]
     line = f'127.0.0.1 - - "POST {url.removeprefix(settings.public_base_url)} HTTP/1.1" 200'
     assert signature not in redact(line) and "/callbacks/41/claim" in redact(line)
+
+
+def test_cancelling_an_unknown_submit_from_the_page_is_immediate(app, client, settings, enqueued):
+    from tests.app.conftest import csrf_token
+
+    upload(client)
+    job = only_job(app)
+    attempt_id = _unknown(app, job.id)
+    enqueued.clear()
+    token = csrf_token(client, f"/jobs/{job.id}")
+    assert client.post(f"/jobs/{job.id}/cancel", data={"csrf_token": token}).status_code == 303
+    assert only_job(app).status == Status.CANCELLED and enqueued == []
+    late = client.post(_claim_url(app, settings, attempt_id), json={"runpod_id": "rp-late"})
+    assert late.status_code == 410
