@@ -32,7 +32,10 @@ def create_app(
         devenv.load()
         settings = Settings.from_env()
     _init_observability(component, settings)
+    from app.jsonbody import BoundedJSONProvider
+
     app = Flask(__name__)
+    app.json = BoundedJSONProvider(app)
     app.request_class = UploadRequest
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -49,6 +52,7 @@ def create_app(
     db.init_app(app, settings.database_url)
     celery_init_app(app, settings, celery_overrides)
     register_extensions(app)
+    register_security_headers(app)
     register_blueprints(app)
     register_errorhandlers(app)
     register_commands(app)
@@ -62,16 +66,43 @@ def _init_observability(component: str, settings: Settings) -> None:
 
 
 def register_extensions(app: Flask) -> None:
+    from app import guards
     from app.extensions import csrf
+    from app.storage import remove_orphaned_staging
+    from app.units import human_bytes
     from app.uploads import discard_staged
 
     csrf.init_app(app)
+    guards.init_app(app)
+    app.add_template_filter(human_bytes, "human_bytes")
+    # Uploads cut off by a killed web process (SIGKILL, or a deploy's SIGTERM past its
+    # grace) leave their staged part behind; whoever starts next on this host removes it.
+    remove_orphaned_staging(app.extensions["storage"])
 
     @app.teardown_request
     def _discard_staged(_exc: BaseException | None) -> None:
         from flask import request
 
         discard_staged(request)
+
+
+# No page may be framed (clickjacking the admin's buttons); routes that set their own CSP
+# (stored files: sandboxed) keep it and gain frame-ancestors.
+PAGE_CSP = "frame-ancestors 'none'; base-uri 'self'; object-src 'none'; form-action 'self'"
+
+
+def register_security_headers(app: Flask) -> None:
+    @app.after_request
+    def _security_headers(response):
+        csp = response.headers.get("Content-Security-Policy")
+        if csp is None:
+            response.headers["Content-Security-Policy"] = PAGE_CSP
+        elif "frame-ancestors" not in csp:
+            response.headers["Content-Security-Policy"] = f"{csp}; frame-ancestors 'none'"
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
 
 
 def register_blueprints(app: Flask) -> None:

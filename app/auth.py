@@ -6,14 +6,20 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import secrets
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
-from flask import abort, jsonify, redirect, request, session, url_for
+from flask import abort, g, jsonify, redirect, request, session, url_for
+from sqlalchemy import delete
 
-from app.extensions import get_settings
+from app.extensions import get_redis, get_settings
+from app.ratelimit import over_limit
 
 MY_JOBS_KEPT = 50
+LOGIN_WINDOW_S = 300
+ACCOUNT_FACTOR = 3  # one noisy client cannot lock the admin out; many clients still cannot guess
 
 
 def check_admin_password(candidate: str) -> bool:
@@ -21,8 +27,81 @@ def check_admin_password(candidate: str) -> bool:
     return bool(expected) and hmac.compare_digest(candidate.encode(), expected.encode())
 
 
+def _login_keys() -> list[tuple[str, int]]:
+    limit = get_settings().login_attempts_per_5min
+    return [
+        (f"login-ip:{request.remote_addr or '-'}", limit),
+        ("login-account:admin", limit * ACCOUNT_FACTOR),
+    ]
+
+
+def login_locked() -> int | None:
+    """Seconds until this client may try a password again; None when it may now."""
+    waits = [
+        over_limit(get_redis(), key, limit, LOGIN_WINDOW_S, count=False)
+        for key, limit in _login_keys()
+    ]
+    return max((w for w in waits if w), default=None)
+
+
+def login_failed() -> None:
+    for key, limit in _login_keys():
+        over_limit(get_redis(), key, limit, LOGIN_WINDOW_S)
+
+
+def _digest(nonce: str) -> str:
+    return hashlib.sha256(nonce.encode()).hexdigest()
+
+
+def start_admin_session() -> None:
+    """Log this browser in: a server-side session row, its nonce in the signed cookie."""
+    from app.db import get_session
+    from app.models import AdminSession, utcnow
+
+    db = get_session()
+    now = utcnow()
+    db.execute(delete(AdminSession).where(AdminSession.expires_at < now))
+    nonce = secrets.token_urlsafe(32)
+    hours = get_settings().admin_session_hours
+    db.add(AdminSession(id=_digest(nonce), expires_at=now + timedelta(hours=hours)))
+    db.commit()
+    session.clear()
+    session["admin"] = nonce
+    g.pop("is_admin", None)
+
+
+def end_admin_session() -> None:
+    """Log out: the row goes, so a copy of the cookie stops working too."""
+    from app.db import get_session
+    from app.models import AdminSession
+
+    nonce = session.pop("admin", None)
+    if isinstance(nonce, str):
+        db = get_session()
+        db.execute(delete(AdminSession).where(AdminSession.id == _digest(nonce)))
+        db.commit()
+    g.pop("is_admin", None)
+
+
 def is_admin() -> bool:
-    return bool(session.get("admin"))
+    if "is_admin" not in g:
+        g.is_admin = _admin_session_valid(session.get("admin"))
+    return g.is_admin
+
+
+def _admin_session_valid(nonce: Any) -> bool:
+    from app.db import get_session
+    from app.models import AdminSession, utcnow
+
+    if not isinstance(nonce, str) or not nonce:
+        return False
+    row = get_session().get(AdminSession, _digest(nonce))
+    if row is None:
+        return False
+    expires = (
+        row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=utcnow().tzinfo)
+    )
+    return expires > utcnow()
 
 
 def admin_required(view: Callable[..., Any]) -> Callable[..., Any]:

@@ -28,6 +28,23 @@ NO_WORKER = (
 )
 
 
+CHECKING = (
+    "checking with the GPU endpoint: it reports no job queued or running, so this one has "
+    "probably finished there; its status is being fetched now."
+)
+
+
+def endpoint_queue(health: dict[str, Any] | None) -> int | None:
+    """Jobs the endpoint itself counts as queued or running; None when it did not say."""
+    jobs = (health or {}).get("jobs")
+    if not isinstance(jobs, dict):
+        return None
+    counts = [jobs.get("inQueue"), jobs.get("inProgress")]
+    if not all(isinstance(c, int | float) for c in counts):
+        return None
+    return int(sum(counts))
+
+
 def endpoint_unreachable(endpoint_id: str, grace_s: float) -> str:
     return (
         f"endpoint unreachable: the GPU endpoint {endpoint_id or '(not set)'} answers Not Found. "
@@ -77,7 +94,13 @@ def _summary(health: dict[str, Any] | None, workers: dict[str, Any] | None) -> d
 def diagnose(
     health: dict[str, Any] | None, workers: dict[str, Any] | None, queued: int
 ) -> str | None:
-    """A sentence explaining why ``queued`` jobs wait, or None when nothing is wrong."""
+    """A sentence explaining why ``queued`` jobs wait, or None when nothing is wrong.
+
+    The endpoint's own counts come first: when it has nothing queued or running, our
+    "queued" jobs are stale statuses (finished there, their polls late), not victims of
+    capacity or crashes, and saying "cold start" or "no capacity" would be false."""
+    if queued and endpoint_queue(health) == 0:
+        return CHECKING
     if workers:
         crash = _crash_loop(workers)
         if crash:

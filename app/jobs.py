@@ -19,6 +19,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app import media, pipelines
+from app.diagnosis import CHECKING
 from app.live import Live
 from app.models import RETRYABLE, AttemptState, Job, Status, utcnow
 from app.settings import Settings
@@ -114,7 +115,7 @@ def cancel_job(
     """Cancel now if the endpoint never got the job; otherwise ask a task to cancel it there."""
     if job.terminal:
         raise JobError(f"the job is already {job.status.lower()}", 409)
-    if job.status == Status.PENDING:
+    if job.status == Status.PENDING or _close_unknown_submit(session, job):
         payload = {"status": "CANCELLED", "reason": "cancelled by you before it reached a GPU"}
         apply_status(session, job, payload, "user", settings=settings, storage=storage)
         if session.get(Job, job.id).status == Status.CANCELLED:
@@ -122,6 +123,22 @@ def cancel_job(
     job.cancel_requested_at = utcnow()
     session.commit()
     enqueue("tasks.cancel", job.id)
+
+
+def _close_unknown_submit(session: Session, job: Job) -> bool:
+    """A submit whose outcome is unknown and that no worker claimed can be cancelled here
+    and now: its attempt is closed, so a lost RunPod job that reaches a worker later is
+    refused by the claim (``app.claims``). False when a worker claimed it first."""
+    from app.claims import close_unclaimed
+
+    attempt = job.attempts[-1] if job.attempts else None
+    if job.status != Status.SUBMITTING or attempt is None or attempt.state != AttemptState.UNKNOWN:
+        return False
+    if close_unclaimed(session, attempt, AttemptState.SUPERSEDED, "cancelled by you"):
+        session.commit()
+        return True
+    session.rollback()
+    return False
 
 
 def retry_job(session: Session, job: Job, *, storage: Storage, enqueue: Enqueue) -> None:
@@ -156,6 +173,7 @@ def retry_job(session: Session, job: Job, *, storage: Storage, enqueue: Enqueue)
             cancel_requested_at=None,
             unreachable_since=None,
             poll_count=0,
+            failure_kind=None,
             updated_at=utcnow(),
         )
         .execution_options(synchronize_session=False)
@@ -171,6 +189,31 @@ def retry_job(session: Session, job: Job, *, storage: Storage, enqueue: Enqueue)
     if job.output_key:
         storage.delete(job.output_key)
     enqueue("tasks.submit", job.id)
+
+
+def auto_retry(session: Session, job: Job, *, storage: Storage, enqueue: Enqueue) -> bool:
+    """Retry, once per job, a failure that was the app's own (``AUTO_RETRY_KINDS``): the
+    worker could not reach the app's storage or claim URL. True when it was retried."""
+    from app.status import AUTO_RETRY_KINDS
+
+    if job.status != Status.FAILED or job.failure_kind not in AUTO_RETRY_KINDS:
+        return False
+    # Take the one automatic retry atomically: a poll and a webhook may both get here.
+    taken = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.auto_retries == 0, Job.status == Status.FAILED)
+        .values(auto_retries=1, version=Job.version + 1)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.commit()
+    session.refresh(job)
+    if taken != 1:
+        return False
+    try:
+        retry_job(session, job, storage=storage, enqueue=enqueue)
+    except JobError:
+        return False  # the input is gone, or the job changed: it stays failed, with its words
+    return True
 
 
 @dataclass(frozen=True)
@@ -189,6 +232,8 @@ def _about(seconds: float) -> str:
 
 def _queued_words(job: Job, live: Live | None) -> Description:
     """IN_QUEUE: behind other jobs, a worker starting (cold start), or about to be taken."""
+    if job.diagnosis == CHECKING:
+        return Description("starting", "checking with the GPU endpoint", CHECKING, "info")
     if job.diagnosis:
         return Description("starting", "waiting for a GPU worker", job.diagnosis, "warn")
     eta = live.eta_s if live else None

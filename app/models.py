@@ -119,6 +119,15 @@ class Job(Base):
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, nullable=False)
+
+    # Issue 9: attempts the app started by itself after a failure that was the app's own
+    # (its storage or claim URL unreachable from the worker); at most one per job.
+    auto_retries: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0", nullable=False
+    )
+    # The worker's machine-readable cause of a failure (``error_kind``), when it gave one.
+    failure_kind: Mapped[str | None] = mapped_column(String(32))
+
     submitted_at: Mapped[datetime | None] = mapped_column()
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
@@ -156,7 +165,7 @@ class Attempt(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, nullable=False)
 
     # issue 12: each attempt's own figures, so a retried job's page lists every attempt and
-    # the job row holds only the current one's (migration 0002_i12).
+    # the job row holds only the current one's (migration 0003_i12).
     worker_id: Mapped[str | None] = mapped_column(String(128))
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
@@ -164,6 +173,12 @@ class Attempt(Base):
     execution_ms: Mapped[int | None] = mapped_column(Integer)
     cost_usd: Mapped[float | None] = mapped_column(Float)
     outcome: Mapped[str | None] = mapped_column(String(16))  # the job status it ended in
+
+    # Issue 9, the per-attempt claim: the RunPod job whose worker claimed this attempt
+    # before running it (``app.claims``). Set once, atomically; any other RunPod job that
+    # turns up with this attempt's input is a duplicate and does not run.
+    claimed_runpod_id: Mapped[str | None] = mapped_column(String(128))
+    claimed_at: Mapped[datetime | None] = mapped_column()
 
     job: Mapped[Job] = relationship(back_populates="attempts")
 
@@ -184,3 +199,15 @@ class Snapshot(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, nullable=False)
+
+
+class AdminSession(Base):
+    """Issue 9: a logged-in admin browser, server-side, so logout ends it for good (a copied
+    cookie stops working) and it expires after ``ADMIN_SESSION_HOURS``. The id is a hash of
+    the nonce the signed session cookie carries, never the nonce itself."""
+
+    __tablename__ = "admin_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(nullable=False)

@@ -189,7 +189,7 @@ def poll(
     if job.unreachable_since:
         job.unreachable_since = None
         job.diagnosis = None
-    apply_status(session, job, payload, "poll", settings=settings, storage=storage)
+    apply_status(session, job, payload, "poll", settings=settings, storage=storage, enqueue=enqueue)
     if job.terminal:
         return job.status
     schedule_poll(session, job, enqueue, next_delay(session, settings, job.poll_count))

@@ -7,25 +7,26 @@ The job row is the truth and Redis messages are hints (DESIGN invariant 1). Each
 3. SUBMITTING jobs whose attempt is CLAIMED (the task died before POST /run, which it marks
    by moving the attempt to UNKNOWN first) go back to PENDING: provably nothing was sent;
 4. SUBMITTING jobs whose attempt is UNKNOWN (POST /run may have created a job but we never
-   learnt its id). The endpoint answers only by id, so the rule is:
-   - a webhook or any payload carrying the job's id through its secret URL adopts that id
-     (``app.status``), which is how most unknown submits resolve;
-   - after ``UNKNOWN_SUBMIT_GRACE_S``: if the result file is already in storage, the job
-     ran: it is COMPLETED from storage; otherwise, if ``/health`` shows nothing queued or
-     running at the endpoint, no job of ours can still be pending there, so the attempt is
-     closed and the job submitted again; while the endpoint is busy we wait (it may be
-     ours), and after the job's ttl the job fails with "submit outcome unknown";
-   - residual risk, accepted and documented: a job that ran to completion inside the
-     grace period, produced no file and whose webhook was lost three times is re-run;
+   learnt its id). The worker claims every attempt before running it (``app.claims``), so:
+   - a claim, a webhook or any payload carrying the job's id through its secret URL adopts
+     that id (``app.status``), and the job is followed like any other;
+   - after ``UNKNOWN_SUBMIT_GRACE_S`` without a claim: if ``/health`` shows nothing queued
+     or running, or ``UNKNOWN_SUBMIT_MAX_S`` has passed even though the endpoint is busy,
+     the attempt is closed and the job submitted again. Closing races a claim atomically;
+     a lost RunPod job that a worker takes later is refused by the claim and never runs;
 5. re-enqueues polls lost with Redis (``next_poll_at`` long past), replacing the chain;
-6. explains IN_QUEUE jobs that wait too long (crash loop, no capacity) from the snapshot;
-7. re-sends cancels that did not go through.
+6. gives a job that failed only because the app was unreachable its one automatic retry;
+7. explains IN_QUEUE jobs that wait too long (crash loop, no capacity) from the snapshot,
+   and when the endpoint counts nothing queued or running, polls the jobs still shown as
+   queued or running now (their statuses are stale: ``app.diagnosis.CHECKING``);
+8. re-sends cancels that did not go through.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -33,6 +34,8 @@ from typing import Any
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.claims import close_unclaimed
+from app.diagnosis import endpoint_queue
 from app.endpoint import refresh_snapshot
 from app.models import TERMINAL, AttemptState, Job, Status, utcnow
 from app.polling import (
@@ -63,10 +66,7 @@ def _aware(value):
 
 
 def _endpoint_idle(snapshot: dict[str, Any] | None) -> bool:
-    jobs = ((snapshot or {}).get("health") or {}).get("jobs") or {}
-    if not snapshot or "health" not in snapshot:
-        return False
-    return int(jobs.get("inQueue", 0) or 0) + int(jobs.get("inProgress", 0) or 0) == 0
+    return endpoint_queue((snapshot or {}).get("health")) == 0
 
 
 def reconcile(
@@ -78,7 +78,16 @@ def reconcile(
     enqueue: Callable[..., None],
 ) -> dict[str, int]:
     """One sweep; returns how many jobs each step touched."""
-    counts = {"submit": 0, "reclaimed": 0, "unknown": 0, "polls": 0, "diagnosed": 0, "cancel": 0}
+    counts = {
+        "submit": 0,
+        "reclaimed": 0,
+        "unknown": 0,
+        "polls": 0,
+        "retried": 0,
+        "diagnosed": 0,
+        "stale": 0,
+        "cancel": 0,
+    }
     snapshot = None
     if settings.endpoint_configured:
         queued = session.query(Job).filter(Job.status == Status.IN_QUEUE).count()
@@ -107,12 +116,14 @@ def reconcile(
                 )
 
     counts["polls"] = requeue_lost_polls(session, settings, enqueue)
+    counts["retried"] = retry_own_failures(session, settings, storage, enqueue)
 
     diagnosis = (snapshot or {}).get("diagnosis") or (snapshot or {}).get("error")
     waiting = select(Job).where(
         Job.status.in_([Status.IN_QUEUE.value, Status.PENDING.value]),
         Job.created_at < _older(settings.queue_diagnose_after_s),
     )
+    stale = settings.endpoint_configured and endpoint_queue((snapshot or {}).get("health")) == 0
     for job in session.scalars(waiting.limit(BATCH)).all():
         if job.status == Status.PENDING and job.unreachable_since:
             continue  # the submit path owns that diagnosis and its grace period
@@ -120,6 +131,8 @@ def reconcile(
             job.diagnosis = diagnosis
             counts["diagnosed"] += 1
     session.commit()
+    if stale:
+        counts["stale"] = poll_stale(session, settings, enqueue)
 
     cancels = select(Job.id).where(
         Job.cancel_requested_at.is_not(None),
@@ -130,6 +143,23 @@ def reconcile(
         enqueue("tasks.cancel", job_id)
         counts["cancel"] += 1
     return counts
+
+
+def poll_stale(session: Session, settings: Settings, enqueue: Callable[..., None]) -> int:
+    """The endpoint counts nothing queued or running, yet these jobs still say they are:
+    their statuses are stale (finished there, the poll far off). Poll them now; each poll
+    spends a /status ticket like any other."""
+    soon = utcnow() + timedelta(seconds=5)
+    rows = select(Job).where(
+        Job.status.in_([Status.IN_QUEUE.value, Status.IN_PROGRESS.value]),
+        Job.runpod_id.is_not(None),
+        Job.updated_at < _older(settings.queue_diagnose_after_s),
+        or_(Job.next_poll_at.is_(None), Job.next_poll_at > soon),
+    )
+    jobs = session.scalars(rows.limit(BATCH)).all()
+    for job in jobs:
+        schedule_poll(session, job, enqueue, random.uniform(0, 2.0), count=False)
+    return len(jobs)
 
 
 def requeue_lost_polls(
@@ -199,32 +229,70 @@ def _resolve_unknown(
     storage: Storage,
     enqueue: Callable[..., None],
 ) -> int:
-    if job.output_key and storage.exists(job.output_key):
-        output = {"url": "recovered-from-storage", "content_type": job.output_content_type}
-        result = {"note": "the endpoint's answer was lost; the result was found in storage"}
-        payload = {"status": "COMPLETED", "output": {"output": output, "result": result}}
-        apply_status(session, job, payload, "reconcile", settings=settings, storage=storage)
-        return 1
-    if _endpoint_idle(snapshot):
-        if back_to_pending(session, job, "submit outcome unknown; the endpoint shows no job"):
-            enqueue("tasks.submit", job.id)
-            return 1
+    """Settle a submit whose POST /run outcome is unknown, from evidence (invariant 3).
+
+    A claim arrived: a worker runs it, so adopt that RunPod job and poll it (its result,
+    timings and cost come through ``apply_status`` like any other job's). No claim after
+    the grace: if the endpoint shows nothing queued or running, or ``UNKNOWN_SUBMIT_MAX_S``
+    has passed anyway, close the attempt and submit again. Closing is atomic against a
+    claim arriving at that moment (``close_unclaimed``), and a worker that later picks up
+    the lost RunPod job is refused by the claim (410), so it never runs.
+    """
+    attempt = job.attempts[-1]
+    if attempt.claimed_runpod_id:
+        return _adopt(session, job, attempt.claimed_runpod_id, settings, storage, enqueue)
+    waited = utcnow() - _aware(attempt.updated_at)
+    if not (_endpoint_idle(snapshot) or waited > timedelta(seconds=settings.unknown_submit_max_s)):
         return 0
-    if _aware(job.created_at) < _older(settings.job_ttl_s):
-        reason = (
-            "failed: the endpoint never confirmed the job (submit outcome unknown) and it did "
-            "not report back within its time to live. Press Retry."
-        )
-        apply_status(
-            session,
-            job,
-            {"status": "FAILED", "reason": reason},
-            "reconcile",
-            settings=settings,
-            storage=storage,
-        )
+    reason = (
+        "submit outcome unknown; no worker claimed it and the endpoint shows no job"
+        if _endpoint_idle(snapshot)
+        else f"submit outcome unknown; no worker claimed it in {waited.total_seconds():.0f} s"
+    )
+    if back_to_pending(session, job, reason):
+        enqueue("tasks.submit", job.id)
         return 1
+    session.refresh(job)
+    attempt = job.attempts[-1]
+    if job.status == Status.SUBMITTING and attempt.claimed_runpod_id:
+        return _adopt(session, job, attempt.claimed_runpod_id, settings, storage, enqueue)
     return 0
+
+
+def _adopt(
+    session: Session,
+    job: Job,
+    runpod_id: str,
+    settings: Settings,
+    storage: Storage,
+    enqueue: Callable[..., None],
+) -> int:
+    """The worker of ``runpod_id`` claimed the job's attempt: follow that RunPod job."""
+    payload = {"id": runpod_id, "status": Status.IN_PROGRESS.value}
+    apply_status(session, job, payload, "reconcile", settings=settings, storage=storage)
+    session.refresh(job)
+    if job.runpod_id == runpod_id and job.status in POLLED:
+        schedule_poll(session, job, enqueue, 0.0, count=False)
+    return 1
+
+
+def retry_own_failures(
+    session: Session, settings: Settings, storage: Storage, enqueue: Callable[..., None]
+) -> int:
+    """Give jobs that failed only because the app was unreachable their one automatic retry
+    (``app.jobs.auto_retry``), if the poll or webhook that failed them could not."""
+    from app.jobs import auto_retry
+    from app.status import AUTO_RETRY_KINDS
+
+    due = select(Job).where(
+        Job.status == Status.FAILED,
+        Job.failure_kind.in_(sorted(AUTO_RETRY_KINDS)),
+        Job.auto_retries == 0,
+    )
+    return sum(
+        auto_retry(session, job, storage=storage, enqueue=enqueue)
+        for job in session.scalars(due.limit(BATCH)).all()
+    )
 
 
 def cancel(
@@ -259,14 +327,35 @@ def cancel(
                 schedule_poll(session, job, enqueue, 0.0, count=False)
             return f"finished before the cancel ({answer.get('status')}); polling it now"
     elif job.status == Status.SUBMITTING:
-        # POST /run may be under way: cancelling only here could leave the job running
-        # there. Wait for its id (the submit task re-sends this cancel once it has one).
-        raise RetryLater("the submit is in progress; cancel once the endpoint has the job")
+        attempt = job.attempts[-1] if job.attempts else None
+        if attempt is not None and attempt.claimed_runpod_id:
+            # A worker claimed it though its id never reached us: cancel that RunPod job.
+            _adopt(session, job, attempt.claimed_runpod_id, settings, storage, enqueue or _drop)
+            if not job.runpod_id:
+                raise RetryLater("a worker claimed the job; cancel once its id is adopted")
+            return cancel(
+                session, job_id, settings=settings, storage=storage, api=api, enqueue=enqueue
+            )
+        if attempt is None or attempt.state != AttemptState.UNKNOWN:
+            # Not yet sent: the submit task re-sends this cancel once the endpoint has it.
+            raise RetryLater("the submit is in progress; cancel once the endpoint has the job")
+        # Sent, outcome unknown: close the attempt unless a claim wins the race; a worker
+        # that picks up the lost RunPod job later is refused by the claim (410).
+        if not close_unclaimed(session, attempt, AttemptState.SUPERSEDED, reason):
+            session.rollback()
+            return cancel(
+                session, job_id, settings=settings, storage=storage, api=api, enqueue=enqueue
+            )
+        answer = {"status": "CANCELLED"}
     else:
         answer = {"status": "CANCELLED"}
     payload = {**answer, "id": job.runpod_id, "reason": reason}
     apply_status(session, job, payload, "cancel", settings=settings, storage=storage)
     return job.status
+
+
+def _drop(*_args: Any, **_kwargs: Any) -> None:
+    """An enqueue that sends nothing (the cancel that follows makes the poll moot)."""
 
 
 def cancel_remote(api, runpod_id: str) -> None:
@@ -312,8 +401,15 @@ def purge(
     return {"removed": int(answer.get("removed") or 0), "cancelled": cancelled}
 
 
-def cleanup(session: Session, *, settings: Settings, storage: Storage) -> dict[str, int]:
-    """Delete the files of jobs that ended more than ``RETENTION_DAYS`` ago."""
+ORPHAN_AGE_S = 3600.0  # far longer than any upload takes from storing its file to its row
+
+
+def cleanup(
+    session: Session, *, settings: Settings, storage: Storage, orphan_age_s: float = ORPHAN_AGE_S
+) -> dict[str, int]:
+    """Delete the files of jobs that ended more than ``RETENTION_DAYS`` ago, and files whose
+    job row never came to be (an upload killed between storing its file and committing its
+    row) once they are ``orphan_age_s`` old."""
     cutoff = utcnow() - timedelta(days=settings.retention_days)
     expired = select(Job).where(
         Job.status.in_([s.value for s in TERMINAL]),
@@ -327,4 +423,24 @@ def cleanup(session: Session, *, settings: Settings, storage: Storage) -> dict[s
         job.files_deleted_at = utcnow()
     session.commit()
     staged = remove_stale_staging(storage, 24 * 3600)
-    return {"jobs": len(jobs), "files": files, "staging": staged}
+    return {
+        "jobs": len(jobs),
+        "files": files,
+        "staging": staged,
+        "orphans": remove_orphaned_jobs(session, storage, orphan_age_s),
+    }
+
+
+def remove_orphaned_jobs(session: Session, storage: Storage, older_than_s: float) -> int:
+    """Delete ``jobs/<id>/`` folders that have no job row and are ``older_than_s`` old."""
+    cutoff = time.time() - older_than_s
+    candidates = [job_id for job_id, mtime in storage.iter_job_folders() if mtime < cutoff]
+    removed = 0
+    for start in range(0, len(candidates), BATCH):
+        chunk = candidates[start : start + BATCH]
+        known = set(session.scalars(select(Job.id).where(Job.id.in_(chunk))).all())
+        for job_id in chunk:
+            if job_id not in known:
+                storage.delete_prefix(f"jobs/{job_id}/")
+                removed += 1
+    return removed

@@ -25,10 +25,25 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("development", "production", "test")
 PLACEHOLDER_SECRETS = frozenset(
-    {"", "changethis", "change-me", "changeme", "secret", "dev", "development", "password"}
+    {
+        "",
+        "changethis",
+        "change-me",
+        "changeme",
+        "secret",
+        "dev",
+        "development",
+        "password",
+        "administrator",
+        "adminpassword",
+        "password1234",
+        "letmein12345",
+        "123456789012",
+    }
 )
 DEV_SECRET_KEY = "dev-only-not-secret"  # noqa: S105 - refused outside development/test
 DEV_ADMIN_PASSWORD = "admin"  # noqa: S105 - refused outside development/test
+MIN_ADMIN_PASSWORD = 12
 MIN_STATUS_BUDGET = 12  # app.budget.MIN_BUDGET: one request per 1-second window
 
 
@@ -99,9 +114,17 @@ class Settings:
     reconcile_interval_s: float = 60.0
     submit_grace_s: float = 90.0  # longer than the submit task's hard time limit
     unknown_submit_grace_s: float = 120.0
+    # Past this, an unknown submit no worker claimed is sent again even if the endpoint is
+    # busy: the claim refuses the lost RunPod job if it ever runs (app.claims).
+    unknown_submit_max_s: float = 300.0
     endpoint_unreachable_grace_s: float = 600.0
     queue_diagnose_after_s: float = 60.0
     retention_days: float = 7.0
+    admin_session_hours: float = 12.0
+    # Failed admin logins allowed per client IP per 5 minutes (3x that per account).
+    login_attempts_per_5min: int = 10
+    # Uploads allowed per hour from one client IP without an API token (0: no limit).
+    upload_rate_per_hour: int = 60
     webhook_base_url: str = ""  # where the endpoint reaches this app; PUBLIC_BASE_URL if empty
     test_crash_at: str = ""  # APP_ENV=test only: SIGKILL the task at a named point
 
@@ -164,6 +187,11 @@ class Settings:
                 or self.admin_password == DEV_ADMIN_PASSWORD
             ):
                 raise SettingsError("ADMIN_PASSWORD is missing or a placeholder: set a real one")
+            if len(self.admin_password) < MIN_ADMIN_PASSWORD:
+                raise SettingsError(
+                    f"ADMIN_PASSWORD is too short: use at least {MIN_ADMIN_PASSWORD} characters, "
+                    'e.g. python -c "import secrets; print(secrets.token_urlsafe(18))"'
+                )
             if self.test_crash_at:
                 raise SettingsError("TEST_CRASH_AT is only honoured with APP_ENV=test")
         if self.storage_backend not in ("local", "s3"):

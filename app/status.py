@@ -13,11 +13,13 @@ import binascii
 import enum
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from app import jsonbody
 from app.models import TERMINAL, Attempt, AttemptState, Job, Status, can_move, utcnow
 from app.settings import Settings
 from app.storage import Storage
@@ -50,9 +52,11 @@ def apply_status(
     *,
     settings: Settings,
     storage: Storage,
+    enqueue: Callable[..., None] | None = None,
 ) -> Outcome:
     """Apply ``payload`` (``{"id", "status", "output"|"error", "delayTime", ...}``) to ``job``
-    and commit. ``source`` ("poll", "webhook", "submit", "reconcile", ...) is logged."""
+    and commit. ``source`` ("poll", "webhook", "submit", "reconcile", ...) is logged. With
+    ``enqueue``, a failure that was the app's own (``AUTO_RETRY_KINDS``) is retried once."""
     status = payload.get("status")
     if not isinstance(status, str) or status not in Status.__members__:
         raise PayloadError(f"unknown status {status!r}")
@@ -67,6 +71,10 @@ def apply_status(
             session.refresh(job)
             continue
         log.info("job %s: %s %s from %s", job.id, outcome, status, source)
+        if enqueue is not None and outcome == Outcome.APPLIED:
+            from app.jobs import auto_retry
+
+            auto_retry(session, job, storage=storage, enqueue=enqueue)
         return outcome
     raise RuntimeError(f"job {job.id}: could not apply {status} after 5 concurrent updates")
 
@@ -93,6 +101,7 @@ def _check_identity(job: Job, runpod_id: str | None) -> bool:
         and attempt is not None
         and attempt.runpod_id is None
         and attempt.state in (AttemptState.CLAIMED, AttemptState.UNKNOWN)
+        and attempt.claimed_runpod_id in (None, runpod_id)  # a claim names the one it sent
     ):
         attempt.state = AttemptState.SENT
         attempt.runpod_id = runpod_id
@@ -134,6 +143,7 @@ def _apply(
             job.error = str(payload["reason"])
         else:
             _record_failure(job, payload)
+        job.failure_kind = failure_kind(payload)
     elif new == Status.TIMED_OUT:
         job.error = (
             f"timed out: the job waited longer than its time to live ({settings.job_ttl_s} s) "
@@ -201,6 +211,7 @@ def _take_result(job: Job, payload: dict[str, Any], storage: Storage) -> Status:
     if isinstance(output, dict) and output.get("error") and "output" not in output:
         # A handler that returns {"error": ...} ends COMPLETED on RunPod; it is a failure.
         _record_failure(job, {"error": output["error"]})
+        job.failure_kind = failure_kind({"output": output})
         return Status.FAILED
     if not (isinstance(output, dict) and isinstance(output.get("output"), dict)):
         job.result = output if isinstance(output, dict) else {"value": output}
@@ -240,14 +251,35 @@ def _take_result(job: Job, payload: dict[str, Any], storage: Storage) -> Status:
     return Status.COMPLETED
 
 
+# Failures that were the app's, not the job's: the worker could not reach the app's storage
+# or its claim URL (an outage, a restart). The job gets one new attempt by itself.
+AUTO_RETRY_KINDS = frozenset({"storage_unreachable", "app_unreachable"})
+
+
+def failure_kind(payload: dict[str, Any]) -> str | None:
+    """The worker's ``error_kind``: next to the error in ``output`` (what the runpod SDK
+    keeps of a handler's ``{"error", "error_kind"}``) or inside a JSON error object."""
+    output = payload.get("output")
+    kind = output.get("error_kind") if isinstance(output, dict) else None
+    raw = payload.get("error")
+    if kind is None and isinstance(raw, str) and raw.startswith("{"):
+        try:
+            raw = jsonbody.loads(raw)
+        except jsonbody.JSONError:
+            raw = None
+    if kind is None and isinstance(raw, dict):
+        kind = raw.get("error_kind")
+    return kind[:32] if isinstance(kind, str) and kind else None
+
+
 def _record_failure(job: Job, payload: dict[str, Any]) -> None:
     raw = payload.get("error")
     detail = raw if isinstance(raw, str) else json.dumps(raw)
     message = detail
     if isinstance(raw, str):
         try:
-            parsed = json.loads(raw)
-        except ValueError:
+            parsed = jsonbody.loads(raw)
+        except jsonbody.JSONError:
             parsed = None
         raw = parsed if isinstance(parsed, dict) else raw
     if isinstance(raw, dict):

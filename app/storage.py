@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import urlencode
 
-from app import signing
+from app import inert, signing
 from app.settings import Settings
 
 KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
@@ -77,6 +78,7 @@ class Storage(Protocol):
     def public_url_without_query(self, url: str) -> str: ...
     def iter_staging(self) -> Iterator[tuple[str, float]]: ...
     def stage_copy(self, key: str) -> str: ...
+    def iter_job_folders(self) -> Iterator[tuple[str, float]]: ...
 
 
 class LocalStorage:
@@ -94,7 +96,7 @@ class LocalStorage:
         return path
 
     def staging_file(self) -> BinaryIO:
-        return tempfile.NamedTemporaryFile(dir=self.staging, delete=False, prefix="up-")  # noqa: SIM115
+        return tempfile.NamedTemporaryFile(dir=self.staging, delete=False, prefix=staging_prefix())  # noqa: SIM115
 
     def stage_copy(self, key: str) -> str:
         """A copy of a stored file in staging (a resubmitted job reuses its input)."""
@@ -162,6 +164,15 @@ class LocalStorage:
         for path in self.staging.iterdir():
             yield str(path), path.stat().st_mtime
 
+    def iter_job_folders(self) -> Iterator[tuple[str, float]]:
+        """``(job id, newest modification time)`` of every ``jobs/<id>/`` folder."""
+        folder = self.root / "jobs"
+        if not folder.is_dir():
+            return
+        for path in folder.iterdir():
+            times = [p.stat().st_mtime for p in path.rglob("*")] + [path.stat().st_mtime]
+            yield path.name, max(times)
+
 
 class S3Storage:
     def __init__(self, settings: Settings) -> None:
@@ -184,7 +195,7 @@ class S3Storage:
         self.staging = staging
 
     def staging_file(self) -> BinaryIO:
-        return tempfile.NamedTemporaryFile(dir=self.staging, delete=False, prefix="up-")  # noqa: SIM115
+        return tempfile.NamedTemporaryFile(dir=self.staging, delete=False, prefix=staging_prefix())  # noqa: SIM115
 
     def stage_copy(self, key: str) -> str:
         """A copy of a stored file in staging (a resubmitted job reuses its input)."""
@@ -244,9 +255,15 @@ class S3Storage:
         return count
 
     def get_url(self, key: str, ttl_s: int, *, external: bool = True) -> str:
-        return self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": check_key(key)}, ExpiresIn=ttl_s
-        )
+        # The browser opens result URLs: only allow-listed media may render (invariant 8).
+        content_type, how = inert.disposition(check_key(key))
+        params = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "ResponseContentType": content_type,
+            "ResponseContentDisposition": how,
+        }
+        return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=ttl_s)
 
     def put_url(self, key: str, content_type: str, ttl_s: int) -> str:
         return self.client.generate_presigned_url(
@@ -262,11 +279,68 @@ class S3Storage:
         for path in self.staging.iterdir():
             yield str(path), path.stat().st_mtime
 
+    def iter_job_folders(self) -> Iterator[tuple[str, float]]:
+        newest: dict[str, float] = {}
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix="jobs/"):
+            for item in page.get("Contents", []):
+                job_id = item["Key"].split("/")[1]
+                stamp = item["LastModified"].timestamp()
+                newest[job_id] = max(stamp, newest.get(job_id, 0.0))
+        yield from newest.items()
+
 
 def make_storage(settings: Settings) -> Storage:
     if settings.storage_backend == "s3":
         return S3Storage(settings)
     return LocalStorage(settings.storage_dir, settings.secret_key, settings.public_base_url)
+
+
+def staging_prefix() -> str:
+    """Staged uploads are named for the host and process writing them (pid and start time,
+    so a reused pid is not mistaken for the writer), so that the part left by a process that
+    died mid-upload can be told from one still being written (``remove_orphaned_staging``)."""
+    host = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())[:64]
+    pid = os.getpid()
+    return f"up-{host}-{pid}.{_started(pid) or 0}-"
+
+
+def remove_orphaned_staging(storage: Storage) -> int:
+    """Delete staged uploads whose writing process, on this host, is gone; return how many."""
+    host = staging_prefix().split("-")[1]
+    removed = 0
+    for path, _mtime in storage.iter_staging():
+        parts = Path(path).name.split("-")
+        if len(parts) < 4 or parts[0] != "up" or parts[1] != host:
+            continue
+        pid, _, started = parts[2].partition(".")
+        if not pid.isdigit() or _writer_alive(int(pid), started):
+            continue
+        Path(path).unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _started(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _writer_alive(pid: int, started: str) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    if started and started != "0":
+        return _started(pid) in (started, None)
+    return True
 
 
 def remove_stale_staging(storage: Storage, older_than_s: float) -> int:

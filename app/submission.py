@@ -25,11 +25,11 @@ from urllib.parse import urlencode
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from app import pipelines
+from app import pipelines, signing
+from app.claims import close_unclaimed
 from app.diagnosis import endpoint_unreachable
 from app.models import Attempt, AttemptState, Job, Status, utcnow
 from app.settings import Settings
-from app.signing import sign
 from app.status import apply_status
 from app.storage import Storage
 
@@ -68,16 +68,17 @@ def claim(session: Session, job_id: str) -> bool:
 
 
 def callback_url(settings: Settings, attempt_id: int, kind: str) -> str:
-    """The signed URL a worker POSTs ``kind`` ("claim", "progress") to for one attempt."""
+    """The signed URL a worker POSTs ``kind`` ("claim", "progress") of attempt ``attempt_id`` to."""
     path = f"callbacks/{attempt_id}/{kind}"
-    query = urlencode(sign(settings.secret_key, "POST", path, settings.signed_url_ttl_s))
-    return f"{settings.public_base_url.rstrip('/')}/{path}?{query}"
+    query = signing.sign(settings.secret_key, "POST", path, settings.signed_url_ttl_s)
+    return f"{settings.public_base_url.rstrip('/')}/{path}?{urlencode(query)}"
 
 
 def worker_input(
-    job: Job, settings: Settings, storage: Storage, attempt_id: int | None = None
+    job: Job, settings: Settings, storage: Storage, attempt: Attempt | None = None
 ) -> dict[str, Any]:
-    """The GPU worker's input (contract 2): URLs only, never file bytes (invariant 6)."""
+    """The GPU worker's input (contract 2): URLs only, never file bytes (invariant 6).
+    With ``attempt``, the worker claims it before running (``app.claims``)."""
     ttl = settings.signed_url_ttl_s
     payload: dict[str, Any] = {
         "pipeline": job.pipeline,
@@ -85,6 +86,10 @@ def worker_input(
         "inputs": {},
         "job_key": job.id,
     }
+    if attempt is not None:
+        payload["callbacks"] = {
+            kind: callback_url(settings, attempt.id, kind) for kind in ("claim", "progress")
+        }
     if job.input_key:
         payload["inputs"][pipelines.input_name(job.pipeline)] = storage.get_url(job.input_key, ttl)
     if job.output_key:
@@ -92,8 +97,6 @@ def worker_input(
             "put_url": storage.put_url(job.output_key, job.output_content_type or "", ttl),
             "content_type": job.output_content_type,
         }
-    if attempt_id is not None:
-        payload["callbacks"] = {"progress": callback_url(settings, attempt_id, "progress")}
     return payload
 
 
@@ -111,13 +114,13 @@ def policy(settings: Settings) -> dict[str, int]:
 
 
 def back_to_pending(session: Session, job: Job, reason: str) -> bool:
-    """Nothing was sent (or the endpoint provably has no job): fail the open attempts and
-    make the job PENDING again, only if nobody changed it meanwhile (a cancel, say)."""
-    for attempt in job.attempts:
+    """Nothing was sent (or no worker claimed what was): fail the open attempts and make the
+    job PENDING again, only if nobody changed it meanwhile (a cancel, or a claim arriving)."""
+    for attempt in list(job.attempts):
         if attempt.state in (AttemptState.CLAIMED, AttemptState.UNKNOWN):
-            attempt.state = AttemptState.FAILED
-            attempt.error = reason[:2000]
-    session.flush()
+            if not close_unclaimed(session, attempt, AttemptState.FAILED, reason):
+                session.rollback()  # a worker claimed it: it runs, the caller adopts it
+                return False
     result = session.execute(
         update(Job)
         .where(Job.id == job.id, Job.status == Status.SUBMITTING, Job.version == job.version)
@@ -174,7 +177,7 @@ def submit(session: Session, job_id: str, *, settings: Settings, storage: Storag
         if back_to_pending(session, job, "no endpoint configured"):
             mark_unreachable(session, job, settings, storage)
         return "no endpoint configured"
-    body = worker_input(job, settings, storage, attempt.id)
+    body = worker_input(job, settings, storage, attempt)
     attempt.state = AttemptState.UNKNOWN  # from here on the endpoint may have the job
     session.commit()
     try:

@@ -1,11 +1,16 @@
-"""``python -m bench endpoint|pipeline|worker``: benchmarks that print JSON figures."""
+"""``python -m bench chaos|endpoint|pipeline|worker``: benchmarks that print JSON figures."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-SUITES = {"endpoint": "bench.endpoint", "pipeline": "bench.pipeline", "worker": "bench.worker"}
+SUITES = {
+    "chaos": "bench.chaos",
+    "endpoint": "bench.endpoint",
+    "pipeline": "bench.pipeline",
+    "worker": "bench.worker",
+}
 
 
 def main(argv: list[str]) -> int:

@@ -23,6 +23,8 @@ class JobError(Exception):
     """A job cannot complete; ``str(err)`` is the message the job's FAILED status carries."""
 
     refresh_worker = False
+    # Machine-readable cause for the app (``error_kind`` in the result), when it can act.
+    kind: str | None = None
 
 
 class InputError(JobError):
@@ -31,6 +33,20 @@ class InputError(JobError):
 
 class TransferError(JobError):
     """An input could not be downloaded or the output could not be uploaded."""
+
+
+class StorageUnreachable(TransferError):
+    """The app's storage did not answer (refused, reset, 5xx) until the transfer deadline:
+    the input and the job are fine, so the app starts one new attempt by itself."""
+
+    kind = "storage_unreachable"
+
+
+class AppUnreachable(TransferError):
+    """The app did not answer the claim until the deadline; the job was not run, so that it
+    cannot run twice, and the app starts one new attempt by itself."""
+
+    kind = "app_unreachable"
 
 
 class ModelLoadError(JobError):

@@ -42,6 +42,7 @@ from gpu_worker.settings import SettingsError, WorkerSettings
 from gpu_worker.transfer import (
     TransferPolicy,
     check_url,
+    claim,
     download,
     human_bytes,
     redact,
@@ -65,6 +66,7 @@ class Runtime:
             read_timeout_s=settings.read_timeout_s,
             attempts=settings.transfer_attempts,
             backoff_s=settings.retry_backoff_s,
+            deadline_s=settings.transfer_deadline_s,
         )
         self.cache = ModelCache(
             settings.model_dir, margin=settings.model_space_margin, policy=self.policy
@@ -216,6 +218,9 @@ def run_job(job: dict[str, Any], cancel: threading.Event | None = None) -> dict[
         log.warning("job %s rejected: %s", job.get("id"), exc)
         return {"error": str(exc)}
     pipeline = spec["pipeline"]
+    refused = _claim(job, spec, rt)
+    if refused is not None:
+        return refused
     reporter = _Reporter(job, rt.settings.progress_interval_s, spec["callbacks"].get("progress"))
     # Tells the app at once that a worker has the job: its page says "running" from now on.
     reporter.message("starting", "a GPU worker took the job")
@@ -251,6 +256,8 @@ def run_job(job: dict[str, Any], cancel: threading.Event | None = None) -> dict[
     except JobError as exc:
         log.warning("job %s failed: %s", job.get("id"), exc)
         failed: dict[str, Any] = {"error": str(exc)}
+        if exc.kind:
+            failed["error_kind"] = exc.kind
         if exc.refresh_worker:
             failed["refresh_worker"] = True
         return failed
@@ -274,6 +281,31 @@ def run_job(job: dict[str, Any], cancel: threading.Event | None = None) -> dict[
         # echo's original shape ({"echo", "inputs"} at the top) stays for existing callers.
         body = {**outcome.result, **body}
     return body
+
+
+def _claim(job: dict[str, Any], spec: dict[str, Any], rt: Runtime) -> dict[str, Any] | None:
+    """Claim the attempt with the app before running (``callbacks.claim``), so a second
+    RunPod job for the same attempt ends here without running. None: go ahead."""
+    url = spec["callbacks"].get("claim")
+    runpod_id = job.get("id")
+    if not url or not runpod_id:
+        return None  # not from the app (another client, or one-shot local mode)
+    try:
+        status, message = claim(url, str(runpod_id), policy=rt.policy)
+    except JobError as exc:
+        log.warning("job %s: claim failed: %s", runpod_id, exc)
+        failed: dict[str, Any] = {"error": str(exc)}
+        if exc.kind:
+            failed["error_kind"] = exc.kind
+        return failed
+    if status == 200:
+        return None
+    verdict = "duplicate" if status == 409 else "superseded"
+    log.warning("job %s: not run, the app answered %s: %s", runpod_id, verdict, message)
+    return {
+        "error": f"not run: the app says this job is {verdict} ({message})",
+        "error_kind": verdict,
+    }
 
 
 def _download_inputs(

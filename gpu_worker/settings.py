@@ -66,6 +66,8 @@ class WorkerSettings:
     read_timeout_s: float = 60.0
     transfer_attempts: int = 4
     retry_backoff_s: float = 1.0
+    # Transfers and the claim ride out an app outage this long (inside the execution timeout).
+    transfer_deadline_s: float = 300.0
     model_space_margin: float = 1.1
     model_wait_s: float = 3600.0
     progress_interval_s: float = 1.0
@@ -87,6 +89,7 @@ class WorkerSettings:
             read_timeout_s=_float("DOWNLOAD_READ_TIMEOUT_S", cls.read_timeout_s, 0.1),
             transfer_attempts=_int("TRANSFER_ATTEMPTS", cls.transfer_attempts, 1),
             retry_backoff_s=_float("TRANSFER_BACKOFF_S", cls.retry_backoff_s),
+            transfer_deadline_s=_float("TRANSFER_DEADLINE_S", cls.transfer_deadline_s),
             model_space_margin=_float("MODEL_SPACE_MARGIN", cls.model_space_margin, 1.0),
             model_wait_s=_float("MODEL_WAIT_S", cls.model_wait_s, 1.0),
             progress_interval_s=_float("PROGRESS_INTERVAL_S", cls.progress_interval_s),

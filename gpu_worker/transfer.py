@@ -1,7 +1,16 @@
-"""Moving files in and out of the worker: streaming downloads and streaming PUT uploads.
+"""Moving files in and out of the worker: streaming downloads, streaming PUT uploads and the
+claim callback to the app.
 
 Inputs arrive as signed URLs, so their query strings are secrets: messages and logs only ever
 show ``scheme://host/path``.
+
+Outages are waited out: connection errors, timeouts and 408/429/5xx are retried with capped
+exponential backoff for at least ``attempts`` tries and until ``deadline_s`` has passed
+(``TRANSFER_DEADLINE_S``, 300 s by default: an app restart or a short outage of its storage
+takes minutes, and the deadline stays inside the endpoint's execution timeout). Any other
+4xx fails at once: asking again will not help. A transfer that gives up on an outage raises
+``StorageUnreachable`` (or ``AppUnreachable`` for the claim), which the result marks with
+``error_kind`` so the app can start one new attempt by itself.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 
-from gpu_worker.errors import InputError, TransferError
+from gpu_worker.errors import AppUnreachable, InputError, StorageUnreachable, TransferError
 
 log = logging.getLogger("gpu_worker.transfer")
 
@@ -34,15 +43,51 @@ ByteProgress = Callable[[int, int | None], None]
 class TransferPolicy:
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
-    attempts: int = 4
+    attempts: int = 4  # at least this many tries
     backoff_s: float = 1.0
+    deadline_s: float = 0.0  # and go on retrying outages until this much time has passed
+    backoff_cap_s: float = 15.0
 
     @property
     def timeout(self) -> tuple[float, float]:
         return (self.connect_timeout_s, self.read_timeout_s)
 
-    def sleep_before(self, attempt: int) -> None:
-        time.sleep(self.backoff_s * (2 ** (attempt - 1)))
+    def sleep_before(self, attempt: int, remaining: float | None = None) -> None:
+        delay = min(self.backoff_cap_s, self.backoff_s * (2 ** min(attempt - 1, 30)))
+        if remaining is not None and attempt > self.attempts:
+            delay = min(delay, max(0.0, remaining))
+        time.sleep(delay)
+
+
+class Retries:
+    """Counts failed tries of one transfer against its policy's attempts and deadline."""
+
+    def __init__(self, policy: TransferPolicy) -> None:
+        self.policy = policy
+        self.started = time.monotonic()
+        self.failures = 0  # in a row
+        self.total = 0
+
+    def failed(self) -> None:
+        self.failures += 1
+        self.total += 1
+
+    def remaining(self) -> float:
+        return self.policy.deadline_s - (time.monotonic() - self.started)
+
+    def again(self) -> bool:
+        """May the transfer try once more (sleeping the backoff first)?"""
+        if self.failures < self.policy.attempts or self.remaining() > 0:
+            if self.failures:
+                self.policy.sleep_before(self.failures, self.remaining())
+            return True
+        return False
+
+    def summary(self) -> str:
+        text = f"after {self.total} attempts"
+        if self.policy.deadline_s > 0:
+            text += f" over {time.monotonic() - self.started:.0f} s"
+        return text
 
 
 def redact(url: str) -> str:
@@ -149,11 +194,10 @@ def download(
     got = 0
     total: int | None = None
     last_error = ""
-    failures = 0  # in a row without progress: a link that drops but keeps moving is fine
+    # Failures in a row without progress count: a link that drops but keeps moving is fine.
+    tries = Retries(policy)
     with open(dest, "wb") as out:
-        while failures < policy.attempts:
-            if failures:
-                policy.sleep_before(failures)
+        while tries.again():
             before = got
             headers = {"Accept-Encoding": "identity"}
             if got:
@@ -162,7 +206,7 @@ def download(
                 with _open(session, url, field, headers, policy) as resp:
                     if resp.status_code in RETRY_STATUSES:
                         last_error = f"{resp.status_code} {resp.reason}"
-                        failures += 1
+                        tries.failed()
                         continue
                     if resp.status_code >= 400:
                         raise TransferError(_http_error_message(field, shown, resp))
@@ -191,10 +235,11 @@ def download(
             except requests.exceptions.ChunkedEncodingError:
                 last_error = f"connection reset after {got} bytes"
             log.warning("%s: download of %s interrupted (%s)", field, shown, last_error)
-            failures = 0 if got > before else failures + 1
-    raise TransferError(
-        f"{field}: could not download {shown} after {policy.attempts} attempts: {last_error}"
-    )
+            if got > before:
+                tries.failures = 0
+            else:
+                tries.failed()
+    raise StorageUnreachable(f"{field}: could not download {shown} {tries.summary()}: {last_error}")
 
 
 def _content_total(resp: requests.Response) -> int | None:
@@ -254,9 +299,8 @@ def upload(
     shown = redact(url)
     size = path.stat().st_size
     last_error = ""
-    for attempt in range(1, policy.attempts + 1):
-        if attempt > 1:
-            policy.sleep_before(attempt - 1)
+    tries = Retries(policy)
+    while tries.again():
         try:
             with open(path, "rb") as body:
                 resp = session.put(
@@ -271,15 +315,80 @@ def upload(
                     return
                 last_error = f"{resp.status_code} {resp.reason}"
                 if resp.status_code not in RETRY_STATUSES:
+                    raise TransferError(_upload_refused(shown, resp, size, content_type))
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            last_error = _describe_network_error(exc, policy)
+        tries.failed()
+        log.warning("upload to %s failed (%s), attempt %d", shown, last_error, tries.total)
+    raise StorageUnreachable(
+        f"output.put_url: could not upload to {shown} {tries.summary()}: {last_error}"
+    )
+
+
+def _upload_refused(shown: str, resp: requests.Response, size: int, content_type: str) -> str:
+    status = f"{resp.status_code} {resp.reason}"
+    if resp.status_code == 413:
+        return (
+            f"output.put_url: {shown} refused the result with {status}: the result "
+            f"({human_bytes(size)}) is larger than the app accepts (MAX_UPLOAD_BYTES); use "
+            "smaller parameters or ask an operator to raise the limit"
+        )
+    if resp.status_code in (409, 410):
+        return (
+            f"output.put_url: {shown} refused the result with {status}: the job already "
+            "ended (cancelled, finished or retried), so this result is not needed"
+        )
+    return (
+        f"output.put_url: {shown} refused the upload with {status}; the presigned URL may "
+        f"have expired or be signed for another content type (sent {content_type})"
+    )
+
+
+CLAIM_TIMEOUT = (5.0, 15.0)
+
+
+def claim(url: str, runpod_id: str, *, policy: TransferPolicy) -> tuple[int, str]:
+    """Claim the attempt at the app (``callbacks.claim``) for RunPod job ``runpod_id``.
+
+    Returns ``(status, message)``: 200 run it, 409 a duplicate, 410 superseded. Retries an
+    unreachable app until the policy's deadline, then raises ``AppUnreachable``.
+    """
+    check_url("callbacks.claim", url)
+    shown = redact(url)
+    session = requests.Session()
+    tries = Retries(policy)
+    last_error = ""
+    while tries.again():
+        try:
+            resp = session.post(
+                url, json={"runpod_id": runpod_id}, timeout=CLAIM_TIMEOUT, allow_redirects=False
+            )
+            with resp:
+                message = _answer_message(resp)
+                if resp.status_code in (200, 409, 410):
+                    return resp.status_code, message
+                last_error = f"{resp.status_code} {resp.reason}"
+                if resp.status_code not in RETRY_STATUSES:
                     raise TransferError(
-                        f"output.put_url: {shown} refused the upload with {last_error}; the "
-                        "presigned URL may have expired or be signed for another content type"
-                        f" (sent {content_type})"
+                        f"callbacks.claim: {shown} refused the claim with {last_error}: "
+                        f"{message}; the job was not run. Submit it again"
                     )
         except (requests.ConnectionError, requests.Timeout) as exc:
             last_error = _describe_network_error(exc, policy)
-            log.warning("upload to %s failed (%s), attempt %d", shown, last_error, attempt)
-    raise TransferError(
-        f"output.put_url: could not upload to {shown} after {policy.attempts} attempts: "
-        f"{last_error}"
+        tries.failed()
+        log.warning("claim at %s failed (%s), attempt %d", shown, last_error, tries.total)
+    raise AppUnreachable(
+        f"the app was unreachable at {shown} {tries.summary()} ({last_error}); the job was "
+        "not run, so that it cannot run twice. The app retries it once by itself; if it "
+        "fails again, check that GPU workers can reach PUBLIC_BASE_URL"
     )
+
+
+def _answer_message(resp: requests.Response) -> str:
+    try:
+        body = resp.json()
+    except ValueError:
+        return resp.reason or ""
+    if isinstance(body, dict):
+        return str(body.get("message") or body.get("error") or "")[:300]
+    return ""

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
-from app.auth import admin_required, check_admin_password
+from app.auth import (
+    admin_required,
+    check_admin_password,
+    end_admin_session,
+    login_failed,
+    login_locked,
+    start_admin_session,
+)
 from app.db import get_session
 from app.diagnosis import queue_words
 from app.endpoint import FRESH_SNAPSHOT_S, ask_refresh, load_snapshot, snapshot_age_s
@@ -15,6 +22,7 @@ from app.extensions import enqueue, get_settings, get_storage
 from app.jobs import JobError, cancel_job, describe, retry_job
 from app.models import TERMINAL, Job, Status, utcnow
 from app.polling import poll_plan
+from app.ratelimit import in_words
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -26,17 +34,21 @@ def login():
     if urlparse(target).netloc or not target.startswith("/"):
         target = url_for("admin.dashboard")
     if request.method == "POST":
+        wait = login_locked()
+        if wait:
+            error = f"too many login attempts: try again in {in_words(wait)}"
+            return render_template("login.html", error=error, next=target), 429
         if check_admin_password(request.form.get("password", "")):
-            session.clear()
-            session["admin"] = True
+            start_admin_session()
             return redirect(target, code=303)
+        login_failed()
         error = "wrong password"
     return render_template("login.html", error=error, next=target), 401 if error else 200
 
 
 @bp.post("/logout")
 def logout():
-    session.pop("admin", None)
+    end_admin_session()
     return redirect(url_for("pages.upload_form"), code=303)
 
 

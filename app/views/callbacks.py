@@ -1,10 +1,17 @@
-"""Callbacks from GPU workers: one signed URL per attempt and kind (``callback_url``).
+"""Worker → app callbacks: ``POST /callbacks/<attempt_id>/<kind>?exp=&sig=``.
 
-``POST /callbacks/<attempt_id>/progress`` takes ``{"progress": {...}, "worker_id", "job_id",
-"sent_at"}`` (``sent_at``, the worker's clock, is kept as ``progress.reported_at``)
-and applies it with ``app.status.apply_progress``, so a job page shows what the worker
-reports within about a second without a ``/status`` call. 410 tells the worker to stop:
-the attempt was superseded (a retry) or the job has ended.
+The GPU worker finds these URLs in its job input (``callbacks``, built by
+``app.submission.callback_url``), signed for POST on ``callbacks/<attempt_id>/<kind>`` with
+the one signed-URL scheme (``app.signing``), so a worker can only speak for the attempt it
+was given. Machine-to-machine: exempt from CSRF, answers in JSON.
+
+- ``claim``: the worker claims the attempt before running the model (``app.claims``); 200 to
+  the first claimer and its repeats, 409 to any other RunPod job, 410 for a closed attempt.
+- ``progress``: ``{"progress": {...}, "worker_id", "job_id", "sent_at"}`` (``sent_at``, the
+  worker's clock, is kept as ``progress.reported_at``), applied by
+  ``app.status.apply_progress`` so a job page shows what the worker reports within about a
+  second without a ``/status`` call. 410 tells the worker to stop sending: the attempt was
+  superseded (a retry), the job has ended, or this worker's job is a duplicate.
 """
 
 from __future__ import annotations
@@ -13,39 +20,61 @@ import json
 
 from flask import Blueprint, abort, jsonify, request
 
+from app import signing
+from app.claims import claim as claim_attempt
 from app.db import get_session
-from app.extensions import get_settings
+from app.extensions import enqueue, get_settings, get_storage
+from app.jsonbody import json_object
 from app.models import Attempt
-from app.signing import SignatureError, verify
 from app.status import Outcome, apply_progress
 
 bp = Blueprint("callbacks", __name__, url_prefix="/callbacks")
-
+MAX_BODY = 64 * 1024
 MAX_PROGRESS_BYTES = 4096  # a phase, a message and a percent; anything bigger is not progress
 
 
-def _attempt(attempt_id: int, kind: str) -> Attempt:
+def _verify(attempt_id: int, kind: str) -> None:
     try:
-        verify(
+        signing.verify(
             get_settings().secret_key,
             "POST",
             f"callbacks/{attempt_id}/{kind}",
             request.args.get("exp"),
             request.args.get("sig"),
         )
-    except SignatureError as exc:
-        abort(403, description=f"bad callback URL: {exc}")
-    attempt = get_session().get(Attempt, attempt_id)
-    if attempt is None:
-        abort(410, description="no such attempt: stop sending")
-    return attempt
+    except signing.SignatureError as exc:
+        abort(403, description=f"forbidden: {exc}")
+
+
+@bp.post("/<int:attempt_id>/claim")
+def claim(attempt_id: int):
+    """Body ``{"runpod_id": "<the RunPod job id the worker runs>"}``; 200, 409 or 410."""
+    _verify(attempt_id, "claim")
+    body = json_object(request, MAX_BODY)
+    runpod_id = body.get("runpod_id")
+    if not isinstance(runpod_id, str) or not runpod_id.strip() or len(runpod_id) > 128:
+        abort(400, description="runpod_id: expected the RunPod job id (a string of 1-128 chars)")
+    verdict, message = claim_attempt(
+        get_session(),
+        attempt_id,
+        runpod_id.strip(),
+        settings=get_settings(),
+        storage=get_storage(),
+        enqueue=enqueue,
+    )
+    response = jsonify(claim=verdict.name.lower(), message=message)
+    response.status_code = verdict.value
+    return response
 
 
 @bp.post("/<int:attempt_id>/progress")
 def progress(attempt_id: int):
-    attempt = _attempt(attempt_id, "progress")
-    body = request.get_json(silent=True)
-    update = body.get("progress") if isinstance(body, dict) else None
+    _verify(attempt_id, "progress")
+    attempt = get_session().get(Attempt, attempt_id)
+    if attempt is None:
+        abort(410, description="no such attempt: stop sending")
+    body = json_object(request, MAX_BODY)
+    update = body.get("progress")
     if not isinstance(update, dict) or len(json.dumps(update)) > MAX_PROGRESS_BYTES:
         abort(400, description='send {"progress": {"phase", "message", "percent"}} as JSON')
     worker_id, runpod_id = body.get("worker_id"), body.get("job_id")

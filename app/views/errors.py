@@ -6,7 +6,7 @@ from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from app.views.present import human_bytes
+from app.units import human_bytes
 
 JSON_PREFIXES = ("/api", "/webhooks", "/files", "/callbacks")
 
@@ -18,7 +18,7 @@ def _wants_json() -> bool:
     )
 
 
-def _answer(code: int, message: str):
+def answer(code: int, message: str):
     if _wants_json():
         response = jsonify(error=message)
         response.status_code = code
@@ -29,12 +29,14 @@ def _answer(code: int, message: str):
 def register(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):
-        return _answer(
+        return answer(
             400, "the form's security token is missing or stale: reload the page and try again"
         )
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge):
+        if exc.description != RequestEntityTooLarge.description:
+            return answer(413, exc.description)  # a view said what was too large
         limit = app.config["MAX_CONTENT_LENGTH"]
         message = (
             f"the upload is larger than the limit of {human_bytes(limit)}; nothing was stored. "
@@ -46,8 +48,8 @@ def register(app: Flask) -> None:
             # The form again, with the message where the person is looking (the body was
             # not read, so the typed values are not known here; the page's script keeps them).
             return form_page(413, values={}, error=message)
-        return _answer(413, message)
+        return answer(413, message)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        return _answer(exc.code or 500, exc.description or exc.name)
+        return answer(exc.code or 500, exc.description or exc.name)

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, jsonify, request, send_file
 
-from app import signing
+from app import inert, signing
+from app.db import get_session
 from app.extensions import get_settings, get_storage
+from app.models import Job
 from app.storage import InvalidKey, LocalStorage, TooLarge, check_key
+from app.units import human_bytes
 
 bp = Blueprint("files", __name__, url_prefix="/files")
 
@@ -43,8 +46,13 @@ def get(key: str):
     path = storage.path(key)
     if not path.is_file():
         abort(404, description="no such file")
+    headers = inert.file_headers(key)
     # conditional=True answers Range requests with 206 and a Content-Range.
-    return send_file(path, conditional=True, etag=True, max_age=0)
+    response = send_file(
+        path, mimetype=headers["Content-Type"], conditional=True, etag=True, max_age=0
+    )
+    response.headers.update(headers)  # inert: nosniff, sandbox, attachment unless media
+    return response
 
 
 @bp.put("/<path:key>")
@@ -53,11 +61,27 @@ def put(key: str):
     _authorise("PUT", key)
     if "/output/" not in key:
         abort(403, description="forbidden: only results may be uploaded")
+    _check_job_open(key)
     limit = get_settings().max_upload_bytes
+    too_large = (
+        f"the result is too large: the app accepts results up to {human_bytes(limit)} "
+        "(MAX_UPLOAD_BYTES)"
+    )
     if request.content_length is not None and request.content_length > limit:
-        abort(413, description=f"the result is larger than {limit} bytes")
+        abort(413, description=too_large)
     try:
         size = storage.save_stream(key, request.stream, max_bytes=limit)
     except TooLarge:
-        abort(413, description=f"the result is larger than {limit} bytes")
+        abort(413, description=too_large)
     return jsonify(ok=True, size=size), 201
+
+
+def _check_job_open(key: str) -> None:
+    """A result may be written only while its job runs: once the job has ended its result
+    is what people were shown, and a late or replayed PUT must not replace it."""
+    job_id = key.split("/")[1]
+    job = get_session().get(Job, job_id) if len(job_id) <= 36 else None
+    if job is None:
+        abort(410, description="gone: no such job")
+    if job.terminal:
+        abort(409, description=f"the job already ended ({job.status.lower()}): result refused")

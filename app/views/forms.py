@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Request
 
+from app import jsonbody
 from app.db import get_session
 from app.extensions import get_settings, get_storage
 from app.jobs import JobError, create_job
@@ -41,9 +41,9 @@ def read_upload(request: Request, default_pipeline: str) -> UploadInput:
     raw = request.form.get("params", "").strip()
     if raw:
         try:
-            parsed = json.loads(raw)
-        except ValueError:
-            raise JobError('params must be a JSON object, e.g. {"sleep_s": 1}') from None
+            parsed = jsonbody.loads(raw, "params")
+        except jsonbody.JSONError as exc:
+            raise JobError(f'{exc}; send a JSON object, e.g. {{"sleep_s": 1}}') from None
         if not isinstance(parsed, dict):
             raise JobError('params must be a JSON object, e.g. {"sleep_s": 1}')
         params.update(parsed)

@@ -23,10 +23,9 @@ from app.jobs import (
 from app.live import live
 from app.models import Job, Status
 from app.views.forms import create_from_upload
-from app.views.present import human_bytes, job_json, result_url
+from app.views.present import job_json, result_url
 
 bp = Blueprint("pages", __name__)
-bp.add_app_template_filter(human_bytes, "human_bytes")
 
 
 def _catalogue() -> list[pipelines.Pipeline]:

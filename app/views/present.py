@@ -11,15 +11,6 @@ from app.live import Live
 from app.models import RETRYABLE, Job, Status
 
 
-def human_bytes(n: int) -> str:
-    """1.5 GiB, 256 KiB: sizes as people read them (upload limits, files)."""
-    if n >= 1024**3:
-        return f"{n / 1024**3:.2f} GiB".replace(".00 ", " ")
-    if n >= 1024**2:
-        return f"{n / 1024**2:.1f} MiB".replace(".0 ", " ")
-    return f"{max(n // 1024, 1)} KiB"
-
-
 def result_url(job: Job, *, external: bool) -> str | None:
     if job.status != Status.COMPLETED or not job.output_key or job.files_deleted_at:
         return None

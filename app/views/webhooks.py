@@ -14,10 +14,13 @@ from flask import Blueprint, abort, jsonify, request
 
 from app.db import get_session
 from app.extensions import enqueue, get_settings, get_storage
+from app.jsonbody import json_object
 from app.models import Job
 from app.status import Outcome, PayloadError, apply_status
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+# RunPod caps a job's output at 20 MB; inline results are base64 (a third larger).
+MAX_BODY = 32 * 1024 * 1024
 
 
 @bp.post("/<job_id>/<token>")
@@ -26,12 +29,16 @@ def receive(job_id: str, token: str):
     job = session.get(Job, job_id) if len(job_id) <= 36 else None
     if job is None or not hmac.compare_digest(job.webhook_token.encode(), token.encode()):
         abort(403, description="unknown job or wrong webhook token")
-    payload = request.get_json(silent=True)
-    if not isinstance(payload, dict):
-        abort(400, description="the webhook body must be a JSON object with a 'status'")
+    payload = json_object(request, MAX_BODY, "the webhook body")
     try:
         outcome = apply_status(
-            session, job, payload, "webhook", settings=get_settings(), storage=get_storage()
+            session,
+            job,
+            payload,
+            "webhook",
+            settings=get_settings(),
+            storage=get_storage(),
+            enqueue=enqueue,
         )
     except PayloadError as exc:
         abort(400, description=str(exc))

@@ -16,6 +16,7 @@ import pytest
 from app import create_app
 from app.settings import Settings
 from tests.app.database import BACKENDS, empty_tables, postgres_schema, sqlite_url
+from tests.support.services import redis_service, redis_url  # noqa: F401 - fixtures
 
 API_TOKEN = "test-api-token-0123456789"
 ADMIN_PASSWORD = "test-admin-password"
@@ -39,10 +40,11 @@ def database_url(request, tmp_path: Path, _postgres_url) -> str:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
+def settings(tmp_path: Path, database_url: str, redis_url: str) -> Settings:  # noqa: F811
     return Settings.from_env(
         {
             "APP_ENV": "test",
+            "REDIS_URL": redis_url,  # rate limits: a private Redis, flushed per test
             "SECRET_KEY": "test-secret-key-not-for-production",
             "DATABASE_URL": database_url,
             "STORAGE_DIR": str(tmp_path / "storage"),

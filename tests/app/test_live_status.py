@@ -19,7 +19,7 @@ def progress_path(app, job: Job) -> str:
         session = get_session()
         row = session.get(Job, job.id)
         attempt = row.attempts[-1]
-        body = worker_input(row, get_settings(), get_storage(), attempt.id)
+        body = worker_input(row, get_settings(), get_storage(), attempt)
     url = urlsplit(body["callbacks"]["progress"])
     assert url.geturl().startswith("http://127.0.0.1:5999/callbacks/")
     return f"{url.path}?{url.query}"

@@ -46,6 +46,7 @@ def worker_env(monkeypatch, tmp_path) -> Iterator[dict[str, str]]:
         "HF_HOME": str(tmp_path / "volume" / "huggingface"),
         "WORK_DIR": str(tmp_path / "work"),
         "TRANSFER_BACKOFF_S": "0.05",
+        "TRANSFER_DEADLINE_S": "0",  # fail after TRANSFER_ATTEMPTS: no outage to wait out
         "DOWNLOAD_READ_TIMEOUT_S": "5",
         "PROGRESS_INTERVAL_S": "0",
     }

@@ -22,6 +22,7 @@ def worker_env(tmp_path, hub_url: str = "http://127.0.0.1:9", **extra: str) -> d
         "HF_ENDPOINT": hub_url,
         "UPSCALE_MODEL": SR_MODEL,
         "TRANSFER_BACKOFF_S": "0.05",
+        "TRANSFER_DEADLINE_S": "0",  # fail after TRANSFER_ATTEMPTS: no outage to wait out
         "PROGRESS_INTERVAL_S": "0.2",
     }
     env.update(extra)

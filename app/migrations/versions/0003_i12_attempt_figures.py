@@ -1,14 +1,14 @@
 """issue 12: each attempt's worker, timings, cost and outcome
 
-Revision ID: 0002_i12
-Revises: 0001
+Revision ID: 0003_i12
+Revises: 0002_i9
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_i12"
-down_revision = "0001"
+revision = "0003_i12"
+down_revision = "0002_i9"
 branch_labels = None
 depends_on = None
 
