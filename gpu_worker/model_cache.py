@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import socket
 import threading
@@ -37,6 +36,7 @@ import requests
 
 from gpu_worker.errors import ModelLoadError
 from gpu_worker.liveness import pid_alive
+from gpu_worker.pipelines import ModelSpec
 from gpu_worker.transfer import TransferPolicy, redact, stream_body
 
 log = logging.getLogger("gpu_worker.models")
@@ -47,21 +47,6 @@ CHUNK = 4 * 1024 * 1024
 # A download lease not refreshed for this long belongs to a dead worker on another host.
 LEASE_STALE_S = 60.0
 DEFAULT_ENDPOINT = "https://huggingface.co"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A model a pipeline needs: which hub repo, at which revision, which files."""
-
-    repo_id: str
-    revision: str = "main"
-    allow_patterns: tuple[str, ...] = ("*",)
-
-    def folder(self) -> str:
-        def safe(text: str) -> str:
-            return re.sub(r"[^A-Za-z0-9._-]", "--", text)
-
-        return f"{safe(self.repo_id)}/{safe(self.revision)}"
 
 
 @dataclass(frozen=True)

@@ -32,3 +32,11 @@ def test_the_app_imports_nothing_from_the_gpu_worker():
         text = path.read_text()
         for banned in ("from gpu_worker", "import gpu_worker"):
             assert banned not in text, f"{path} must not import the GPU worker ({banned})"
+
+
+def test_pipeline_declarations_do_not_import_the_model_cache():
+    """``ModelSpec`` sits beside the pipeline types: the model cache imports the pipelines
+    (for its command line), never the other way round, so there is no import cycle."""
+    for path in (ROOT / "gpu_worker" / "pipelines").rglob("*.py"):
+        text = path.read_text()
+        assert "gpu_worker.model_cache" not in text, f"{path} must not import the model cache"

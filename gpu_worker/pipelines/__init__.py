@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from gpu_worker.errors import InputError
-from gpu_worker.model_cache import ModelSpec
 
 # progress(update: dict, force: bool = False): report to the job status (throttled unless forced).
 Progress = Callable[..., None]
@@ -38,6 +38,21 @@ SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 KINDS = ("video", "image", "any")
 # An output content type of SAME means "the same type as the uploaded input".
 SAME = "same"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model a pipeline needs: which hub repo, at which revision, which files."""
+
+    repo_id: str
+    revision: str = "main"
+    allow_patterns: tuple[str, ...] = ("*",)
+
+    def folder(self) -> str:
+        def safe(text: str) -> str:
+            return re.sub(r"[^A-Za-z0-9._-]", "--", text)
+
+        return f"{safe(self.repo_id)}/{safe(self.revision)}"
 
 
 @dataclass(frozen=True)

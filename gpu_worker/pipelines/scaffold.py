@@ -43,7 +43,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gpu_worker.model_cache import ModelSpec
 from gpu_worker.pipelines import {imports}
 from gpu_worker.pipelines.video_params import VIDEO_ENCODING
 
@@ -162,7 +161,7 @@ def create(name: str, kinds: tuple[str, ...], folder: Path = HERE) -> list[str]:
             kinds="(" + ", ".join(f'"{k}"' for k in kinds) + ("," if len(kinds) == 1 else "") + ")",
             imports=", ".join(
                 (["SAME"] if "image" in kinds else [])
-                + ["Input", "Pipeline", "PipelineResult", "Progress", "RunContext"]
+                + ["Input", "ModelSpec", "Pipeline", "PipelineResult", "Progress", "RunContext"]
             ),
             output="{" + ", ".join(f'"{k}": {output[k]}' for k in kinds) + "}",
         )

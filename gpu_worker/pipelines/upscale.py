@@ -25,8 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from gpu_worker.errors import InputError, ModelLoadError, WorkerConfigError
-from gpu_worker.model_cache import ModelSpec
-from gpu_worker.pipelines import SAME, Input, Pipeline, PipelineResult, Progress, RunContext
+from gpu_worker.pipelines import (
+    SAME,
+    Input,
+    ModelSpec,
+    Pipeline,
+    PipelineResult,
+    Progress,
+    RunContext,
+)
 from gpu_worker.pipelines.video_params import VIDEO_ENCODING
 
 log = logging.getLogger("gpu_worker.upscale")

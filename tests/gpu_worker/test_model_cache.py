@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from gpu_worker.errors import ModelLoadError
-from gpu_worker.model_cache import MARKER, ModelCache, ModelSpec, placement_warnings
+from gpu_worker.model_cache import MARKER, ModelCache, placement_warnings
+from gpu_worker.pipelines import ModelSpec
 from gpu_worker.transfer import TransferPolicy
 from tests.gpu_worker.conftest import WEIGHTS_REPO, sample_bytes
 
