@@ -5,91 +5,23 @@ app (``"worker"``; beat loads the same module and tags itself ``"beat"``). It al
 logging; it starts sentry-sdk only when ``SENTRY_DSN`` is set (DESIGN: errors go to logs on
 a fresh machine, to Sentry in production). Secrets never leave the process: the values of
 secret-looking environment variables, bearer tokens and URL signatures are replaced by
-``[Filtered]`` in every Sentry event and every log line.
+``[Filtered]`` in every Sentry event and every log line, by the one redactor of this image
+(``deploy.redaction``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import re
 import sys
-from collections.abc import Iterable
 from typing import Any
 
 from app.settings import Settings
-
-FILTERED = "[Filtered]"
-
-# Environment variables whose values are secrets, by name (the contract's settings and any
-# other *_KEY/*_TOKEN/*PASSWORD/*SECRET* a deployment adds).
-_SECRET_NAME = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|API_KEY|PRIVATE|CREDENTIAL|DSN)", re.I)
-# Short values ("1", "true") would shred every message they happen to occur in.
-_MIN_SECRET_LEN = 6
-
-# Secrets that travel in text rather than in named fields: bearer tokens, URL signatures
-# (ours and S3's presigned ones), credentials inside a URL, and webhook tokens in paths.
-_TEXT_PATTERNS = [
-    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1[Filtered]"),
-    (
-        re.compile(
-            r"(?i)([?&](?:sig|signature|token|key|api_key|x-amz-signature|x-amz-credential"
-            r"|x-amz-security-token)=)[^&#\s'\"]+"
-        ),
-        r"\1[Filtered]",
-    ),
-    (re.compile(r"(://[^/\s:@]+:)[^@\s/]+@"), r"\1[Filtered]@"),
-    (re.compile(r"(?i)(/webhooks?/[^/\s?'\"]+/)[^/\s?'\"]+"), r"\1[Filtered]"),
-]
-
-# Field names scrubbed wherever they occur in an event (Sentry's defaults plus ours).
-_EXTRA_DENYLIST = [
-    "secret_key",
-    "runpod_api_key",
-    "aws_secret_access_key",
-    "aws_session_token",
-    "admin_password",
-    "api_tokens",
-    "sentry_dsn",
-    "webhook_token",
-    "put_url",
-    "signature",
-    "sig",
-    "x-amz-signature",
-    "x-amz-credential",
-]
+from deploy.redaction import SECRET_FIELDS, redact, secret_values
 
 _LOG_FORMAT = "%(asctime)s %(levelname)s [%(component)s] %(name)s: %(message)s"
 
 _plain = logging.Formatter()
 _state: dict[str, Any] = {"component": None, "sentry_dsn": None, "factory": None}
-
-
-def secret_values(environ: dict[str, str] | None = None) -> list[str]:
-    """Values of secret-looking environment variables (comma lists split), longest first."""
-    environ = dict(os.environ if environ is None else environ)
-    found: set[str] = set()
-    for name, value in environ.items():
-        if not value or not _SECRET_NAME.search(name):
-            continue
-        for part in [value, *value.split(",")]:
-            part = part.strip()
-            if len(part) >= _MIN_SECRET_LEN:
-                found.add(part)
-    dsn_key = re.match(r"[a-z]+://([^@:/]+)[^@/]*@", environ.get("SENTRY_DSN", ""))
-    if dsn_key and len(dsn_key.group(1)) >= _MIN_SECRET_LEN:
-        found.add(dsn_key.group(1))
-    return sorted(found, key=len, reverse=True)
-
-
-def redact(text: str, secrets: Iterable[str] | None = None) -> str:
-    """``text`` with every secret value and token-bearing URL part replaced by [Filtered]."""
-    for value in secret_values() if secrets is None else secrets:
-        if value in text:
-            text = text.replace(value, FILTERED)
-    for pattern, replacement in _TEXT_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
 
 
 def _scrub(value: Any, secrets: list[str]) -> Any:
@@ -171,7 +103,7 @@ def init_sentry(component: str, settings: Settings | None = None) -> bool:
             integrations=[FlaskIntegration(), CeleryIntegration(monitor_beat_tasks=True)],
             send_default_pii=False,
             event_scrubber=EventScrubber(
-                denylist=DEFAULT_DENYLIST + _EXTRA_DENYLIST, recursive=True
+                denylist=[*DEFAULT_DENYLIST, *SECRET_FIELDS], recursive=True
             ),
             before_send=scrub_event,
             before_send_transaction=scrub_event,

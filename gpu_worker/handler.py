@@ -38,6 +38,7 @@ from gpu_worker.loader import ModelLoader
 from gpu_worker.model_cache import ModelCache
 from gpu_worker.observability import capture
 from gpu_worker.progress import ProgressSender
+from gpu_worker.redaction import redact_url
 from gpu_worker.settings import SettingsError, WorkerSettings
 from gpu_worker.transfer import (
     TransferPolicy,
@@ -45,7 +46,6 @@ from gpu_worker.transfer import (
     claim,
     download,
     human_bytes,
-    redact,
     upload,
 )
 
@@ -342,7 +342,7 @@ def _deliver(outcome: pipelines.PipelineResult, output: dict[str, Any], rt: Runt
         ctype = output.get("content_type") or outcome.content_type
         upload(outcome.output_file, output["put_url"], content_type=ctype, policy=rt.policy)
         return {
-            "url": redact(output["put_url"]),
+            "url": redact_url(output["put_url"]),
             "inline_b64": None,
             "content_type": ctype,
             "size": size,

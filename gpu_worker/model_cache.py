@@ -37,7 +37,8 @@ import requests
 from gpu_worker.errors import ModelLoadError
 from gpu_worker.liveness import pid_alive
 from gpu_worker.pipelines import ModelSpec
-from gpu_worker.transfer import TransferPolicy, redact, stream_body
+from gpu_worker.redaction import redact_url
+from gpu_worker.transfer import TransferPolicy, stream_body
 
 log = logging.getLogger("gpu_worker.models")
 
@@ -330,7 +331,8 @@ class ModelCache:
                 except requests.HTTPError as exc:
                     raise ModelLoadError(
                         f"model {spec.repo_id}@{spec.revision}: downloading {remote.path} from "
-                        f"{redact(url)} failed: {exc.response.status_code} {exc.response.reason}"
+                        f"{redact_url(url)} failed: "
+                        f"{exc.response.status_code} {exc.response.reason}"
                     ) from None
                 except (
                     requests.ConnectionError,

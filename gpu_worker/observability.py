@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from gpu_worker.redaction import drop_query_strings
+
 log = logging.getLogger("gpu_worker")
 _enabled = False
 
@@ -22,7 +24,7 @@ def init_sentry(dsn: str) -> bool:
         send_default_pii=False,
         # Frames' locals hold the job input, whose signed URLs are secrets.
         include_local_variables=False,
-        before_breadcrumb=_drop_query_strings,
+        before_breadcrumb=drop_query_strings,
         traces_sample_rate=0.0,
         environment=os.environ.get("SENTRY_ENVIRONMENT", "gpu-worker"),
         release=os.environ.get("SENTRY_RELEASE") or None,
@@ -34,16 +36,6 @@ def init_sentry(dsn: str) -> bool:
     _enabled = True
     log.info("Sentry enabled for the GPU worker")
     return True
-
-
-def _drop_query_strings(crumb: dict, hint: dict) -> dict:
-    """HTTP breadcrumbs keep scheme, host and path only (signed URLs carry signatures)."""
-    data = crumb.get("data") or {}
-    data.pop("http.query", None)
-    data.pop("http.fragment", None)
-    if isinstance(data.get("url"), str):
-        data["url"] = data["url"].split("?", 1)[0]
-    return crumb
 
 
 def capture(exc: BaseException, **tags: str) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import requests
 
-from gpu_worker.transfer import redact
+from gpu_worker.redaction import redact_url
 
 log = logging.getLogger("gpu_worker")
 
@@ -93,5 +93,5 @@ class ProgressSender:
         if not self._warned:
             self._warned = True
             log.warning(
-                "progress callback to %s failed (%s); the job goes on", redact(self.url), what
+                "progress callback to %s failed (%s); the job goes on", redact_url(self.url), what
             )

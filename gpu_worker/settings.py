@@ -11,6 +11,8 @@ import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from gpu_worker.redaction import is_secret_name
+
 # Base64 grows a file by a third and RunPod warns above 20 MB of result: past this, upload.
 INLINE_OUTPUT_CEILING = 10 * 1024 * 1024
 
@@ -99,7 +101,13 @@ class WorkerSettings:
         )
 
     def describe(self) -> dict[str, str]:
-        """The settings as strings for the start-up log line (the Sentry DSN masked)."""
-        out = {f.name: str(getattr(self, f.name)) for f in fields(self)}
-        out["sentry_dsn"] = "set" if self.sentry_dsn else "unset"
+        """The settings as strings for the start-up log line, secrets (the Sentry DSN) shown
+        as set or unset."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if is_secret_name(f.name):
+                out[f.name] = "set" if value else "unset"
+            else:
+                out[f.name] = str(value)
         return out

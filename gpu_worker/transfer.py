@@ -2,7 +2,7 @@
 claim callback to the app.
 
 Inputs arrive as signed URLs, so their query strings are secrets: messages and logs only ever
-show ``scheme://host/path``.
+show ``scheme://host/path`` (``gpu_worker.redaction``).
 
 Outages are waited out: connection errors, timeouts and 408/429/5xx are retried with capped
 exponential backoff for at least ``attempts`` tries and until ``deadline_s`` has passed
@@ -21,11 +21,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
 from gpu_worker.errors import AppUnreachable, InputError, StorageUnreachable, TransferError
+from gpu_worker.redaction import redact_url
 
 log = logging.getLogger("gpu_worker.transfer")
 
@@ -90,15 +91,6 @@ class Retries:
         return text
 
 
-def redact(url: str) -> str:
-    """``url`` without its query string and credentials: safe for logs and messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
 def check_url(field: str, url: object) -> str:
     """Return ``url`` if it is an http(s) URL with a host; ``InputError`` naming ``field``."""
     if not isinstance(url, str) or not url.strip():
@@ -108,7 +100,7 @@ def check_url(field: str, url: object) -> str:
         shown = parts.scheme or "no scheme"
         raise InputError(f"{field}: only http and https URLs are accepted, got {shown}")
     if not parts.hostname:
-        raise InputError(f"{field}: the URL has no host: {redact(url)}")
+        raise InputError(f"{field}: the URL has no host: {redact_url(url)}")
     return url
 
 
@@ -162,13 +154,13 @@ def _open(session: requests.Session, url: str, field: str, headers: dict, policy
             scheme = urlsplit(target).scheme
             if scheme not in ALLOWED_SCHEMES:
                 raise InputError(
-                    f"{field}: {redact(url)} redirects to a {scheme or 'schemeless'} URL; "
+                    f"{field}: {redact_url(url)} redirects to a {scheme or 'schemeless'} URL; "
                     "only http and https are followed"
                 )
             url = target
             continue
         return resp
-    raise InputError(f"{field}: more than {MAX_REDIRECTS} redirects from {redact(url)}")
+    raise InputError(f"{field}: more than {MAX_REDIRECTS} redirects from {redact_url(url)}")
 
 
 def download(
@@ -189,7 +181,7 @@ def download(
     """
     check_url(field, url)
     session = session or requests.Session()
-    shown = redact(url)
+    shown = redact_url(url)
     dest.parent.mkdir(parents=True, exist_ok=True)
     got = 0
     total: int | None = None
@@ -296,7 +288,7 @@ def upload(
     """PUT ``path`` to the presigned ``url``, streaming it from disk, with retries."""
     check_url("output.put_url", url)
     session = session or requests.Session()
-    shown = redact(url)
+    shown = redact_url(url)
     size = path.stat().st_size
     last_error = ""
     tries = Retries(policy)
@@ -354,7 +346,7 @@ def claim(url: str, runpod_id: str, *, policy: TransferPolicy) -> tuple[int, str
     unreachable app until the policy's deadline, then raises ``AppUnreachable``.
     """
     check_url("callbacks.claim", url)
-    shown = redact(url)
+    shown = redact_url(url)
     session = requests.Session()
     tries = Retries(policy)
     last_error = ""

@@ -5,25 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 
+from deploy.redaction import url_origin
+
 log = logging.getLogger("deploy.local")
 ATTEMPTS = 3
-
-
-def redact(url: str) -> str:
-    """A webhook URL fit for logs: scheme and host only.
-
-    The per-job token may sit in the path (the app's ``/webhooks/<id>/<token>``) or in the
-    query string, so neither is ever logged.
-    """
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return f"{parts.scheme}://{host}/…"
 
 
 def body(payload: dict[str, Any], job_input: Any, url: str) -> dict[str, Any]:
@@ -42,8 +30,8 @@ async def send(
             async with session.post(url, json=payload) as resp:
                 if resp.status < 300:
                     return True
-                log.warning("webhook %s answered %s", redact(url), resp.status)
+                log.warning("webhook %s answered %s", url_origin(url), resp.status)
         except (TimeoutError, aiohttp.ClientError) as exc:
-            log.warning("webhook %s failed: %s", redact(url), type(exc).__name__)
+            log.warning("webhook %s failed: %s", url_origin(url), type(exc).__name__)
     log.error("webhook for job %s given up after %d attempts", payload.get("id"), ATTEMPTS)
     return False

@@ -1,27 +1,24 @@
 """Readable tables on stdout, progress on stderr, ``--json`` for scripts, and scrubbing.
 
-Whatever is printed passes through ``scrub``: the RunPod API key (and HF token) from the
-environment are replaced by ``***`` wherever they might appear, as a last line of defence.
+Whatever is printed passes through ``scrub``, the image's one redactor (``deploy.redaction``):
+the RunPod API key, the HF token and every other secret-looking value from the environment
+are replaced by ``***`` wherever they might appear, as a last line of defence.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from deploy.redaction import redact
+
 OK, FINDINGS, USAGE = 0, 1, 2
-_SECRET_VARS = ("RUNPOD_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
 
 def scrub(text: str) -> str:
-    for var in _SECRET_VARS:
-        secret = os.environ.get(var)
-        if secret and len(secret) >= 6:
-            text = text.replace(secret, "***")
-    return text
+    return redact(text, mark="***")
 
 
 def out(text: str = "") -> None:

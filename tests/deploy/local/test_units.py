@@ -12,7 +12,7 @@ from deploy.local.crashloop import MAX_BACKOFF_S, CrashLoop
 from deploy.local.deadlines import EXEC, TTL, Deadlines, execution_timeout_s, ttl_s
 from deploy.local.limits import RateLimiter
 from deploy.local.store import Store
-from deploy.local.webhooks import redact
+from deploy.redaction import url_origin
 
 
 class Clock:
@@ -102,8 +102,8 @@ def test_crash_loop_backs_off_and_ends_when_a_worker_takes_a_job():
     ],
 )
 def test_redacted_webhook_urls_keep_only_scheme_and_host(url):
-    assert "SECRET" not in redact(url)
-    assert redact(url).startswith(url.split(":", 1)[0] + "://")
+    assert "SECRET" not in url_origin(url)
+    assert url_origin(url).startswith(url.split(":", 1)[0] + "://")
 
 
 def test_state_dir_from_before_s3_config_still_opens(tmp_path):
