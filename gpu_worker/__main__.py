@@ -43,7 +43,7 @@ def prepare() -> None:
         init_sentry(rt.settings.sentry_dsn)
     except Exception:
         log.exception("Sentry could not be initialised; continuing without it")
-    for warning in placement_warnings(rt.settings.model_dir, os.environ.get("HF_HOME")):
+    for warning in placement_warnings(rt.settings.model_dir, rt.settings.platform.hf_home or None):
         log.error("!" * 20 + " %s", warning)
         capture_message(warning)
     removed = remove_stale_job_dirs(rt.settings.work_dir)

@@ -20,6 +20,8 @@ import signal
 import sys
 import threading
 
+from gpu_worker.settings import Platform
+
 PR_SET_PDEATHSIG = 1
 
 
@@ -72,7 +74,7 @@ def _die_with_parent() -> None:
 
 
 def tie_children_to_this_process() -> None:
-    if os.environ.get("LOCAL_ENDPOINT_WORKER") and sys.platform.startswith("linux"):
+    if Platform.from_env().local_endpoint_worker and sys.platform.startswith("linux"):
         os.register_at_fork(before=_before_fork, after_in_child=_die_with_parent)
 
 

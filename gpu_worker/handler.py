@@ -39,7 +39,7 @@ from gpu_worker.model_cache import ModelCache
 from gpu_worker.observability import capture
 from gpu_worker.progress import ProgressSender
 from gpu_worker.redaction import redact_url
-from gpu_worker.settings import SettingsError, WorkerSettings
+from gpu_worker.settings import Platform, SettingsError, WorkerSettings
 from gpu_worker.transfer import (
     TransferPolicy,
     check_url,
@@ -107,7 +107,7 @@ class _Reporter:
         self.job = job
         self.interval = interval
         self._last = 0.0
-        self._remote = bool(job.get("id")) and bool(os.environ.get("RUNPOD_WEBHOOK_GET_JOB"))
+        self._remote = bool(job.get("id")) and bool(Platform.from_env().runpod_webhook_get_job)
         self._app = ProgressSender(progress_url, job.get("id")) if progress_url else None
 
     def __call__(self, update: dict[str, Any], force: bool = False) -> None:

@@ -38,6 +38,7 @@ from gpu_worker.errors import ModelLoadError
 from gpu_worker.liveness import pid_alive
 from gpu_worker.pipelines import ModelSpec
 from gpu_worker.redaction import redact_url
+from gpu_worker.settings import Platform
 from gpu_worker.transfer import TransferPolicy, stream_body
 
 log = logging.getLogger("gpu_worker.models")
@@ -80,9 +81,7 @@ ProgressCallback = Callable[[DownloadProgress], None]
 def on_runpod_serverless() -> bool:
     """True in a RunPod Serverless worker (not under the local endpoint, which sets
     ``LOCAL_ENDPOINT_WORKER``)."""
-    if os.environ.get("LOCAL_ENDPOINT_WORKER"):
-        return False
-    return bool(os.environ.get("RUNPOD_ENDPOINT_ID") or os.environ.get("RUNPOD_POD_ID"))
+    return Platform.from_env().on_runpod_serverless
 
 
 def placement_warnings(model_dir: Path, hf_home: str | None) -> list[str]:
@@ -120,10 +119,11 @@ class ModelCache:
         policy: TransferPolicy | None = None,
     ) -> None:
         self.root = Path(root)
-        self.endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+        platform = Platform.from_env()
+        self.endpoint = (endpoint or platform.hf_endpoint or DEFAULT_ENDPOINT).rstrip("/")
         self.margin = margin
         self.policy = policy or TransferPolicy()
-        self._token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+        self._token = platform.hf_token or None
 
     def local_dir(self, spec: ModelSpec) -> Path:
         return self.root / spec.folder()
@@ -472,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = WorkerSettings.from_env()
     root = Path(args.model_dir) if args.model_dir else settings.model_dir
-    for warning in placement_warnings(root, os.environ.get("HF_HOME")):
+    for warning in placement_warnings(root, settings.platform.hf_home or None):
         log.error("%s", warning)
     if args.pipeline:
         from gpu_worker import pipelines

@@ -15,9 +15,11 @@ def init_sentry(dsn: str) -> bool:
     global _enabled
     if not dsn:
         return False
-    import os
-
     import sentry_sdk
+
+    from gpu_worker.settings import Platform
+
+    platform = Platform.from_env()
 
     sentry_sdk.init(
         dsn=dsn,
@@ -26,13 +28,12 @@ def init_sentry(dsn: str) -> bool:
         include_local_variables=False,
         before_breadcrumb=drop_query_strings,
         traces_sample_rate=0.0,
-        environment=os.environ.get("SENTRY_ENVIRONMENT", "gpu-worker"),
-        release=os.environ.get("SENTRY_RELEASE") or None,
+        environment=platform.sentry_environment,
+        release=platform.sentry_release or None,
     )
     sentry_sdk.set_tag("component", "gpu_worker")
-    endpoint = os.environ.get("RUNPOD_ENDPOINT_ID")
-    if endpoint:
-        sentry_sdk.set_tag("runpod_endpoint", endpoint)
+    if platform.runpod_endpoint_id:
+        sentry_sdk.set_tag("runpod_endpoint", platform.runpod_endpoint_id)
     _enabled = True
     log.info("Sentry enabled for the GPU worker")
     return True

@@ -12,7 +12,6 @@ says this attempt is superseded or the job is over) stops the sending.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import requests
 
 from gpu_worker.redaction import redact_url
+from gpu_worker.settings import Platform
 
 log = logging.getLogger("gpu_worker")
 
@@ -32,7 +32,7 @@ class ProgressSender:
     def __init__(self, url: str, runpod_job_id: str | None) -> None:
         self.url = url
         self.runpod_job_id = runpod_job_id
-        self.worker_id = os.environ.get("RUNPOD_POD_ID") or None
+        self.worker_id = Platform.from_env().runpod_pod_id or None
         self._pending: dict[str, Any] | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()

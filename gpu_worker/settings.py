@@ -1,4 +1,8 @@
-"""The worker's configuration, read once from the environment into one typed object.
+"""The worker's configuration, read from the environment here and nowhere else.
+
+``WorkerSettings`` holds the knobs; ``Platform`` the facts the worker reads from its
+surroundings (whether it runs on RunPod or under the local endpoint, the hub's address and
+token, Sentry's labels). The runpod SDK's own variables (``RUNPOD_LOG_LEVEL``) stay the SDK's.
 
 A bad value never stops the process (that would crash-loop the worker in silence): it is
 reported as the error of every job instead, see ``gpu_worker.handler``.
@@ -8,7 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from gpu_worker.redaction import is_secret_name
@@ -57,6 +61,45 @@ def _default_model_dir() -> str:
 
 
 @dataclass(frozen=True)
+class Platform:
+    """Where the worker runs and what it may reach; never refuses a value."""
+
+    runpod_endpoint_id: str = ""
+    runpod_pod_id: str = ""
+    # Set by the runpod SDK's job loop when it polls an endpoint (not in one-shot local mode).
+    runpod_webhook_get_job: str = ""
+    # Set by the local endpoint (deploy/local) for the workers it starts.
+    local_endpoint_worker: str = ""
+    hf_endpoint: str = ""
+    hf_token: str = field(default="", repr=False)
+    hf_home: str = ""
+    sentry_environment: str = "gpu-worker"
+    sentry_release: str = ""
+
+    @classmethod
+    def from_env(cls) -> Platform:
+        env = os.environ
+        return cls(
+            runpod_endpoint_id=env.get("RUNPOD_ENDPOINT_ID", ""),
+            runpod_pod_id=env.get("RUNPOD_POD_ID", ""),
+            runpod_webhook_get_job=env.get("RUNPOD_WEBHOOK_GET_JOB", ""),
+            local_endpoint_worker=env.get("LOCAL_ENDPOINT_WORKER", ""),
+            hf_endpoint=env.get("HF_ENDPOINT", ""),
+            hf_token=env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or "",
+            hf_home=env.get("HF_HOME", ""),
+            sentry_environment=env.get("SENTRY_ENVIRONMENT", "gpu-worker"),
+            sentry_release=env.get("SENTRY_RELEASE", ""),
+        )
+
+    @property
+    def on_runpod_serverless(self) -> bool:
+        """True in a RunPod Serverless worker (not under the local endpoint)."""
+        if self.local_endpoint_worker:
+            return False
+        return bool(self.runpod_endpoint_id or self.runpod_pod_id)
+
+
+@dataclass(frozen=True)
 class WorkerSettings:
     """Every knob the worker has, with its default. Sizes are bytes, times seconds."""
 
@@ -76,6 +119,7 @@ class WorkerSettings:
     preload_pipelines: tuple[str, ...] = ()
     device: str = "auto"
     sentry_dsn: str = ""
+    platform: Platform = field(default_factory=Platform)
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -98,6 +142,7 @@ class WorkerSettings:
             preload_pipelines=tuple(p.strip() for p in preload.split(",") if p.strip()),
             device=os.environ.get("TORCH_DEVICE", "auto").strip() or "auto",
             sentry_dsn=os.environ.get("SENTRY_DSN", "").strip(),
+            platform=Platform.from_env(),
         )
 
     def describe(self) -> dict[str, str]:
@@ -105,6 +150,8 @@ class WorkerSettings:
         as set or unset."""
         out = {}
         for f in fields(self):
+            if f.name == "platform":
+                continue
             value = getattr(self, f.name)
             if is_secret_name(f.name):
                 out[f.name] = "set" if value else "unset"

@@ -44,7 +44,10 @@ WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
 
 
 def model_setting() -> tuple[str, str, str]:
-    """(repo, file, revision) from ``UPSCALE_MODEL`` (``repo:file@revision``)."""
+    """(repo, file, revision) from ``UPSCALE_MODEL`` (``repo:file@revision``).
+
+    A pipeline's own knob, read by the pipeline that declares it (the worker's settings
+    object knows no pipeline, and the catalogue is written from these declarations)."""
     raw = os.environ.get(SETTING, "").strip() or DEFAULT_MODEL
     spec, _, revision = raw.partition("@")
     repo, _, filename = spec.partition(":")
