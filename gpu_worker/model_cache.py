@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote
 
@@ -39,7 +39,7 @@ from gpu_worker.liveness import pid_alive
 from gpu_worker.pipelines import ModelSpec
 from gpu_worker.redaction import redact_url
 from gpu_worker.settings import Platform
-from gpu_worker.transfer import TransferPolicy, stream_body
+from gpu_worker.transfer import Retries, TransferPolicy, stream_body
 
 log = logging.getLogger("gpu_worker.models")
 
@@ -317,10 +317,9 @@ class ModelCache:
         url = f"{self.endpoint}/{spec.repo_id}/resolve/{commit}/{quote(remote.path)}"
         base_done = state.done_bytes
         last_error = ""
-        failures = 0  # in a row without progress: a flaky link that keeps moving is not failing
-        while failures < self.policy.attempts:
-            if failures:
-                self.policy.sleep_before(failures)
+        # No outage deadline here: a hub that stays down fails the load after ``attempts``.
+        tries = Retries(replace(self.policy, deadline_s=0.0))
+        while tries.again():
             have = _size_or_zero(partial)
             if have > remote.size:
                 partial.unlink()
@@ -347,16 +346,22 @@ class ModelCache:
                         now,
                         last_error,
                     )
-                    failures = 0 if now > have else failures + 1
+                    if now > have:
+                        tries.progressed()
+                    else:
+                        tries.failed()
                     continue
             if _size_or_zero(partial) != remote.size:
                 last_error = f"got {_size_or_zero(partial)} of {remote.size} bytes"
-                failures = 0 if _size_or_zero(partial) > have else failures + 1
+                if _size_or_zero(partial) > have:
+                    tries.progressed()
+                else:
+                    tries.failed()
                 continue
             if remote.sha256 and _sha256(partial) != remote.sha256:
                 partial.unlink()
                 last_error = f"{remote.path} failed its sha256 check"
-                failures += 1
+                tries.failed()
                 continue
             os.replace(partial, final)
             state.done_bytes = base_done + remote.size

@@ -61,7 +61,11 @@ class TransferPolicy:
 
 
 class Retries:
-    """Counts failed tries of one transfer against its policy's attempts and deadline."""
+    """Counts failed tries of one transfer against its policy's attempts and deadline; the
+    one retry loop of the worker's downloads, uploads and claim (``while tries.again()``).
+
+    A download that moves bytes calls ``progressed``: failures count in a row without
+    progress, so a link that drops but keeps moving is not failing."""
 
     def __init__(self, policy: TransferPolicy) -> None:
         self.policy = policy
@@ -72,6 +76,10 @@ class Retries:
     def failed(self) -> None:
         self.failures += 1
         self.total += 1
+
+    def progressed(self) -> None:
+        """The try moved some bytes: failures count from zero again."""
+        self.failures = 0
 
     def remaining(self) -> float:
         return self.policy.deadline_s - (time.monotonic() - self.started)
@@ -186,7 +194,6 @@ def download(
     got = 0
     total: int | None = None
     last_error = ""
-    # Failures in a row without progress count: a link that drops but keeps moving is fine.
     tries = Retries(policy)
     with open(dest, "wb") as out:
         while tries.again():
@@ -228,7 +235,7 @@ def download(
                 last_error = f"connection reset after {got} bytes"
             log.warning("%s: download of %s interrupted (%s)", field, shown, last_error)
             if got > before:
-                tries.failures = 0
+                tries.progressed()
             else:
                 tries.failed()
     raise StorageUnreachable(f"{field}: could not download {shown} {tries.summary()}: {last_error}")

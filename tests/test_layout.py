@@ -40,3 +40,19 @@ def test_pipeline_declarations_do_not_import_the_model_cache():
     for path in (ROOT / "gpu_worker" / "pipelines").rglob("*.py"):
         text = path.read_text()
         assert "gpu_worker.model_cache" not in text, f"{path} must not import the model cache"
+
+
+def test_the_gpu_worker_reads_its_environment_in_its_settings_module():
+    """Settings come from one place; left out: the runpod SDK's own log level, and a
+    pipeline's own knob read by the pipeline that declares it."""
+    allowed = {
+        ROOT / "gpu_worker" / "settings.py",
+        ROOT / "gpu_worker" / "__main__.py",  # RUNPOD_LOG_LEVEL, the SDK's
+        ROOT / "gpu_worker" / "pipelines" / "upscale.py",  # UPSCALE_MODEL
+    }
+    for path in (ROOT / "gpu_worker").rglob("*.py"):
+        if path not in allowed:
+            text = path.read_text()
+            assert "os.environ" not in text and "getenv" not in text, (
+                f"{path}: read the environment in gpu_worker/settings.py"
+            )
