@@ -39,7 +39,13 @@ from gpu_worker.liveness import pid_alive
 from gpu_worker.pipelines import ModelSpec
 from gpu_worker.redaction import redact_url
 from gpu_worker.settings import Platform
-from gpu_worker.transfer import Retries, TransferPolicy, stream_body
+from gpu_worker.transfer import (
+    Retries,
+    TransferPolicy,
+    range_headers,
+    resume_offset,
+    write_body,
+)
 
 log = logging.getLogger("gpu_worker.models")
 
@@ -373,28 +379,25 @@ class ModelCache:
         )
 
     def _get_range(self, url, partial, have, remote, state, base_done, progress) -> None:
-        headers = {"Accept-Encoding": "identity"}
+        headers = range_headers(have)
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
-        if have:
-            headers["Range"] = f"bytes={have}-"
         with requests.get(url, headers=headers, stream=True, timeout=self.policy.timeout) as resp:
             if resp.status_code == 416:
                 partial.unlink()
                 return
             resp.raise_for_status()
-            mode = "ab" if have and resp.status_code == 206 else "wb"
-            done = have if mode == "ab" else 0
-            last_report = 0.0
-            with open(partial, mode) as out:
-                for chunk in stream_body(resp, CHUNK):
-                    out.write(chunk)
-                    done += len(chunk)
-                    state.done_bytes = base_done + done
-                    now = time.monotonic()
-                    if progress and now - last_report > 0.5:
-                        last_report = now
-                        progress(state)
+            last_report = [0.0]
+
+            def received(size: int) -> None:
+                state.done_bytes = base_done + size
+                now = time.monotonic()
+                if progress and now - last_report[0] > 0.5:
+                    last_report[0] = now
+                    progress(state)
+
+            with open(partial, "ab") as out:
+                write_body(resp, out, resume_offset(resp, out, have), received, CHUNK)
 
 
 def _take_lease(lease: Path) -> bool:

@@ -11,6 +11,11 @@ takes minutes, and the deadline stays inside the endpoint's execution timeout). 
 4xx fails at once: asking again will not help. A transfer that gives up on an outage raises
 ``StorageUnreachable`` (or ``AppUnreachable`` for the claim), which the result marks with
 ``error_kind`` so the app can start one new attempt by itself.
+
+The model cache downloads through the same pieces: ``Retries`` (the one retry loop) and the
+resume protocol (``range_headers``, ``resume_offset``, ``write_body``). Their requests differ
+on purpose: inputs follow redirects by hand so none can switch scheme, while hub downloads let
+``requests`` follow the hub's redirect to its CDN, which drops the token on the way.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -150,6 +156,42 @@ def stream_body(resp: requests.Response, size: int = CHUNK) -> Iterator[bytes]:
         raise requests.ConnectionError(f"connection reset: {exc}") from None
 
 
+def range_headers(have: int) -> dict[str, str]:
+    """Headers for a GET of a file of which ``have`` bytes are already on disk (no content
+    encoding: the Range's offsets are the file's)."""
+    headers = {"Accept-Encoding": "identity"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    return headers
+
+
+def resume_offset(resp: requests.Response, out: BinaryIO, have: int) -> int:
+    """How many bytes of ``out`` the body continues: ``have`` after a 206; none, with ``out``
+    emptied, when the server ignored the Range and sends the whole file again."""
+    if have and resp.status_code != 206:
+        out.seek(0)
+        out.truncate()
+        return 0
+    return have
+
+
+def write_body(
+    resp: requests.Response,
+    out: BinaryIO,
+    have: int,
+    on_bytes: Callable[[int], None],
+    size: int = CHUNK,
+) -> int:
+    """Append ``resp``'s body to ``out`` as it arrives; return the file's size. ``on_bytes``
+    is told the size each chunk brings the file to before it is written (it may raise to
+    refuse the file)."""
+    for chunk in stream_body(resp, size):
+        have += len(chunk)
+        on_bytes(have)
+        out.write(chunk)
+    return have
+
+
 def _open(session: requests.Session, url: str, field: str, headers: dict, policy: TransferPolicy):
     """GET ``url`` following redirects by hand, so a redirect cannot switch scheme."""
     for _ in range(MAX_REDIRECTS + 1):
@@ -195,37 +237,34 @@ def download(
     total: int | None = None
     last_error = ""
     tries = Retries(policy)
+
+    def received(size: int) -> None:
+        nonlocal got
+        got = size
+        if got > max_bytes:
+            _check_size(field, shown, max_bytes + 1, max_bytes)
+        if progress:
+            progress(got, total)
+
     with open(dest, "wb") as out:
         while tries.again():
             before = got
-            headers = {"Accept-Encoding": "identity"}
-            if got:
-                headers["Range"] = f"bytes={got}-"
             try:
-                with _open(session, url, field, headers, policy) as resp:
+                with _open(session, url, field, range_headers(got), policy) as resp:
                     if resp.status_code in RETRY_STATUSES:
                         last_error = f"{resp.status_code} {resp.reason}"
                         tries.failed()
                         continue
                     if resp.status_code >= 400:
                         raise TransferError(_http_error_message(field, shown, resp))
-                    if got and resp.status_code != 206:
-                        # The server ignored Range: start over.
-                        out.seek(0)
-                        out.truncate()
-                        got = before = 0
+                    got = resume_offset(resp, out, got)
+                    before = min(before, got)
                     if total is None:
                         total = _content_total(resp)
                         if total is not None:
                             _check_size(field, shown, total, max_bytes)
                             _check_free_space(dest.parent, total, field)
-                    for chunk in stream_body(resp):
-                        got += len(chunk)
-                        if got > max_bytes:
-                            _check_size(field, shown, max_bytes + 1, max_bytes)
-                        out.write(chunk)
-                        if progress:
-                            progress(got, total)
+                    write_body(resp, out, got, received)
                 if total is None or got >= total:
                     return got
                 last_error = f"connection closed after {got} of {total} bytes"
