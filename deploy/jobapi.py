@@ -17,8 +17,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-DEFAULT_BASE_URL = "https://api.runpod.ai/v2"
-TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
+from deploy.runpod.vocabulary import DEFAULT_JOB_URL as DEFAULT_BASE_URL
 
 
 class JobAPIError(Exception):

@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from deploy.jobapi import EndpointNotFound, JobAPI, JobAPIError
-from deploy.local.workers import exit_meaning
 from deploy.ops.check import ERROR, WARNING, Finding
 from deploy.ops.management import ManagementAPI, ManagementError, NotFound
 from deploy.ops.pools import compatible_pools
+from deploy.runpod.vocabulary import exit_meaning
 
 INFO = "info"
 LOG_LINES = 20
