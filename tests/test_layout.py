@@ -32,3 +32,27 @@ def test_the_app_imports_nothing_from_the_gpu_worker():
         text = path.read_text()
         for banned in ("from gpu_worker", "import gpu_worker"):
             assert banned not in text, f"{path} must not import the GPU worker ({banned})"
+
+
+def _imports(package: str, *modules: str) -> list[str]:
+    """Import statements in ``package`` that name one of ``modules`` (``deploy.ops``)."""
+    found = []
+    for path in (ROOT / package).rglob("*.py"):
+        text = path.read_text()
+        for module in modules:
+            parent, _, child = module.rpartition(".")
+            forms = (f"from {module}", f"import {module}", f"from {parent} import {child}")
+            found += [f"{path}: {form}" for form in forms if form in text]
+    return found
+
+
+def test_the_web_side_imports_no_operator_tooling_nor_the_local_endpoint():
+    """app and tasks reach RunPod through deploy.runpod; deploy.ops is the operator's CLI
+    and deploy.local a stand-in endpoint, neither part of what the web app runs."""
+    for package in ("app", "tasks"):
+        assert not _imports(package, "deploy.ops", "deploy.local")
+
+
+def test_operator_tooling_and_the_local_endpoint_share_only_deploy_runpod():
+    assert not _imports("deploy/ops", "deploy.local")
+    assert not _imports("deploy/runpod", "deploy.ops", "deploy.local")

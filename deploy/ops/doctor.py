@@ -13,11 +13,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from deploy.jobapi import EndpointNotFound, JobAPI, JobAPIError
 from deploy.ops.check import ERROR, WARNING, Finding
-from deploy.ops.management import ManagementAPI, ManagementError, NotFound
 from deploy.ops.pools import compatible_pools
-from deploy.runpod.vocabulary import exit_meaning
+from deploy.runpod.jobapi import EndpointNotFound, JobAPI, JobAPIError
+from deploy.runpod.management import ManagementAPI, ManagementError, NotFound
+from deploy.runpod.vocabulary import exit_meaning, worker_row
 
 INFO = "info"
 LOG_LINES = 20
@@ -34,7 +34,6 @@ class Worker:
     exit_code: int | None = None
     log_tail: list[str] = field(default_factory=list)
     current_jobs: int | None = None
-    stale: bool = False
     age_s: float | None = None  # seconds since the worker started
 
 
@@ -127,14 +126,8 @@ def gather_runpod(api: ManagementAPI, jobapi: JobAPI, log_lines: int = LOG_LINES
         data = api.list_workers(eid)
         facts.summary = dict(data.get("summary") or {})
         for w in data.get("workers") or []:
-            facts.workers.append(
-                Worker(
-                    id=w["id"],
-                    status=w["status"].lower(),
-                    stale=bool(w.get("isStale")),
-                    age_s=w.get("uptimeSeconds"),
-                )
-            )
+            row = worker_row(w)
+            facts.workers.append(Worker(id=row["id"], status=row["state"], age_s=row["uptimeS"]))
     except ManagementError as exc:
         facts.unavailable.append(f"workers: {exc}")
     for worker in facts.workers:
