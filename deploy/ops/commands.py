@@ -17,7 +17,6 @@ from deploy.ops import cost as costs
 from deploy.ops import doctor as doc
 from deploy.ops import plan as plans
 from deploy.ops.output import FINDINGS, OK, USAGE, emit_json, err, out, progress, table
-from deploy.ops.pools import POOLS
 from deploy.ops.sizes import (
     SizeLookupError,
     model_size,
@@ -27,6 +26,7 @@ from deploy.ops.sizes import (
 from deploy.ops.spec import REPO_ID, EndpointSpec, load_spec
 from deploy.runpod.jobapi import DEFAULT_BASE_URL, JobAPI, JobAPIError, JobNotFound, WorkerNotFound
 from deploy.runpod.management import ManagementAPI, ManagementError
+from deploy.runpod.pools import POOLS
 from deploy.runpod.vocabulary import is_runpod, worker_row
 
 
