@@ -39,7 +39,7 @@ def _job(session, job_id: str) -> Job:
 
 
 def _endpoint_api():
-    from deploy.jobapi import JobAPIError  # noqa: F401 - fail early if deploy is missing
+    from deploy.runpod.jobapi import JobAPIError  # noqa: F401 - fail early if deploy is missing
 
     settings = get_settings()
     if not settings.endpoint_configured:
@@ -58,7 +58,7 @@ def _api_errors(fn):
 
     @functools.wraps(fn)
     def wrapped(*args, **kwargs):
-        from deploy.jobapi import JobAPIError
+        from deploy.runpod.jobapi import JobAPIError
 
         try:
             return fn(*args, **kwargs)

@@ -8,14 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-EXIT_MEANINGS = {
-    1: "a Python exception or a missing module in the worker's start-up code",
-    2: "a file was not found (usually the handler script: check the image's CMD or the "
-    "template's dockerArgs path)",
-    137: "the worker was killed for lack of memory (OOM: GPU VRAM or system RAM)",
-    139: "a segfault, usually the disk filled up during a large write (raise the container "
-    "disk or keep models on the network volume)",
-}
+from deploy.runpod.vocabulary import exit_advice
 
 NO_CAPACITY = (
     "no GPU capacity: the endpoint cannot get a GPU worker of its tiers right now (workers "
@@ -55,13 +48,6 @@ def endpoint_unreachable(endpoint_id: str, grace_s: float) -> str:
     )
 
 
-def exit_meaning(code: Any) -> str:
-    try:
-        return EXIT_MEANINGS.get(int(code), "an unexpected error (see the log lines)")
-    except (TypeError, ValueError):
-        return "an unexpected error (see the log lines)"
-
-
 def _crash_loop(workers: dict[str, Any]) -> str | None:
     """Workers that keep dying before taking a job: the endpoint says so (``crashLoop``), or
     at least two crashed in a row with none alive."""
@@ -79,7 +65,7 @@ def _crash_loop(workers: dict[str, Any]) -> str | None:
     lines = " | ".join(str(line) for line in tail[-5:]) or str(crash.get("lastError") or "")
     count = crash.get("consecutiveCrashes") or len(exited)
     crashes = f" ({count} crashes in a row)" if count else ""
-    meaning = f"exit code {code} means {exit_meaning(code)}" if code is not None else "they exit"
+    meaning = f"exit code {code} means {exit_advice(code)}" if code is not None else "they exit"
     return (
         f"GPU workers are crash looping{crashes}: {meaning}. Last log lines: {lines or 'none'}. "
         "An operator must fix the worker image or its start-up, then purge the queue."

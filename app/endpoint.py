@@ -10,9 +10,9 @@ that ran recently failed jobs in the ``snapshots`` table.
 from __future__ import annotations
 
 import logging
+import os
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlparse
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from app.diagnosis import diagnose, endpoint_unreachable
 from app.models import Job, Snapshot, Status, utcnow
 from app.settings import Settings
+from deploy.runpod.vocabulary import is_runpod, worker_row
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ RUNPOD_WORKERS_LOGGED = 5  # each RunPod log read waits for its stream to go qui
 
 def fetch_workers(api: Any) -> dict[str, Any] | None:
     """The local endpoint's ``/workers`` report; None on RunPod (no such job-API route)."""
-    from deploy.jobapi import JobAPIError
+    from deploy.runpod.jobapi import JobAPIError
 
     try:
         return api.workers()
@@ -44,14 +45,11 @@ def fetch_workers(api: Any) -> dict[str, Any] | None:
 
 
 def on_runpod(settings: Settings) -> bool:
-    return urlparse(settings.runpod_endpoint_base_url).hostname in (
-        "api.runpod.ai",
-        "api.runpod.io",
-    )
+    return is_runpod(settings.runpod_endpoint_base_url, os.environ.get("RUNPOD_REST_URL"))
 
 
 def _management(settings: Settings):
-    from deploy.ops.management import ManagementAPI
+    from deploy.runpod.management import ManagementAPI
 
     return ManagementAPI(settings.runpod_api_key, timeout=10.0)
 
@@ -59,7 +57,7 @@ def _management(settings: Settings):
 def fetch_runpod_workers(settings: Settings) -> dict[str, Any] | None:
     """RunPod's workers (REST v2) in the local endpoint's ``/workers`` shape, with the log
     tails of the first few; None when RunPod cannot say."""
-    from deploy.ops.management import ManagementError
+    from deploy.runpod.management import ManagementError
 
     api = _management(settings)
     try:
@@ -69,13 +67,7 @@ def fetch_runpod_workers(settings: Settings) -> dict[str, Any] | None:
         return None
     workers = []
     for index, worker in enumerate(listing.get("workers") or []):
-        row = {
-            "id": worker.get("id"),
-            "state": str(worker.get("status") or "").lower(),
-            "uptimeS": worker.get("uptimeSeconds"),
-            "gpu": worker.get("gpuTypeId"),
-            "stale": worker.get("isStale"),
-        }
+        row = worker_row(worker)
         if index < RUNPOD_WORKERS_LOGGED and row["id"]:
             row["logTail"] = _runpod_logs(api, settings, row["id"], LOG_LINES)
         workers.append(row)
@@ -83,7 +75,7 @@ def fetch_runpod_workers(settings: Settings) -> dict[str, Any] | None:
 
 
 def _runpod_logs(api: Any, settings: Settings, worker_id: str, lines: int) -> list[str]:
-    from deploy.ops.management import ManagementError
+    from deploy.runpod.management import ManagementError
 
     try:
         return api.worker_logs(settings.runpod_endpoint_id, worker_id, tail=lines, quiet_s=1.0)
@@ -95,7 +87,7 @@ def fetch_failed_job_logs(
     session: Session, settings: Settings, api: Any
 ) -> dict[str, dict[str, Any]]:
     """``{job id: {"worker_id", "lines"}}`` for recently failed jobs whose worker is known."""
-    from deploy.jobapi import JobAPIError
+    from deploy.runpod.jobapi import JobAPIError
 
     since = utcnow() - FAILED_WITHIN
     jobs = session.scalars(
@@ -123,7 +115,7 @@ def fetch_failed_job_logs(
 
 def fetch_balance(settings: Settings) -> dict[str, Any]:
     """Account balance and spend per hour (RunPod management API, GraphQL for now)."""
-    from deploy.ops.management import ManagementAPI, ManagementError
+    from deploy.runpod.management import ManagementAPI, ManagementError
 
     try:
         return ManagementAPI(settings.runpod_api_key, timeout=10.0).balance()
@@ -133,7 +125,7 @@ def fetch_balance(settings: Settings) -> dict[str, Any]:
 
 def refresh_snapshot(session: Session, settings: Settings, api: Any, queued: int) -> dict:
     """Ask the endpoint how it is; store and return ``{"health", "workers", "error", ...}``."""
-    from deploy.jobapi import EndpointNotFound, JobAPIError
+    from deploy.runpod.jobapi import EndpointNotFound, JobAPIError
 
     data: dict[str, Any] = {"checked_at": utcnow().isoformat(), "endpoint_id": api.endpoint_id}
     try:

@@ -31,8 +31,8 @@ def enqueue(name: str, *args: Any, countdown: float | None = None) -> None:
 
 
 def get_job_api():
-    """A client for the configured endpoint (``deploy.jobapi``, the one job-API client)."""
-    from deploy.jobapi import Backoff, JobAPI
+    """A client for the configured endpoint (``deploy.runpod.jobapi``, the one job-API client)."""
+    from deploy.runpod.jobapi import Backoff, JobAPI
 
     settings = get_settings()
     return JobAPI(

@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from deploy.runpod import vocabulary as runpod
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -27,19 +29,20 @@ class Base(DeclarativeBase):
 class Status(enum.StrEnum):
     PENDING = "PENDING"  # row committed, submit task not yet run
     SUBMITTING = "SUBMITTING"  # claimed by a submit task; POST /run under way or outcome unknown
-    IN_QUEUE = "IN_QUEUE"  # the endpoint accepted the job
-    IN_PROGRESS = "IN_PROGRESS"  # a worker took it
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-    TIMED_OUT = "TIMED_OUT"
+    # RunPod's own statuses, spelled as its job API reports them.
+    IN_QUEUE = runpod.IN_QUEUE  # the endpoint accepted the job
+    IN_PROGRESS = runpod.IN_PROGRESS  # a worker took it
+    COMPLETED = runpod.COMPLETED
+    FAILED = runpod.FAILED
+    CANCELLED = runpod.CANCELLED
+    TIMED_OUT = runpod.TIMED_OUT
 
     @property
     def terminal(self) -> bool:
         return self in TERMINAL
 
 
-TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT})
+TERMINAL = frozenset(Status(s) for s in runpod.TERMINAL)
 
 # The state machine as data: which statuses each status may move to. Retry is the only way
 # out of a terminal state and it creates a new attempt (see ``RETRYABLE``).

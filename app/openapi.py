@@ -5,18 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from app import pipelines
+from app.models import Status
 from app.settings import Settings
 
-STATUSES = [
-    "PENDING",
-    "SUBMITTING",
-    "IN_QUEUE",
-    "IN_PROGRESS",
-    "COMPLETED",
-    "FAILED",
-    "CANCELLED",
-    "TIMED_OUT",
-]
+STATUSES = [s.value for s in Status]
 
 
 def _error_response(description: str) -> dict[str, Any]:

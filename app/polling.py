@@ -80,7 +80,7 @@ def status_client(settings: Settings):
     """The job-API client polls use: one attempt per call. ``JobAPI``'s own retries would
     send more ``/status`` requests than the budget granted; here a failed poll is retried by
     the next poll, which asks the budget again."""
-    from deploy.jobapi import Backoff, JobAPI
+    from deploy.runpod.jobapi import Backoff, JobAPI
 
     return JobAPI(
         settings.runpod_endpoint_id,
@@ -153,7 +153,7 @@ def poll(
     enqueue: Callable[..., None],
 ) -> str:
     """One poll of one job; schedules the next unless the job is done."""
-    from deploy.jobapi import EndpointNotFound, JobAPIError, JobNotFound
+    from deploy.runpod.jobapi import EndpointNotFound, JobAPIError, JobNotFound
 
     job = session.get(Job, job_id)
     if job is None or job.poll_seq != seq:

@@ -307,7 +307,7 @@ def cancel(
     """Cancel the job at the endpoint (if it has it) and record CANCELLED; if it finished
     first, ``enqueue`` brings its poll forward (no ``/status`` call here, outside the
     budget)."""
-    from deploy.jobapi import EndpointNotFound, JobAPIError, JobNotFound
+    from deploy.runpod.jobapi import EndpointNotFound, JobAPIError, JobNotFound
 
     job = session.get(Job, job_id)
     if job is None or job.terminal:
@@ -360,7 +360,7 @@ def _drop(*_args: Any, **_kwargs: Any) -> None:
 
 def cancel_remote(api, runpod_id: str) -> None:
     """Cancel a duplicate execution at the endpoint; its result is ignored."""
-    from deploy.jobapi import EndpointNotFound, JobNotFound
+    from deploy.runpod.jobapi import EndpointNotFound, JobNotFound
 
     try:
         api.cancel(runpod_id)

@@ -156,7 +156,7 @@ def mark_unreachable(session: Session, job: Job, settings: Settings, storage: St
 
 def submit(session: Session, job_id: str, *, settings: Settings, storage: Storage, api) -> str:
     """Submit one job; returns what happened (for logs). ``RetryLater`` asks for a retry."""
-    from deploy.jobapi import (
+    from deploy.runpod.jobapi import (
         EndpointNotFound,
         EndpointUnreachable,
         JobAPIError,

@@ -48,6 +48,8 @@ from typing import Any
 
 import requests
 
+from deploy.runpod.vocabulary import TERMINAL
+
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-api-token-" + uuid.uuid4().hex[:12]
 # The smallest valid PNG: the echo pipeline ignores the content, the app checks the type.
@@ -147,11 +149,7 @@ class Stack:
                         sorted(wanted),
                     ).fetchall()
                 )
-            done = {
-                k: v
-                for k, v in rows.items()
-                if v in ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
-            }
+            done = {k: v for k, v in rows.items() if v in TERMINAL}
             if len(done) == len(wanted) or time.monotonic() > deadline:
                 return {job: rows.get(job, "MISSING") for job in job_ids}
             time.sleep(0.05)

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit:
         raise
     except Exception as exc:  # noqa: BLE001 - the CLI's last word: one clear line, no traceback
-        from deploy.jobapi import JobAPIError
+        from deploy.runpod.jobapi import JobAPIError
 
         if isinstance(exc, JobAPIError | ValueError | OSError):
             print(f"error: {exc}", file=sys.stderr)

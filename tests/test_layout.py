@@ -56,3 +56,25 @@ def test_the_gpu_worker_reads_its_environment_in_its_settings_module():
             assert "os.environ" not in text and "getenv" not in text, (
                 f"{path}: read the environment in gpu_worker/settings.py"
             )
+def _imports(package: str, *modules: str) -> list[str]:
+    """Import statements in ``package`` that name one of ``modules`` (``deploy.ops``)."""
+    found = []
+    for path in (ROOT / package).rglob("*.py"):
+        text = path.read_text()
+        for module in modules:
+            parent, _, child = module.rpartition(".")
+            forms = (f"from {module}", f"import {module}", f"from {parent} import {child}")
+            found += [f"{path}: {form}" for form in forms if form in text]
+    return found
+
+
+def test_the_web_side_imports_no_operator_tooling_nor_the_local_endpoint():
+    """app and tasks reach RunPod through deploy.runpod; deploy.ops is the operator's CLI
+    and deploy.local a stand-in endpoint, neither part of what the web app runs."""
+    for package in ("app", "tasks"):
+        assert not _imports(package, "deploy.ops", "deploy.local")
+
+
+def test_operator_tooling_and_the_local_endpoint_share_only_deploy_runpod():
+    assert not _imports("deploy/ops", "deploy.local")
+    assert not _imports("deploy/runpod", "deploy.ops", "deploy.local")

@@ -27,18 +27,19 @@ from deploy.local import scaling, webhooks
 from deploy.local import workers as wk
 from deploy.local.crashloop import CrashLoop
 from deploy.local.fleet import Fleet
-from deploy.local.jobs import (
+from deploy.local.jobs import TRANSITIONS, Job
+from deploy.local.store import Store
+from deploy.runpod.vocabulary import (
     CANCELLED,
     COMPLETED,
     FAILED,
     IN_PROGRESS,
     IN_QUEUE,
+    QUEUE_DELAY,
+    REQUEST_COUNT,
     TIMED_OUT,
-    TRANSITIONS,
-    Job,
+    exit_meaning,
 )
-from deploy.local.scaling import QUEUE_DELAY, REQUEST_COUNT
-from deploy.local.store import Store
 
 __all__ = ["QUEUE_DELAY", "REQUEST_COUNT", "Endpoint", "Options"]
 
@@ -679,7 +680,7 @@ class Endpoint:
 
     def _worker_exited(self, w: wk.Worker, code: int) -> None:
         """The fleet saw a worker exit: requeue what it held, count a start-up crash."""
-        meaning = wk.exit_meaning(code)
+        meaning = exit_meaning(code)
         for job_id in sorted(w.current_jobs):
             job = self.jobs.get(job_id)
             if job is not None and job.status == IN_PROGRESS and job.worker_id == w.id:

@@ -6,13 +6,15 @@ import asyncio
 import time
 from typing import Any
 
-IN_QUEUE = "IN_QUEUE"
-IN_PROGRESS = "IN_PROGRESS"
-COMPLETED = "COMPLETED"
-FAILED = "FAILED"
-CANCELLED = "CANCELLED"
-TIMED_OUT = "TIMED_OUT"
-TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED, TIMED_OUT})
+from deploy.runpod.vocabulary import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    IN_PROGRESS,
+    IN_QUEUE,
+    TERMINAL,
+    TIMED_OUT,
+)
 
 # Which status may follow which. A retry is the one way back from a terminal state.
 TRANSITIONS: dict[str, frozenset[str]] = {

@@ -10,8 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-QUEUE_DELAY = "QUEUE_DELAY"
-REQUEST_COUNT = "REQUEST_COUNT"
+from deploy.runpod.vocabulary import QUEUE_DELAY, REQUEST_COUNT
 
 INITIALIZING = "initializing"
 IDLE = "idle"

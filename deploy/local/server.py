@@ -20,8 +20,9 @@ from aiohttp import web
 from deploy.local import workers as wk
 from deploy.local.bodies import MB, BadBody, parse_json, read_json, read_limited
 from deploy.local.endpoint import Endpoint
-from deploy.local.jobs import IN_PROGRESS, IN_QUEUE, Job
+from deploy.local.jobs import Job
 from deploy.local.limits import RateLimiter
+from deploy.runpod.vocabulary import IN_PROGRESS, IN_QUEUE
 
 # RunPod's documented limits: /run 10 MB, /runsync 20 MB, a worker's result about 20 MB.
 RUN_LIMIT = 10 * MB

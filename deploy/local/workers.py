@@ -14,27 +14,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy.runpod.vocabulary import exit_meaning
+
 PR_SET_PDEATHSIG = 1
-
-# What an exit code usually means on a RunPod worker (seed notes, "exit codes").
-EXIT_MEANINGS = {
-    0: "exited normally",
-    1: "Python exception or missing module (see the log tail)",
-    2: "file not found: the worker command or handler file is missing",
-    126: "the worker command is not executable",
-    127: "the worker command was not found",
-    130: "interrupted (SIGINT)",
-    134: "aborted (SIGABRT)",
-    137: "killed (SIGKILL): usually out of memory (GPU VRAM or system RAM)",
-    139: "segmentation fault (SIGSEGV): often a full disk during large writes",
-    143: "terminated (SIGTERM)",
-}
-
-
-def exit_meaning(code: int | None) -> str:
-    if code is None:
-        return ""
-    return EXIT_MEANINGS.get(code, f"exited with code {code}")
 
 
 def shell_exit_code(returncode: int) -> int:

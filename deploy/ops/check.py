@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
-from deploy.ops.pools import POOLS, compatible_pools
 from deploy.ops.sizes import (
     DISK_BUFFER_GB,
     IMAGE_UNPACK_FACTOR,
@@ -20,8 +19,9 @@ from deploy.ops.sizes import (
     recommended_volume_gb,
 )
 from deploy.ops.spec import EndpointSpec
+from deploy.runpod.diagnosis import ERROR, WARNING, Finding
+from deploy.runpod.pools import POOLS, compatible_pools
 
-ERROR, WARNING = "error", "warning"
 DATACENTERS = frozenset(
     "EU-RO-1 CA-MTL-1 CA-MTL-2 CA-MTL-3 EU-SE-1 US-IL-1 EUR-IS-1 EUR-IS-2 EUR-IS-3 EU-CZ-1 "
     "US-TX-1 US-TX-3 US-TX-4 US-KS-2 US-KS-3 US-GA-1 US-GA-2 US-WA-1 EU-NL-1 US-CA-2 US-NC-1 "
@@ -42,18 +42,6 @@ RUNTIME_INSTALL = re.compile(
     r"\b(pip3?|uv pip|conda|mamba|npm|apt-get|apt|apk|yum|dnf)\s+(-\S+\s+)*install\b"
     r"|\bgit\s+(clone|pull)\b|\bcurl\b[^|]*\|\s*(ba)?sh\b|\bwget\b[^|]*\|\s*(ba)?sh\b"
 )
-
-
-@dataclass
-class Finding:
-    rule: str
-    severity: str
-    message: str
-    fix: str
-    why: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

@@ -12,14 +12,11 @@ from urllib.parse import urlsplit
 
 import requests
 
-from deploy.jobapi import DEFAULT_BASE_URL, JobAPI, JobAPIError, JobNotFound, WorkerNotFound
 from deploy.ops import check as checks
 from deploy.ops import cost as costs
 from deploy.ops import doctor as doc
 from deploy.ops import plan as plans
-from deploy.ops.management import ManagementAPI, ManagementError
 from deploy.ops.output import FINDINGS, OK, USAGE, emit_json, err, out, progress, table
-from deploy.ops.pools import POOLS
 from deploy.ops.sizes import (
     SizeLookupError,
     model_size,
@@ -27,6 +24,10 @@ from deploy.ops.sizes import (
     recommended_volume_gb,
 )
 from deploy.ops.spec import REPO_ID, EndpointSpec, load_spec
+from deploy.runpod.jobapi import DEFAULT_BASE_URL, JobAPI, JobAPIError, JobNotFound, WorkerNotFound
+from deploy.runpod.management import ManagementAPI, ManagementError
+from deploy.runpod.pools import POOLS
+from deploy.runpod.vocabulary import is_runpod, worker_row
 
 
 class UsageError(ValueError):
@@ -305,11 +306,7 @@ def _target(args: argparse.Namespace) -> Target:
         raise UsageError("RUNPOD_API_KEY is not set: export it (it is never taken as a flag)")
     base = args.local or os.environ.get("RUNPOD_ENDPOINT_BASE_URL") or DEFAULT_BASE_URL
     base, named_id = split_endpoint_url(base)
-    host = urlsplit(base).hostname or ""
-    # Not RunPod's job host and no management API configured: the local endpoint.
-    local = bool(args.local) or (
-        not host.endswith("runpod.ai") and not os.environ.get("RUNPOD_REST_URL")
-    )
+    local = bool(args.local) or not is_runpod(base, os.environ.get("RUNPOD_REST_URL"))
     endpoint_id = args.endpoint_id or named_id or os.environ.get("RUNPOD_ENDPOINT_ID")
     management = None if local else ManagementAPI(api_key)
     if not endpoint_id:
@@ -401,17 +398,7 @@ def _worker_rows(target: Target) -> tuple[list[dict], dict]:
         ]
         return rows, data.get("summary") or {}
     data = target.management.list_workers(target.jobapi.endpoint_id)
-    rows = [
-        {
-            "id": w["id"],
-            "state": w["status"].lower(),
-            "stale": w.get("isStale"),
-            "gpu": w.get("gpuTypeId"),
-            "datacenter": w.get("dataCenterId"),
-            "uptimeSeconds": w.get("uptimeSeconds"),
-        }
-        for w in data.get("workers") or []
-    ]
+    rows = [worker_row(w) for w in data.get("workers") or []]
     return rows, data.get("summary") or {}
 
 

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from deploy.ops.management import ManagementAPI, ManagementError, NotFound
 from deploy.ops.spec import EndpointSpec
+from deploy.runpod.management import ManagementAPI, ManagementError, NotFound
 
 CONTAINER_FIELDS = ("image", "args", "disk", "env")
 Progress = Callable[[str], None]

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deploy.runpod.vocabulary import QUEUE_DELAY, SCALER_TYPES
+
 DEFAULT_SPEC = Path("deploy/endpoint.toml")
-SCALER_TYPES = ("QUEUE_DELAY", "REQUEST_COUNT")
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 
 
@@ -77,7 +78,7 @@ class EndpointSpec:
     workers_min: int = 0
     workers_max: int = 1
     idle_timeout_s: int = 5
-    scaler_type: str = "QUEUE_DELAY"
+    scaler_type: str = QUEUE_DELAY
     scaler_value: float = 4
     execution_timeout_s: int = 600
     expected_job_s: float | None = None

@@ -300,7 +300,7 @@ def test_admin_dashboard_shows_endpoint_unreachable(app, client, settings):
     with app.app_context():
         from app.db import get_session
         from app.endpoint import refresh_snapshot
-        from deploy.jobapi import JobAPI
+        from deploy.runpod.jobapi import JobAPI
 
         class NotFoundSession:
             def mount(self, *args):

@@ -27,7 +27,7 @@ from typing import Any
 
 import requests
 
-from deploy.jobapi import JobAPI
+from deploy.runpod.jobapi import JobAPI
 from tests.support.net import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]

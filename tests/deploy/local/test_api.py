@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 import requests
 
-from deploy.jobapi import EndpointNotFound, JobNotFound
+from deploy.runpod.jobapi import EndpointNotFound, JobNotFound
 from tests.deploy.local.conftest import sdk_worker_command
 from tests.support.local_endpoint import local_endpoint
 

@@ -1,24 +1,30 @@
 """The one client for RunPod's job API: ``/run``, ``/status``, ``/cancel``, ``/retry``,
-``/purge-queue``, ``/health`` and ``/stream``, on RunPod or on the local endpoint.
+``/purge-queue`` and ``/health``, on RunPod or on the local endpoint (plus its ``/workers``,
+``/stats`` and worker logs).
 
-Reads are retried on connection errors, 429 and 5xx with capped, jittered backoff.
-``run`` is retried only when the request provably never reached the server (the
-connection could not be opened); any other failure raises ``SubmitOutcomeUnknown``, since
-RunPod has no idempotency key and a blind re-send could execute the job twice.
+Retries are urllib3's, on the session's adapters (``deploy.runpod.retry``): reads, cancels
+and purges are retried on connection errors, 429 and 5xx with capped, jittered backoff.
+``/run`` and ``/retry`` are sent again only when the request provably never reached the
+server (the connection could not be opened) or was refused with 429; any other failure
+raises ``SubmitOutcomeUnknown``, since RunPod has no idempotency key and a blind re-send
+could execute the job twice.
 """
 
 from __future__ import annotations
 
-import random
-import time
-from dataclasses import dataclass
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError
 
-DEFAULT_BASE_URL = "https://api.runpod.ai/v2"
-TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
+from deploy.runpod.retry import Backoff
+from deploy.runpod.vocabulary import DEFAULT_JOB_URL as DEFAULT_BASE_URL
+
+__all__ = ["DEFAULT_BASE_URL", "Backoff", "JobAPI"]
+
+# Cancels and purges may arrive twice harmlessly; /run and /retry may not (see the top).
+IDEMPOTENT = frozenset({"GET", "POST"})
+SUBMIT_ROUTES = ("run", "retry/")
 
 
 class JobAPIError(Exception):
@@ -65,29 +71,13 @@ class SubmitOutcomeUnknown(JobAPIError):
     """``/run`` may or may not have created a job; reconciliation must decide."""
 
 
-@dataclass
-class Backoff:
-    """Capped exponential backoff with full jitter."""
-
-    base: float = 0.5
-    cap: float = 8.0
-    attempts: int = 4
-
-    def delay(self, attempt: int) -> float:
-        return random.uniform(0, min(self.cap, self.base * 2**attempt))
-
-
 def _is_connect_failure(exc: requests.RequestException) -> bool:
-    """True when the request cannot have reached the server (no connection was opened)."""
+    """True when the request cannot have reached the server (no connection was opened):
+    urllib3 gave up on connect retries, which is all ``/run``'s adapter makes."""
     if isinstance(exc, requests.ConnectTimeout):
         return True
-    if isinstance(exc, requests.ConnectionError):
-        text = repr(exc)
-        return any(
-            marker in text
-            for marker in ("NewConnectionError", "ConnectTimeoutError", "NameResolutionError")
-        )
-    return False
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, ConnectTimeoutError)  # NewConnectionError and DNS failures too
 
 
 class JobAPI:
@@ -112,10 +102,12 @@ class JobAPI:
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
         self._timeout = (connect_timeout, read_timeout)
-        self._backoff = backoff or Backoff()
+        backoff = backoff or Backoff()
         self._session = session or requests.Session()
-        self._session.mount("http://", HTTPAdapter(pool_maxsize=32))
-        self._session.mount("https://", HTTPAdapter(pool_maxsize=32))
+        self._session.mount(self.base_url, backoff.adapter(IDEMPOTENT, pool_maxsize=32))
+        for route in SUBMIT_ROUTES:
+            # The longest mounted prefix wins: these routes resend only what never arrived.
+            self._session.mount(self.url(route), backoff.adapter(frozenset(), pool_maxsize=32))
 
     def __repr__(self) -> str:
         return f"JobAPI(endpoint_id={self.endpoint_id!r}, base_url={self.base_url!r})"
@@ -178,44 +170,33 @@ class JobAPI:
         worker: bool = False,
         idempotent: bool = True,
     ) -> dict[str, Any]:
-        last: Exception | None = None
-        for attempt in range(self._backoff.attempts):
-            if attempt:
-                time.sleep(self._backoff.delay(attempt))
-            try:
-                resp = self._session.request(
-                    method,
-                    self.url(route),
-                    json=json,
-                    headers=self._headers,
-                    timeout=self._timeout,
+        try:
+            resp = self._session.request(
+                method, self.url(route), json=json, headers=self._headers, timeout=self._timeout
+            )
+        except requests.RequestException as exc:
+            if not idempotent and not _is_connect_failure(exc):
+                raise SubmitOutcomeUnknown(
+                    f"{method} {route}: the request may have reached the endpoint "
+                    f"({type(exc).__name__}); reconciliation will find out"
+                ) from exc
+            raise EndpointUnreachable(
+                f"cannot reach {self.base_url}/{self.endpoint_id} ({type(exc).__name__}); "
+                "check the endpoint URL and your network"
+            ) from exc
+        if resp.status_code == 429:
+            # Refused outright (nothing ran); the adapter already tried again.
+            raise RateLimited(f"{method} {route}: endpoint answered 429; try again later")
+        if resp.status_code >= 500:
+            if not idempotent:
+                raise SubmitOutcomeUnknown(
+                    f"{method} {route}: endpoint answered {resp.status_code}; "
+                    "reconciliation will find out whether the job exists"
                 )
-            except requests.RequestException as exc:
-                if not idempotent and not _is_connect_failure(exc):
-                    raise SubmitOutcomeUnknown(
-                        f"{method} {route}: the request may have reached the endpoint "
-                        f"({type(exc).__name__}); reconciliation will find out"
-                    ) from exc
-                last = EndpointUnreachable(
-                    f"cannot reach {self.base_url}/{self.endpoint_id} ({type(exc).__name__}); "
-                    "check the endpoint URL and your network"
-                )
-                continue
-            if resp.status_code == 429 or resp.status_code >= 500:
-                if not idempotent:
-                    # A 429 rejects the request outright: nothing ran, so it is safe to retry.
-                    if resp.status_code != 429:
-                        raise SubmitOutcomeUnknown(
-                            f"{method} {route}: endpoint answered {resp.status_code}; "
-                            "reconciliation will find out whether the job exists"
-                        )
-                last = (RateLimited if resp.status_code == 429 else EndpointUnreachable)(
-                    f"{method} {route}: endpoint answered {resp.status_code}; try again later"
-                )
-                continue
-            return self._decode(resp, job=job, worker=worker)
-        assert last is not None
-        raise last
+            raise EndpointUnreachable(
+                f"{method} {route}: endpoint answered {resp.status_code}; try again later"
+            )
+        return self._decode(resp, job=job, worker=worker)
 
     def _decode(self, resp: requests.Response, *, job: bool, worker: bool) -> dict[str, Any]:
         try:

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from typing import Any
 
 import requests
 import urllib3
 
-DEFAULT_REST_URL = "https://api.runpod.io/v2"
-DEFAULT_GRAPHQL_URL = "https://api.runpod.io/graphql"
+from deploy.runpod.retry import Backoff
+from deploy.runpod.vocabulary import DEFAULT_GRAPHQL_URL, DEFAULT_REST_URL
+
+# Reads are retried on errors, 429 and 5xx. A write is sent again only when it never left or
+# was refused with 429 (nothing happened); other failures surface, and rerunning apply is
+# safe because it finds what exists by name.
+BACKOFF = Backoff(base=0.25, cap=4.0, attempts=4)
+READS = frozenset({"GET"})
 BALANCE_QUERY = "query Balance { myself { clientBalance currentSpendPerHr spendLimit } }"
 
 
@@ -57,6 +62,7 @@ class ManagementAPI:
         self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
         self._timeout = (3.05, timeout)
         self._session = session or requests.Session()
+        self._session.mount(self.rest_url, BACKOFF.adapter(READS))
 
     @classmethod
     def from_env(cls) -> ManagementAPI:
@@ -76,38 +82,23 @@ class ManagementAPI:
         read_timeout: float | None = None,
     ) -> requests.Response:
         url = f"{self.rest_url}/{path.lstrip('/')}"
-        # Reads retry on errors, 429 and 5xx. A write is retried only on 429 (rejected
-        # outright, so nothing happened); other failures surface, and rerunning apply is safe
-        # because it finds what exists by name.
         read = method == "GET"
-        attempts = 4
-        resp = None
-        for attempt in range(attempts):
-            if attempt:
-                time.sleep(min(4.0, 0.25 * 2**attempt))
-            try:
-                resp = self._session.request(
-                    method,
-                    url,
-                    json=body,
-                    params=params,
-                    headers=self._headers,
-                    timeout=(self._timeout[0], read_timeout or self._timeout[1]),
-                    stream=stream,
-                )
-            except requests.RequestException as exc:
-                if read and attempt + 1 < attempts:
-                    continue
-                raise ManagementError(
-                    f"{method} {path}: cannot reach {self.rest_url} ({type(exc).__name__}); "
-                    "check RUNPOD_REST_URL and the network"
-                    + ("" if read else ", then rerun (apply finds what already exists)")
-                ) from exc
-            retry = resp.status_code == 429 or (read and resp.status_code >= 500)
-            if retry and attempt + 1 < attempts:
-                continue
-            break
-        assert resp is not None
+        try:
+            resp = self._session.request(
+                method,
+                url,
+                json=body,
+                params=params,
+                headers=self._headers,
+                timeout=(self._timeout[0], read_timeout or self._timeout[1]),
+                stream=stream,
+            )
+        except requests.RequestException as exc:
+            raise ManagementError(
+                f"{method} {path}: cannot reach {self.rest_url} ({type(exc).__name__}); "
+                "check RUNPOD_REST_URL and the network"
+                + ("" if read else ", then rerun (apply finds what already exists)")
+            ) from exc
         if resp.ok:
             return resp
         problem = _problem(resp)

@@ -1,0 +1,103 @@
+"""What RunPod's APIs say, named once: job statuses, exit codes, scaler kinds, default URLs,
+how to tell RunPod from a local endpoint, and RunPod's worker rows in the local shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+# Job statuses as RunPod's job API reports them.
+IN_QUEUE = "IN_QUEUE"
+IN_PROGRESS = "IN_PROGRESS"
+COMPLETED = "COMPLETED"
+FAILED = "FAILED"
+CANCELLED = "CANCELLED"
+TIMED_OUT = "TIMED_OUT"
+STATUSES = (IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED, TIMED_OUT)
+TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED, TIMED_OUT})
+
+# Autoscaler kinds: seconds a job may wait before another worker starts, or jobs per worker.
+QUEUE_DELAY = "QUEUE_DELAY"
+REQUEST_COUNT = "REQUEST_COUNT"
+SCALER_TYPES = (QUEUE_DELAY, REQUEST_COUNT)
+
+DEFAULT_JOB_URL = "https://api.runpod.ai/v2"
+DEFAULT_REST_URL = "https://api.runpod.io/v2"
+DEFAULT_GRAPHQL_URL = "https://api.runpod.io/graphql"
+
+
+@dataclass(frozen=True)
+class ExitCode:
+    """What an exit code usually means on a RunPod worker (seed notes, "exit codes").
+
+    ``short`` goes into the local endpoint's errors and ``/workers`` ("exit code 2: ...");
+    ``advice`` completes "exit code N means ..." on the app's pages, with what to check."""
+
+    short: str
+    advice: str | None = None
+
+
+EXIT_CODES = {
+    0: ExitCode("exited normally"),
+    1: ExitCode(
+        "Python exception or missing module (see the log tail)",
+        "a Python exception or a missing module in the worker's start-up code",
+    ),
+    2: ExitCode(
+        "file not found: the worker command or handler file is missing",
+        "a file was not found (usually the handler script: check the image's CMD or the "
+        "template's dockerArgs path)",
+    ),
+    126: ExitCode("the worker command is not executable"),
+    127: ExitCode("the worker command was not found"),
+    130: ExitCode("interrupted (SIGINT)"),
+    134: ExitCode("aborted (SIGABRT)"),
+    137: ExitCode(
+        "killed (SIGKILL): usually out of memory (GPU VRAM or system RAM)",
+        "the worker was killed for lack of memory (OOM: GPU VRAM or system RAM)",
+    ),
+    139: ExitCode(
+        "segmentation fault (SIGSEGV): often a full disk during large writes",
+        "a segfault, usually the disk filled up during a large write (raise the container "
+        "disk or keep models on the network volume)",
+    ),
+    143: ExitCode("terminated (SIGTERM)"),
+}
+UNEXPECTED = "an unexpected error (see the log lines)"
+
+
+def exit_meaning(code: int | None) -> str:
+    """A few words for an exit code ("" when the process has not exited)."""
+    if code is None:
+        return ""
+    known = EXIT_CODES.get(code)
+    return known.short if known else f"exited with code {code}"
+
+
+def exit_advice(code: Any) -> str:
+    """What ``code`` means for someone fixing the worker, for "exit code N means ..."."""
+    try:
+        known = EXIT_CODES.get(int(code))
+    except (TypeError, ValueError):
+        return UNEXPECTED
+    return (known.advice if known else None) or UNEXPECTED
+
+
+def is_runpod(job_url: str, rest_url: str | None = None) -> bool:
+    """RunPod rather than a local endpoint: the job API is on RunPod's hosts, or a management
+    API URL was configured (a stand-in for RunPod's, as the tests and staging use)."""
+    host = urlsplit(job_url).hostname or ""
+    return bool(rest_url) or host.endswith(("runpod.ai", "runpod.io"))
+
+
+def worker_row(worker: dict[str, Any]) -> dict[str, Any]:
+    """One RunPod REST v2 worker in the shape of the local endpoint's ``/workers`` rows."""
+    return {
+        "id": worker.get("id"),
+        "state": str(worker.get("status") or "").lower(),
+        "stale": worker.get("isStale"),
+        "gpu": worker.get("gpuTypeId"),
+        "datacenter": worker.get("dataCenterId"),
+        "uptimeS": worker.get("uptimeSeconds"),
+    }
