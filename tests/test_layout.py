@@ -32,3 +32,17 @@ def test_the_app_imports_nothing_from_the_gpu_worker():
         text = path.read_text()
         for banned in ("from gpu_worker", "import gpu_worker"):
             assert banned not in text, f"{path} must not import the GPU worker ({banned})"
+
+
+def _python_files(*folders: str):
+    for folder in folders:
+        yield from (ROOT / folder).rglob("*.py")
+
+
+def test_the_stack_package_imports_only_deploy():
+    """deploy/stack runs the app, Celery and the tests' services by their import strings:
+    importing app, tasks or tests would make make run depend on what it starts."""
+    for path in (ROOT / "deploy" / "stack").rglob("*.py"):
+        text = path.read_text()
+        for banned in ("from app", "import app", "from tasks", "import tasks", "from tests"):
+            assert banned not in text, f"{path} must not import {banned.split()[-1]}"
