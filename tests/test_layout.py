@@ -46,3 +46,24 @@ def test_the_stack_package_imports_only_deploy():
         text = path.read_text()
         for banned in ("from app", "import app", "from tasks", "import tasks", "from tests"):
             assert banned not in text, f"{path} must not import {banned.split()[-1]}"
+
+
+def test_bench_imports_the_repo_without_editing_sys_path():
+    """``python -m bench ...`` runs from the repository root, so every package imports as is."""
+    for path in (ROOT / "bench").rglob("*.py"):
+        assert "sys.path" not in path.read_text(), f"{path} edits sys.path"
+
+
+def test_process_tables_are_read_through_psutil():
+    """Process trees, states and command lines come from psutil (deploy/stack/processes.py),
+    not from /proc parsed by hand in each place that needs them."""
+    allowed = {
+        # A temporary file's name records its writer's start time in /proc's clock ticks.
+        ROOT / "app" / "storage.py",
+    }
+    for path in _python_files("app", "tasks", "deploy", "tests", "bench"):
+        if path in allowed or path == Path(__file__):
+            continue
+        assert 'f"/proc/' not in path.read_text() and 'Path("/proc")' not in path.read_text(), (
+            f"{path} parses /proc: use psutil (see deploy/stack/processes.py)"
+        )

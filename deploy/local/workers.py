@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 PR_SET_PDEATHSIG = 1
 
 # What an exit code usually means on a RunPod worker (seed notes, "exit codes").
@@ -214,10 +216,10 @@ def kill_leftovers(recorded: list[tuple[str, int]]) -> int:
     killed = 0
     for worker_id, pid in recorded:
         try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-        except OSError:
+            environ = psutil.Process(pid).environ()
+        except psutil.Error:
             continue
-        if f"LOCAL_ENDPOINT_WORKER={worker_id}".encode() in environ.split(b"\0"):
+        if environ.get("LOCAL_ENDPOINT_WORKER") == worker_id:
             signal_group(pid, signal.SIGKILL)
             killed += 1
     return killed
