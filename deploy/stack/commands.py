@@ -18,9 +18,9 @@ CELERY_APP = "tasks.worker:celery_app"
 WEB_APP = "app:create_app()"
 
 
-def python_module(name: str) -> list[str]:
-    """``python -m name`` with this interpreter: what the starters put before the flags."""
-    return [PYTHON, "-m", name]
+def python_module(name: str, python: str = PYTHON) -> list[str]:
+    """``python -m name``, this interpreter by default: what the starters put before the flags."""
+    return [python, "-m", name]
 
 
 def redis_server_binary() -> str:
@@ -59,9 +59,9 @@ def moto_argv(port: int) -> list[str]:
     return [*python_module("moto.server"), "-H", "127.0.0.1", "-p", str(port)]
 
 
-def migrate_argv(program: Sequence[str] | None = None) -> list[str]:
+def migrate_argv(python: str = PYTHON) -> list[str]:
     """The command that creates or upgrades the tables (documented in ``app/settings.py``)."""
-    return list(program or python_module("app.migrate"))
+    return python_module("app.migrate", python)
 
 
 def gunicorn_argv(

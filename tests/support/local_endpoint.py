@@ -19,7 +19,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,8 @@ from typing import Any
 import requests
 
 from deploy.jobapi import JobAPI
-from tests.support.net import free_port, wait_for_port
+from deploy.stack.commands import local_endpoint_argv
+from deploy.stack.net import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,22 +58,14 @@ class LocalEndpoint:
         self.log_path = self.state_dir / "endpoint.log"
 
     def command(self) -> list[str]:
-        cmd = [
-            sys.executable,
-            "-m",
-            "deploy",
-            "local",
-            "--port",
-            str(self.port),
-            "--state-dir",
-            str(self.state_dir),
-            "--api-key",
+        cmd = local_endpoint_argv(
+            self.port,
+            self.state_dir,
             self.api_key,
-            "--endpoint-id",
             self.endpoint_id,
             "--gpus",
             str(self.options.get("gpus", "none")),
-        ]
+        )
         for name, value in self.options.items():
             if name == "gpus" or value is None or value is False:
                 continue
