@@ -325,6 +325,7 @@ def _web_outage(run: Run, seconds: float) -> None:
 
 @contextlib.contextmanager
 def _stack(work: Path, database_url: str, webhooks: bool) -> Iterator[Run]:
+    from deploy.stack.local_endpoint import local_endpoint
     from deploy.stack.services import (
         app_env,
         celery_beat,
@@ -333,7 +334,6 @@ def _stack(work: Path, database_url: str, webhooks: bool) -> Iterator[Run]:
         gunicorn_web,
         redis_server,
     )
-    from tests.support.local_endpoint import local_endpoint
 
     with (
         redis_server(work, external=False) as redis,

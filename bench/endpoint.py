@@ -33,8 +33,8 @@ from pathlib import Path
 import psutil
 import requests
 
+from deploy.stack.local_endpoint import ROOT, local_endpoint
 from deploy.stack.net import free_port, wait_for_port
-from tests.support.local_endpoint import ROOT, local_endpoint
 
 ECHO = {"input": {"pipeline": "echo", "params": {"bench": True}}}
 MIB = 1024 * 1024

@@ -165,6 +165,7 @@ def stack(
     **app_extra: str,
 ) -> Iterator[Stack]:
     """The whole stack, each part a real process; everything stopped on exit."""
+    from deploy.stack.local_endpoint import local_endpoint
     from deploy.stack.net import free_port
     from deploy.stack.services import (
         app_env,
@@ -174,7 +175,6 @@ def stack(
         gunicorn_web,
         redis_server,
     )
-    from tests.support.local_endpoint import local_endpoint
 
     workdir.mkdir(parents=True, exist_ok=True)
     endpoint_options = {

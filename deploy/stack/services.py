@@ -152,7 +152,7 @@ def app_env(
 ) -> dict[str, str]:
     """Environment for web, worker and beat of one test stack (APP_ENV=test).
 
-    ``endpoint`` is a ``tests.support.local_endpoint.LocalEndpoint`` (or anything with
+    ``endpoint`` is a ``deploy.stack.local_endpoint.LocalEndpoint`` (or anything with
     ``base_url``, ``endpoint_id`` and ``api_key``). ``web_port`` fixes PUBLIC_BASE_URL;
     pass the same port to ``gunicorn_web``. ``extra`` overrides anything.
     """

@@ -10,8 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from deploy.stack.local_endpoint import local_endpoint
 from tests.deploy.local.conftest import sdk_worker_command
-from tests.support.local_endpoint import local_endpoint
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -1,4 +1,4 @@
-"""Test fixture: a real local endpoint (``python -m deploy local``) in a child process.
+"""A real local endpoint (``python -m deploy local``) in a child process, for tests and benchmarks.
 
     with local_endpoint(tmp_path, workers_max=2, idle_timeout=1) as ep:
         job = ep.api().run({"pipeline": "echo", "params": {"x": 1}})
