@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.support.services import DevServer, command_line, descendants, wait_gone
+from deploy.stack.processes import command_line, descendants, wait_gone
+from deploy.stack.services import DevServer
 
 
 @pytest.mark.timeout(60)

@@ -1,8 +1,6 @@
-"""The stack's real services as pytest fixtures; the starters themselves live in ``deploy.stack``.
+"""The stack's real services as pytest fixtures; the starters live in ``deploy.stack``.
 
-Import fixtures into a conftest.py (``from tests.support.services import redis_service``);
-the starters and handles are re-exported here for the tests that already import them from
-this module.
+Import the fixtures into a conftest.py (``from tests.support.services import redis_url``).
 """
 
 from __future__ import annotations
@@ -12,61 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from deploy.stack.commands import CELERY_APP, PYTHON, WEB_APP
-from deploy.stack.processes import (
-    ROOT,
-    ManagedProcess,
-    ServiceError,
-    alive_pids,
-    command_line,
-    descendants,
-    wait_gone,
-)
-from deploy.stack.services import (
-    CeleryProcess,
-    DevServer,
-    RedisServer,
-    S3Server,
-    WebServer,
-    app_env,
-    celery_beat,
-    celery_worker,
-    create_tables,
-    gunicorn_web,
-    moto_s3_server,
-    redis_server,
-    wait_http,
-)
-
-__all__ = [
-    "CELERY_APP",
-    "PYTHON",
-    "ROOT",
-    "WEB_APP",
-    "CeleryProcess",
-    "DevServer",
-    "ManagedProcess",
-    "RedisServer",
-    "S3Server",
-    "ServiceError",
-    "WebServer",
-    "alive_pids",
-    "app_env",
-    "celery_beat",
-    "celery_worker",
-    "command_line",
-    "create_tables",
-    "descendants",
-    "gunicorn_web",
-    "moto_s3_server",
-    "redis_server",
-    "redis_service",
-    "redis_url",
-    "s3_bucket",
-    "s3_service",
-    "wait_gone",
-    "wait_http",
-]
+from deploy.stack.services import RedisServer, S3Server, moto_s3_server, redis_server
 
 
 @pytest.fixture(scope="session")
