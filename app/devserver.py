@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from deploy import devenv
-from deploy.stack.commands import redis_server_binary
+from deploy.stack.commands import migrate_argv, redis_server_binary
 from deploy.stack.net import free_port, port_in_use
 from deploy.stack.processes import descendants
 
@@ -163,7 +163,7 @@ def stack_env(args: argparse.Namespace, dev: dict[str, str]) -> tuple[dict[str, 
 
 def create_tables(env: dict[str, str]) -> None:
     """``python -m app.migrate`` (documented in app/settings.py) before any process starts."""
-    done = subprocess.run([sys.executable, "-m", "app.migrate"], cwd=REPO, env=env, check=False)
+    done = subprocess.run(migrate_argv(), cwd=REPO, env=env, check=False)
     if done.returncode != 0:
         raise SystemExit(f"creating the database tables failed (exit {done.returncode}); see above")
 
