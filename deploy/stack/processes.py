@@ -13,7 +13,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +58,15 @@ class ManagedProcess:
             log.close()
         _live.add(self)
         return self
+
+    @contextlib.contextmanager
+    def running(self, stop_timeout: float = 10.0) -> Iterator[ManagedProcess]:
+        """Start it for the ``with`` block; stop the group on the way out, even on errors."""
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop(timeout=stop_timeout)
 
     @property
     def pid(self) -> int:

@@ -75,15 +75,10 @@ def redis_server(
         return
     port = free_port()
     data = subfolder(workdir, f"redis-{port}")
-    proc = ManagedProcess(
-        "redis", commands.redis_argv(port, data), child_env(None), data / "redis.log"
-    )
-    proc.start()
-    try:
+    argv = commands.redis_argv(port, data)
+    with ManagedProcess("redis", argv, child_env(None), data / "redis.log").running(5) as proc:
         proc.wait_for_port(port, timeout=15)
         yield RedisServer(url=f"redis://127.0.0.1:{port}/0", process=proc)
-    finally:
-        proc.stop(timeout=5)
 
 
 # S3 (moto server mode).
@@ -130,13 +125,10 @@ def moto_s3_server(workdir: Path | str | None = None) -> Iterator[S3Server]:
     """moto's S3-compatible server on a free port (a real HTTP server, not a mock patch)."""
     port = free_port()
     logs = subfolder(workdir, f"moto-{port}")
-    proc = ManagedProcess("moto", commands.moto_argv(port), child_env(None), logs / "moto.log")
-    proc.start()
-    try:
+    argv = commands.moto_argv(port)
+    with ManagedProcess("moto", argv, child_env(None), logs / "moto.log").running(5) as proc:
         proc.wait_for_port(port, timeout=30)
         yield S3Server(endpoint_url=f"http://127.0.0.1:{port}", process=proc)
-    finally:
-        proc.stop(timeout=5)
 
 
 # The app's environment and database.
@@ -247,13 +239,10 @@ def gunicorn_web(
         child_env(env),
         logs / f"web-{port}.log",
     )
-    proc.start()
-    try:
+    with proc.running(10):
         server = WebServer(port=port, process=proc)
         server.wait_ready(timeout=60)
         yield server
-    finally:
-        proc.stop(timeout=10)
 
 
 # Celery worker and beat.
@@ -319,13 +308,10 @@ def celery_worker(
         "celery-worker", argv, child_env(env), logs / f"worker-{uuid.uuid4().hex[:6]}.log"
     )
     worker = CeleryProcess("worker", proc, ready_marker=" ready.")
-    proc.start()
-    try:
+    with proc.running(15):  # CeleryProcess.stop(): warm shutdown, SIGKILL after 15 s
         if wait:
             worker.wait_ready()
         yield worker
-    finally:
-        worker.stop()
 
 
 @contextlib.contextmanager
@@ -345,13 +331,10 @@ def celery_beat(
         base / "beat.log",
     )
     beat = CeleryProcess("beat", proc, ready_marker="beat: Starting...")
-    proc.start()
-    try:
+    with proc.running(15):  # CeleryProcess.stop(): warm shutdown, SIGKILL after 15 s
         if wait:
             beat.wait_ready()
         yield beat
-    finally:
-        beat.stop()
 
 
 # make run.
