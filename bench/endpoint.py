@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -29,13 +30,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import requests
 
-from tests.support.local_endpoint import ROOT, local_endpoint
-from tests.support.net import free_port, wait_for_port
+from deploy.stack.local_endpoint import ROOT, local_endpoint
+from deploy.stack.net import free_port, wait_for_port
 
 ECHO = {"input": {"pipeline": "echo", "params": {"bench": True}}}
-TICK = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
 # The conformance suite's handlers: every SDK shape, a payload of any size.
 SHAPES_WORKER = ROOT / "tests" / "deploy" / "local" / "conformance" / "worker.py"
@@ -142,20 +143,16 @@ def cold_and_scale_down(state: Path, idle_timeout: float) -> dict:
 
 
 def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def _group_pids(pgid: int) -> list[int]:
     pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid:
-                pids.append(int(entry.name))
+    for process in psutil.process_iter():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if os.getpgid(process.pid) == pgid:
+                pids.append(process.pid)
     return pids
 
 

@@ -1,4 +1,4 @@
-"""GPU check for the worker's pipelines: ``python bench/gpu_check.py`` from the repo root.
+"""GPU check for the worker's pipelines: ``python -m bench.gpu_check`` from the repo root.
 
 Needs only ``gpu_worker/requirements.txt`` and no network. It generates a clip (720p, 5 s,
 30 fps by default), puts a full-size checkpoint in Real-ESRGAN x2's layout (RRDBNet, 64
@@ -29,8 +29,6 @@ from fractions import Fraction
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 REPO = "bench/realesrgan-x2"
 WEIGHTS = "RealESRGAN_x2.pth"
@@ -197,7 +195,8 @@ def run_all(args: argparse.Namespace, scratch: Path) -> dict:
         done = subprocess.run(
             [
                 sys.executable,
-                str(Path(__file__).resolve()),
+                "-m",
+                "bench.gpu_check",
                 "--child",
                 name,
                 "--clip",

@@ -163,9 +163,9 @@ def stack(
     **app_extra: str,
 ) -> Iterator[Stack]:
     """The whole stack, each part a real process; everything stopped on exit."""
-    from tests.support.local_endpoint import local_endpoint
-    from tests.support.net import free_port
-    from tests.support.services import (
+    from deploy.stack.local_endpoint import local_endpoint
+    from deploy.stack.net import free_port
+    from deploy.stack.services import (
         app_env,
         celery_beat,
         celery_worker,
@@ -363,15 +363,18 @@ class MultipartStream(io.RawIOBase):
         return out
 
 
-def rss_kib(pid: int, field: str = "VmRSS") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
+def rss_kib(pid: int) -> int:
+    """Resident memory of ``pid`` in KiB (0 once it is gone)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).memory_info().rss // 1024
+    except psutil.Error:
+        return 0
 
 
 def measure_upload(s: Stack, mib: int) -> dict[str, Any]:
-    from tests.support.services import descendants
+    from deploy.stack.processes import descendants
 
     session = requests.Session()
     form = session.get(s.web.url("/"), timeout=30)
@@ -581,7 +584,6 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown section(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
-    sys.path.insert(0, str(ROOT))
     results: dict[str, Any] = {"machine": {"cpus": _cpus()}}
     workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     try:

@@ -18,7 +18,7 @@
   are spread over a second so every phase of the SDK's 1 s loop is seen (target: ours p50
   <= 20 ms). From the mean gaps: billed seconds saved per 1,000 jobs of 3 s.
 - ``fps``: frames per second on CPU, 360p -> 720p, for ``upscale`` (a full-size Real-ESRGAN
-  x2 checkpoint, made here) beside ``video_enhance``, through ``bench/gpu_check.py``'s runner.
+  x2 checkpoint, made here) beside ``video_enhance``, through ``bench.gpu_check``'s runner.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from deploy.stack.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,14 +84,6 @@ def serve_files(root: Path, port: int) -> None:
     """Run the file server in this process (the benchmark starts it as a child)."""
     handler = type("Files", (_Files,), {"root": root})
     ThreadingHTTPServer(("127.0.0.1", port), handler).serve_forever()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_port(port: int) -> None:
@@ -201,7 +195,6 @@ class _JobServer(BaseHTTPRequestHandler):
 
 
 def bench_startup(scratch: Path, runs: int) -> dict:
-    sys.path.insert(0, str(ROOT))
     from bench.gpu_check import REPO, WEIGHTS, seed_weights
 
     seed_weights(scratch / "models")
@@ -423,7 +416,8 @@ def bench_fps(scratch: Path, seconds: float, upscale_frames: int) -> dict:
         )
         argv = [
             sys.executable,
-            str(ROOT / "bench" / "gpu_check.py"),
+            "-m",
+            "bench.gpu_check",
             "--child",
             name,
             "--clip",
@@ -467,9 +461,8 @@ def main(argv: list[str]) -> int:
         serve_files(Path(args.serve), args.port)
         return 0
     skip = set(filter(None, args.skip.split(",")))
-    sys.path.insert(0, str(ROOT))
     scratch = Path(tempfile.mkdtemp(prefix="bench-worker-"))
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "bench", "worker", "--serve", str(scratch), "--port", str(port)],
         cwd=ROOT,

@@ -78,3 +78,36 @@ def test_the_web_side_imports_no_operator_tooling_nor_the_local_endpoint():
 def test_operator_tooling_and_the_local_endpoint_share_only_deploy_runpod():
     assert not _imports("deploy/ops", "deploy.local")
     assert not _imports("deploy/runpod", "deploy.ops", "deploy.local")
+def _python_files(*folders: str):
+    for folder in folders:
+        yield from (ROOT / folder).rglob("*.py")
+
+
+def test_the_stack_package_imports_only_deploy():
+    """deploy/stack runs the app, Celery and the tests' services by their import strings:
+    importing app, tasks or tests would make make run depend on what it starts."""
+    for path in (ROOT / "deploy" / "stack").rglob("*.py"):
+        text = path.read_text()
+        for banned in ("from app", "import app", "from tasks", "import tasks", "from tests"):
+            assert banned not in text, f"{path} must not import {banned.split()[-1]}"
+
+
+def test_bench_imports_the_repo_without_editing_sys_path():
+    """``python -m bench ...`` runs from the repository root, so every package imports as is."""
+    for path in (ROOT / "bench").rglob("*.py"):
+        assert "sys.path" not in path.read_text(), f"{path} edits sys.path"
+
+
+def test_process_tables_are_read_through_psutil():
+    """Process trees, states and command lines come from psutil (deploy/stack/processes.py),
+    not from /proc parsed by hand in each place that needs them."""
+    allowed = {
+        # A temporary file's name records its writer's start time in /proc's clock ticks.
+        ROOT / "app" / "storage.py",
+    }
+    for path in _python_files("app", "tasks", "deploy", "tests", "bench"):
+        if path in allowed or path == Path(__file__):
+            continue
+        assert 'f"/proc/' not in path.read_text() and 'Path("/proc")' not in path.read_text(), (
+            f"{path} parses /proc: use psutil (see deploy/stack/processes.py)"
+        )

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from deploy.runpod.vocabulary import exit_meaning
 
 PR_SET_PDEATHSIG = 1
@@ -196,10 +198,10 @@ def kill_leftovers(recorded: list[tuple[str, int]]) -> int:
     killed = 0
     for worker_id, pid in recorded:
         try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-        except OSError:
+            environ = psutil.Process(pid).environ()
+        except psutil.Error:
             continue
-        if f"LOCAL_ENDPOINT_WORKER={worker_id}".encode() in environ.split(b"\0"):
+        if environ.get("LOCAL_ENDPOINT_WORKER") == worker_id:
             signal_group(pid, signal.SIGKILL)
             killed += 1
     return killed

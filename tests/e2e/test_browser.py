@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.services import DevServer, descendants, wait_gone
+from deploy.stack.processes import descendants, wait_gone
+from deploy.stack.services import DevServer
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

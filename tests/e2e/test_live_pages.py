@@ -25,7 +25,7 @@ from tests.tasks.conftest import Stack, stack
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 LIMIT = 2 * 1024 * 1024  # MAX_UPLOAD_BYTES here: small enough to go over in a test
-ADMIN_PASSWORD = "test-admin-password"  # tests.support.services.app_env
+ADMIN_PASSWORD = "test-admin-password"  # deploy.stack.services.app_env
 SLOW_START = f"sh -c 'sleep 4; exec {sys.executable} -u -m gpu_worker'"
 SHOTS = os.environ.get("SCREENSHOTS_DIR")
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from deploy.stack.services import DevServer
 from tests.e2e.test_browser import make_video
-from tests.support.services import DevServer
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,10 +9,10 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 
+from deploy.stack.net import free_port
 from gpu_worker.handler import reset_runtime, run_job
 from tests.gpu_worker.conftest import sample_bytes
 from tests.support.http_server import QuietHandler
-from tests.support.net import free_port
 
 
 class ClaimApp:

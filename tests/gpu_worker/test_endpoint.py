@@ -6,10 +6,10 @@ import time
 
 import pytest
 
+from deploy.stack.local_endpoint import local_endpoint
 from gpu_worker.media import read_image
 from tests.gpu_worker.conftest import SR_FILE, SR_MODEL, SR_REPO, sample_bytes
 from tests.gpu_worker.media import png_bytes, read_clip
-from tests.support.local_endpoint import local_endpoint
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -251,7 +251,7 @@ def test_small_outputs_come_back_inline_and_large_ones_are_refused(worker_env, m
 
 @pytest.mark.timeout(60)
 def test_output_goes_to_s3_through_a_presigned_put(worker_env, tmp_path):
-    from tests.support.services import moto_s3_server
+    from deploy.stack.services import moto_s3_server
 
     with moto_s3_server(tmp_path / "moto") as s3:
         s3.create_bucket("results")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import threading
 
+from deploy.stack.net import free_port
 from gpu_worker.handler import run_job
 from tests.support.http_server import HTTPStandIn, QuietHandler
-from tests.support.net import free_port
 
 
 class App(HTTPStandIn):

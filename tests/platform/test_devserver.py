@@ -3,12 +3,11 @@ stops everything with no process left behind."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import requests
 
-from tests.support.services import DevServer, descendants, wait_gone
+from deploy.stack.processes import command_line, descendants, wait_gone
+from deploy.stack.services import DevServer
 
 
 @pytest.mark.timeout(60)
@@ -57,19 +56,12 @@ def test_make_run_serves_the_app_and_ctrl_c_leaves_nothing(tmp_path):
 
         # Every part of the stack runs: redis, endpoint, celery worker, beat, gunicorn.
         tree = descendants(server.process.pid)
-        commands = " ".join(_cmdline(pid) for pid in tree)
+        commands = " ".join(command_line(pid) for pid in tree)
         for part in ("redis-server", "deploy local", "worker", "beat", "gunicorn"):
             assert part in commands, f"{part} is not running: {commands}"
 
         assert server.interrupt() == 0
         left = wait_gone(tree, timeout=10)
-        assert not left, f"left behind: {[_cmdline(pid) for pid in left]}"
+        assert not left, f"left behind: {[command_line(pid) for pid in left]}"
     finally:
         server.close()
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""

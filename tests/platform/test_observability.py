@@ -9,8 +9,8 @@ import textwrap
 
 import pytest
 
+from deploy.stack.processes import ROOT
 from tests.support.sentry_sink import SentrySink
-from tests.support.services import ROOT
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -10,7 +10,7 @@ import sys
 
 from honcho.environ import parse_procfile
 
-from tests.support.services import ROOT
+from deploy.stack.processes import ROOT
 
 WEB_APP = "app:create_app()"
 CELERY_APP = "tasks.worker:celery_app"

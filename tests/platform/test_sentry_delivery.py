@@ -8,8 +8,8 @@ import json
 import pytest
 import requests
 
+from deploy.stack.services import app_env, celery_beat, celery_worker, gunicorn_web
 from tests.support.sentry_sink import SentrySink
-from tests.support.services import app_env, celery_beat, celery_worker, gunicorn_web
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

@@ -23,9 +23,9 @@ from app import create_app
 from app.db import session_scope
 from app.models import Job
 from app.settings import Settings
-from tests.support.local_endpoint import LocalEndpoint, local_endpoint
-from tests.support.net import free_port
-from tests.support.services import (
+from deploy.stack.local_endpoint import LocalEndpoint, local_endpoint
+from deploy.stack.net import free_port
+from deploy.stack.services import (
     CeleryProcess,
     RedisServer,
     WebServer,

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from app.budget import SKEW_S, StatusBudget
-from tests.support.services import redis_server
+from deploy.stack.services import redis_server
 
 
 @pytest.fixture(scope="module")

@@ -59,7 +59,7 @@ def test_purge_turns_queued_jobs_cancelled(shared_stack):
 def test_s3_mode_round_trip(tmp_path):
     """Inputs and results in an S3-compatible store (moto's server): workers get presigned
     URLs and never hold credentials."""
-    from tests.support.services import moto_s3_server
+    from deploy.stack.services import moto_s3_server
     from tests.tasks.conftest import stack
 
     with moto_s3_server(tmp_path) as s3:

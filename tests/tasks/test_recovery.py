@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.services import celery_beat
+from deploy.stack.services import celery_beat
 from tests.tasks.conftest import stack
 
 pytestmark = pytest.mark.timeout(180)
@@ -77,7 +77,7 @@ def _make_unknown(s, job_id: str) -> None:
 
 def test_unknown_submit_is_resent_only_when_the_endpoint_shows_nothing(tmp_path):
     with stack(tmp_path, worker=False) as s:
-        from tests.support.services import celery_worker
+        from deploy.stack.services import celery_worker
 
         unknown = s.upload()  # no Celery worker yet: the row stays PENDING
         _make_unknown(s, unknown)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.local_endpoint import local_endpoint
+from deploy.stack.local_endpoint import local_endpoint
 
 SDK_WORKER = Path(__file__).with_name("sdk_worker.py")
 

@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from deploy.runpod.jobapi import EndpointNotFound, JobNotFound
+from deploy.stack.local_endpoint import local_endpoint
 from tests.deploy.local.conftest import sdk_worker_command
-from tests.support.local_endpoint import local_endpoint
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.local_endpoint import local_endpoint
+from deploy.stack.local_endpoint import local_endpoint
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
+from deploy.stack.local_endpoint import ROOT, local_endpoint
 from gpu_worker.boot import cpu_brand
-from tests.support.local_endpoint import ROOT, local_endpoint
 
 pytestmark = pytest.mark.timeout(120)
 

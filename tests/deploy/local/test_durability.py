@@ -7,10 +7,11 @@ import signal
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
+from deploy.stack.local_endpoint import local_endpoint
 from tests.deploy.local.conftest import sdk_worker_command
-from tests.support.local_endpoint import local_endpoint
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -20,18 +21,15 @@ def _worker_processes(state_dir: Path) -> list[int]:
     pids = []
     logs = state_dir / "workers"
     ids = {p.stem for p in logs.glob("*.log")} if logs.is_dir() else set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for process in psutil.process_iter():
         try:
-            env = (entry / "environ").read_bytes().split(b"\0")
-            stat = (entry / "stat").read_text()
-        except OSError:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                continue
+            worker = process.environ().get("LOCAL_ENDPOINT_WORKER")
+        except psutil.Error:
             continue
-        if ") Z" in stat:
-            continue
-        if any(f"LOCAL_ENDPOINT_WORKER={wid}".encode() in env for wid in ids):
-            pids.append(int(entry.name))
+        if worker in ids:
+            pids.append(process.pid)
     return pids
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import runpod
 
-from tests.support.local_endpoint import local_endpoint
+from deploy.stack.local_endpoint import local_endpoint
 
 pytestmark = pytest.mark.timeout(120)
 

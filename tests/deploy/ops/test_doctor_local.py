@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.support.local_endpoint import local_endpoint
+from deploy.stack.local_endpoint import local_endpoint
 
 PY = sys.executable
 ECHO = {"pipeline": "echo", "params": {}}

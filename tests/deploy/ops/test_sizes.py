@@ -64,7 +64,7 @@ def test_check_sizes_the_volume_from_the_hub(cli, hub, spec_file, monkeypatch):
 
 
 def test_check_warns_when_the_hub_is_unreachable(cli, spec_file, monkeypatch):
-    from tests.support.net import free_port
+    from deploy.stack.net import free_port
 
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("HF_TOKEN", "x")

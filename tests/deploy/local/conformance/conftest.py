@@ -7,7 +7,7 @@ from pathlib import Path
 
 import runpod
 
-from tests.support.local_endpoint import LocalEndpoint, local_endpoint
+from deploy.stack.local_endpoint import LocalEndpoint, local_endpoint
 
 WORKER = Path(__file__).with_name("worker.py")
 COMMAND = f"{sys.executable} -u {WORKER}"

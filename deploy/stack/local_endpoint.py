@@ -1,4 +1,4 @@
-"""Test fixture: a real local endpoint (``python -m deploy local``) in a child process.
+"""A real local endpoint (``python -m deploy local``) in a child process, for tests and benchmarks.
 
     with local_endpoint(tmp_path, workers_max=2, idle_timeout=1) as ep:
         job = ep.api().run({"pipeline": "echo", "params": {"x": 1}})
@@ -19,7 +19,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,9 @@ from typing import Any
 import requests
 
 from deploy.runpod.jobapi import JobAPI
-from tests.support.net import free_port, wait_for_port
+from deploy.runpod.vocabulary import TERMINAL
+from deploy.stack.commands import local_endpoint_argv
+from deploy.stack.net import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,22 +59,14 @@ class LocalEndpoint:
         self.log_path = self.state_dir / "endpoint.log"
 
     def command(self) -> list[str]:
-        cmd = [
-            sys.executable,
-            "-m",
-            "deploy",
-            "local",
-            "--port",
-            str(self.port),
-            "--state-dir",
-            str(self.state_dir),
-            "--api-key",
+        cmd = local_endpoint_argv(
+            self.port,
+            self.state_dir,
             self.api_key,
-            "--endpoint-id",
             self.endpoint_id,
             "--gpus",
             str(self.options.get("gpus", "none")),
-        ]
+        )
         for name, value in self.options.items():
             if name == "gpus" or value is None or value is False:
                 continue
@@ -161,7 +154,7 @@ class LocalEndpoint:
 
     def wait_status(self, job_id: str, statuses=None, timeout: float = 30.0) -> dict[str, Any]:
         """Poll ``status`` until the job reaches one of ``statuses`` (default: terminal)."""
-        wanted = set(statuses or ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"))
+        wanted = set(statuses or TERMINAL)
         last: dict[str, Any] = {}
 
         def reached():

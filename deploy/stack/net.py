@@ -1,4 +1,4 @@
-"""Small networking helpers shared by the test fixtures."""
+"""Ports on 127.0.0.1: a free one, and waiting for a listener."""
 
 from __future__ import annotations
 
@@ -11,6 +11,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def port_in_use(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port`` right now."""
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def wait_for_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> None:

