@@ -56,6 +56,8 @@ def test_the_gpu_worker_reads_its_environment_in_its_settings_module():
             assert "os.environ" not in text and "getenv" not in text, (
                 f"{path}: read the environment in gpu_worker/settings.py"
             )
+
+
 def _imports(package: str, *modules: str) -> list[str]:
     """Import statements in ``package`` that name one of ``modules`` (``deploy.ops``)."""
     found = []
@@ -78,6 +80,8 @@ def test_the_web_side_imports_no_operator_tooling_nor_the_local_endpoint():
 def test_operator_tooling_and_the_local_endpoint_share_only_deploy_runpod():
     assert not _imports("deploy/ops", "deploy.local")
     assert not _imports("deploy/runpod", "deploy.ops", "deploy.local")
+
+
 def _python_files(*folders: str):
     for folder in folders:
         yield from (ROOT / folder).rglob("*.py")
