@@ -21,7 +21,8 @@ def create_app(
 ) -> Flask:
     """Build the app from ``settings`` (default: the environment)."""
     from app import db
-    from app.queue import celery_init_app
+    from app.queue import celery_init_app, sender
+    from app.services import Services, init_app
     from app.storage import make_storage
     from app.uploads import UploadRequest
 
@@ -47,10 +48,9 @@ def create_app(
         SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://"),
         TESTING=settings.app_env == "test",
     )
-    app.extensions["settings"] = settings
-    app.extensions["storage"] = make_storage(settings)
     db.init_app(app, settings.database_url)
-    celery_init_app(app, settings, celery_overrides)
+    celery = celery_init_app(app, settings, celery_overrides)
+    init_app(app, Services(settings, make_storage(settings), sender(app, celery)))
     register_extensions(app)
     register_security_headers(app)
     register_blueprints(app)
@@ -68,6 +68,7 @@ def _init_observability(component: str, settings: Settings) -> None:
 def register_extensions(app: Flask) -> None:
     from app import guards
     from app.extensions import csrf
+    from app.services import services_of
     from app.storage import remove_orphaned_staging
     from app.units import human_bytes
     from app.uploads import discard_staged
@@ -77,7 +78,7 @@ def register_extensions(app: Flask) -> None:
     app.add_template_filter(human_bytes, "human_bytes")
     # Uploads cut off by a killed web process (SIGKILL, or a deploy's SIGTERM past its
     # grace) leave their staged part behind; whoever starts next on this host removes it.
-    remove_orphaned_staging(app.extensions["storage"])
+    remove_orphaned_staging(services_of(app).storage)
 
     @app.teardown_request
     def _discard_staged(_exc: BaseException | None) -> None:

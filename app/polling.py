@@ -26,6 +26,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from app import budget as status_budget
 from app.models import Job, Status, utcnow
+from app.services import EndpointNotFound, JobAPIError, JobNotFound
 from app.settings import Settings
 from app.status import apply_status, purged_payload
 from app.storage import Storage
@@ -74,21 +75,6 @@ def poll_plan(session: Session, settings: Settings) -> dict[str, Any]:
         "poll_cap_s": settings.poll_cap_s,
         "effective_cap_s": round(effective_cap(settings, in_flight), 1),
     }
-
-
-def status_client(settings: Settings):
-    """The job-API client polls use: one attempt per call. ``JobAPI``'s own retries would
-    send more ``/status`` requests than the budget granted; here a failed poll is retried by
-    the next poll, which asks the budget again."""
-    from deploy.jobapi import Backoff, JobAPI
-
-    return JobAPI(
-        settings.runpod_endpoint_id,
-        settings.runpod_api_key,
-        settings.runpod_endpoint_base_url,
-        read_timeout=10.0,
-        backoff=Backoff(attempts=1),
-    )
 
 
 def backoff(settings: Settings, poll_count: int) -> float:
@@ -153,8 +139,6 @@ def poll(
     enqueue: Callable[..., None],
 ) -> str:
     """One poll of one job; schedules the next unless the job is done."""
-    from deploy.jobapi import EndpointNotFound, JobAPIError, JobNotFound
-
     job = session.get(Job, job_id)
     if job is None or job.poll_seq != seq:
         return "stale poll chain"

@@ -47,6 +47,7 @@ from app.polling import (
     poll,
     schedule_poll,
 )
+from app.services import EndpointNotFound, JobAPIError, JobNotFound
 from app.settings import Settings
 from app.status import apply_status
 from app.storage import Storage, remove_stale_staging
@@ -307,8 +308,6 @@ def cancel(
     """Cancel the job at the endpoint (if it has it) and record CANCELLED; if it finished
     first, ``enqueue`` brings its poll forward (no ``/status`` call here, outside the
     budget)."""
-    from deploy.jobapi import EndpointNotFound, JobAPIError, JobNotFound
-
     job = session.get(Job, job_id)
     if job is None or job.terminal:
         return "nothing to cancel"
@@ -360,8 +359,6 @@ def _drop(*_args: Any, **_kwargs: Any) -> None:
 
 def cancel_remote(api, runpod_id: str) -> None:
     """Cancel a duplicate execution at the endpoint; its result is ignored."""
-    from deploy.jobapi import EndpointNotFound, JobNotFound
-
     try:
         api.cancel(runpod_id)
     except (JobNotFound, EndpointNotFound):
@@ -381,7 +378,7 @@ def purge(
     """Purge the endpoint's queue, then poll the queued jobs now so they show CANCELLED.
 
     The polls go through the /status budget with ``status_api`` (one attempt per call,
-    ``app.polling.status_client``); those the budget refuses now follow on their chains."""
+    ``Services.status_api``); those the budget refuses now follow on their chains."""
     answer = api.purge_queue()
     queued = session.scalars(
         select(Job).where(Job.status == Status.IN_QUEUE, Job.runpod_id.is_not(None)).limit(5000)

@@ -29,6 +29,13 @@ from app import pipelines, signing
 from app.claims import close_unclaimed
 from app.diagnosis import endpoint_unreachable
 from app.models import Attempt, AttemptState, Job, Status, utcnow
+from app.services import (
+    EndpointNotFound,
+    EndpointUnreachable,
+    JobAPIError,
+    RateLimited,
+    SubmitOutcomeUnknown,
+)
 from app.settings import Settings
 from app.status import apply_status
 from app.storage import Storage
@@ -156,14 +163,6 @@ def mark_unreachable(session: Session, job: Job, settings: Settings, storage: St
 
 def submit(session: Session, job_id: str, *, settings: Settings, storage: Storage, api) -> str:
     """Submit one job; returns what happened (for logs). ``RetryLater`` asks for a retry."""
-    from deploy.jobapi import (
-        EndpointNotFound,
-        EndpointUnreachable,
-        JobAPIError,
-        RateLimited,
-        SubmitOutcomeUnknown,
-    )
-
     if not claim(session, job_id):
         return "not pending: another task has it, or it was cancelled"
     job = session.get(Job, job_id)

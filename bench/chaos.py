@@ -273,8 +273,8 @@ def _proxy_fault(run: Run, mode: str) -> None:
 def _concurrent_reconciles(run: Run) -> None:
     from app import create_app
     from app.db import session_scope
-    from app.extensions import enqueue, get_job_api, get_settings, get_storage
     from app.reconcile import reconcile
+    from app.services import services
     from app.settings import Settings
 
     app = create_app(Settings.from_env(run.env), component="bench")
@@ -284,10 +284,10 @@ def _concurrent_reconciles(run: Run) -> None:
             with contextlib.suppress(Exception):  # a sweep that loses a race is the next one
                 reconcile(
                     session,
-                    settings=get_settings(),
-                    storage=get_storage(),
-                    api=get_job_api(),
-                    enqueue=enqueue,
+                    settings=services().settings,
+                    storage=services().storage,
+                    api=services().api,
+                    enqueue=services().enqueue,
                 )
 
     threads = [threading.Thread(target=sweep) for _ in range(3)]
@@ -432,14 +432,16 @@ def _cleanup(run: Run) -> int:
     (an upload killed between storing its file and committing its row) go at any age."""
     from app import create_app
     from app.db import session_scope
-    from app.extensions import get_settings, get_storage
     from app.reconcile import cleanup
+    from app.services import services
     from app.settings import Settings
 
     app = create_app(Settings.from_env(run.env), component="bench")
     try:
         with app.app_context(), session_scope() as session:
-            done = cleanup(session, settings=get_settings(), storage=get_storage(), orphan_age_s=0)
+            done = cleanup(
+                session, settings=services().settings, storage=services().storage, orphan_age_s=0
+            )
     finally:
         app.extensions["db"].engine.dispose()
     return done["orphans"]

@@ -10,10 +10,10 @@ from sqlalchemy import select
 
 from app.auth import token_required
 from app.db import get_session
-from app.extensions import enqueue, get_settings, get_storage
 from app.jobs import JobError, cancel_job, retry_job
 from app.models import Job, Status
 from app.openapi import document
+from app.services import services
 from app.views.forms import create_from_upload
 from app.views.present import job_json
 
@@ -35,7 +35,7 @@ def _owned(job_id: str, owner: str) -> Job:
 
 @bp.get("/openapi.json")
 def openapi():
-    return jsonify(document(get_settings()))
+    return jsonify(document(services().settings))
 
 
 @bp.post("/jobs")
@@ -47,7 +47,7 @@ def create(owner: str):
         job = create_from_upload(request, owner)
     except JobError as exc:
         return _error(str(exc), exc.status_code)
-    enqueue("tasks.submit", job.id)
+    services().enqueue("tasks.submit", job.id)
     response = jsonify(job_json(job))
     response.status_code = 201
     response.headers["Location"] = f"/api/jobs/{job.id}"
@@ -68,8 +68,8 @@ def list_jobs(owner: str):
         query = query.where(Job.status == status)
     pipeline = request.args.get("pipeline", "").strip()
     if pipeline:
-        if pipeline not in get_settings().pipelines:
-            names = ", ".join(get_settings().pipelines)
+        if pipeline not in services().settings.pipelines:
+            names = ", ".join(services().settings.pipelines)
             return _error(f"pipeline {pipeline!r}: use one of {names}", 400)
         query = query.where(Job.pipeline == pipeline)
     unknown = sorted(set(request.args) - {"status", "pipeline", "limit"})
@@ -91,7 +91,13 @@ def cancel(job_id: str, owner: str):
     job = _owned(job_id, owner)
     session = get_session()
     try:
-        cancel_job(session, job, settings=get_settings(), storage=get_storage(), enqueue=enqueue)
+        cancel_job(
+            session,
+            job,
+            settings=services().settings,
+            storage=services().storage,
+            enqueue=services().enqueue,
+        )
     except JobError as exc:
         return _error(str(exc), exc.status_code)
     return jsonify(job_json(session.get(Job, job_id))), 202
@@ -103,7 +109,7 @@ def retry(job_id: str, owner: str):
     job = _owned(job_id, owner)
     session = get_session()
     try:
-        retry_job(session, job, storage=get_storage(), enqueue=enqueue)
+        retry_job(session, job, storage=services().storage, enqueue=services().enqueue)
     except JobError as exc:
         return _error(str(exc), exc.status_code)
     return jsonify(job_json(session.get(Job, job_id))), 202

@@ -13,9 +13,9 @@ import hmac
 from flask import Blueprint, abort, jsonify, request
 
 from app.db import get_session
-from app.extensions import enqueue, get_settings, get_storage
 from app.jsonbody import json_object
 from app.models import Job
+from app.services import services
 from app.status import Outcome, PayloadError, apply_status
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
@@ -36,12 +36,12 @@ def receive(job_id: str, token: str):
             job,
             payload,
             "webhook",
-            settings=get_settings(),
-            storage=get_storage(),
-            enqueue=enqueue,
+            settings=services().settings,
+            storage=services().storage,
+            enqueue=services().enqueue,
         )
     except PayloadError as exc:
         abort(400, description=str(exc))
     if outcome == Outcome.DUPLICATE and payload.get("id"):
-        enqueue("tasks.cancel_remote", str(payload["id"]))
+        services().enqueue("tasks.cancel_remote", str(payload["id"]))
     return jsonify(ok=True, outcome=outcome.value, status=job.status)

@@ -115,16 +115,16 @@ class Stack:
             time.sleep(0.1)
 
     def reconcile(self) -> dict:
-        from app.extensions import enqueue, get_job_api, get_settings, get_storage
         from app.reconcile import reconcile
+        from app.services import services
 
         with self.app.app_context(), session_scope() as session:
             return reconcile(
                 session,
-                settings=get_settings(),
-                storage=get_storage(),
-                api=get_job_api(),
-                enqueue=enqueue,
+                settings=services().settings,
+                storage=services().storage,
+                api=services().api,
+                enqueue=services().enqueue,
             )
 
     def endpoint_requests(self) -> dict[str, int]:
