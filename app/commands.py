@@ -20,7 +20,7 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from app.db import session_scope
-from app.jobs import JobError, cancel_job, create_job, describe, retry_job
+from app.jobs import JobError, cancel_job, create_job, describe, find_job, retry_job
 from app.models import Job, Status
 from app.services import JobAPI, JobAPIError, services
 
@@ -33,7 +33,7 @@ def _fail(message: str) -> None:
 
 
 def _job(session, job_id: str) -> Job:
-    job = session.get(Job, job_id) if len(job_id) <= 36 else None
+    job = find_job(session, job_id)
     if job is None:
         _fail(f"no job {job_id}")
     return job

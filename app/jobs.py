@@ -29,6 +29,11 @@ from app.storage import Storage, safe_name
 Enqueue = Callable[..., None]
 
 
+def find_job(session: Session, job_id: str) -> Job | None:
+    """The job ``job_id`` names, or None (ids are UUIDs: longer ones are not even looked up)."""
+    return session.get(Job, job_id) if len(job_id) <= 36 else None
+
+
 class JobError(Exception):
     """A request the service refuses; ``status_code`` is the HTTP answer."""
 

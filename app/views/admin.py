@@ -23,6 +23,7 @@ from app.models import TERMINAL, Job, Status, utcnow
 from app.polling import poll_plan
 from app.ratelimit import in_words
 from app.services import services
+from app.views import job_or_404
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -177,9 +178,7 @@ def purge():
 @admin_required
 def job_action(job_id: str, action: str):
     db = get_session()
-    job = db.get(Job, job_id) if len(job_id) <= 36 else None
-    if job is None:
-        abort(404, description="no such job")
+    job = job_or_404(job_id)
     try:
         if action == "cancel":
             cancel_job(

@@ -5,7 +5,7 @@ A token sees only the jobs created with it. ``GET /api/openapi.json`` describes 
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, jsonify, request
+from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
 from app.auth import token_required
@@ -14,6 +14,7 @@ from app.jobs import JobError, cancel_job, retry_job
 from app.models import Job, Status
 from app.openapi import document
 from app.services import services
+from app.views import job_or_404
 from app.views.forms import create_from_upload
 from app.views.present import job_json
 
@@ -24,13 +25,6 @@ def _error(message: str, code: int):
     response = jsonify(error=message)
     response.status_code = code
     return response
-
-
-def _owned(job_id: str, owner: str) -> Job:
-    job = get_session().get(Job, job_id) if len(job_id) <= 36 else None
-    if job is None or job.owner != owner:
-        abort(404, description=f"no job {job_id} for this token")
-    return job
 
 
 @bp.get("/openapi.json")
@@ -82,13 +76,13 @@ def list_jobs(owner: str):
 @bp.get("/jobs/<job_id>")
 @token_required
 def get(job_id: str, owner: str):
-    return jsonify(job_json(_owned(job_id, owner)))
+    return jsonify(job_json(job_or_404(job_id, owner=owner)))
 
 
 @bp.post("/jobs/<job_id>/cancel")
 @token_required
 def cancel(job_id: str, owner: str):
-    job = _owned(job_id, owner)
+    job = job_or_404(job_id, owner=owner)
     session = get_session()
     try:
         cancel_job(
@@ -106,7 +100,7 @@ def cancel(job_id: str, owner: str):
 @bp.post("/jobs/<job_id>/retry")
 @token_required
 def retry(job_id: str, owner: str):
-    job = _owned(job_id, owner)
+    job = job_or_404(job_id, owner=owner)
     session = get_session()
     try:
         retry_job(session, job, storage=services().storage, enqueue=services().enqueue)

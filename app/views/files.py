@@ -9,7 +9,7 @@ from flask import Blueprint, abort, jsonify, request, send_file
 
 from app import inert, signing
 from app.db import get_session
-from app.models import Job
+from app.jobs import find_job
 from app.services import services
 from app.storage import InvalidKey, LocalStorage, TooLarge, check_key
 from app.units import human_bytes
@@ -84,7 +84,7 @@ def _check_job_open(key: str) -> None:
     """A result may be written only while its job runs: once the job has ended its result
     is what people were shown, and a late or replayed PUT must not replace it."""
     job_id = key.split("/")[1]
-    job = get_session().get(Job, job_id) if len(job_id) <= 36 else None
+    job = find_job(get_session(), job_id)
     if job is None:
         abort(410, description="gone: no such job")
     if job.terminal:

@@ -22,6 +22,7 @@ from app.jobs import (
 from app.live import live
 from app.models import Job, Status
 from app.services import services
+from app.views import job_or_404
 from app.views.forms import create_from_upload
 from app.views.present import job_json, result_url
 
@@ -84,13 +85,6 @@ def upload():
     return redirect(url_for("pages.job_page", job_id=job.id), code=303)
 
 
-def _job_or_404(job_id: str) -> Job:
-    job = get_session().get(Job, job_id) if len(job_id) <= 36 else None
-    if job is None:
-        abort(404, description="no such job")
-    return job
-
-
 def _job_context(job: Job) -> dict:
     if job.status == Status.IN_QUEUE:
         # "A worker is starting" or "about to be taken" rests on the endpoint snapshot: keep
@@ -127,7 +121,7 @@ def _operator_details(job: Job) -> dict | None:
 
 @bp.get("/jobs/<job_id>")
 def job_page(job_id: str):
-    context = _job_context(_job_or_404(job_id))
+    context = _job_context(job_or_404(job_id))
     operator = context["operator"]
     if operator and not operator["log"] and context["job"].worker_id:
         ask_refresh(
@@ -139,7 +133,7 @@ def job_page(job_id: str):
 @bp.get("/jobs/<job_id>/panel")
 def job_panel(job_id: str):
     """The live part of the job page; the page's script re-fetches it until the job ends."""
-    job = _job_or_404(job_id)
+    job = job_or_404(job_id)
     response = render_template("_job_panel.html", **_job_context(job))
     return response, 200, {"X-Job-Terminal": "1" if job.terminal else "0"}
 
@@ -147,7 +141,7 @@ def job_panel(job_id: str):
 @bp.get("/jobs/<job_id>.json")
 def job_data(job_id: str):
     """The job as the API shows it, for the page's link holders (the job id is the secret)."""
-    job = _job_or_404(job_id)
+    job = job_or_404(job_id)
     return jsonify(job_json(job, live(get_session(), job)))
 
 
@@ -185,7 +179,7 @@ def job_list():
 
 @bp.post("/jobs/<job_id>/cancel")
 def cancel(job_id: str):
-    job = _job_or_404(job_id)
+    job = job_or_404(job_id)
     if not may_act_on(job.id):
         abort(403, description="only the person who uploaded this job, or an admin, may cancel it")
     try:
@@ -204,7 +198,7 @@ def cancel(job_id: str):
 
 @bp.post("/jobs/<job_id>/retry")
 def retry(job_id: str):
-    job = _job_or_404(job_id)
+    job = job_or_404(job_id)
     if not may_act_on(job.id):
         abort(403, description="only the person who uploaded this job, or an admin, may retry it")
     try:

@@ -13,8 +13,8 @@ import hmac
 from flask import Blueprint, abort, jsonify, request
 
 from app.db import get_session
+from app.jobs import find_job
 from app.jsonbody import json_object
-from app.models import Job
 from app.services import services
 from app.status import Outcome, PayloadError, apply_status
 
@@ -26,7 +26,7 @@ MAX_BODY = 32 * 1024 * 1024
 @bp.post("/<job_id>/<token>")
 def receive(job_id: str, token: str):
     session = get_session()
-    job = session.get(Job, job_id) if len(job_id) <= 36 else None
+    job = find_job(session, job_id)
     if job is None or not hmac.compare_digest(job.webhook_token.encode(), token.encode()):
         abort(403, description="unknown job or wrong webhook token")
     payload = json_object(request, MAX_BODY, "the webhook body")
