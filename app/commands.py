@@ -62,16 +62,9 @@ def purge_command() -> None:
     """Purge the endpoint's queue; queued jobs become CANCELLED."""
     from app.reconcile import purge
 
+    _endpoint_api()  # refuses when no endpoint is configured
     with session_scope() as session:
-        result = purge(
-            session,
-            settings=services().settings,
-            storage=services().storage,
-            api=_endpoint_api(),
-            status_api=services().status_api,
-            budget=services().budget,
-            enqueue=services().enqueue,
-        )
+        result = purge(session, services())
     click.echo(
         f"purged: the endpoint removed {result['removed']} queued job(s); "
         f"{result['cancelled']} job(s) here are now CANCELLED"
@@ -85,13 +78,7 @@ def cancel_command(job_id: str) -> None:
     with session_scope() as session:
         job = _job(session, job_id)
         try:
-            cancel_job(
-                session,
-                job,
-                settings=services().settings,
-                storage=services().storage,
-                enqueue=services().enqueue,
-            )
+            cancel_job(session, job, services())
         except JobError as exc:
             _fail(str(exc))
         click.echo(f"job {job_id}: {describe(session.get(Job, job_id)).headline}")
@@ -104,7 +91,7 @@ def retry_command(job_id: str) -> None:
     with session_scope() as session:
         job = _job(session, job_id)
         try:
-            retry_job(session, job, storage=services().storage, enqueue=services().enqueue)
+            retry_job(session, job, services())
         except JobError as exc:
             _fail(str(exc))
         click.echo(f"job {job_id}: queued again")
@@ -147,15 +134,8 @@ def reconcile_command() -> None:
     """Run one reconcile sweep now."""
     from app.reconcile import reconcile
 
-    api = services().api if services().settings.endpoint_configured else None
     with session_scope() as session:
-        counts = reconcile(
-            session,
-            settings=services().settings,
-            storage=services().storage,
-            api=api,
-            enqueue=services().enqueue,
-        )
+        counts = reconcile(session, services())
     click.echo("reconciled: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
@@ -165,7 +145,7 @@ def cleanup_command() -> None:
     from app.reconcile import cleanup
 
     with session_scope() as session:
-        counts = cleanup(session, settings=services().settings, storage=services().storage)
+        counts = cleanup(session, services())
     click.echo(
         f"cleaned up: {counts['files']} file(s) of {counts['jobs']} job(s), "
         f"{counts['staging']} stale upload(s)"
@@ -200,8 +180,7 @@ def submit_command(
         try:
             job = create_job(
                 session,
-                settings,
-                storage,
+                services(),
                 staged_path=staged.name,
                 filename=file.rsplit("/", 1)[-1],
                 declared_type=mimetypes.guess_type(file)[0],

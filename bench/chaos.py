@@ -282,13 +282,7 @@ def _concurrent_reconciles(run: Run) -> None:
     def sweep() -> None:
         with app.app_context(), session_scope() as session:
             with contextlib.suppress(Exception):  # a sweep that loses a race is the next one
-                reconcile(
-                    session,
-                    settings=services().settings,
-                    storage=services().storage,
-                    api=services().api,
-                    enqueue=services().enqueue,
-                )
+                reconcile(session, services())
 
     threads = [threading.Thread(target=sweep) for _ in range(3)]
     for thread in threads:
@@ -439,9 +433,7 @@ def _cleanup(run: Run) -> int:
     app = create_app(Settings.from_env(run.env), component="bench")
     try:
         with app.app_context(), session_scope() as session:
-            done = cleanup(
-                session, settings=services().settings, storage=services().storage, orphan_age_s=0
-            )
+            done = cleanup(session, services(), orphan_age_s=0)
     finally:
         app.extensions["db"].engine.dispose()
     return done["orphans"]

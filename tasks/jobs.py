@@ -11,45 +11,27 @@ from tasks.base import task
 
 @task("tasks.submit", max_retries=10)
 def submit(job_id: str) -> str:
-    settings, storage = services().settings, services().storage
     with session_scope() as session:
-        outcome = submission.submit(
-            session, job_id, settings=settings, storage=storage, api=services().api
-        )
+        outcome = submission.submit(session, job_id, services())
         job = session.get(Job, job_id)
         if job is not None and job.status in polling.POLLED:
             if job.cancel_requested_at is not None:
                 services().enqueue("tasks.cancel", job.id)  # asked while POST /run was under way
-            polling.schedule_poll(session, job, services().enqueue, polling.first_delay(settings))
+            delay = polling.first_delay(services().settings)
+            polling.schedule_poll(session, job, services().enqueue, delay)
         return outcome
 
 
 @task("tasks.poll")
 def poll(job_id: str, seq: int) -> str:
     with session_scope() as session:
-        return polling.poll(
-            session,
-            job_id,
-            seq,
-            settings=services().settings,
-            storage=services().storage,
-            api=services().status_api,
-            budget=services().budget,
-            enqueue=services().enqueue,
-        )
+        return polling.poll(session, job_id, seq, services())
 
 
 @task("tasks.cancel")
 def cancel(job_id: str) -> str:
     with session_scope() as session:
-        return reconcile.cancel(
-            session,
-            job_id,
-            settings=services().settings,
-            storage=services().storage,
-            api=services().api,
-            enqueue=services().enqueue,
-        )
+        return reconcile.cancel(session, job_id, services(), follow_up=True)
 
 
 @task("tasks.cancel_remote")

@@ -15,19 +15,13 @@ from tasks.base import task
 def reconcile() -> dict:
     # Early ack: a sweep lost with its worker is simply the next sweep; never re-run twice.
     with session_scope() as session:
-        return sweeps.reconcile(
-            session,
-            settings=services().settings,
-            storage=services().storage,
-            api=services().api,
-            enqueue=services().enqueue,
-        )
+        return sweeps.reconcile(session, services())
 
 
 @task("tasks.cleanup", acks_late=False, soft_time_limit=300, time_limit=330)
 def cleanup() -> dict:
     with session_scope() as session:
-        return sweeps.cleanup(session, settings=services().settings, storage=services().storage)
+        return sweeps.cleanup(session, services())
 
 
 @task("tasks.refresh_endpoint")
@@ -46,12 +40,4 @@ def refresh_endpoint() -> str:
 def purge_queue() -> dict:
     # Early ack: purge-queue is not idempotent in effect (RunPod allows 2 per 10 s).
     with session_scope() as session:
-        return sweeps.purge(
-            session,
-            settings=services().settings,
-            storage=services().storage,
-            api=services().api,
-            status_api=services().status_api,
-            budget=services().budget,
-            enqueue=services().enqueue,
-        )
+        return sweeps.purge(session, services())

@@ -181,15 +181,9 @@ def job_action(job_id: str, action: str):
     job = job_or_404(job_id)
     try:
         if action == "cancel":
-            cancel_job(
-                db,
-                job,
-                settings=services().settings,
-                storage=services().storage,
-                enqueue=services().enqueue,
-            )
+            cancel_job(db, job, services())
         elif action == "retry":
-            retry_job(db, job, storage=services().storage, enqueue=services().enqueue)
+            retry_job(db, job, services())
         else:
             abort(404)
         flash(f"{action}: job {job_id}")

@@ -85,13 +85,7 @@ def cancel(job_id: str, owner: str):
     job = job_or_404(job_id, owner=owner)
     session = get_session()
     try:
-        cancel_job(
-            session,
-            job,
-            settings=services().settings,
-            storage=services().storage,
-            enqueue=services().enqueue,
-        )
+        cancel_job(session, job, services())
     except JobError as exc:
         return _error(str(exc), exc.status_code)
     return jsonify(job_json(session.get(Job, job_id))), 202
@@ -103,7 +97,7 @@ def retry(job_id: str, owner: str):
     job = job_or_404(job_id, owner=owner)
     session = get_session()
     try:
-        retry_job(session, job, storage=services().storage, enqueue=services().enqueue)
+        retry_job(session, job, services())
     except JobError as exc:
         return _error(str(exc), exc.status_code)
     return jsonify(job_json(session.get(Job, job_id))), 202

@@ -58,9 +58,8 @@ def claim(attempt_id: int):
         get_session(),
         attempt_id,
         runpod_id.strip(),
-        settings=services().settings,
-        storage=services().storage,
-        enqueue=services().enqueue,
+        services(),
+        poll=True,
     )
     response = jsonify(claim=verdict.name.lower(), message=message)
     response.status_code = verdict.value

@@ -72,8 +72,7 @@ def create_from_upload(request: Request, owner: str | None = None, reuse: Job | 
         form.filename, form.declared_type = reuse.input_name, reuse.input_content_type
     return create_job(
         get_session(),
-        settings,
-        services().storage,
+        services(),
         staged_path=form.staged_path,
         filename=form.filename,
         declared_type=form.declared_type,

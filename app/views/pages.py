@@ -183,13 +183,7 @@ def cancel(job_id: str):
     if not may_act_on(job.id):
         abort(403, description="only the person who uploaded this job, or an admin, may cancel it")
     try:
-        cancel_job(
-            get_session(),
-            job,
-            settings=services().settings,
-            storage=services().storage,
-            enqueue=services().enqueue,
-        )
+        cancel_job(get_session(), job, services())
         flash("Cancelling the job.")
     except JobError as exc:
         flash(str(exc))
@@ -202,7 +196,7 @@ def retry(job_id: str):
     if not may_act_on(job.id):
         abort(403, description="only the person who uploaded this job, or an admin, may retry it")
     try:
-        retry_job(get_session(), job, storage=services().storage, enqueue=services().enqueue)
+        retry_job(get_session(), job, services())
         flash("Retrying the job.")
     except JobError as exc:
         flash(str(exc))

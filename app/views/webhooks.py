@@ -31,15 +31,7 @@ def receive(job_id: str, token: str):
         abort(403, description="unknown job or wrong webhook token")
     payload = json_object(request, MAX_BODY, "the webhook body")
     try:
-        outcome = apply_status(
-            session,
-            job,
-            payload,
-            "webhook",
-            settings=services().settings,
-            storage=services().storage,
-            enqueue=services().enqueue,
-        )
+        outcome = apply_status(session, job, payload, "webhook", services(), retry_own_failure=True)
     except PayloadError as exc:
         abort(400, description=str(exc))
     if outcome == Outcome.DUPLICATE and payload.get("id"):

@@ -109,7 +109,7 @@ def test_reconcile_adopts_a_claimed_unknown_submit_instead_of_resending(
         from app.services import services
 
         # The claim landed but applying its status did not (the web process died then).
-        claim(get_session(), attempt_id, "rp-5", settings=settings, storage=services().storage)
+        claim(get_session(), attempt_id, "rp-5", services().replace(settings=settings))
         session = get_session()
         row = session.get(Job, job.id)
         row.status, row.runpod_id = Status.SUBMITTING, None
@@ -132,15 +132,8 @@ def _sweep(app, settings, **changes) -> dict:
     )
     with app.app_context():
         from app.db import get_session
-        from app.services import services
 
-        return reconcile(
-            get_session(),
-            settings=quick,
-            storage=services().storage,
-            api=services().api,
-            enqueue=services_of(app).enqueue,
-        )
+        return reconcile(get_session(), services_of(app).replace(settings=quick))
 
 
 def test_an_unclaimed_unknown_submit_is_resent_in_bounded_time_and_the_lost_job_never_runs(
@@ -182,9 +175,7 @@ def test_cancelling_an_unknown_submit_is_immediate_and_a_late_claim_gets_410(app
         from app.db import get_session
         from app.services import services
 
-        cancel(
-            get_session(), job.id, settings=settings, storage=services().storage, api=services().api
-        )
+        cancel(get_session(), job.id, services().replace(settings=settings))
     assert only_job(app).status == Status.CANCELLED
     late = client.post(_claim_url(app, settings, attempt_id), json={"runpod_id": "rp-late"})
     assert late.status_code == 410
@@ -248,8 +239,7 @@ def sent_again(app, job: Job, runpod_id: str) -> Job:
             job,
             payload,
             "submit",
-            settings=services().settings,
-            storage=services().storage,
+            services(),
         )
         return job
 

@@ -60,8 +60,7 @@ def sent(app, job: Job, runpod_id: str = "rp-1") -> Job:
             job,
             {"id": runpod_id, "status": "IN_QUEUE"},
             "submit",
-            settings=services().settings,
-            storage=services().storage,
+            services(),
         )
         return job
 
@@ -386,7 +385,5 @@ def test_cancel_while_the_submit_is_under_way_waits_for_the_endpoint_id(app, cli
         job.status = Status.SUBMITTING
         session.commit()
         with pytest.raises(RetryLater):
-            cancel(
-                session, job.id, settings=services().settings, storage=services().storage, api=None
-            )
+            cancel(session, job.id, services())
         assert session.get(Job, job.id).status == Status.SUBMITTING

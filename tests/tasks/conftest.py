@@ -119,13 +119,7 @@ class Stack:
         from app.services import services
 
         with self.app.app_context(), session_scope() as session:
-            return reconcile(
-                session,
-                settings=services().settings,
-                storage=services().storage,
-                api=services().api,
-                enqueue=services().enqueue,
-            )
+            return reconcile(session, services())
 
     def endpoint_requests(self) -> dict[str, int]:
         return self.endpoint.get("stats").json()["requests"]
