@@ -1,5 +1,6 @@
 """The repository has the shape the design card fixes."""
 
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,3 +33,29 @@ def test_the_app_imports_nothing_from_the_gpu_worker():
         text = path.read_text()
         for banned in ("from gpu_worker", "import gpu_worker"):
             assert banned not in text, f"{path} must not import the GPU worker ({banned})"
+
+
+def test_per_process_clients_live_in_one_services_object():
+    """Settings, storage, the job-API clients, Redis, the budget and ``enqueue`` are one
+    ``Services`` (``app/services.py``); only the database and Celery keep Flask's own keys."""
+    writers = {
+        path.relative_to(ROOT).as_posix()
+        for folder in ("app", "tasks")
+        for path in (ROOT / folder).rglob("*.py")
+        if re.search(r"extensions\[[\"']\w+[\"']\]\s*=", path.read_text())
+    }
+    assert writers == {"app/db.py", "app/queue.py", "app/services.py"}
+
+
+def test_the_job_api_client_is_imported_in_one_place():
+    """``app/services.py`` builds the job-API clients and re-exports their errors: the rest
+    of the app and the tasks take them from there, so moving the client is one import."""
+    for folder in ("app", "tasks"):
+        for path in (ROOT / folder).rglob("*.py"):
+            if path.relative_to(ROOT).as_posix() in JOB_API_IMPORTERS:
+                continue
+            assert "jobapi" not in path.read_text(), f"{path}: import it from app.services"
+
+
+# app/endpoint.py and app/diagnosis.py read the endpoint's management side too.
+JOB_API_IMPORTERS = {"app/services.py", "app/endpoint.py", "app/diagnosis.py"}
