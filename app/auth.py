@@ -14,8 +14,8 @@ from typing import Any
 from flask import abort, g, jsonify, redirect, request, session, url_for
 from sqlalchemy import delete
 
-from app.extensions import get_redis, get_settings
 from app.ratelimit import over_limit
+from app.services import services
 
 MY_JOBS_KEPT = 50
 LOGIN_WINDOW_S = 300
@@ -23,12 +23,12 @@ ACCOUNT_FACTOR = 3  # one noisy client cannot lock the admin out; many clients s
 
 
 def check_admin_password(candidate: str) -> bool:
-    expected = get_settings().admin_password
+    expected = services().settings.admin_password
     return bool(expected) and hmac.compare_digest(candidate.encode(), expected.encode())
 
 
 def _login_keys() -> list[tuple[str, int]]:
-    limit = get_settings().login_attempts_per_5min
+    limit = services().settings.login_attempts_per_5min
     return [
         (f"login-ip:{request.remote_addr or '-'}", limit),
         ("login-account:admin", limit * ACCOUNT_FACTOR),
@@ -38,7 +38,7 @@ def _login_keys() -> list[tuple[str, int]]:
 def login_locked() -> int | None:
     """Seconds until this client may try a password again; None when it may now."""
     waits = [
-        over_limit(get_redis(), key, limit, LOGIN_WINDOW_S, count=False)
+        over_limit(services().redis, key, limit, LOGIN_WINDOW_S, count=False)
         for key, limit in _login_keys()
     ]
     return max((w for w in waits if w), default=None)
@@ -46,7 +46,7 @@ def login_locked() -> int | None:
 
 def login_failed() -> None:
     for key, limit in _login_keys():
-        over_limit(get_redis(), key, limit, LOGIN_WINDOW_S)
+        over_limit(services().redis, key, limit, LOGIN_WINDOW_S)
 
 
 def _digest(nonce: str) -> str:
@@ -62,7 +62,7 @@ def start_admin_session() -> None:
     now = utcnow()
     db.execute(delete(AdminSession).where(AdminSession.expires_at < now))
     nonce = secrets.token_urlsafe(32)
-    hours = get_settings().admin_session_hours
+    hours = services().settings.admin_session_hours
     db.add(AdminSession(id=_digest(nonce), expires_at=now + timedelta(hours=hours)))
     db.commit()
     session.clear()
@@ -126,7 +126,7 @@ def api_owner() -> str | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         return None
-    for valid in get_settings().api_tokens:
+    for valid in services().settings.api_tokens:
         if hmac.compare_digest(token.strip().encode(), valid.encode()):
             return owner_of_token(valid)
     return None

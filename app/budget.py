@@ -14,7 +14,7 @@ wait is jittered within its window so refused polls do not stampede together.
 
 Every ``/status`` request the app makes spends exactly one ticket: polls go through
 ``app.polling.poll`` with a job-API client that never retries by itself
-(``app.polling.status_client``); a retry is the next poll, which asks the budget again.
+(``app.services.Services.status_api``); a retry is the next poll, which asks the budget again.
 """
 
 from __future__ import annotations

@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app.models import Attempt, AttemptState, Job, Status, utcnow
-from app.settings import Settings
+from app.services import Services
 from app.status import apply_status
-from app.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +43,12 @@ def claim(
     session: Session,
     attempt_id: int,
     runpod_id: str,
+    services: Services,
     *,
-    settings: Settings,
-    storage: Storage,
-    enqueue: Callable[..., None] | None = None,
+    poll: bool = False,
 ) -> tuple[Verdict, str]:
-    """Record that ``runpod_id`` runs attempt ``attempt_id``; the verdict and why."""
+    """Record that ``runpod_id`` runs attempt ``attempt_id``; the verdict and why. With
+    ``poll``, an adopted job (its submit never learnt the id) gets a poll chain."""
     attempt = session.get(Attempt, attempt_id)
     if attempt is None:
         return Verdict.GONE, "no such attempt: do not run this job"
@@ -78,7 +76,7 @@ def claim(
         held = attempt.claimed_runpod_id
         log.warning("attempt %s: duplicate claim by %s (held by %s)", attempt.id, runpod_id, held)
         return Verdict.DUPLICATE, f"duplicate: RunPod job {held} already runs this attempt"
-    _started(session, job, runpod_id, settings=settings, storage=storage, enqueue=enqueue)
+    _started(session, job, runpod_id, services, poll=poll)
     return Verdict.HELD, "claimed: run it"
 
 
@@ -86,21 +84,20 @@ def _started(
     session: Session,
     job: Job,
     runpod_id: str,
+    services: Services,
     *,
-    settings: Settings,
-    storage: Storage,
-    enqueue: Callable[..., None] | None,
+    poll: bool,
 ) -> None:
     """A worker took the job: IN_PROGRESS (adopting the id if it was unknown), and polled."""
     from app.polling import first_delay, schedule_poll
 
     session.refresh(job)
     payload = {"id": runpod_id, "status": Status.IN_PROGRESS.value}
-    apply_status(session, job, payload, "claim", settings=settings, storage=storage)
+    apply_status(session, job, payload, "claim", services)
     session.refresh(job)
-    if enqueue is not None and job.runpod_id == runpod_id and job.next_poll_at is None:
+    if poll and job.runpod_id == runpod_id and job.next_poll_at is None:
         # An adopted job had no poll chain (its submit never learnt the id): start one.
-        schedule_poll(session, job, enqueue, first_delay(settings))
+        schedule_poll(session, job, services.enqueue, first_delay(services.settings))
 
 
 def close_unclaimed(session: Session, attempt: Attempt, state: AttemptState, reason: str) -> bool:

@@ -8,6 +8,7 @@ worker submit and poll.
 
 from __future__ import annotations
 
+import functools
 import json
 import mimetypes
 import shutil
@@ -19,9 +20,9 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from app.db import session_scope
-from app.extensions import enqueue, get_job_api, get_redis, get_settings, get_storage
-from app.jobs import JobError, cancel_job, create_job, describe, retry_job
+from app.jobs import JobError, cancel_job, create_job, describe, find_job, retry_job
 from app.models import Job, Status
+from app.services import JobAPI, JobAPIError, services
 
 admin = AppGroup("admin", help="Operate the endpoint and the jobs.")
 jobs = AppGroup("jobs", help="Submit and follow jobs from the command line.")
@@ -32,34 +33,21 @@ def _fail(message: str) -> None:
 
 
 def _job(session, job_id: str) -> Job:
-    job = session.get(Job, job_id) if len(job_id) <= 36 else None
+    job = find_job(session, job_id)
     if job is None:
         _fail(f"no job {job_id}")
     return job
 
 
-def _endpoint_api():
-    from deploy.runpod.jobapi import JobAPIError  # noqa: F401 - fail early if deploy is missing
-
-    settings = get_settings()
-    if not settings.endpoint_configured:
+def _endpoint_api() -> JobAPI:
+    if not services().settings.endpoint_configured:
         _fail("no endpoint configured: set RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID")
-    return get_job_api()
-
-
-def _budget():
-    from app.budget import StatusBudget
-
-    return StatusBudget(get_redis(), get_settings().status_budget_per_10s)
+    return services().api
 
 
 def _api_errors(fn):
-    import functools
-
     @functools.wraps(fn)
     def wrapped(*args, **kwargs):
-        from deploy.runpod.jobapi import JobAPIError
-
         try:
             return fn(*args, **kwargs)
         except JobAPIError as exc:
@@ -72,19 +60,11 @@ def _api_errors(fn):
 @_api_errors
 def purge_command() -> None:
     """Purge the endpoint's queue; queued jobs become CANCELLED."""
-    from app.polling import status_client
     from app.reconcile import purge
 
+    _endpoint_api()  # refuses when no endpoint is configured
     with session_scope() as session:
-        result = purge(
-            session,
-            settings=get_settings(),
-            storage=get_storage(),
-            api=_endpoint_api(),
-            status_api=status_client(get_settings()),
-            budget=_budget(),
-            enqueue=enqueue,
-        )
+        result = purge(session, services())
     click.echo(
         f"purged: the endpoint removed {result['removed']} queued job(s); "
         f"{result['cancelled']} job(s) here are now CANCELLED"
@@ -98,9 +78,7 @@ def cancel_command(job_id: str) -> None:
     with session_scope() as session:
         job = _job(session, job_id)
         try:
-            cancel_job(
-                session, job, settings=get_settings(), storage=get_storage(), enqueue=enqueue
-            )
+            cancel_job(session, job, services())
         except JobError as exc:
             _fail(str(exc))
         click.echo(f"job {job_id}: {describe(session.get(Job, job_id)).headline}")
@@ -113,7 +91,7 @@ def retry_command(job_id: str) -> None:
     with session_scope() as session:
         job = _job(session, job_id)
         try:
-            retry_job(session, job, storage=get_storage(), enqueue=enqueue)
+            retry_job(session, job, services())
         except JobError as exc:
             _fail(str(exc))
         click.echo(f"job {job_id}: queued again")
@@ -130,8 +108,8 @@ def health_command(as_json: bool) -> None:
     api = _endpoint_api()
     with session_scope() as session:
         queued = session.query(Job).filter(Job.status == Status.IN_QUEUE).count()
-        data = dict(refresh_snapshot(session, get_settings(), api, queued))
-        data["polling"] = plan = poll_plan(session, get_settings())
+        data = dict(refresh_snapshot(session, services().settings, api, queued))
+        data["polling"] = plan = poll_plan(session, services().settings)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -156,11 +134,8 @@ def reconcile_command() -> None:
     """Run one reconcile sweep now."""
     from app.reconcile import reconcile
 
-    api = get_job_api() if get_settings().endpoint_configured else None
     with session_scope() as session:
-        counts = reconcile(
-            session, settings=get_settings(), storage=get_storage(), api=api, enqueue=enqueue
-        )
+        counts = reconcile(session, services())
     click.echo("reconciled: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
@@ -170,7 +145,7 @@ def cleanup_command() -> None:
     from app.reconcile import cleanup
 
     with session_scope() as session:
-        counts = cleanup(session, settings=get_settings(), storage=get_storage())
+        counts = cleanup(session, services())
     click.echo(
         f"cleaned up: {counts['files']} file(s) of {counts['jobs']} job(s), "
         f"{counts['staging']} stale upload(s)"
@@ -197,16 +172,15 @@ def submit_command(
     file: str, pipeline: str | None, params: tuple[str, ...], wait: bool, timeout: float
 ) -> None:
     """Upload FILE as a new job."""
-    settings = get_settings()
-    storage = get_storage()
+    settings = services().settings
+    storage = services().storage
     with open(file, "rb") as src, storage.staging_file() as staged:
         shutil.copyfileobj(src, staged, 1024 * 1024)
     with session_scope() as session:
         try:
             job = create_job(
                 session,
-                settings,
-                storage,
+                services(),
                 staged_path=staged.name,
                 filename=file.rsplit("/", 1)[-1],
                 declared_type=mimetypes.guess_type(file)[0],
@@ -218,7 +192,7 @@ def submit_command(
 
             Path(staged.name).unlink(missing_ok=True)
             _fail(str(exc))
-        enqueue("tasks.submit", job.id)
+        services().enqueue("tasks.submit", job.id)
         job_id = job.id
     page = f"{settings.public_base_url}/jobs/{job_id}"
     click.echo(f"job {job_id} created: {page}")
@@ -256,7 +230,7 @@ def _follow(job_id: str, timeout: float) -> None:
             _fail(f"job {job_id} {words.headline}: {words.detail or ''}".strip())
         click.echo(f"job {job_id} done")
         if job.output_size and job.output_key:
-            click.echo(f"result: {get_storage().get_url(job.output_key, 24 * 3600)}")
+            click.echo(f"result: {services().storage.get_url(job.output_key, 24 * 3600)}")
         if job.result:
             click.echo(f"result JSON: {json.dumps(job.result)}")
 
@@ -267,7 +241,7 @@ def register(app: Flask) -> None:
         """Create or upgrade the database tables."""
         from app.migrate import upgrade
 
-        upgrade(get_settings().database_url)
+        upgrade(services().settings.database_url)
         click.echo("database is up to date")
 
     app.cli.add_command(admin)

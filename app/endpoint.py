@@ -19,7 +19,9 @@ from sqlalchemy.orm import Session
 
 from app.diagnosis import diagnose, endpoint_unreachable
 from app.models import Job, Snapshot, Status, utcnow
+from app.services import EndpointNotFound, JobAPIError
 from app.settings import Settings
+from deploy.runpod.management import ManagementAPI, ManagementError
 from deploy.runpod.vocabulary import is_runpod, worker_row
 
 log = logging.getLogger(__name__)
@@ -36,8 +38,6 @@ RUNPOD_WORKERS_LOGGED = 5  # each RunPod log read waits for its stream to go qui
 
 def fetch_workers(api: Any) -> dict[str, Any] | None:
     """The local endpoint's ``/workers`` report; None on RunPod (no such job-API route)."""
-    from deploy.runpod.jobapi import JobAPIError
-
     try:
         return api.workers()
     except JobAPIError:
@@ -49,16 +49,12 @@ def on_runpod(settings: Settings) -> bool:
 
 
 def _management(settings: Settings):
-    from deploy.runpod.management import ManagementAPI
-
     return ManagementAPI(settings.runpod_api_key, timeout=10.0)
 
 
 def fetch_runpod_workers(settings: Settings) -> dict[str, Any] | None:
     """RunPod's workers (REST v2) in the local endpoint's ``/workers`` shape, with the log
     tails of the first few; None when RunPod cannot say."""
-    from deploy.runpod.management import ManagementError
-
     api = _management(settings)
     try:
         listing = api.list_workers(settings.runpod_endpoint_id)
@@ -75,8 +71,6 @@ def fetch_runpod_workers(settings: Settings) -> dict[str, Any] | None:
 
 
 def _runpod_logs(api: Any, settings: Settings, worker_id: str, lines: int) -> list[str]:
-    from deploy.runpod.management import ManagementError
-
     try:
         return api.worker_logs(settings.runpod_endpoint_id, worker_id, tail=lines, quiet_s=1.0)
     except (ManagementError, OSError) as exc:
@@ -87,8 +81,6 @@ def fetch_failed_job_logs(
     session: Session, settings: Settings, api: Any
 ) -> dict[str, dict[str, Any]]:
     """``{job id: {"worker_id", "lines"}}`` for recently failed jobs whose worker is known."""
-    from deploy.runpod.jobapi import JobAPIError
-
     since = utcnow() - FAILED_WITHIN
     jobs = session.scalars(
         select(Job)
@@ -115,8 +107,6 @@ def fetch_failed_job_logs(
 
 def fetch_balance(settings: Settings) -> dict[str, Any]:
     """Account balance and spend per hour (RunPod management API, GraphQL for now)."""
-    from deploy.runpod.management import ManagementAPI, ManagementError
-
     try:
         return ManagementAPI(settings.runpod_api_key, timeout=10.0).balance()
     except (ManagementError, OSError) as exc:
@@ -125,8 +115,6 @@ def fetch_balance(settings: Settings) -> dict[str, Any]:
 
 def refresh_snapshot(session: Session, settings: Settings, api: Any, queued: int) -> dict:
     """Ask the endpoint how it is; store and return ``{"health", "workers", "error", ...}``."""
-    from deploy.runpod.jobapi import EndpointNotFound, JobAPIError
-
     data: dict[str, Any] = {"checked_at": utcnow().isoformat(), "endpoint_id": api.endpoint_id}
     try:
         data["health"] = api.health()

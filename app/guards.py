@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from flask import Flask, request, session
 
-from app.extensions import get_redis, get_settings
 from app.ratelimit import in_words, over_limit
+from app.services import services
 
 # Machine-to-machine routes: token or signature authenticated, no CSRF (see create_app).
 EXEMPT_BLUEPRINTS = frozenset({"api", "files", "webhooks", "callbacks"})
@@ -37,8 +37,8 @@ def check_before_body():
             400, "the form's security token is missing or stale: reload the page and try again"
         )
     if request.endpoint == UPLOAD_ENDPOINT:
-        limit = get_settings().upload_rate_per_hour
-        wait = over_limit(get_redis(), f"upload-ip:{request.remote_addr or '-'}", limit, 3600)
+        limit = services().settings.upload_rate_per_hour
+        wait = over_limit(services().redis, f"upload-ip:{request.remote_addr or '-'}", limit, 3600)
         if wait:
             return _refuse(
                 429,

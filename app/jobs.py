@@ -11,7 +11,6 @@ import fnmatch
 import mimetypes
 import os
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +21,15 @@ from app import media, pipelines
 from app.diagnosis import CHECKING
 from app.live import Live
 from app.models import RETRYABLE, AttemptState, Job, Status, utcnow
+from app.services import Services
 from app.settings import Settings
 from app.status import WHAT_TO_DO_FAILED, apply_status
-from app.storage import Storage, safe_name
+from app.storage import safe_name
 
-Enqueue = Callable[..., None]
+
+def find_job(session: Session, job_id: str) -> Job | None:
+    """The job ``job_id`` names, or None (ids are UUIDs: longer ones are not even looked up)."""
+    return session.get(Job, job_id) if len(job_id) <= 36 else None
 
 
 class JobError(Exception):
@@ -53,8 +56,7 @@ def check_type(content_type: str, settings: Settings) -> None:
 
 def create_job(
     session: Session,
-    settings: Settings,
-    storage: Storage,
+    services: Services,
     *,
     staged_path: str | None,
     filename: str | None,
@@ -68,6 +70,7 @@ def create_job(
     The caller enqueues ``tasks.submit`` after this returns (the row is committed first).
     On any refusal the staged file is left for the caller to discard: nothing is stored.
     """
+    settings = services.settings
     if not staged_path or not filename:
         raise JobError("no file: choose a video or image to upload (form field 'file')")
     try:
@@ -103,26 +106,24 @@ def create_job(
     job.output_key = f"jobs/{job.id}/output/result{extension}"
     job.output_content_type = out_type
     job.input_key = f"jobs/{job.id}/input/{safe_name(filename)}"
-    job.input_size = storage.adopt(staged_path, job.input_key, content_type)
+    job.input_size = services.storage.adopt(staged_path, job.input_key, content_type)
     session.add(job)
     session.commit()
     return job
 
 
-def cancel_job(
-    session: Session, job: Job, *, settings: Settings, storage: Storage, enqueue: Enqueue
-) -> None:
+def cancel_job(session: Session, job: Job, services: Services) -> None:
     """Cancel now if the endpoint never got the job; otherwise ask a task to cancel it there."""
     if job.terminal:
         raise JobError(f"the job is already {job.status.lower()}", 409)
     if job.status == Status.PENDING or _close_unknown_submit(session, job):
         payload = {"status": "CANCELLED", "reason": "cancelled by you before it reached a GPU"}
-        apply_status(session, job, payload, "user", settings=settings, storage=storage)
+        apply_status(session, job, payload, "user", services)
         if session.get(Job, job.id).status == Status.CANCELLED:
             return
     job.cancel_requested_at = utcnow()
     session.commit()
-    enqueue("tasks.cancel", job.id)
+    services.enqueue("tasks.cancel", job.id)
 
 
 def _close_unknown_submit(session: Session, job: Job) -> bool:
@@ -141,11 +142,11 @@ def _close_unknown_submit(session: Session, job: Job) -> bool:
     return False
 
 
-def retry_job(session: Session, job: Job, *, storage: Storage, enqueue: Enqueue) -> None:
+def retry_job(session: Session, job: Job, services: Services) -> None:
     """Start a new attempt for a failed, cancelled or timed-out job."""
     if job.status not in RETRYABLE:
         raise JobError("only failed, cancelled or timed-out jobs can be retried", 409)
-    if job.files_deleted_at or not job.input_key or not storage.exists(job.input_key):
+    if job.files_deleted_at or not job.input_key or not services.storage.exists(job.input_key):
         raise JobError("the input file was deleted by retention; upload it again", 409)
     result = session.execute(
         update(Job)
@@ -187,11 +188,11 @@ def retry_job(session: Session, job: Job, *, storage: Storage, enqueue: Enqueue)
     session.commit()
     session.expire(job)
     if job.output_key:
-        storage.delete(job.output_key)
-    enqueue("tasks.submit", job.id)
+        services.storage.delete(job.output_key)
+    services.enqueue("tasks.submit", job.id)
 
 
-def auto_retry(session: Session, job: Job, *, storage: Storage, enqueue: Enqueue) -> bool:
+def auto_retry(session: Session, job: Job, services: Services) -> bool:
     """Retry, once per job, a failure that was the app's own (``AUTO_RETRY_KINDS``): the
     worker could not reach the app's storage or claim URL. True when it was retried."""
     from app.status import AUTO_RETRY_KINDS
@@ -210,7 +211,7 @@ def auto_retry(session: Session, job: Job, *, storage: Storage, enqueue: Enqueue
     if taken != 1:
         return False
     try:
-        retry_job(session, job, storage=storage, enqueue=enqueue)
+        retry_job(session, job, services)
     except JobError:
         return False  # the input is gone, or the job changed: it stays failed, with its words
     return True

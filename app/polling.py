@@ -26,9 +26,9 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from app import budget as status_budget
 from app.models import Job, Status, utcnow
+from app.services import EndpointNotFound, JobAPIError, JobNotFound, Services
 from app.settings import Settings
 from app.status import apply_status, purged_payload
-from app.storage import Storage
 from app.submission import mark_unreachable
 
 POLLED = (Status.IN_QUEUE, Status.IN_PROGRESS)
@@ -74,21 +74,6 @@ def poll_plan(session: Session, settings: Settings) -> dict[str, Any]:
         "poll_cap_s": settings.poll_cap_s,
         "effective_cap_s": round(effective_cap(settings, in_flight), 1),
     }
-
-
-def status_client(settings: Settings):
-    """The job-API client polls use: one attempt per call. ``JobAPI``'s own retries would
-    send more ``/status`` requests than the budget granted; here a failed poll is retried by
-    the next poll, which asks the budget again."""
-    from deploy.runpod.jobapi import Backoff, JobAPI
-
-    return JobAPI(
-        settings.runpod_endpoint_id,
-        settings.runpod_api_key,
-        settings.runpod_endpoint_base_url,
-        read_timeout=10.0,
-        backoff=Backoff(attempts=1),
-    )
 
 
 def backoff(settings: Settings, poll_count: int) -> float:
@@ -145,16 +130,11 @@ def poll(
     session: Session,
     job_id: str,
     seq: int,
-    *,
-    settings: Settings,
-    storage: Storage,
-    api,
-    budget,
-    enqueue: Callable[..., None],
+    services: Services,
 ) -> str:
-    """One poll of one job; schedules the next unless the job is done."""
-    from deploy.runpod.jobapi import EndpointNotFound, JobAPIError, JobNotFound
-
+    """One poll of one job (with ``services.status_api``, under ``services.budget``);
+    schedules the next unless the job is done."""
+    settings, enqueue = services.settings, services.enqueue
     job = session.get(Job, job_id)
     if job is None or job.poll_seq != seq:
         return "stale poll chain"
@@ -162,24 +142,22 @@ def poll(
         return f"not polled in {job.status}"
     # The ticket is taken right before the request (nothing in between), so the request
     # reaches the endpoint well within the budget's SKEW_S of its ticket.
-    wait = budget.acquire()
+    wait = services.budget.acquire()
     if wait:
         schedule_poll(session, job, enqueue, wait, count=False)
         return f"over budget; next in {wait:.1f}s"
     polled_at = utcnow()
     error: JobAPIError | None = None
     try:
-        payload = api.status(job.runpod_id)
+        payload = services.status_api.status(job.runpod_id)
     except JobAPIError as exc:
         error = exc
     _record_poll(session, job, polled_at)
     if isinstance(error, JobNotFound):
-        apply_status(
-            session, job, purged_payload(job.runpod_id), "poll", settings=settings, storage=storage
-        )
+        apply_status(session, job, purged_payload(job.runpod_id), "poll", services)
         return "purged or expired"
     if isinstance(error, EndpointNotFound):
-        if mark_unreachable(session, job, settings, storage):
+        if mark_unreachable(session, job, services):
             return "endpoint unreachable: failed"
         schedule_poll(session, job, enqueue, next_delay(session, settings, job.poll_count))
         return "endpoint unreachable"
@@ -189,7 +167,7 @@ def poll(
     if job.unreachable_since:
         job.unreachable_since = None
         job.diagnosis = None
-    apply_status(session, job, payload, "poll", settings=settings, storage=storage, enqueue=enqueue)
+    apply_status(session, job, payload, "poll", services, retry_own_failure=True)
     if job.terminal:
         return job.status
     schedule_poll(session, job, enqueue, next_delay(session, settings, job.poll_count))

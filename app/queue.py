@@ -19,6 +19,7 @@ Reliability choices (Celery docs, "Acks and redelivery"; DESIGN invariants 1 and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task
@@ -72,6 +73,12 @@ def celery_init_app(app: Flask, settings: Settings, overrides: dict[str, Any] | 
     celery.config_from_object({**celery_config(settings), **(overrides or {})})
     celery.set_default()
     app.extensions["celery"] = celery
+    return celery
+
+
+def sender(app: Flask, celery: Celery) -> Callable[..., None]:
+    """``enqueue(name, *args, countdown=None)`` for ``Services``: sends by name, and logs
+    (does not raise) when the broker is down: the row is the truth; reconcile re-sends."""
 
     def send(name: str, *args: Any, countdown: float | None = None) -> None:
         try:
@@ -79,5 +86,4 @@ def celery_init_app(app: Flask, settings: Settings, overrides: dict[str, Any] | 
         except Exception:  # noqa: BLE001 - the row is the truth; reconcile re-sends
             app.logger.exception("could not enqueue %s%r; reconcile will retry", name, args)
 
-    app.extensions["enqueue"] = send
-    return celery
+    return send

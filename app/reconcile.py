@@ -47,6 +47,7 @@ from app.polling import (
     poll,
     schedule_poll,
 )
+from app.services import EndpointNotFound, Enqueue, JobAPI, JobAPIError, JobNotFound, Services
 from app.settings import Settings
 from app.status import apply_status
 from app.storage import Storage, remove_stale_staging
@@ -69,15 +70,9 @@ def _endpoint_idle(snapshot: dict[str, Any] | None) -> bool:
     return endpoint_queue((snapshot or {}).get("health")) == 0
 
 
-def reconcile(
-    session: Session,
-    *,
-    settings: Settings,
-    storage: Storage,
-    api,
-    enqueue: Callable[..., None],
-) -> dict[str, int]:
+def reconcile(session: Session, services: Services) -> dict[str, int]:
     """One sweep; returns how many jobs each step touched."""
+    settings, enqueue = services.settings, services.enqueue
     counts = {
         "submit": 0,
         "reclaimed": 0,
@@ -91,7 +86,7 @@ def reconcile(
     snapshot = None
     if settings.endpoint_configured:
         queued = session.query(Job).filter(Job.status == Status.IN_QUEUE).count()
-        snapshot = refresh_snapshot(session, settings, api, queued)
+        snapshot = refresh_snapshot(session, settings, services.api, queued)
 
     lost = select(Job.id).where(
         Job.status == Status.PENDING, Job.updated_at < _older(settings.submit_grace_s)
@@ -111,12 +106,10 @@ def reconcile(
                 counts["reclaimed"] += 1
         elif attempt.state == AttemptState.UNKNOWN:
             if _aware(attempt.updated_at) < _older(settings.unknown_submit_grace_s):
-                counts["unknown"] += _resolve_unknown(
-                    session, job, snapshot, settings, storage, enqueue
-                )
+                counts["unknown"] += _resolve_unknown(session, job, snapshot, services)
 
     counts["polls"] = requeue_lost_polls(session, settings, enqueue)
-    counts["retried"] = retry_own_failures(session, settings, storage, enqueue)
+    counts["retried"] = retry_own_failures(session, services)
 
     diagnosis = (snapshot or {}).get("diagnosis") or (snapshot or {}).get("error")
     waiting = select(Job).where(
@@ -225,9 +218,7 @@ def _resolve_unknown(
     session: Session,
     job: Job,
     snapshot: dict[str, Any] | None,
-    settings: Settings,
-    storage: Storage,
-    enqueue: Callable[..., None],
+    services: Services,
 ) -> int:
     """Settle a submit whose POST /run outcome is unknown, from evidence (invariant 3).
 
@@ -240,9 +231,12 @@ def _resolve_unknown(
     """
     attempt = job.attempts[-1]
     if attempt.claimed_runpod_id:
-        return _adopt(session, job, attempt.claimed_runpod_id, settings, storage, enqueue)
+        return _adopt(session, job, attempt.claimed_runpod_id, services, services.enqueue)
     waited = utcnow() - _aware(attempt.updated_at)
-    if not (_endpoint_idle(snapshot) or waited > timedelta(seconds=settings.unknown_submit_max_s)):
+    if not (
+        _endpoint_idle(snapshot)
+        or waited > timedelta(seconds=services.settings.unknown_submit_max_s)
+    ):
         return 0
     reason = (
         "submit outcome unknown; no worker claimed it and the endpoint shows no job"
@@ -250,12 +244,12 @@ def _resolve_unknown(
         else f"submit outcome unknown; no worker claimed it in {waited.total_seconds():.0f} s"
     )
     if back_to_pending(session, job, reason):
-        enqueue("tasks.submit", job.id)
+        services.enqueue("tasks.submit", job.id)
         return 1
     session.refresh(job)
     attempt = job.attempts[-1]
     if job.status == Status.SUBMITTING and attempt.claimed_runpod_id:
-        return _adopt(session, job, attempt.claimed_runpod_id, settings, storage, enqueue)
+        return _adopt(session, job, attempt.claimed_runpod_id, services, services.enqueue)
     return 0
 
 
@@ -263,22 +257,20 @@ def _adopt(
     session: Session,
     job: Job,
     runpod_id: str,
-    settings: Settings,
-    storage: Storage,
-    enqueue: Callable[..., None],
+    services: Services,
+    enqueue: Enqueue,
 ) -> int:
-    """The worker of ``runpod_id`` claimed the job's attempt: follow that RunPod job."""
+    """The worker of ``runpod_id`` claimed the job's attempt: follow that RunPod job (its
+    poll sent with ``enqueue``)."""
     payload = {"id": runpod_id, "status": Status.IN_PROGRESS.value}
-    apply_status(session, job, payload, "reconcile", settings=settings, storage=storage)
+    apply_status(session, job, payload, "reconcile", services)
     session.refresh(job)
     if job.runpod_id == runpod_id and job.status in POLLED:
         schedule_poll(session, job, enqueue, 0.0, count=False)
     return 1
 
 
-def retry_own_failures(
-    session: Session, settings: Settings, storage: Storage, enqueue: Callable[..., None]
-) -> int:
+def retry_own_failures(session: Session, services: Services) -> int:
     """Give jobs that failed only because the app was unreachable their one automatic retry
     (``app.jobs.auto_retry``), if the poll or webhook that failed them could not."""
     from app.jobs import auto_retry
@@ -290,32 +282,28 @@ def retry_own_failures(
         Job.auto_retries == 0,
     )
     return sum(
-        auto_retry(session, job, storage=storage, enqueue=enqueue)
-        for job in session.scalars(due.limit(BATCH)).all()
+        auto_retry(session, job, services) for job in session.scalars(due.limit(BATCH)).all()
     )
 
 
 def cancel(
     session: Session,
     job_id: str,
+    services: Services,
     *,
-    settings: Settings,
-    storage: Storage,
-    api,
-    enqueue: Callable[..., None] | None = None,
+    follow_up: bool = False,
 ) -> str:
     """Cancel the job at the endpoint (if it has it) and record CANCELLED; if it finished
-    first, ``enqueue`` brings its poll forward (no ``/status`` call here, outside the
-    budget)."""
-    from deploy.runpod.jobapi import EndpointNotFound, JobAPIError, JobNotFound
-
+    first, with ``follow_up`` its poll is brought forward (no ``/status`` call here, outside
+    the budget)."""
+    enqueue = services.enqueue if follow_up else None
     job = session.get(Job, job_id)
     if job is None or job.terminal:
         return "nothing to cancel"
     reason = "cancelled at your request"
     if job.runpod_id:
         try:
-            answer = api.cancel(job.runpod_id)
+            answer = services.api.cancel(job.runpod_id)
         except (JobNotFound, EndpointNotFound):
             answer = {"status": "CANCELLED"}
         except JobAPIError as exc:
@@ -330,12 +318,10 @@ def cancel(
         attempt = job.attempts[-1] if job.attempts else None
         if attempt is not None and attempt.claimed_runpod_id:
             # A worker claimed it though its id never reached us: cancel that RunPod job.
-            _adopt(session, job, attempt.claimed_runpod_id, settings, storage, enqueue or _drop)
+            _adopt(session, job, attempt.claimed_runpod_id, services, enqueue or _drop)
             if not job.runpod_id:
                 raise RetryLater("a worker claimed the job; cancel once its id is adopted")
-            return cancel(
-                session, job_id, settings=settings, storage=storage, api=api, enqueue=enqueue
-            )
+            return cancel(session, job_id, services, follow_up=follow_up)
         if attempt is None or attempt.state != AttemptState.UNKNOWN:
             # Not yet sent: the submit task re-sends this cancel once the endpoint has it.
             raise RetryLater("the submit is in progress; cancel once the endpoint has the job")
@@ -343,14 +329,12 @@ def cancel(
         # that picks up the lost RunPod job later is refused by the claim (410).
         if not close_unclaimed(session, attempt, AttemptState.SUPERSEDED, reason):
             session.rollback()
-            return cancel(
-                session, job_id, settings=settings, storage=storage, api=api, enqueue=enqueue
-            )
+            return cancel(session, job_id, services, follow_up=follow_up)
         answer = {"status": "CANCELLED"}
     else:
         answer = {"status": "CANCELLED"}
     payload = {**answer, "id": job.runpod_id, "reason": reason}
-    apply_status(session, job, payload, "cancel", settings=settings, storage=storage)
+    apply_status(session, job, payload, "cancel", services)
     return job.status
 
 
@@ -358,45 +342,25 @@ def _drop(*_args: Any, **_kwargs: Any) -> None:
     """An enqueue that sends nothing (the cancel that follows makes the poll moot)."""
 
 
-def cancel_remote(api, runpod_id: str) -> None:
+def cancel_remote(api: JobAPI, runpod_id: str) -> None:
     """Cancel a duplicate execution at the endpoint; its result is ignored."""
-    from deploy.runpod.jobapi import EndpointNotFound, JobNotFound
-
     try:
         api.cancel(runpod_id)
     except (JobNotFound, EndpointNotFound):
         pass
 
 
-def purge(
-    session: Session,
-    *,
-    settings: Settings,
-    storage: Storage,
-    api,
-    status_api,
-    budget,
-    enqueue: Callable[..., None],
-) -> dict[str, int]:
+def purge(session: Session, services: Services) -> dict[str, int]:
     """Purge the endpoint's queue, then poll the queued jobs now so they show CANCELLED.
 
-    The polls go through the /status budget with ``status_api`` (one attempt per call,
-    ``app.polling.status_client``); those the budget refuses now follow on their chains."""
-    answer = api.purge_queue()
+    The polls go through the /status budget with ``Services.status_api`` (one attempt per
+    call); those the budget refuses now follow on their chains."""
+    answer = services.api.purge_queue()
     queued = session.scalars(
         select(Job).where(Job.status == Status.IN_QUEUE, Job.runpod_id.is_not(None)).limit(5000)
     ).all()
     for job in queued:
-        poll(
-            session,
-            job.id,
-            job.poll_seq,
-            settings=settings,
-            storage=storage,
-            api=status_api,
-            budget=budget,
-            enqueue=enqueue,
-        )
+        poll(session, job.id, job.poll_seq, services)
     cancelled = sum(1 for job in queued if job.status == Status.CANCELLED)
     return {"removed": int(answer.get("removed") or 0), "cancelled": cancelled}
 
@@ -405,11 +369,12 @@ ORPHAN_AGE_S = 3600.0  # far longer than any upload takes from storing its file 
 
 
 def cleanup(
-    session: Session, *, settings: Settings, storage: Storage, orphan_age_s: float = ORPHAN_AGE_S
+    session: Session, services: Services, *, orphan_age_s: float = ORPHAN_AGE_S
 ) -> dict[str, int]:
     """Delete the files of jobs that ended more than ``RETENTION_DAYS`` ago, and files whose
     job row never came to be (an upload killed between storing its file and committing its
     row) once they are ``orphan_age_s`` old."""
+    settings, storage = services.settings, services.storage
     cutoff = utcnow() - timedelta(days=settings.retention_days)
     expired = select(Job).where(
         Job.status.in_([s.value for s in TERMINAL]),

@@ -13,7 +13,6 @@ import binascii
 import enum
 import json
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -21,6 +20,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from app import jsonbody
 from app.models import TERMINAL, Attempt, AttemptState, Job, Status, can_move, utcnow
+from app.services import Services
 from app.settings import Settings
 from app.storage import Storage
 
@@ -49,20 +49,22 @@ def apply_status(
     job: Job,
     payload: dict[str, Any],
     source: str,
+    services: Services,
     *,
-    settings: Settings,
-    storage: Storage,
-    enqueue: Callable[..., None] | None = None,
+    retry_own_failure: bool = False,
 ) -> Outcome:
     """Apply ``payload`` (``{"id", "status", "output"|"error", "delayTime", ...}``) to ``job``
     and commit. ``source`` ("poll", "webhook", "submit", "reconcile", ...) is logged. With
-    ``enqueue``, a failure that was the app's own (``AUTO_RETRY_KINDS``) is retried once."""
+    ``retry_own_failure``, a failure that was the app's own (``AUTO_RETRY_KINDS``) is retried
+    once."""
     status = payload.get("status")
     if not isinstance(status, str) or status not in Status.__members__:
         raise PayloadError(f"unknown status {status!r}")
     for _ in range(5):
         try:
-            outcome = _apply(session, job, payload, Status(status), settings, storage)
+            outcome = _apply(
+                session, job, payload, Status(status), services.settings, services.storage
+            )
             if outcome != Outcome.DUPLICATE:
                 _mirror_on_attempt(job)
             session.commit()
@@ -71,10 +73,10 @@ def apply_status(
             session.refresh(job)
             continue
         log.info("job %s: %s %s from %s", job.id, outcome, status, source)
-        if enqueue is not None and outcome == Outcome.APPLIED:
+        if retry_own_failure and outcome == Outcome.APPLIED:
             from app.jobs import auto_retry
 
-            auto_retry(session, job, storage=storage, enqueue=enqueue)
+            auto_retry(session, job, services)
         return outcome
     raise RuntimeError(f"job {job.id}: could not apply {status} after 5 concurrent updates")
 

@@ -29,6 +29,14 @@ from app import pipelines, signing
 from app.claims import close_unclaimed
 from app.diagnosis import endpoint_unreachable
 from app.models import Attempt, AttemptState, Job, Status, utcnow
+from app.services import (
+    EndpointNotFound,
+    EndpointUnreachable,
+    JobAPIError,
+    RateLimited,
+    Services,
+    SubmitOutcomeUnknown,
+)
 from app.settings import Settings
 from app.status import apply_status
 from app.storage import Storage
@@ -135,9 +143,10 @@ def back_to_pending(session: Session, job: Job, reason: str) -> bool:
     return True
 
 
-def mark_unreachable(session: Session, job: Job, settings: Settings, storage: Storage) -> bool:
+def mark_unreachable(session: Session, job: Job, services: Services) -> bool:
     """Show "endpoint unreachable" on the job; fail it once the grace period has passed.
     Returns True when the job failed."""
+    settings = services.settings
     now = utcnow()
     job.unreachable_since = job.unreachable_since or now
     job.diagnosis = endpoint_unreachable(
@@ -150,20 +159,13 @@ def mark_unreachable(session: Session, job: Job, settings: Settings, storage: St
     if now - since < timedelta(seconds=settings.endpoint_unreachable_grace_s):
         return False
     payload = {"status": "FAILED", "reason": job.diagnosis}
-    apply_status(session, job, payload, "unreachable", settings=settings, storage=storage)
+    apply_status(session, job, payload, "unreachable", services)
     return True
 
 
-def submit(session: Session, job_id: str, *, settings: Settings, storage: Storage, api) -> str:
+def submit(session: Session, job_id: str, services: Services) -> str:
     """Submit one job; returns what happened (for logs). ``RetryLater`` asks for a retry."""
-    from deploy.runpod.jobapi import (
-        EndpointNotFound,
-        EndpointUnreachable,
-        JobAPIError,
-        RateLimited,
-        SubmitOutcomeUnknown,
-    )
-
+    settings, storage, api = services.settings, services.storage, services.api
     if not claim(session, job_id):
         return "not pending: another task has it, or it was cancelled"
     job = session.get(Job, job_id)
@@ -175,7 +177,7 @@ def submit(session: Session, job_id: str, *, settings: Settings, storage: Storag
     crash_point(settings, "after_claim")
     if not settings.endpoint_configured:
         if back_to_pending(session, job, "no endpoint configured"):
-            mark_unreachable(session, job, settings, storage)
+            mark_unreachable(session, job, services)
         return "no endpoint configured"
     body = worker_input(job, settings, storage, attempt)
     attempt.state = AttemptState.UNKNOWN  # from here on the endpoint may have the job
@@ -193,7 +195,7 @@ def submit(session: Session, job_id: str, *, settings: Settings, storage: Storag
         raise RetryLater(str(exc)) from exc
     except EndpointNotFound as exc:
         if back_to_pending(session, job, str(exc)):
-            mark_unreachable(session, job, settings, storage)
+            mark_unreachable(session, job, services)
         return "endpoint unreachable"
     except JobAPIError as exc:  # Unauthorized, BadRequest: resending will not help
         attempt.state = AttemptState.FAILED
@@ -205,8 +207,7 @@ def submit(session: Session, job_id: str, *, settings: Settings, storage: Storag
             job,
             {"status": "FAILED", "reason": error},
             "submit",
-            settings=settings,
-            storage=storage,
+            services,
         )
         return "refused"
     crash_point(settings, "after_run")
@@ -223,7 +224,6 @@ def submit(session: Session, job_id: str, *, settings: Settings, storage: Storag
         job,
         {"id": runpod_id, "status": status},
         "submit",
-        settings=settings,
-        storage=storage,
+        services,
     )
     return f"sent as {runpod_id}"

@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 from typing import IO, Any
 
-from flask import Request, current_app
+from flask import Request
+
+from app.services import services
 
 
 class UploadRequest(Request):
@@ -26,7 +28,7 @@ class UploadRequest(Request):
         filename: str | None = None,
         content_length: int | None = None,
     ) -> IO[bytes]:
-        staged = current_app.extensions["storage"].staging_file()
+        staged = services().storage.staging_file()
         self.__dict__.setdefault("staged", []).append(staged.name)
         return staged
 

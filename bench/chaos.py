@@ -33,7 +33,6 @@ import os
 import random
 import re
 import signal
-import sqlite3
 import tempfile
 import threading
 import time
@@ -46,6 +45,7 @@ from typing import Any
 
 import requests
 
+from deploy.local.store import Store
 from deploy.stack.net import free_port
 
 PROXY_MODES = ("503", "hang", "404", "lost", "500", "429")
@@ -268,8 +268,8 @@ def _proxy_fault(run: Run, mode: str) -> None:
 def _concurrent_reconciles(run: Run) -> None:
     from app import create_app
     from app.db import session_scope
-    from app.extensions import enqueue, get_job_api, get_settings, get_storage
     from app.reconcile import reconcile
+    from app.services import services
     from app.settings import Settings
 
     app = create_app(Settings.from_env(run.env), component="bench")
@@ -277,13 +277,7 @@ def _concurrent_reconciles(run: Run) -> None:
     def sweep() -> None:
         with app.app_context(), session_scope() as session:
             with contextlib.suppress(Exception):  # a sweep that loses a race is the next one
-                reconcile(
-                    session,
-                    settings=get_settings(),
-                    storage=get_storage(),
-                    api=get_job_api(),
-                    enqueue=enqueue,
-                )
+                reconcile(session, services())
 
     threads = [threading.Thread(target=sweep) for _ in range(3)]
     for thread in threads:
@@ -427,14 +421,14 @@ def _cleanup(run: Run) -> int:
     (an upload killed between storing its file and committing its row) go at any age."""
     from app import create_app
     from app.db import session_scope
-    from app.extensions import get_settings, get_storage
     from app.reconcile import cleanup
+    from app.services import services
     from app.settings import Settings
 
     app = create_app(Settings.from_env(run.env), component="bench")
     try:
         with app.app_context(), session_scope() as session:
-            done = cleanup(session, settings=get_settings(), storage=get_storage(), orphan_age_s=0)
+            done = cleanup(session, services(), orphan_age_s=0)
     finally:
         app.extensions["db"].engine.dispose()
     return done["orphans"]
@@ -501,20 +495,12 @@ def _open_jobs(run: Run) -> int:
 
 
 def _endpoint_records(run: Run) -> list[dict[str, Any]]:
-    path = run.endpoint.state_dir / "jobs.sqlite3"
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    """The endpoint's own job records, read through its store (which knows its schema)."""
+    store = Store(run.endpoint.state_dir / "jobs.sqlite3")
     try:
-        rows = db.execute("SELECT id, status, input, output, error FROM jobs").fetchall()
+        return store.load_jobs()
     finally:
-        db.close()
-    records = []
-    for job_id, status, raw_input, raw_output, error in rows:
-        payload = json.loads(raw_input) if raw_input else {}
-        output = json.loads(raw_output) if raw_output else None
-        records.append(
-            {"id": job_id, "status": status, "input": payload, "output": output, "error": error}
-        )
-    return records
+        store.close()
 
 
 def _check(run: Run) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from app.db import session_scope
 from app.diagnosis import queue_words
 from app.endpoint import refresh_snapshot
 from app.models import Job, Status
-from tasks import context
+from app.services import services
 from tasks.base import task
 
 
@@ -15,28 +15,20 @@ from tasks.base import task
 def reconcile() -> dict:
     # Early ack: a sweep lost with its worker is simply the next sweep; never re-run twice.
     with session_scope() as session:
-        return sweeps.reconcile(
-            session,
-            settings=context.get_settings(),
-            storage=context.get_storage(),
-            api=context.api(),
-            enqueue=context.enqueue,
-        )
+        return sweeps.reconcile(session, services())
 
 
 @task("tasks.cleanup", acks_late=False, soft_time_limit=300, time_limit=330)
 def cleanup() -> dict:
     with session_scope() as session:
-        return sweeps.cleanup(
-            session, settings=context.get_settings(), storage=context.get_storage()
-        )
+        return sweeps.cleanup(session, services())
 
 
 @task("tasks.refresh_endpoint")
 def refresh_endpoint() -> str:
     with session_scope() as session:
         queued = session.query(Job).filter(Job.status == Status.IN_QUEUE).count()
-        data = refresh_snapshot(session, context.get_settings(), context.api(), queued)
+        data = refresh_snapshot(session, services().settings, services().api, queued)
     # The task decorator logs this at INFO: one short line, not the whole snapshot (workers'
     # log tails run to thousands of characters; pages read them from the snapshot row).
     summary = queue_words(data.get("health"), data.get("workers"))
@@ -48,12 +40,4 @@ def refresh_endpoint() -> str:
 def purge_queue() -> dict:
     # Early ack: purge-queue is not idempotent in effect (RunPod allows 2 per 10 s).
     with session_scope() as session:
-        return sweeps.purge(
-            session,
-            settings=context.get_settings(),
-            storage=context.get_storage(),
-            api=context.api(),
-            status_api=context.status_api(),
-            budget=context.budget(),
-            enqueue=context.enqueue,
-        )
+        return sweeps.purge(session, services())

@@ -1,5 +1,6 @@
 """The repository has the shape the design card fixes."""
 
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,3 +116,28 @@ def test_process_tables_are_read_through_psutil():
         assert 'f"/proc/' not in path.read_text() and 'Path("/proc")' not in path.read_text(), (
             f"{path} parses /proc: use psutil (see deploy/stack/processes.py)"
         )
+
+
+def test_per_process_clients_live_in_one_services_object():
+    """Settings, storage, the job-API clients, Redis, the budget and ``enqueue`` are one
+    ``Services`` (``app/services.py``); only the database and Celery keep Flask's own keys."""
+    writers = {
+        path.relative_to(ROOT).as_posix()
+        for folder in ("app", "tasks")
+        for path in (ROOT / folder).rglob("*.py")
+        if re.search(r"extensions\[[\"']\w+[\"']\]\s*=", path.read_text())
+    }
+    assert writers == {"app/db.py", "app/queue.py", "app/services.py"}
+
+
+def test_the_job_api_client_is_imported_in_one_place():
+    """``app/services.py`` builds the job-API clients and re-exports their errors: the rest
+    of the app and the tasks take them from there, so moving the client is one import."""
+    for folder in ("app", "tasks"):
+        for path in (ROOT / folder).rglob("*.py"):
+            if path.relative_to(ROOT).as_posix() in JOB_API_IMPORTERS:
+                continue
+            assert "jobapi" not in path.read_text(), f"{path}: import it from app.services"
+
+
+JOB_API_IMPORTERS = {"app/services.py"}

@@ -18,11 +18,12 @@ from app.auth import (
 from app.db import get_session
 from app.diagnosis import queue_words
 from app.endpoint import FRESH_SNAPSHOT_S, ask_refresh, load_snapshot, snapshot_age_s
-from app.extensions import enqueue, get_settings, get_storage
 from app.jobs import JobError, cancel_job, describe, retry_job
 from app.models import TERMINAL, Job, Status, utcnow
 from app.polling import poll_plan
 from app.ratelimit import in_words
+from app.services import services
+from app.views import job_or_404
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -134,9 +135,9 @@ def _dashboard_context() -> dict:
         "worker_rows": _worker_rows(snapshot, active),
         "banners": banners,
         "spend": spend,
-        "polling": poll_plan(db, get_settings()),
+        "polling": poll_plan(db, services().settings),
         "describe": describe,
-        "settings": get_settings(),
+        "settings": services().settings,
         "refresh_s": DASHBOARD_REFRESH_S,
     }
 
@@ -144,7 +145,7 @@ def _dashboard_context() -> dict:
 @bp.get("/")
 @admin_required
 def dashboard():
-    ask_refresh(get_session(), enqueue, FRESH_SNAPSHOT_S)
+    ask_refresh(get_session(), services().enqueue, FRESH_SNAPSHOT_S)
     return render_template("admin.html", **_dashboard_context())
 
 
@@ -153,14 +154,14 @@ def dashboard():
 def dashboard_panel():
     """The dashboard's live part; its script re-fetches it every few seconds, and while it
     does the endpoint snapshot is kept at most ``FRESH_SNAPSHOT_S`` old."""
-    ask_refresh(get_session(), enqueue, FRESH_SNAPSHOT_S)
+    ask_refresh(get_session(), services().enqueue, FRESH_SNAPSHOT_S)
     return render_template("_admin_panel.html", **_dashboard_context())
 
 
 @bp.post("/refresh")
 @admin_required
 def refresh():
-    enqueue("tasks.refresh_endpoint")
+    services().enqueue("tasks.refresh_endpoint")
     flash("Asked the endpoint for its health; this page shows it in a few seconds.")
     return redirect(url_for("admin.dashboard"), code=303)
 
@@ -168,7 +169,7 @@ def refresh():
 @bp.post("/purge")
 @admin_required
 def purge():
-    enqueue("tasks.purge_queue")
+    services().enqueue("tasks.purge_queue")
     flash("Purging the endpoint's queue: queued jobs will show as cancelled.")
     return redirect(url_for("admin.dashboard"), code=303)
 
@@ -177,14 +178,12 @@ def purge():
 @admin_required
 def job_action(job_id: str, action: str):
     db = get_session()
-    job = db.get(Job, job_id) if len(job_id) <= 36 else None
-    if job is None:
-        abort(404, description="no such job")
+    job = job_or_404(job_id)
     try:
         if action == "cancel":
-            cancel_job(db, job, settings=get_settings(), storage=get_storage(), enqueue=enqueue)
+            cancel_job(db, job, services())
         elif action == "retry":
-            retry_job(db, job, storage=get_storage(), enqueue=enqueue)
+            retry_job(db, job, services())
         else:
             abort(404)
         flash(f"{action}: job {job_id}")

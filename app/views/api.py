@@ -5,15 +5,16 @@ A token sees only the jobs created with it. ``GET /api/openapi.json`` describes 
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, jsonify, request
+from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
 from app.auth import token_required
 from app.db import get_session
-from app.extensions import enqueue, get_settings, get_storage
 from app.jobs import JobError, cancel_job, retry_job
 from app.models import Job, Status
 from app.openapi import document
+from app.services import services
+from app.views import job_or_404
 from app.views.forms import create_from_upload
 from app.views.present import job_json
 
@@ -26,16 +27,9 @@ def _error(message: str, code: int):
     return response
 
 
-def _owned(job_id: str, owner: str) -> Job:
-    job = get_session().get(Job, job_id) if len(job_id) <= 36 else None
-    if job is None or job.owner != owner:
-        abort(404, description=f"no job {job_id} for this token")
-    return job
-
-
 @bp.get("/openapi.json")
 def openapi():
-    return jsonify(document(get_settings()))
+    return jsonify(document(services().settings))
 
 
 @bp.post("/jobs")
@@ -47,7 +41,7 @@ def create(owner: str):
         job = create_from_upload(request, owner)
     except JobError as exc:
         return _error(str(exc), exc.status_code)
-    enqueue("tasks.submit", job.id)
+    services().enqueue("tasks.submit", job.id)
     response = jsonify(job_json(job))
     response.status_code = 201
     response.headers["Location"] = f"/api/jobs/{job.id}"
@@ -68,8 +62,8 @@ def list_jobs(owner: str):
         query = query.where(Job.status == status)
     pipeline = request.args.get("pipeline", "").strip()
     if pipeline:
-        if pipeline not in get_settings().pipelines:
-            names = ", ".join(get_settings().pipelines)
+        if pipeline not in services().settings.pipelines:
+            names = ", ".join(services().settings.pipelines)
             return _error(f"pipeline {pipeline!r}: use one of {names}", 400)
         query = query.where(Job.pipeline == pipeline)
     unknown = sorted(set(request.args) - {"status", "pipeline", "limit"})
@@ -82,16 +76,16 @@ def list_jobs(owner: str):
 @bp.get("/jobs/<job_id>")
 @token_required
 def get(job_id: str, owner: str):
-    return jsonify(job_json(_owned(job_id, owner)))
+    return jsonify(job_json(job_or_404(job_id, owner=owner)))
 
 
 @bp.post("/jobs/<job_id>/cancel")
 @token_required
 def cancel(job_id: str, owner: str):
-    job = _owned(job_id, owner)
+    job = job_or_404(job_id, owner=owner)
     session = get_session()
     try:
-        cancel_job(session, job, settings=get_settings(), storage=get_storage(), enqueue=enqueue)
+        cancel_job(session, job, services())
     except JobError as exc:
         return _error(str(exc), exc.status_code)
     return jsonify(job_json(session.get(Job, job_id))), 202
@@ -100,10 +94,10 @@ def cancel(job_id: str, owner: str):
 @bp.post("/jobs/<job_id>/retry")
 @token_required
 def retry(job_id: str, owner: str):
-    job = _owned(job_id, owner)
+    job = job_or_404(job_id, owner=owner)
     session = get_session()
     try:
-        retry_job(session, job, storage=get_storage(), enqueue=enqueue)
+        retry_job(session, job, services())
     except JobError as exc:
         return _error(str(exc), exc.status_code)
     return jsonify(job_json(session.get(Job, job_id))), 202

@@ -23,9 +23,9 @@ from flask import Blueprint, abort, jsonify, request
 from app import signing
 from app.claims import claim as claim_attempt
 from app.db import get_session
-from app.extensions import enqueue, get_settings, get_storage
 from app.jsonbody import json_object
 from app.models import Attempt
+from app.services import services
 from app.status import Outcome, apply_progress
 
 bp = Blueprint("callbacks", __name__, url_prefix="/callbacks")
@@ -36,7 +36,7 @@ MAX_PROGRESS_BYTES = 4096  # a phase, a message and a percent; anything bigger i
 def _verify(attempt_id: int, kind: str) -> None:
     try:
         signing.verify(
-            get_settings().secret_key,
+            services().settings.secret_key,
             "POST",
             f"callbacks/{attempt_id}/{kind}",
             request.args.get("exp"),
@@ -58,9 +58,8 @@ def claim(attempt_id: int):
         get_session(),
         attempt_id,
         runpod_id.strip(),
-        settings=get_settings(),
-        storage=get_storage(),
-        enqueue=enqueue,
+        services(),
+        poll=True,
     )
     response = jsonify(claim=verdict.name.lower(), message=message)
     response.status_code = verdict.value

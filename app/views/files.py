@@ -9,8 +9,8 @@ from flask import Blueprint, abort, jsonify, request, send_file
 
 from app import inert, signing
 from app.db import get_session
-from app.extensions import get_settings, get_storage
-from app.models import Job
+from app.jobs import find_job
+from app.services import services
 from app.storage import InvalidKey, LocalStorage, TooLarge, check_key
 from app.units import human_bytes
 
@@ -18,7 +18,7 @@ bp = Blueprint("files", __name__, url_prefix="/files")
 
 
 def _local() -> LocalStorage:
-    storage = get_storage()
+    storage = services().storage
     if not isinstance(storage, LocalStorage):
         abort(404, description="files are served by S3 in this deployment")
     return storage
@@ -33,7 +33,11 @@ def _authorise(method: str, key: str) -> None:
         abort(404, description="no such file")
     try:
         signing.verify(
-            get_settings().secret_key, method, key, request.args.get("exp"), request.args.get("sig")
+            services().settings.secret_key,
+            method,
+            key,
+            request.args.get("exp"),
+            request.args.get("sig"),
         )
     except signing.SignatureError as exc:
         abort(403, description=f"forbidden: {exc}")
@@ -62,7 +66,7 @@ def put(key: str):
     if "/output/" not in key:
         abort(403, description="forbidden: only results may be uploaded")
     _check_job_open(key)
-    limit = get_settings().max_upload_bytes
+    limit = services().settings.max_upload_bytes
     too_large = (
         f"the result is too large: the app accepts results up to {human_bytes(limit)} "
         "(MAX_UPLOAD_BYTES)"
@@ -80,7 +84,7 @@ def _check_job_open(key: str) -> None:
     """A result may be written only while its job runs: once the job has ended its result
     is what people were shown, and a late or replayed PUT must not replace it."""
     job_id = key.split("/")[1]
-    job = get_session().get(Job, job_id) if len(job_id) <= 36 else None
+    job = find_job(get_session(), job_id)
     if job is None:
         abort(410, description="gone: no such job")
     if job.terminal:

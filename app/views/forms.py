@@ -9,9 +9,9 @@ from flask import Request
 
 from app import jsonbody
 from app.db import get_session
-from app.extensions import get_settings, get_storage
 from app.jobs import JobError, create_job
 from app.models import Job
+from app.services import services
 
 PARAM_PREFIX = "param."
 
@@ -64,16 +64,15 @@ def read_upload(request: Request, default_pipeline: str) -> UploadInput:
 def create_from_upload(request: Request, owner: str | None = None, reuse: Job | None = None) -> Job:
     """Read the upload and create its committed job; ``JobError`` says what to fix.
     Without a file, ``reuse`` (a job being edited and resubmitted) lends its input."""
-    settings = get_settings()
+    settings = services().settings
     form = read_upload(request, settings.pipelines[0])
     if form.staged_path is None and reuse is not None and reuse.input_key:
-        form.staged_path = get_storage().stage_copy(reuse.input_key)
+        form.staged_path = services().storage.stage_copy(reuse.input_key)
         request.__dict__.setdefault("staged", []).append(form.staged_path)
         form.filename, form.declared_type = reuse.input_name, reuse.input_content_type
     return create_job(
         get_session(),
-        settings,
-        get_storage(),
+        services(),
         staged_path=form.staged_path,
         filename=form.filename,
         declared_type=form.declared_type,

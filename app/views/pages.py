@@ -9,7 +9,6 @@ from app import pipelines
 from app.auth import is_admin, may_act_on, my_job_ids, remember_job
 from app.db import get_session
 from app.endpoint import FRESH_SNAPSHOT_S, ask_refresh, load_snapshot
-from app.extensions import enqueue, get_settings, get_storage
 from app.jobs import (
     JobError,
     attempt_rows,
@@ -22,6 +21,8 @@ from app.jobs import (
 )
 from app.live import live
 from app.models import Job, Status
+from app.services import services
+from app.views import job_or_404
 from app.views.forms import create_from_upload
 from app.views.present import job_json, result_url
 
@@ -29,7 +30,7 @@ bp = Blueprint("pages", __name__)
 
 
 def _catalogue() -> list[pipelines.Pipeline]:
-    settings = get_settings()
+    settings = services().settings
     return [pipelines.get(name, settings.pipelines, settings) for name in settings.pipelines]
 
 
@@ -40,7 +41,7 @@ def _reusable(job_id: str | None) -> Job | None:
     job = get_session().get(Job, job_id)
     if job is None or job.files_deleted_at or not job.input_key:
         return None
-    return job if get_storage().exists(job.input_key) else None
+    return job if services().storage.exists(job.input_key) else None
 
 
 def form_page(
@@ -50,7 +51,7 @@ def form_page(
     page = render_template(
         "upload.html",
         pipelines=_catalogue(),
-        settings=get_settings(),
+        settings=services().settings,
         values=values,
         reuse=reuse,
         error=error,
@@ -79,23 +80,16 @@ def upload():
         # The form comes back with the pipeline and values as they were sent.
         values = {k: v for k, v in request.form.items() if k != "csrf_token"}
         return form_page(exc.status_code, values=values, reuse=reuse, error=str(exc))
-    enqueue("tasks.submit", job.id)
+    services().enqueue("tasks.submit", job.id)
     remember_job(job.id)
     return redirect(url_for("pages.job_page", job_id=job.id), code=303)
-
-
-def _job_or_404(job_id: str) -> Job:
-    job = get_session().get(Job, job_id) if len(job_id) <= 36 else None
-    if job is None:
-        abort(404, description="no such job")
-    return job
 
 
 def _job_context(job: Job) -> dict:
     if job.status == Status.IN_QUEUE:
         # "A worker is starting" or "about to be taken" rests on the endpoint snapshot: keep
         # it a few seconds fresh while someone waits (rate-limited; /health, not /status).
-        ask_refresh(get_session(), enqueue, FRESH_SNAPSHOT_S)
+        ask_refresh(get_session(), services().enqueue, FRESH_SNAPSHOT_S)
     now = live(get_session(), job)
     words = describe(job, now)
     admin = is_admin()
@@ -106,7 +100,7 @@ def _job_context(job: Job) -> dict:
         "words": words,
         "timings": timings(job),
         "attempts": attempt_rows(job, words),
-        "price": get_settings().gpu_price_per_second,
+        "price": services().settings.gpu_price_per_second,
         "result_url": result_url(job, external=False),
         "can_act": may_act_on(job.id),
         "admin": admin,
@@ -127,17 +121,19 @@ def _operator_details(job: Job) -> dict | None:
 
 @bp.get("/jobs/<job_id>")
 def job_page(job_id: str):
-    context = _job_context(_job_or_404(job_id))
+    context = _job_context(job_or_404(job_id))
     operator = context["operator"]
     if operator and not operator["log"] and context["job"].worker_id:
-        ask_refresh(get_session(), enqueue, FRESH_SNAPSHOT_S)  # fetches the worker's log tail
+        ask_refresh(
+            get_session(), services().enqueue, FRESH_SNAPSHOT_S
+        )  # fetches the worker's log tail
     return render_template("job.html", **context)
 
 
 @bp.get("/jobs/<job_id>/panel")
 def job_panel(job_id: str):
     """The live part of the job page; the page's script re-fetches it until the job ends."""
-    job = _job_or_404(job_id)
+    job = job_or_404(job_id)
     response = render_template("_job_panel.html", **_job_context(job))
     return response, 200, {"X-Job-Terminal": "1" if job.terminal else "0"}
 
@@ -145,14 +141,14 @@ def job_panel(job_id: str):
 @bp.get("/jobs/<job_id>.json")
 def job_data(job_id: str):
     """The job as the API shows it, for the page's link holders (the job id is the secret)."""
-    job = _job_or_404(job_id)
+    job = job_or_404(job_id)
     return jsonify(job_json(job, live(get_session(), job)))
 
 
 @bp.get("/jobs")
 def job_list():
     session = get_session()
-    settings = get_settings()
+    settings = services().settings
     status = request.args.get("status", "").strip().upper()
     pipeline = request.args.get("pipeline", "").strip()
     if status and status not in Status.__members__:
@@ -183,13 +179,11 @@ def job_list():
 
 @bp.post("/jobs/<job_id>/cancel")
 def cancel(job_id: str):
-    job = _job_or_404(job_id)
+    job = job_or_404(job_id)
     if not may_act_on(job.id):
         abort(403, description="only the person who uploaded this job, or an admin, may cancel it")
     try:
-        cancel_job(
-            get_session(), job, settings=get_settings(), storage=get_storage(), enqueue=enqueue
-        )
+        cancel_job(get_session(), job, services())
         flash("Cancelling the job.")
     except JobError as exc:
         flash(str(exc))
@@ -198,11 +192,11 @@ def cancel(job_id: str):
 
 @bp.post("/jobs/<job_id>/retry")
 def retry(job_id: str):
-    job = _job_or_404(job_id)
+    job = job_or_404(job_id)
     if not may_act_on(job.id):
         abort(403, description="only the person who uploaded this job, or an admin, may retry it")
     try:
-        retry_job(get_session(), job, storage=get_storage(), enqueue=enqueue)
+        retry_job(get_session(), job, services())
         flash("Retrying the job.")
     except JobError as exc:
         flash(str(exc))

@@ -5,17 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from app.extensions import get_settings, get_storage
 from app.jobs import describe, timings
 from app.live import Live
 from app.models import RETRYABLE, Job, Status
+from app.services import services
 
 
 def result_url(job: Job, *, external: bool) -> str | None:
     if job.status != Status.COMPLETED or not job.output_key or job.files_deleted_at:
         return None
     ttl = 3600
-    return get_storage().get_url(job.output_key, ttl, external=external)
+    return services().storage.get_url(job.output_key, ttl, external=external)
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -30,7 +30,7 @@ def iso(moment: datetime | None) -> str | None:
 def job_urls(job: Job) -> dict[str, str | None]:
     """Where a script goes next, like Replicate's ``urls``: the API's own view of the job,
     the page a person can open, the result (an expiring link, once done), cancel and retry."""
-    base = get_settings().public_base_url.rstrip("/")
+    base = services().settings.public_base_url.rstrip("/")
     return {
         "get": f"{base}/api/jobs/{job.id}",
         "page": f"{base}/jobs/{job.id}",
@@ -58,7 +58,7 @@ def job_json(job: Job, live: Live | None = None) -> dict[str, Any]:
         "error": job.error,
         "diagnosis": job.diagnosis,
         "timings": timings(job),
-        "gpu_price_per_second": get_settings().gpu_price_per_second,
+        "gpu_price_per_second": services().settings.gpu_price_per_second,
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),

@@ -13,9 +13,9 @@ import hmac
 from flask import Blueprint, abort, jsonify, request
 
 from app.db import get_session
-from app.extensions import enqueue, get_settings, get_storage
+from app.jobs import find_job
 from app.jsonbody import json_object
-from app.models import Job
+from app.services import services
 from app.status import Outcome, PayloadError, apply_status
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
@@ -26,22 +26,14 @@ MAX_BODY = 32 * 1024 * 1024
 @bp.post("/<job_id>/<token>")
 def receive(job_id: str, token: str):
     session = get_session()
-    job = session.get(Job, job_id) if len(job_id) <= 36 else None
+    job = find_job(session, job_id)
     if job is None or not hmac.compare_digest(job.webhook_token.encode(), token.encode()):
         abort(403, description="unknown job or wrong webhook token")
     payload = json_object(request, MAX_BODY, "the webhook body")
     try:
-        outcome = apply_status(
-            session,
-            job,
-            payload,
-            "webhook",
-            settings=get_settings(),
-            storage=get_storage(),
-            enqueue=enqueue,
-        )
+        outcome = apply_status(session, job, payload, "webhook", services(), retry_own_failure=True)
     except PayloadError as exc:
         abort(400, description=str(exc))
     if outcome == Outcome.DUPLICATE and payload.get("id"):
-        enqueue("tasks.cancel_remote", str(payload["id"]))
+        services().enqueue("tasks.cancel_remote", str(payload["id"]))
     return jsonify(ok=True, outcome=outcome.value, status=job.status)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from app import create_app
+from app.services import services_of
 from app.settings import Settings
 from tests.app.database import BACKENDS, empty_tables, postgres_schema, sqlite_url
 from tests.support.services import redis_service, redis_url  # noqa: F401 - fixtures
@@ -71,7 +72,7 @@ def app(settings: Settings, enqueued: list[tuple]):
     def record(name, *args, countdown=None):
         enqueued.append((name, *args))
 
-    app.extensions["enqueue"] = record
+    services_of(app).enqueue = record
     yield app
     app.extensions["db"].engine.dispose()
 

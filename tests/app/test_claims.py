@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from app.models import Attempt, AttemptState, Job, Status, utcnow
+from app.services import services_of
 from tests.app.test_pages_and_api import only_job, sent, upload
 
 
@@ -48,14 +49,14 @@ def test_the_job_input_carries_a_signed_claim_url(app, client, settings):
     attempt_id = _unknown(app, job.id)
     with app.app_context():
         from app.db import get_session
-        from app.extensions import get_storage
+        from app.services import services
         from app.submission import worker_input
 
         session = get_session()
         body = worker_input(
-            session.get(Job, job.id), settings, get_storage(), session.get(Attempt, attempt_id)
+            session.get(Job, job.id), settings, services().storage, session.get(Attempt, attempt_id)
         )
-    assert set(body["callbacks"]) == {"claim"}
+    assert set(body["callbacks"]) == {"claim", "progress"}
     claim = body["callbacks"]["claim"].removeprefix(settings.public_base_url)
     assert claim.startswith(f"/callbacks/{attempt_id}/claim?")
     forged = claim.replace(f"/callbacks/{attempt_id}/", f"/callbacks/{attempt_id + 1}/")
@@ -105,10 +106,10 @@ def test_reconcile_adopts_a_claimed_unknown_submit_instead_of_resending(
     attempt_id = _unknown(app, job.id, age_s=3600)
     with app.app_context():
         from app.db import get_session
-        from app.extensions import get_storage
+        from app.services import services
 
         # The claim landed but applying its status did not (the web process died then).
-        claim(get_session(), attempt_id, "rp-5", settings=settings, storage=get_storage())
+        claim(get_session(), attempt_id, "rp-5", services().replace(settings=settings))
         session = get_session()
         row = session.get(Job, job.id)
         row.status, row.runpod_id = Status.SUBMITTING, None
@@ -131,15 +132,8 @@ def _sweep(app, settings, **changes) -> dict:
     )
     with app.app_context():
         from app.db import get_session
-        from app.extensions import get_job_api, get_storage
 
-        return reconcile(
-            get_session(),
-            settings=quick,
-            storage=get_storage(),
-            api=get_job_api(),
-            enqueue=app.extensions["enqueue"],
-        )
+        return reconcile(get_session(), services_of(app).replace(settings=quick))
 
 
 def test_an_unclaimed_unknown_submit_is_resent_in_bounded_time_and_the_lost_job_never_runs(
@@ -179,9 +173,9 @@ def test_cancelling_an_unknown_submit_is_immediate_and_a_late_claim_gets_410(app
     attempt_id = _unknown(app, job.id)
     with app.app_context():
         from app.db import get_session
-        from app.extensions import get_job_api, get_storage
+        from app.services import services
 
-        cancel(get_session(), job.id, settings=settings, storage=get_storage(), api=get_job_api())
+        cancel(get_session(), job.id, services().replace(settings=settings))
     assert only_job(app).status == Status.CANCELLED
     late = client.post(_claim_url(app, settings, attempt_id), json={"runpod_id": "rp-late"})
     assert late.status_code == 410
@@ -231,7 +225,7 @@ def test_an_ordinary_failure_is_not_retried(app, client, enqueued):
 def sent_again(app, job: Job, runpod_id: str) -> Job:
     with app.app_context():
         from app.db import get_session
-        from app.extensions import get_settings, get_storage
+        from app.services import services
         from app.status import apply_status
 
         session = get_session()
@@ -241,7 +235,11 @@ def sent_again(app, job: Job, runpod_id: str) -> Job:
         session.commit()
         payload = {"id": runpod_id, "status": "IN_QUEUE"}
         apply_status(
-            session, job, payload, "submit", settings=get_settings(), storage=get_storage()
+            session,
+            job,
+            payload,
+            "submit",
+            services(),
         )
         return job
 

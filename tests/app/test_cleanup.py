@@ -61,9 +61,9 @@ def test_cleanup_removes_files_whose_job_row_never_came_to_be(app, client, setti
         os.utime(path, (hour_ago, hour_ago))
     with app.app_context():
         from app.db import get_session
-        from app.extensions import get_storage
+        from app.services import services
 
-        result = cleanup(get_session(), settings=settings, storage=get_storage())
+        result = cleanup(get_session(), services().replace(settings=settings))
     assert result["orphans"] == 1
     assert not orphan.parent.parent.exists()
     assert young.exists() and any(kept.rglob("*.mp4"))

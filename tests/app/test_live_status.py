@@ -13,13 +13,13 @@ def progress_path(app, job: Job) -> str:
     """The path and query of the progress URL the submit task put in the worker's input."""
     with app.app_context():
         from app.db import get_session
-        from app.extensions import get_settings, get_storage
+        from app.services import services
         from app.submission import worker_input
 
         session = get_session()
         row = session.get(Job, job.id)
         attempt = row.attempts[-1]
-        body = worker_input(row, get_settings(), get_storage(), attempt)
+        body = worker_input(row, services().settings, services().storage, attempt)
     url = urlsplit(body["callbacks"]["progress"])
     assert url.geturl().startswith("http://127.0.0.1:5999/callbacks/")
     return f"{url.path}?{url.query}"

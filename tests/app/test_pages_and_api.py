@@ -46,8 +46,8 @@ def sent(app, job: Job, runpod_id: str = "rp-1") -> Job:
     """Pretend the submit task sent the job: what its apply of /run's answer records."""
     with app.app_context():
         from app.db import get_session
-        from app.extensions import get_settings, get_storage
         from app.models import Attempt
+        from app.services import services
         from app.status import apply_status
 
         session = get_session()
@@ -60,8 +60,7 @@ def sent(app, job: Job, runpod_id: str = "rp-1") -> Job:
             job,
             {"id": runpod_id, "status": "IN_QUEUE"},
             "submit",
-            settings=get_settings(),
-            storage=get_storage(),
+            services(),
         )
         return job
 
@@ -264,10 +263,10 @@ def test_worker_uploads_its_result_through_the_signed_put_url(app, client, setti
     upload(client)
     job = only_job(app)
     with app.app_context():
-        from app.extensions import get_storage
+        from app.services import services
         from app.submission import worker_input
 
-        body = worker_input(job, settings, get_storage())
+        body = worker_input(job, settings, services().storage)
     assert body["job_key"] == job.id and body["pipeline"] == "echo"
     get_url, put_url = body["inputs"]["file"], body["output"]["put_url"]
     assert get_url.startswith(settings.public_base_url + "/files/jobs/")
@@ -379,12 +378,12 @@ def test_cancel_while_the_submit_is_under_way_waits_for_the_endpoint_id(app, cli
     upload(client)
     with app.app_context():
         from app.db import get_session
-        from app.extensions import get_settings, get_storage
+        from app.services import services
 
         session = get_session()
         job = session.get(Job, only_job(app).id)
         job.status = Status.SUBMITTING
         session.commit()
         with pytest.raises(RetryLater):
-            cancel(session, job.id, settings=get_settings(), storage=get_storage(), api=None)
+            cancel(session, job.id, services())
         assert session.get(Job, job.id).status == Status.SUBMITTING

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from app.models import Job
+from app.services import services_of
 from tests.app.conftest import ADMIN_PASSWORD, csrf_token, storage_files
 
 SVG = (
@@ -28,10 +29,10 @@ def _upload(client, body: bytes, name: str):
 def _input_link(app, settings) -> str:
     with app.app_context():
         from app.db import get_session
-        from app.extensions import get_storage
+        from app.services import services
 
         job = get_session().scalars(select(Job)).one()
-        url = get_storage().get_url(job.input_key, 60)
+        url = services().storage.get_url(job.input_key, 60)
     return url.removeprefix(settings.public_base_url)
 
 
@@ -52,7 +53,7 @@ def _get(client, url: str, **kwargs):
 )
 def test_active_content_is_served_as_an_inert_attachment(app, client, settings, name, body):
     settings = settings.replace(allowed_upload_types=("*/*",))
-    app.extensions["settings"] = settings
+    services_of(app).settings = settings
     assert _upload(client, body, name).status_code == 303
     response = _get(client, _input_link(app, settings))
     assert response.status_code == 200 and response.data == body
@@ -122,7 +123,7 @@ def test_a_copied_admin_cookie_stops_working_at_logout(app, client):
 
 
 def test_admin_sessions_expire(app, client, settings):
-    app.extensions["settings"] = settings.replace(admin_session_hours=0)
+    services_of(app).settings = settings.replace(admin_session_hours=0)
     assert _login(client, ADMIN_PASSWORD).status_code == 303
     assert _get(client, "/admin/").status_code == 302
 
@@ -210,10 +211,10 @@ def test_a_result_put_after_the_job_ended_cannot_replace_the_result(app, client,
     upload(client)
     job = sent(app, only_job(app), "rp-1")
     with app.app_context():
-        from app.extensions import get_storage
+        from app.services import services
 
-        put = get_storage().put_url(job.output_key, "video/mp4", 60)
-        get = get_storage().get_url(job.output_key, 60)
+        put = services().storage.put_url(job.output_key, "video/mp4", 60)
+        get = services().storage.get_url(job.output_key, 60)
     put, get = (u.removeprefix(settings.public_base_url) for u in (put, get))
     assert client.put(put, data=b"the real result").status_code == 201
     done = {"id": "rp-1", "status": "COMPLETED", "output": {"output": {"url": "x"}}}
@@ -230,9 +231,9 @@ def test_an_oversized_result_is_called_too_large(app, client, settings):
     upload(client)
     job = sent(app, only_job(app), "rp-1")
     with app.app_context():
-        from app.extensions import get_storage
+        from app.services import services
 
-        put = get_storage().put_url(job.output_key, "video/mp4", 60)
+        put = services().storage.put_url(job.output_key, "video/mp4", 60)
     answer = client.put(put.removeprefix(settings.public_base_url), data=b"x" * (300 * 1024))
     assert answer.status_code == 413
     assert answer.json["error"] == (
@@ -254,7 +255,7 @@ def test_limits_are_printed_in_the_unit_that_fits(client):
 
 
 def test_anonymous_uploads_are_rate_limited(app, client, settings, enqueued):
-    app.extensions["settings"] = settings.replace(upload_rate_per_hour=2)
+    services_of(app).settings = settings.replace(upload_rate_per_hour=2)
     assert _upload(client, b"\x00\x00\x00\x18ftypmp42", "a.mp4").status_code == 303
     assert _upload(client, b"\x00\x00\x00\x18ftypmp42", "b.mp4").status_code == 303
     refused = _upload(client, b"\x00\x00\x00\x18ftypmp42", "c.mp4")

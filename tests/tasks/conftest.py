@@ -115,17 +115,11 @@ class Stack:
             time.sleep(0.1)
 
     def reconcile(self) -> dict:
-        from app.extensions import enqueue, get_job_api, get_settings, get_storage
         from app.reconcile import reconcile
+        from app.services import services
 
         with self.app.app_context(), session_scope() as session:
-            return reconcile(
-                session,
-                settings=get_settings(),
-                storage=get_storage(),
-                api=get_job_api(),
-                enqueue=enqueue,
-            )
+            return reconcile(session, services())
 
     def endpoint_requests(self) -> dict[str, int]:
         return self.endpoint.get("stats").json()["requests"]
