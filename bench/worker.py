@@ -163,8 +163,8 @@ def bench_download(url: str, scratch: Path, runs: int) -> dict:
     }
 
 
-class _JobServer(BaseHTTPRequestHandler):
-    """The worker protocol, minimally: one echo job on the first job-take, then nothing."""
+class _ProtocolServer(BaseHTTPRequestHandler):
+    """What both stand-ins for the endpoint's worker protocol share: JSON replies, no log."""
 
     protocol_version = "HTTP/1.1"
     state: dict
@@ -178,6 +178,10 @@ class _JobServer(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+class _JobServer(_ProtocolServer):
+    """The worker protocol, minimally: one echo job on the first job-take, then nothing."""
 
     def do_GET(self) -> None:  # noqa: N802
         if "/job-take/" in self.path and not self.state.get("taken"):
@@ -265,22 +269,9 @@ def bench_startup(scratch: Path, runs: int) -> dict:
     }
 
 
-class _BackToBack(BaseHTTPRequestHandler):
+class _BackToBack(_ProtocolServer):
     """The worker protocol for a queue of jobs: records when each is taken and when its
     result arrives (server clock, as a billing system sees it)."""
-
-    protocol_version = "HTTP/1.1"
-    state: dict
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _reply(self, status: int, body: bytes = b"") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def do_GET(self) -> None:  # noqa: N802
         if "/job-take/" in self.path:
