@@ -180,6 +180,27 @@ class _ProtocolServer(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+def _serve_protocol(
+    handler: type[_ProtocolServer], state: dict
+) -> tuple[ThreadingHTTPServer, dict[str, str]]:
+    """Serve ``handler`` (with ``state``) on a free port; returns the server and the
+    environment that points an SDK worker's protocol at it."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Jobs", (handler,), {"state": state}))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    return server, {
+        "RUNPOD_WEBHOOK_GET_JOB": f"{base}/job-take/$ID?gpu=bench",
+        "RUNPOD_WEBHOOK_POST_OUTPUT": f"{base}/job-done/$RUNPOD_POD_ID/$ID?gpu=bench",
+        "RUNPOD_WEBHOOK_POST_STREAM": f"{base}/job-stream/$RUNPOD_POD_ID/$ID?gpu=bench",
+        "RUNPOD_WEBHOOK_PING": f"{base}/ping/$RUNPOD_POD_ID?gpu=bench",
+        "RUNPOD_POD_ID": "bench-worker",
+        "RUNPOD_AI_API_KEY": "bench",
+        "RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true",
+        "RUNPOD_SKIP_GPU_CHECK": "true",
+    }
+
+
 class _JobServer(_ProtocolServer):
     """The worker protocol, minimally: one echo job on the first job-take, then nothing."""
 
@@ -205,20 +226,9 @@ def bench_startup(scratch: Path, runs: int) -> dict:
     takes, baseline, baseline_boot = [], [], []
     for _ in range(runs):
         state: dict = {}
-        handler = type("Jobs", (_JobServer,), {"state": state})
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        base = f"http://127.0.0.1:{server.server_address[1]}"
+        server, protocol = _serve_protocol(_JobServer, state)
         env = _env(
-            RUNPOD_WEBHOOK_GET_JOB=f"{base}/job-take/$ID?gpu=bench",
-            RUNPOD_WEBHOOK_POST_OUTPUT=f"{base}/job-done/$RUNPOD_POD_ID/$ID?gpu=bench",
-            RUNPOD_WEBHOOK_POST_STREAM=f"{base}/job-stream/$RUNPOD_POD_ID/$ID?gpu=bench",
-            RUNPOD_WEBHOOK_PING=f"{base}/ping/$RUNPOD_POD_ID?gpu=bench",
-            RUNPOD_POD_ID="bench-worker",
-            RUNPOD_AI_API_KEY="bench",
-            RUNPOD_SKIP_AUTO_SYSTEM_CHECKS="true",
-            RUNPOD_SKIP_GPU_CHECK="true",
+            **protocol,
             MODEL_DIR=str(scratch / "models"),
             UPSCALE_MODEL=f"{REPO}:{WEIGHTS}",
             PRELOAD_PIPELINES="upscale",
@@ -319,20 +329,9 @@ def back_to_back(argv: list[str], scratch: Path, jobs: int, warmup: int = 2) -> 
         "taken": {},
         "done": {},
     }
-    handler = type("Jobs", (_BackToBack,), {"state": state})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
+    server, protocol = _serve_protocol(_BackToBack, state)
     env = _env(
-        RUNPOD_WEBHOOK_GET_JOB=f"{base}/job-take/$ID?gpu=bench",
-        RUNPOD_WEBHOOK_POST_OUTPUT=f"{base}/job-done/$RUNPOD_POD_ID/$ID?gpu=bench",
-        RUNPOD_WEBHOOK_POST_STREAM=f"{base}/job-stream/$RUNPOD_POD_ID/$ID?gpu=bench",
-        RUNPOD_WEBHOOK_PING=f"{base}/ping/$RUNPOD_POD_ID?gpu=bench",
-        RUNPOD_POD_ID="bench-worker",
-        RUNPOD_AI_API_KEY="bench",
-        RUNPOD_SKIP_AUTO_SYSTEM_CHECKS="true",
-        RUNPOD_SKIP_GPU_CHECK="true",
+        **protocol,
         RUNPOD_LOG_LEVEL="WARN",
         MODEL_DIR=str(scratch / "models"),
         WORK_DIR=str(scratch / "work"),
