@@ -8,9 +8,9 @@ runs these first and refuses on any error. ``python -m deploy check --list`` pri
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from deploy.findings import ERROR, WARNING, Finding, Rules
 from deploy.ops.sizes import (
     DISK_BUFFER_GB,
     IMAGE_UNPACK_FACTOR,
@@ -19,7 +19,7 @@ from deploy.ops.sizes import (
     recommended_volume_gb,
 )
 from deploy.ops.spec import EndpointSpec
-from deploy.runpod.diagnosis import ERROR, WARNING, Finding
+from deploy.redaction import SECRET_NAME
 from deploy.runpod.pools import POOLS, compatible_pools
 
 DATACENTERS = frozenset(
@@ -29,7 +29,6 @@ DATACENTERS = frozenset(
 )
 VOLUME_MOUNT = "/runpod-volume"
 CACHE_VARS = ("HF_HOME", "HF_HUB_CACHE", "TRANSFORMERS_CACHE", "MODEL_DIR", "TORCH_HOME")
-SECRET_KEY_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY")
 TOKEN_PATTERNS = re.compile(
     r"\bhf_[A-Za-z0-9]{20,}|\bgh[pousr]_[A-Za-z0-9]{20,}|\bgithub_pat_\w{20,}|\bglpat-[\w-]{20,}"
     r"|\bsk-[A-Za-z0-9_-]{20,}|\bAKIA[0-9A-Z]{16}\b|\brpa_[A-Za-z0-9]{20,}|\bxox[abpr]-[\w-]{10,}"
@@ -59,24 +58,8 @@ class CheckContext:
         return sum(m.gb for m in self.model_sizes.values())
 
 
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    severity: str
-    title: str
-    why: str
-    inspect: Callable[[EndpointSpec, CheckContext], Iterator[tuple[str, str]]]
-
-
-RULES: list[Rule] = []
-
-
-def rule(id: str, severity: str, title: str, why: str):
-    def register(fn):
-        RULES.append(Rule(id, severity, title, why, fn))
-        return fn
-
-    return register
+RULES = Rules()
+rule = RULES.rule
 
 
 def _literal_env(spec: EndpointSpec) -> dict[str, str]:
@@ -95,7 +78,7 @@ def _secret_inline(spec, ctx):
         if RUNPOD_SECRET_REF.fullmatch(value.strip()):
             continue  # {{ RUNPOD_SECRET_name }} written out by hand is a reference too
         looks_secret = TOKEN_PATTERNS.search(value) or URL_CREDENTIAL.search(value)
-        if looks_secret or (SECRET_KEY_NAME.search(key.upper()) and value):
+        if looks_secret or (SECRET_NAME.search(key) and value):
             yield (
                 f"env.{key} holds a literal secret",
                 f'write {key} = {{ from_env = "{key}" }} (read here at apply time) or '
@@ -530,11 +513,4 @@ def _secret_unset(spec, ctx):
 
 def run_checks(spec: EndpointSpec, ctx: CheckContext | None = None) -> list[Finding]:
     """All findings for ``spec``, errors first."""
-    ctx = ctx or CheckContext()
-    findings = [
-        Finding(r.id, r.severity, message, fix, r.why)
-        for r in RULES
-        for message, fix in r.inspect(spec, ctx)
-    ]
-    findings.sort(key=lambda f: f.severity != ERROR)
-    return findings
+    return RULES.findings(spec, ctx or CheckContext())
