@@ -1,14 +1,22 @@
 """Why a job is not moving, in words an operator or user can act on (DESIGN invariant 7).
 
-Inputs are the endpoint's ``/health`` answer and, on the local endpoint, its ``/workers``
-report (RunPod's ``IN_QUEUE`` cannot tell "no capacity" from "crash-looping" on its own).
+The rules are the operators' (``deploy.runpod.diagnosis``, which ``python -m deploy doctor``
+prints); this module gathers the same facts from the endpoint snapshot (``/health`` and the
+workers report: on the local endpoint its ``/workers``, on RunPod REST v2 in that shape)
+plus the web app's own count of queued jobs, and words the findings for the job and admin
+pages, most useful first.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from deploy.runpod import diagnosis as rules
+from deploy.runpod.diagnosis import endpoint_queue
 from deploy.runpod.vocabulary import exit_advice
+
+__all__ = ["CHECKING", "NO_CAPACITY", "NO_WORKER", "diagnose", "endpoint_queue"]
 
 NO_CAPACITY = (
     "no GPU capacity: the endpoint cannot get a GPU worker of its tiers right now (workers "
@@ -27,17 +35,6 @@ CHECKING = (
 )
 
 
-def endpoint_queue(health: dict[str, Any] | None) -> int | None:
-    """Jobs the endpoint itself counts as queued or running; None when it did not say."""
-    jobs = (health or {}).get("jobs")
-    if not isinstance(jobs, dict):
-        return None
-    counts = [jobs.get("inQueue"), jobs.get("inProgress")]
-    if not all(isinstance(c, int | float) for c in counts):
-        return None
-    return int(sum(counts))
-
-
 def endpoint_unreachable(endpoint_id: str, grace_s: float) -> str:
     return (
         f"endpoint unreachable: the GPU endpoint {endpoint_id or '(not set)'} answers Not Found. "
@@ -48,23 +45,32 @@ def endpoint_unreachable(endpoint_id: str, grace_s: float) -> str:
     )
 
 
-def _crash_loop(workers: dict[str, Any]) -> str | None:
-    """Workers that keep dying before taking a job: the endpoint says so (``crashLoop``), or
-    at least two crashed in a row with none alive."""
-    crash = workers.get("crashLoop") or {}
-    listed = workers.get("workers") or []
-    exited = [w for w in listed if w.get("exitCode") not in (None, 0)]
-    alive = [w for w in listed if w.get("state") in ("running", "idle", "ready")]
-    if not crash.get("active") and (len(exited) < 2 or alive):
-        return None
-    exited.sort(key=lambda w: float(w.get("exitedAt") or 0))
-    code = exited[-1].get("exitCode") if exited else None
-    tail = crash.get("logTail") or (exited[-1].get("logTail") if exited else None) or []
-    if isinstance(tail, str):
-        tail = tail.splitlines()
-    lines = " | ".join(str(line) for line in tail[-5:]) or str(crash.get("lastError") or "")
-    count = crash.get("consecutiveCrashes") or len(exited)
+UNHEALTHY = (
+    "GPU workers are unhealthy (they crashed on start). An operator should read the "
+    "worker logs (python -m deploy logs), fix the image, then purge the queue."
+)
+LOG_LINES = 5  # of the crashed worker's log, on one line of the page
+
+
+def facts_of(
+    health: dict[str, Any] | None,
+    workers: dict[str, Any] | None,
+    queued: int,
+    target: str = "local",
+) -> rules.Facts:
+    facts = rules.Facts(target=target, endpoint_id="", health=health, waiting=queued)
+    if workers:
+        rules.add_report(facts, workers, LOG_LINES, time.time())
+    return facts
+
+
+def _crash_words(facts: rules.Facts, crash: rules.Crash) -> str:
+    loop = facts.crash_loop or {}
+    lines = " | ".join(str(line) for line in crash.lines[-LOG_LINES:])
+    lines = lines or str(loop.get("lastError") or "")
+    count = loop.get("consecutiveCrashes") or len(facts.crashed)
     crashes = f" ({count} crashes in a row)" if count else ""
+    code = crash.code
     meaning = f"exit code {code} means {exit_advice(code)}" if code is not None else "they exit"
     return (
         f"GPU workers are crash looping{crashes}: {meaning}. Last log lines: {lines or 'none'}. "
@@ -72,41 +78,45 @@ def _crash_loop(workers: dict[str, Any]) -> str | None:
     )
 
 
-def _summary(health: dict[str, Any] | None, workers: dict[str, Any] | None) -> dict[str, int]:
-    source = (workers or {}).get("summary") or (health or {}).get("workers") or {}
-    return {k: int(v) for k, v in source.items() if isinstance(v, int | float)}
-
-
 def diagnose(
-    health: dict[str, Any] | None, workers: dict[str, Any] | None, queued: int
+    health: dict[str, Any] | None,
+    workers: dict[str, Any] | None,
+    queued: int,
+    target: str = "local",
 ) -> str | None:
     """A sentence explaining why ``queued`` jobs wait, or None when nothing is wrong.
 
     The endpoint's own counts come first: when it has nothing queued or running, our
     "queued" jobs are stale statuses (finished there, their polls late), not victims of
-    capacity or crashes, and saying "cold start" or "no capacity" would be false."""
-    if queued and endpoint_queue(health) == 0:
+    capacity or crashes, and saying "cold start" or "no capacity" would be false. A
+    worker that is up (running, idle, ready) will take the job, so only a crash loop is
+    worth a sentence then."""
+    facts = facts_of(health, workers, queued, target)
+    found = {finding.rule for finding in rules.diagnose(facts)}
+    if "finished-upstream" in found:
         return CHECKING
-    if workers:
-        crash = _crash_loop(workers)
-        if crash:
-            return crash
-    summary = _summary(health, workers)
-    busy = summary.get("running", 0) + summary.get("idle", 0) + summary.get("ready", 0)
-    if summary.get("throttled", 0) and not busy:
+    crash = rules.crash_of(facts)
+    if crash and facts.crash_looping:
+        return _crash_words(facts, crash)
+    if facts.busy:
+        return None
+    if "throttled" in found:
         return NO_CAPACITY
-    if summary.get("unhealthy", 0) and not busy:
-        return (
-            "GPU workers are unhealthy (they crashed on start). An operator should read the "
-            "worker logs (python -m deploy logs), fix the image, then purge the queue."
-        )
-    if queued and not busy and not summary.get("initializing", 0) and not any(summary.values()):
+    if crash and facts.count("unhealthy"):
+        return UNHEALTHY
+    if "no-worker" in found:
         return NO_WORKER
     return None
 
 
+def worker_summary(health: dict[str, Any] | None, workers: dict[str, Any] | None) -> dict[str, int]:
+    """Workers by state: the workers report's summary, else ``/health``'s."""
+    source = (workers or {}).get("summary") or (health or {}).get("workers") or {}
+    return {k: int(v) for k, v in source.items() if isinstance(v, int | float)}
+
+
 def queue_words(health: dict[str, Any] | None, workers: dict[str, Any] | None) -> str:
-    summary = _summary(health, workers)
+    summary = worker_summary(health, workers)
     if not summary:
         return "no worker report"
     return ", ".join(f"{name} {count}" for name, count in sorted(summary.items()))

@@ -10,7 +10,6 @@ that ran recently failed jobs in the ``snapshots`` table.
 from __future__ import annotations
 
 import logging
-import os
 from datetime import timedelta
 from typing import Any
 
@@ -45,11 +44,11 @@ def fetch_workers(api: Any) -> dict[str, Any] | None:
 
 
 def on_runpod(settings: Settings) -> bool:
-    return is_runpod(settings.runpod_endpoint_base_url, os.environ.get("RUNPOD_REST_URL"))
+    return is_runpod(settings.runpod_endpoint_base_url, settings.runpod_rest_url)
 
 
-def _management(settings: Settings):
-    return ManagementAPI(settings.runpod_api_key, timeout=10.0)
+def _management(settings: Settings) -> ManagementAPI:
+    return ManagementAPI(settings.runpod_api_key, settings.runpod_rest_url or None, timeout=10.0)
 
 
 def fetch_runpod_workers(settings: Settings) -> dict[str, Any] | None:
@@ -108,7 +107,7 @@ def fetch_failed_job_logs(
 def fetch_balance(settings: Settings) -> dict[str, Any]:
     """Account balance and spend per hour (RunPod management API, GraphQL for now)."""
     try:
-        return ManagementAPI(settings.runpod_api_key, timeout=10.0).balance()
+        return _management(settings).balance()
     except (ManagementError, OSError) as exc:
         return {"error": f"cannot read the balance: {exc}"}
 
@@ -128,7 +127,9 @@ def refresh_snapshot(session: Session, settings: Settings, api: Any, queued: int
     if "health" in data:
         runpod = on_runpod(settings)
         data["workers"] = fetch_runpod_workers(settings) if runpod else fetch_workers(api)
-        data["diagnosis"] = diagnose(data["health"], data["workers"], queued)
+        data["diagnosis"] = diagnose(
+            data["health"], data["workers"], queued, "runpod" if runpod else "local"
+        )
         data["job_logs"] = fetch_failed_job_logs(session, settings, api)
     if on_runpod(settings):
         data["balance"] = fetch_balance(settings)

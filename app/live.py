@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 # The one reading of "workers by state" from /health and /workers (diagnosis owns it).
-from app.diagnosis import _summary as worker_summary
+from app.diagnosis import worker_summary
 from app.endpoint import load_snapshot
 from app.models import Job, Status, utcnow
 

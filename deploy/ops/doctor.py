@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from deploy.runpod.diagnosis import EXIT_IN_LOG, INFO, Facts, Worker, diagnose, workers_from_report
+from deploy.runpod.diagnosis import EXIT_IN_LOG, INFO, Facts, Worker, add_report, diagnose
 from deploy.runpod.jobapi import EndpointNotFound, JobAPI, JobAPIError
 from deploy.runpod.management import ManagementAPI, ManagementError, NotFound
 from deploy.runpod.vocabulary import worker_row
@@ -40,9 +40,7 @@ def gather_local(jobapi: JobAPI, log_lines: int = LOG_LINES) -> Facts:
     except JobAPIError as exc:
         facts.unavailable.append(f"workers: {type(exc).__name__}")
         return facts
-    facts.summary = {k: v for k, v in (data.get("summary") or {}).items() if isinstance(v, int)}
-    facts.crash_loop = data.get("crashLoop")
-    facts.workers = workers_from_report(data, log_lines, time.time())
+    add_report(facts, data, log_lines, time.time())
     return facts
 
 

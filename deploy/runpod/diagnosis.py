@@ -10,32 +10,21 @@ the findings for its pages (``app.diagnosis``).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from deploy.findings import ERROR, INFO, WARNING, Finding, Rules
 from deploy.runpod.pools import compatible_pools
 from deploy.runpod.vocabulary import exit_meaning
 
-ERROR, WARNING, INFO = "error", "warning", "info"
-SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
+__all__ = ["ERROR", "INFO", "WARNING", "Facts", "Finding", "Worker", "diagnose"]
 DISK_FULL = re.compile(r"No space left on device|Errno 28|disk quota exceeded", re.I)
 OOM = re.compile(r"out of memory|OutOfMemoryError|MemoryError|\bKilled\b|oom-kill", re.I)
 MISSING_FILE = re.compile(r"No such file or directory|can't open file|ModuleNotFoundError", re.I)
 EXIT_IN_LOG = re.compile(r"exit(?:ed)?(?: with)? (?:code|status) (\d+)", re.I)
 ALIVE = ("running", "idle", "ready")
-
-
-@dataclass
-class Finding:
-    rule: str
-    severity: str
-    message: str
-    fix: str
-    why: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+STOPPED_ON_PURPOSE = (None, 0, 143)  # 143: SIGTERM, how an idle worker is scaled away
 
 
 @dataclass
@@ -63,6 +52,8 @@ class Facts:
     balance: dict[str, Any] | None = None
     unavailable: list[str] = field(default_factory=list)
     startup_grace_s: float = 120.0
+    # Jobs the web app holds as queued; doctor cannot know them and leaves 0.
+    waiting: int = 0
 
     def jobs(self, key: str) -> int:
         return int(((self.health or {}).get("jobs") or {}).get(key) or 0)
@@ -92,6 +83,46 @@ class Facts:
     def pools(self) -> list[str]:
         return list(((self.endpoint or {}).get("gpu") or {}).get("pools") or [])
 
+    @property
+    def busy(self) -> int:
+        """Workers that hold or can take a job now."""
+        return sum(self.count(state) for state in ALIVE)
+
+    @property
+    def crashed(self) -> list[Worker]:
+        """Workers that died on their own (not stopped by the scaler)."""
+        return [
+            w
+            for w in self.workers
+            if w.status in ("unhealthy", "exited") and w.exit_code not in STOPPED_ON_PURPOSE
+        ]
+
+    @property
+    def crash_looping(self) -> bool:
+        """The endpoint says so, or at least two workers crashed and none is alive."""
+        alive = any(w.status in ALIVE for w in self.workers)
+        return self.crash_active or (len(self.crashed) >= 2 and not alive)
+
+    @property
+    def endpoint_queue(self) -> int | None:
+        return endpoint_queue(self.health)
+
+    @property
+    def no_worker_at_all(self) -> bool:
+        counts = self.summary or (self.health or {}).get("workers") or {}
+        return not any(v for v in counts.values() if isinstance(v, int | float))
+
+
+def endpoint_queue(health: dict[str, Any] | None) -> int | None:
+    """Jobs the endpoint itself counts as queued or running; None when it did not say."""
+    jobs = (health or {}).get("jobs")
+    if not isinstance(jobs, dict):
+        return None
+    counts = [jobs.get("inQueue"), jobs.get("inProgress")]
+    if not all(isinstance(c, int | float) for c in counts):
+        return None
+    return int(sum(counts))
+
 
 def workers_from_report(report: dict[str, Any], log_lines: int, now: float) -> list[Worker]:
     """The local endpoint's ``/workers`` rows (and RunPod's, in that shape) as ``Worker``."""
@@ -114,35 +145,21 @@ def workers_from_report(report: dict[str, Any], log_lines: int, now: float) -> l
     return workers
 
 
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    severity: str
-    title: str
-    why: str
-    inspect: Callable[[Facts], Iterator[tuple[str, str]]]
+def add_report(facts: Facts, report: dict[str, Any], log_lines: int, now: float) -> None:
+    """Put a ``/workers`` report (the local endpoint's, or RunPod's in that shape) in ``facts``."""
+    summary = report.get("summary") or {}
+    facts.summary = {k: v for k, v in summary.items() if isinstance(v, int)}
+    facts.crash_loop = report.get("crashLoop")
+    facts.workers = workers_from_report(report, log_lines, now)
 
 
-RULES: list[Rule] = []
-
-
-def rule(id: str, severity: str, title: str, why: str):
-    def register(fn):
-        RULES.append(Rule(id, severity, title, why, fn))
-        return fn
-
-    return register
+RULES = Rules()
+rule = RULES.rule
 
 
 def diagnose(facts: Facts) -> list[Finding]:
     """Plain-words findings, most serious first (rules in order within a severity)."""
-    findings = [
-        Finding(r.id, r.severity, message, fix, r.why)
-        for r in RULES
-        for message, fix in r.inspect(facts)
-    ]
-    findings.sort(key=lambda f: SEVERITY_ORDER[f.severity])
-    return findings
+    return RULES.findings(facts)
 
 
 RECREATE = (
@@ -311,13 +328,16 @@ def _no_capacity(facts):
             )
 
 
-def _crash(facts: Facts) -> tuple[str, int | None, list[str]] | None:
-    """(cause, exit code, log lines) of the crash that matters, or None when none did."""
-    crashed = [
-        w
-        for w in facts.workers
-        if w.status in ("unhealthy", "exited") and w.exit_code not in (None, 0, 143)
-    ]
+@dataclass(frozen=True)
+class Crash:
+    cause: str  # the id of the crash rule that fires
+    code: int | None
+    lines: list[str]
+
+
+def crash_of(facts: Facts) -> Crash | None:
+    """The crash that matters (its cause, exit code and log lines), or None when none did."""
+    crashed = facts.crashed
     if not (facts.crash_active or facts.count("unhealthy") or crashed):
         return None
     loop = facts.crash_loop or {}
@@ -339,7 +359,40 @@ def _crash(facts: Facts) -> tuple[str, int | None, list[str]] | None:
         cause = "missing-handler"
     else:
         cause = "crash-loop"
-    return cause, code, lines
+    return Crash(cause, code, lines)
+
+
+@rule(
+    "no-worker",
+    WARNING,
+    "A worker starts for the web app's queued jobs",
+    "Submitting a job starts a worker; when none exists in any state the endpoint cannot "
+    "get one (no GPU capacity where it may run) or may run none (workersMax 0).",
+)
+def _no_worker(facts):
+    if facts.waiting and facts.no_worker_at_all and not facts.crash_active:
+        yield (
+            f"{facts.waiting} job(s) wait and no worker exists in any state",
+            "check workersMax and the GPU tiers (`python -m deploy doctor`); on RunPod add "
+            "GPU tiers or drop the network volume's datacenter pin",
+        )
+
+
+@rule(
+    "finished-upstream",
+    INFO,
+    "Jobs the web app holds as queued are queued at the endpoint",
+    "When the endpoint counts nothing queued or running, jobs the web app still shows as "
+    "queued have finished there and their statuses are late (a poll missed, Redis lost).",
+)
+def _finished_upstream(facts):
+    if facts.waiting and facts.endpoint_queue == 0:
+        yield (
+            f"{facts.waiting} job(s) the web app holds as queued are neither queued nor "
+            "running at the endpoint: they finished there",
+            "nothing: the reconcile task fetches their statuses (`flask admin reconcile` "
+            "runs it now); if they stay, check that Celery beat runs",
+        )
 
 
 def _crash_message(facts: Facts, words: str, lines: list[str]) -> str:
@@ -353,14 +406,18 @@ def _crash_message(facts: Facts, words: str, lines: list[str]) -> str:
     return f"{prefix}{words}\n  last log lines:\n    {tail}"
 
 
+CRASH_CAUSES: list[str] = []
+
+
 def crash_rule(cause: str, title: str, why: str, words: Callable[[int | None], str], fix: str):
-    """Register the rule for one crash cause (they exclude each other: ``_crash`` picks)."""
+    """Register the rule for one crash cause (they exclude each other: ``crash_of`` picks)."""
+    CRASH_CAUSES.append(cause)
 
     @rule(cause, ERROR, title, why)
     def inspect(facts):
-        crash = _crash(facts)
-        if crash and crash[0] == cause:
-            yield _crash_message(facts, words(crash[1]), crash[2]), fix
+        crash = crash_of(facts)
+        if crash and crash.cause == cause:
+            yield _crash_message(facts, words(crash.code), crash.lines), fix
 
     return inspect
 

@@ -24,3 +24,26 @@ def test_one_crash_gets_one_cause_with_its_fix_and_why():
     assert "out-of-memory" in findings and "crash-loop" not in findings
     assert findings["out-of-memory"].severity == ERROR and findings["out-of-memory"].why
     assert "stale-queue" in findings
+
+
+def test_the_web_apps_waiting_jobs_are_a_fact_doctor_leaves_out():
+    """With jobs the web app holds as queued, the same rules say what the pages show;
+    doctor knows no such jobs, so those rules never speak there."""
+    finished = {"jobs": {"inQueue": 0, "inProgress": 0}, "workers": {}}
+    doctor = Facts(target="local", endpoint_id="ep", health=finished)
+    assert diagnose(doctor) == []
+    app = Facts(target="local", endpoint_id="ep", health=finished, waiting=2)
+    assert {f.rule for f in diagnose(app)} == {"finished-upstream", "no-worker"}
+    queued_there = {"jobs": {"inQueue": 2, "inProgress": 0}, "workers": {"initializing": 1}}
+    starting = Facts(target="local", endpoint_id="ep", health=queued_there, waiting=2)
+    assert diagnose(starting) == []
+
+
+def test_workers_the_scaler_stopped_are_not_crashes():
+    stopped = [Worker(f"w{i}", "exited", exit_code=143) for i in range(3)]
+    facts = Facts(target="local", endpoint_id="ep", workers=stopped, waiting=1)
+    assert facts.crashed == [] and not facts.crash_looping
+    crashed = [Worker(f"w{i}", "exited", exit_code=1) for i in range(2)]
+    assert Facts(target="local", endpoint_id="ep", workers=crashed).crash_looping
+    alive = [*crashed, Worker("w9", "idle")]
+    assert not Facts(target="local", endpoint_id="ep", workers=alive).crash_looping

@@ -1,0 +1,54 @@
+"""The pages word the operators' diagnosis rules: one set of facts, one set of rules."""
+
+from __future__ import annotations
+
+from app.diagnosis import NO_CAPACITY, NO_WORKER, UNHEALTHY, diagnose, facts_of
+from deploy.runpod.diagnosis import diagnose as doctor_findings
+
+
+def report(*workers, crash_loop=None, **summary):
+    return {"workers": list(workers), "summary": summary, "crashLoop": crash_loop}
+
+
+def crashed(worker_id, code, *lines):
+    return {
+        "id": worker_id,
+        "state": "unhealthy",
+        "exitCode": code,
+        "exitedAt": 1.0,
+        "logTail": list(lines),
+    }
+
+
+def test_a_crash_loop_is_worded_with_what_its_exit_code_means_and_the_log():
+    workers = report(
+        crashed("w1", 137, "loading weights"),
+        crashed("w2", 137, "loading weights", "Killed"),
+        unhealthy=2,
+    )
+    health = {"jobs": {"inQueue": 1, "inProgress": 0}, "workers": {"unhealthy": 2}}
+    words = diagnose(health, workers, 1)
+    assert words.startswith("GPU workers are crash looping (2 crashes in a row): exit code 137")
+    assert "loading weights | Killed" in words
+    # doctor names the same crash from the same facts
+    rules = {f.rule for f in doctor_findings(facts_of(health, workers, 1))}
+    assert "out-of-memory" in rules
+
+
+def test_one_unhealthy_worker_is_not_called_a_crash_loop():
+    workers = report(crashed("w1", 1, "ImportError: torch"), unhealthy=1)
+    health = {"jobs": {"inQueue": 1, "inProgress": 0}, "workers": {"unhealthy": 1}}
+    assert diagnose(health, workers, 1) == UNHEALTHY
+
+
+def test_a_busy_worker_will_take_the_job_so_throttling_is_not_blamed():
+    health = {"jobs": {"inQueue": 1, "inProgress": 1}, "workers": {"throttled": 1, "running": 1}}
+    assert diagnose(health, None, 1) is None
+    health["workers"]["running"] = 0
+    assert diagnose(health, None, 1) == NO_CAPACITY
+
+
+def test_no_worker_in_any_state_for_queued_jobs():
+    health = {"jobs": {"inQueue": 1, "inProgress": 0}, "workers": {}}
+    assert diagnose(health, None, 1) == NO_WORKER
+    assert diagnose({**health, "workers": {"initializing": 1}}, None, 1) is None
