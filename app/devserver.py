@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from deploy import devenv
+from deploy.runpod.vocabulary import DEFAULT_JOB_URL
 from deploy.stack.commands import migrate_argv, redis_server_binary
 from deploy.stack.net import free_port, port_in_use
 from deploy.stack.processes import descendants
@@ -234,7 +235,7 @@ def announce_when_ready(
         if port_in_use(args.port):
             url = f"http://{args.host}:{args.port}/"
             endpoint = (
-                f"{env.get('RUNPOD_ENDPOINT_BASE_URL', 'https://api.runpod.ai/v2')}"
+                f"{env.get('RUNPOD_ENDPOINT_BASE_URL', DEFAULT_JOB_URL)}"
                 f"/{env.get('RUNPOD_ENDPOINT_ID', '')}"
             )
             banner = [

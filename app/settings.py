@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from deploy.runpod.vocabulary import DEFAULT_JOB_URL
+
 REPO = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("development", "production", "test")
 PLACEHOLDER_SECRETS = frozenset(
@@ -84,7 +86,9 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     runpod_api_key: str = field(default="", repr=False)
     runpod_endpoint_id: str = ""
-    runpod_endpoint_base_url: str = "https://api.runpod.ai/v2"
+    runpod_endpoint_base_url: str = DEFAULT_JOB_URL
+    # RunPod's management API (REST v2); set only to point at a stand-in for it.
+    runpod_rest_url: str = ""
     public_base_url: str = "http://127.0.0.1:5000"
     storage_backend: str = "local"
     storage_dir: str = f"{REPO}/instance/storage"
