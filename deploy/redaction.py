@@ -21,7 +21,7 @@ FILTERED = "[Filtered]"
 
 # Environment variables whose values are secrets, by name (the contract's settings and any
 # other *_KEY/*_TOKEN/*PASSWORD/*SECRET* a deployment adds).
-SECRET_NAME = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|API_KEY|PRIVATE|CREDENTIAL|DSN)", re.I)
+SECRET_NAME = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|API_?KEY|PRIVATE|CREDENTIAL|DSN)", re.I)
 # Short values ("1", "true") would shred every message they happen to occur in.
 MIN_SECRET_LEN = 6
 

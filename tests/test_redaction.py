@@ -20,7 +20,14 @@ def test_the_worker_and_the_web_image_agree_on_secret_looking_names():
 
 @pytest.mark.parametrize(
     "name",
-    ["RUNPOD_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "SECRET_KEY", "ADMIN_PASSWORD"],
+    [
+        "RUNPOD_API_KEY",
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "SECRET_KEY",
+        "ADMIN_PASSWORD",
+        "WANDB_APIKEY",
+    ],
 )
 def test_the_settings_operators_print_are_secret_looking(name):
     assert redaction.SECRET_NAME.search(name) and worker_redaction.is_secret_name(name)
@@ -33,7 +40,8 @@ def test_no_other_module_keeps_a_list_of_secret_names():
             if path in own:
                 continue
             text = path.read_text()
-            assert "CREDENTIAL|DSN" not in text and "x-amz-credential" not in text, (
+            listed = ("CREDENTIAL|DSN", "PASSWORD|PASSWD", "x-amz-credential")
+            assert not any(words in text for words in listed), (
                 f"{path}: secret-looking names belong in deploy/redaction.py "
                 "(or gpu_worker/redaction.py for the worker's image)"
             )
