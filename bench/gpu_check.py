@@ -68,6 +68,9 @@ def make_clip(path: Path, width: int, height: int, seconds: float, fps: int) -> 
     return path
 
 
+TILE = 512  # upscale's tile size, pixels a side
+
+
 def seed_weights(model_dir: Path) -> None:
     """A full-size Real-ESRGAN x2 layout checkpoint on the scratch volume, laid out as a
     finished model-cache download (so the worker loads it without asking a hub)."""
@@ -167,6 +170,25 @@ def child(
     }
 
 
+def run_child(
+    pipeline: str,
+    clip: Path,
+    env: dict[str, str],
+    batch_size: int,
+    max_frames: int,
+    tile: int = TILE,
+) -> dict:
+    """Run ``child`` for one pipeline in a fresh Python (``--child``): its report, or
+    ``{"error": [last lines of its stderr]}`` when it failed."""
+    argv = [sys.executable, "-m", "bench.gpu_check", "--child", pipeline, "--clip", str(clip)]
+    argv += ["--started", repr(time.time()), "--batch-size", str(batch_size)]
+    argv += ["--tile", str(tile), "--max-frames", str(max_frames)]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-5:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def run_all(args: argparse.Namespace, scratch: Path) -> dict:
     """Make the clip and the weights in ``scratch``, run each pipeline in a fresh process."""
     t = time.perf_counter()
@@ -191,34 +213,9 @@ def run_all(args: argparse.Namespace, scratch: Path) -> dict:
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     )
     for name in args.pipelines.split(","):
-        started = time.time()
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bench.gpu_check",
-                "--child",
-                name,
-                "--clip",
-                str(clip),
-                "--started",
-                repr(started),
-                "--batch-size",
-                str(args.batch_size),
-                "--tile",
-                str(args.tile),
-                "--max-frames",
-                str(args.max_frames),
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
+        report["pipelines"][name] = run_child(
+            name, clip, env, args.batch_size, args.max_frames, tile=args.tile
         )
-        if done.returncode != 0:
-            report["pipelines"][name] = {"error": done.stderr.strip().splitlines()[-5:]}
-            continue
-        report["pipelines"][name] = json.loads(done.stdout.strip().splitlines()[-1])
     return report
 
 
@@ -229,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--tile", type=int, default=512, help="upscale's tile size (512)")
+    parser.add_argument("--tile", type=int, default=TILE, help=f"upscale's tile size ({TILE})")
     parser.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: all)")
     parser.add_argument("--pipelines", default="video_enhance,upscale")
     parser.add_argument("--child", help=argparse.SUPPRESS)

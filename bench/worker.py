@@ -395,7 +395,7 @@ def bench_fps(scratch: Path, seconds: float, upscale_frames: int) -> dict:
     (scratch / "work").mkdir(exist_ok=True)
     report: dict = {"clip": f"640x360, {seconds:g} s, 30 fps, CPU"}
     for name, frames in (("video_enhance", 0), ("upscale", upscale_frames)):
-        from bench.gpu_check import REPO, WEIGHTS
+        from bench.gpu_check import REPO, WEIGHTS, run_child
 
         env = _env(
             TORCH_DEVICE="cpu",
@@ -404,30 +404,9 @@ def bench_fps(scratch: Path, seconds: float, upscale_frames: int) -> dict:
             WORK_DIR=str(scratch / "work"),
             HF_HUB_OFFLINE="1",
         )
-        argv = [
-            sys.executable,
-            "-m",
-            "bench.gpu_check",
-            "--child",
-            name,
-            "--clip",
-            str(clip),
-            "--started",
-            repr(time.time()),
-            "--batch-size",
-            "8" if name == "video_enhance" else "1",
-            "--max-frames",
-            str(frames),
-        ]
-        done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            report[name] = {"error": done.stderr.strip().splitlines()[-3:]}
-            continue
-        child = json.loads(done.stdout.strip().splitlines()[-1])
-        report[name] = {
-            k: child[k]
-            for k in ("frames", "output", "fps_end_to_end", "fps_torch_only", "model_load_s")
-        }
+        child = run_child(name, clip, env, 8 if name == "video_enhance" else 1, frames)
+        keep = ("frames", "output", "fps_end_to_end", "fps_torch_only", "model_load_s")
+        report[name] = child if "error" in child else {k: child[k] for k in keep}
     return report
 
 
