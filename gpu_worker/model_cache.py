@@ -196,18 +196,20 @@ class ModelCache:
         """The resolved commit and the files matching the spec's patterns, with real sizes."""
         from huggingface_hub import HfApi
         from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
-        from huggingface_hub.hf_api import RepoFile
         from huggingface_hub.utils import filter_repo_objects
 
         api = HfApi(endpoint=self.endpoint, token=self._token or False)
         where = f"{spec.repo_id}@{spec.revision} on {self.endpoint}"
         try:
-            info = api.model_info(spec.repo_id, revision=spec.revision)
-            entries = [
-                e
-                for e in api.list_repo_tree(spec.repo_id, revision=info.sha, recursive=True)
-                if isinstance(e, RepoFile)
-            ]
+            # One request, with the files' sizes (``blobs``) and a timeout: huggingface_hub's
+            # tree listing takes no timeout and would wait forever on a stalled hub.
+            info = api.model_info(
+                spec.repo_id,
+                revision=spec.revision,
+                files_metadata=True,
+                timeout=self.policy.read_timeout_s,
+            )
+            entries = list(info.siblings or [])
         except RevisionNotFoundError:
             raise ModelLoadError(
                 f"model {where}: revision {spec.revision!r} does not exist in the repo"
@@ -222,7 +224,7 @@ class ModelCache:
                 f"model {where}: cannot list the repo's files ({type(exc).__name__}: "
                 f"{_short(exc)}); check the worker's network access or HF_ENDPOINT"
             ) from exc
-        by_path = {e.path: e for e in entries}
+        by_path = {e.rfilename: e for e in entries}
         chosen = list(filter_repo_objects(by_path, allow_patterns=list(spec.allow_patterns)))
         if not chosen:
             raise ModelLoadError(
@@ -232,7 +234,7 @@ class ModelCache:
         files = [
             RemoteFile(
                 path=p,
-                size=int(by_path[p].lfs.size if by_path[p].lfs else by_path[p].size),
+                size=int(by_path[p].lfs.size if by_path[p].lfs else by_path[p].size or 0),
                 sha256=by_path[p].lfs.sha256 if by_path[p].lfs else None,
             )
             for p in sorted(chosen)

@@ -258,3 +258,17 @@ def test_a_live_lease_from_another_host_makes_workers_wait(hub, tmp_path):
     lease.unlink()  # the other worker finished or its lease went stale
     thread.join(20)
     assert done and (done[0] / "model.safetensors").is_file()
+
+
+def test_a_hub_that_accepts_and_never_answers_fails_the_load_instead_of_hanging(tmp_path):
+    """huggingface_hub's own calls wait forever unless given a timeout; the worker gives one."""
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        quick = TransferPolicy(connect_timeout_s=1, read_timeout_s=1, attempts=1, backoff_s=0)
+        cache = ModelCache(tmp_path / "models", endpoint=url, policy=quick)
+        with pytest.raises(ModelLoadError, match="cannot list the repo's files"):
+            cache.list_files(SPEC)

@@ -3,7 +3,8 @@
 It serves repos the test builds in memory, the way huggingface_hub 2.4 and the deploy
 tooling's sizing read them:
 
-- ``GET /api/models/{repo}/revision/{rev}``: ``{"id", "sha", "siblings"}``
+- ``GET /api/models/{repo}/revision/{rev}``: ``{"id", "sha", "siblings"}``; with
+  ``?blobs=true`` each sibling carries ``size``, ``blobId`` and ``lfs`` (``sha256``, ``size``)
   (404 with ``X-Error-Code: RepoNotFound`` / ``RevisionNotFound``);
 - ``GET /api/models/{repo}/tree/{rev}``: a directory entry per folder and a file entry
   per file; every file is listed as LFS, the real ``size`` under ``lfs`` (``{"oid":
@@ -165,7 +166,24 @@ class _Handler(QuietHandler):
             return self.send_json(
                 404, {"error": "Invalid rev id"}, {"X-Error-Code": "RevisionNotFound"}
             )
+        entries = _tree(self.hub, repo)
         if kind == "revision":
+            siblings = [{"rfilename": p} for p in sorted(repo.files)]
+            if parse_qs(query).get("blobs") in (["true"], ["True"]):  # with each file's size
+                siblings = [
+                    {
+                        "rfilename": e["path"],
+                        "blobId": e["oid"],
+                        "size": e["size"],
+                        "lfs": {
+                            "sha256": e["lfs"]["oid"],
+                            "size": e["lfs"]["size"],
+                            "pointerSize": e["lfs"]["pointerSize"],
+                        },
+                    }
+                    for e in entries
+                    if e["type"] == "file"
+                ]
             return self.send_json(
                 200,
                 {
@@ -173,10 +191,9 @@ class _Handler(QuietHandler):
                     "modelId": repo_id,
                     "sha": sha,
                     "private": False,
-                    "siblings": [{"rfilename": p} for p in sorted(repo.files)],
+                    "siblings": siblings,
                 },
             )
-        entries = _tree(self.hub, repo)
         size = self.hub.page_size
         if size is None:
             return self.send_json(200, entries)

@@ -71,3 +71,20 @@ def test_check_warns_when_the_hub_is_unreachable(cli, spec_file, monkeypatch):
     path = spec_file({"[env]": '[[models]]\nrepo = "acme/small"\n\n[env]'})
     result = cli("check", "--spec", str(path))
     assert result.code == 1 and "model-size-unverified" in result.out
+
+
+def test_a_hub_that_never_answers_is_an_error_not_a_hang(monkeypatch):
+    """huggingface_hub sets no timeout of its own; sizing gives up and says where it looked."""
+    import socket
+
+    import pytest
+
+    from deploy.ops.sizes import SizeLookupError, model_size
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        monkeypatch.setenv("HF_ENDPOINT", url)
+        with pytest.raises(SizeLookupError, match=f"cannot reach the hub at {url}"):
+            model_size("acme/small", timeout=0.5)
