@@ -75,13 +75,22 @@ class Storage(Protocol):
     def delete_prefix(self, prefix: str) -> int: ...
     def get_url(self, key: str, ttl_s: int, *, external: bool = True) -> str: ...
     def put_url(self, key: str, content_type: str, ttl_s: int) -> str: ...
-    def public_url_without_query(self, url: str) -> str: ...
     def iter_staging(self) -> Iterator[tuple[str, float]]: ...
     def stage_copy(self, key: str) -> str: ...
     def iter_job_folders(self) -> Iterator[tuple[str, float]]: ...
 
 
-class LocalStorage:
+class _Staged:
+    """Uploads are staged on local disk first, in both backends."""
+
+    staging: Path
+
+    def iter_staging(self) -> Iterator[tuple[str, float]]:
+        for path in self.staging.iterdir():
+            yield str(path), path.stat().st_mtime
+
+
+class LocalStorage(_Staged):
     def __init__(self, root: str, secret: str, public_base_url: str) -> None:
         self.root = Path(root).resolve()
         self.staging = self.root / ".staging"
@@ -157,13 +166,6 @@ class LocalStorage:
     def put_url(self, key: str, content_type: str, ttl_s: int) -> str:
         return self._signed("PUT", key, ttl_s, True)
 
-    def public_url_without_query(self, url: str) -> str:
-        return url.split("?", 1)[0]
-
-    def iter_staging(self) -> Iterator[tuple[str, float]]:
-        for path in self.staging.iterdir():
-            yield str(path), path.stat().st_mtime
-
     def iter_job_folders(self) -> Iterator[tuple[str, float]]:
         """``(job id, newest modification time)`` of every ``jobs/<id>/`` folder."""
         folder = self.root / "jobs"
@@ -174,7 +176,7 @@ class LocalStorage:
             yield path.name, max(times)
 
 
-class S3Storage:
+class S3Storage(_Staged):
     def __init__(self, settings: Settings) -> None:
         import boto3
         from botocore.config import Config
@@ -271,13 +273,6 @@ class S3Storage:
             Params={"Bucket": self.bucket, "Key": check_key(key), "ContentType": content_type},
             ExpiresIn=ttl_s,
         )
-
-    def public_url_without_query(self, url: str) -> str:
-        return url.split("?", 1)[0]
-
-    def iter_staging(self) -> Iterator[tuple[str, float]]:
-        for path in self.staging.iterdir():
-            yield str(path), path.stat().st_mtime
 
     def iter_job_folders(self) -> Iterator[tuple[str, float]]:
         newest: dict[str, float] = {}
