@@ -27,7 +27,6 @@ SKEW_S = 1  # a granted request reaches the endpoint at most this long after its
 # A sliding 10 s at the endpoint holds tickets from a span of 10 s + SKEW_S, which touches
 # at most 12 one-second windows.
 WINDOWS_PER_BUDGET = 10 // WINDOW_S + SKEW_S // WINDOW_S + 1
-MIN_BUDGET = WINDOWS_PER_BUDGET  # below this a window could not hold one request
 MAX_WAIT_S = 600.0  # well under the broker's visibility timeout
 _SCRIPT = """
 local n = redis.call('INCR', KEYS[1])

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from app.budget import WINDOWS_PER_BUDGET
 from deploy.runpod.vocabulary import DEFAULT_JOB_URL
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,7 +47,8 @@ PLACEHOLDER_SECRETS = frozenset(
 DEV_SECRET_KEY = "dev-only-not-secret"  # noqa: S105 - refused outside development/test
 DEV_ADMIN_PASSWORD = "admin"  # noqa: S105 - refused outside development/test
 MIN_ADMIN_PASSWORD = 12
-MIN_STATUS_BUDGET = 12  # app.budget.MIN_BUDGET: one request per 1-second window
+# Below this a one-second window of app.budget could not hold one request.
+MIN_STATUS_BUDGET = WINDOWS_PER_BUDGET
 
 
 class SettingsError(ValueError):
@@ -207,7 +209,8 @@ class Settings:
         if self.status_budget_per_10s < MIN_STATUS_BUDGET:
             raise SettingsError(
                 f"STATUS_BUDGET_PER_10S={self.status_budget_per_10s} is too small: use at "
-                f"least {MIN_STATUS_BUDGET} (it is handed out per second, budget // 12 each)"
+                f"least {MIN_STATUS_BUDGET} (it is handed out per second, budget // "
+                f"{WINDOWS_PER_BUDGET} each)"
             )
         if self.poll_cap_s < self.poll_base_s:
             raise SettingsError("POLL_CAP_S must be at least POLL_BASE_S")
