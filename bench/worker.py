@@ -99,6 +99,18 @@ def _wait_port(port: int) -> None:
     raise TimeoutError(f"nothing on port {port}")
 
 
+def _stop(worker: subprocess.Popen, server: ThreadingHTTPServer) -> None:
+    """Stop the SDK worker (SIGTERM, then SIGKILL) and the stand-in it talked to."""
+    worker.terminate()
+    try:
+        worker.wait(10)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait(5)
+    server.shutdown()
+    server.server_close()
+
+
 def _env(**extra: str) -> dict[str, str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.update(extra)
@@ -248,14 +260,7 @@ def bench_startup(scratch: Path, runs: int) -> dict:
             while "done" not in state and time.monotonic() < deadline:
                 time.sleep(0.01)
         finally:
-            worker.terminate()
-            try:
-                worker.wait(10)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait(5)
-            server.shutdown()
-            server.server_close()
+            _stop(worker, server)
         if "taken" in state:
             takes.append(state["taken"] - started)
         for argv, into in (
@@ -345,14 +350,7 @@ def back_to_back(argv: list[str], scratch: Path, jobs: int, warmup: int = 2) -> 
         while len(state["done"]) < jobs and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
-        worker.terminate()
-        try:
-            worker.wait(10)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(5)
-        server.shutdown()
-        server.server_close()
+        _stop(worker, server)
     ids = [f"j{i:03d}" for i in range(jobs)]
     gaps = [
         (state["taken"][b] - state["done"][a]) * 1000
