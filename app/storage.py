@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import urlencode
 
+import psutil
+
 from app import inert, signing
 from app.settings import Settings
 
@@ -317,13 +319,13 @@ def remove_orphaned_staging(storage: Storage) -> int:
 
 
 def _started(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (Linux), or None."""
+    """The process's start time in clock ticks since boot (the number Linux keeps, so names
+    written by earlier releases compare equal), or None when there is no such process."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        created = psutil.Process(pid).create_time()
+    except psutil.Error:
         return None
-    fields = stat.rsplit(")", 1)[-1].split()
-    return fields[19] if len(fields) > 19 else None
+    return str(round((created - psutil.boot_time()) * os.sysconf("SC_CLK_TCK")))
 
 
 def _writer_alive(pid: int, started: str) -> bool:

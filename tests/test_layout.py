@@ -106,12 +106,8 @@ def test_bench_imports_the_repo_without_editing_sys_path():
 def test_process_tables_are_read_through_psutil():
     """Process trees, states and command lines come from psutil (deploy/stack/processes.py),
     not from /proc parsed by hand in each place that needs them."""
-    allowed = {
-        # A temporary file's name records its writer's start time in /proc's clock ticks.
-        ROOT / "app" / "storage.py",
-    }
     for path in _python_files("app", "tasks", "deploy", "tests", "bench"):
-        if path in allowed or path == Path(__file__):
+        if path == Path(__file__):
             continue
         assert 'f"/proc/' not in path.read_text() and 'Path("/proc")' not in path.read_text(), (
             f"{path} parses /proc: use psutil (see deploy/stack/processes.py)"
