@@ -46,10 +46,10 @@ from typing import Any
 import requests
 
 from deploy.local.store import Store
+from deploy.runpod.vocabulary import TERMINAL
 from deploy.stack.net import free_port
 
 PROXY_MODES = ("503", "hang", "404", "lost", "500", "429")
-TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
 FAST = {
     "POLL_BASE_S": "0.5",
     "POLL_CAP_S": "3",
@@ -314,40 +314,16 @@ def _web_outage(run: Run, seconds: float) -> None:
 
 @contextlib.contextmanager
 def _stack(work: Path, database_url: str, webhooks: bool) -> Iterator[Run]:
-    from deploy.stack.local_endpoint import local_endpoint
-    from deploy.stack.services import (
-        app_env,
-        celery_beat,
-        celery_worker,
-        create_tables,
-        gunicorn_web,
-        redis_server,
-    )
+    from deploy.stack.services import whole_stack
 
-    with (
-        redis_server(work, external=False) as redis,
-        local_endpoint(
-            work / "endpoint", workers_max=2, idle_timeout=10, webhook_retry_delay=1, env=WORKER_ENV
-        ) as endpoint,
-        FaultProxy(endpoint.base_url) as proxy,
-    ):
-        port = free_port()
-        extra = {
-            **FAST,
-            "USE_WEBHOOKS": "true" if webhooks else "false",
-            "RUNPOD_ENDPOINT_BASE_URL": proxy.base_url,
-        }
-        if database_url:
-            extra["DATABASE_URL"] = database_url
-        env = app_env(work, redis_url=redis.url, endpoint=endpoint, web_port=port, extra=extra)
-        env["RUNPOD_ENDPOINT_BASE_URL"] = proxy.base_url
-        create_tables(env)
-        with (
-            gunicorn_web(env, work, port=port) as web,
-            celery_worker(env, work, concurrency=2) as worker,
-            celery_beat(env, work) as beat,
-        ):
-            yield Run(work, env, redis, endpoint, proxy, web, worker, beat)
+    extra = {**FAST, "USE_WEBHOOKS": "true" if webhooks else "false"}
+    if database_url:
+        extra["DATABASE_URL"] = database_url
+    options = {"workers_max": 2, "idle_timeout": 10, "webhook_retry_delay": 1, "env": WORKER_ENV}
+    with whole_stack(
+        work, endpoint_options=options, extra_env=extra, external_redis=False, between=FaultProxy
+    ) as s:
+        yield Run(work, s.env, s.redis, s.endpoint, s.front, s.web, s.worker, s.beat)
 
 
 def run_config(

@@ -163,42 +163,29 @@ def stack(
     **app_extra: str,
 ) -> Iterator[Stack]:
     """The whole stack, each part a real process; everything stopped on exit."""
-    from deploy.stack.local_endpoint import local_endpoint
-    from deploy.stack.net import free_port
-    from deploy.stack.services import (
-        app_env,
-        celery_beat,
-        celery_worker,
-        create_tables,
-        gunicorn_web,
-        redis_server,
-    )
+    from deploy.stack.services import whole_stack
 
-    workdir.mkdir(parents=True, exist_ok=True)
     endpoint_options = {
         "workers_max": args.workers_max,
         "idle_timeout": 30,
         **(endpoint_options or {}),
     }
-    with (
-        redis_server(workdir, external=False) as redis,
-        local_endpoint(workdir / "endpoint", **endpoint_options) as endpoint,
-    ):
-        port = free_port()
-        env = app_env(
-            workdir,
-            redis_url=redis.url,
-            endpoint=endpoint,
-            web_port=port,
-            extra={"API_TOKENS": TOKEN, "PIPELINES": "echo", "LOG_LEVEL": "WARNING", **app_extra},
+    extra = {"API_TOKENS": TOKEN, "PIPELINES": "echo", "LOG_LEVEL": "WARNING", **app_extra}
+    with whole_stack(
+        workdir,
+        endpoint_options=endpoint_options,
+        extra_env=extra,
+        concurrency=args.concurrency,
+        web_threads=8,
+        external_redis=False,
+    ) as parts:
+        yield Stack(
+            env=parts.env,
+            web=parts.web,
+            endpoint=parts.endpoint,
+            worker=parts.worker,
+            workdir=workdir,
         )
-        create_tables(env)
-        with (
-            celery_worker(env, workdir, concurrency=args.concurrency) as worker,
-            celery_beat(env, workdir),
-            gunicorn_web(env, workdir, port=port, threads=8) as web,
-        ):
-            yield Stack(env=env, web=web, endpoint=endpoint, worker=worker, workdir=workdir)
 
 
 def measure_latency(s: Stack, samples: int) -> dict[str, Any]:

@@ -337,6 +337,63 @@ def celery_beat(
         yield beat
 
 
+# The whole stack.
+
+
+@dataclass
+class Stack:
+    """One running stack: what ``whole_stack`` started, each part a real process."""
+
+    work: Path
+    env: dict[str, str]
+    redis: RedisServer
+    endpoint: Any  # deploy.stack.local_endpoint.LocalEndpoint
+    web: WebServer
+    worker: CeleryProcess | None = None
+    beat: CeleryProcess | None = None
+    front: Any = None  # what ``between`` put in front of the endpoint, when given
+
+
+@contextlib.contextmanager
+def whole_stack(
+    work: Path,
+    *,
+    endpoint_options: Mapping[str, Any] | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    concurrency: int = 2,
+    beat: bool = True,
+    web_threads: int = 4,
+    external_redis: bool = True,
+    between: Any = None,
+) -> Iterator[Stack]:
+    """Redis, the local endpoint, the tables, gunicorn, a Celery worker (none when
+    ``concurrency`` is 0) and beat, for the tests and the benchmarks; all stopped on exit.
+
+    ``between(endpoint_url)`` returns a context manager whose value has a ``base_url`` the
+    app then calls instead of the endpoint's (the chaos benchmark's fault proxy)."""
+    from deploy.stack.local_endpoint import local_endpoint
+
+    work.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        redis = stack.enter_context(redis_server(work, external=external_redis))
+        endpoint = stack.enter_context(
+            local_endpoint(work / "endpoint", **dict(endpoint_options or {}))
+        )
+        front = stack.enter_context(between(endpoint.base_url)) if between else None
+        port = free_port()
+        env = app_env(work, redis_url=redis.url, endpoint=endpoint, web_port=port, extra=extra_env)
+        if front is not None:
+            env["RUNPOD_ENDPOINT_BASE_URL"] = front.base_url
+        create_tables(env)
+        web = stack.enter_context(gunicorn_web(env, work, port=port, threads=web_threads))
+        running = Stack(work, env, redis, endpoint, web, front=front)
+        if concurrency:
+            running.worker = stack.enter_context(celery_worker(env, work, concurrency=concurrency))
+        if beat:
+            running.beat = stack.enter_context(celery_beat(env, work))
+        yield running
+
+
 # make run.
 
 

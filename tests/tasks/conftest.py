@@ -23,18 +23,8 @@ from app import create_app
 from app.db import session_scope
 from app.models import Job
 from app.settings import Settings
-from deploy.stack.local_endpoint import LocalEndpoint, local_endpoint
-from deploy.stack.net import free_port
-from deploy.stack.services import (
-    CeleryProcess,
-    RedisServer,
-    WebServer,
-    app_env,
-    celery_worker,
-    create_tables,
-    gunicorn_web,
-    redis_server,
-)
+from deploy.stack.local_endpoint import LocalEndpoint
+from deploy.stack.services import CeleryProcess, RedisServer, WebServer, whole_stack
 
 VIDEO = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 64
 FAST = {
@@ -140,30 +130,25 @@ def stack(
 ) -> Iterator[Stack]:
     options = {"workers_max": 1, "idle_timeout": 60, "webhook_retry_delay": 1}
     options.update(endpoint_options or {})
-    with (
-        redis_server(tmp) as redis,
-        local_endpoint(tmp / "endpoint", **options) as endpoint,
-    ):
-        port = free_port()
-        env = app_env(
-            tmp,
-            redis_url=redis.url,
-            endpoint=endpoint,
-            web_port=port,
-            extra={**FAST, **(extra_env or {})},
+    with whole_stack(
+        tmp,
+        endpoint_options=options,
+        extra_env={**FAST, **(extra_env or {})},
+        concurrency=2 if worker else 0,
+        beat=False,
+    ) as parts:
+        running = Stack(
+            tmp=tmp,
+            env=parts.env,
+            redis=parts.redis,
+            endpoint=parts.endpoint,
+            web=parts.web,
+            worker=parts.worker,
         )
-        create_tables(env)
-        with gunicorn_web(env, tmp, port=port) as web:
-            running = Stack(tmp=tmp, env=env, redis=redis, endpoint=endpoint, web=web)
-            try:
-                if worker:
-                    with celery_worker(env, tmp, concurrency=2) as celery:
-                        running.worker = celery
-                        yield running
-                else:
-                    yield running
-            finally:
-                running.close()
+        try:
+            yield running
+        finally:
+            running.close()
 
 
 @pytest.fixture(scope="module")
