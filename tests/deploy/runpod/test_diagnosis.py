@@ -47,3 +47,16 @@ def test_workers_the_scaler_stopped_are_not_crashes():
     assert Facts(target="local", endpoint_id="ep", workers=crashed).crash_looping
     alive = [*crashed, Worker("w9", "idle")]
     assert not Facts(target="local", endpoint_id="ep", workers=alive).crash_looping
+
+
+def test_a_registry_refuses_a_rule_id_twice_and_an_unknown_severity():
+    import pytest
+
+    from deploy.findings import Rules
+
+    rules = Rules()
+    rules.rule("one", ERROR, "title", "why")(lambda facts: iter(()))
+    with pytest.raises(ValueError, match="registered twice"):
+        rules.rule("one", ERROR, "title", "why")
+    with pytest.raises(ValueError, match="unknown severity"):
+        rules.rule("two", "fatal", "title", "why")
