@@ -32,20 +32,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote
 
-import requests
-
-from gpu_worker.errors import ModelLoadError
+from gpu_worker.errors import InputError, ModelLoadError, StorageUnreachable, TransferError
 from gpu_worker.liveness import pid_alive
 from gpu_worker.pipelines import ModelSpec
-from gpu_worker.redaction import redact_url
 from gpu_worker.settings import Platform
-from gpu_worker.transfer import (
-    Retries,
-    TransferPolicy,
-    range_headers,
-    resume_offset,
-    write_body,
-)
+from gpu_worker.transfer import TransferPolicy, download
 
 log = logging.getLogger("gpu_worker.models")
 
@@ -323,83 +314,53 @@ class ModelCache:
         partial.parent.mkdir(parents=True, exist_ok=True)
         final.parent.mkdir(parents=True, exist_ok=True)
         url = f"{self.endpoint}/{spec.repo_id}/resolve/{commit}/{quote(remote.path)}"
+        where = f"model {spec.repo_id}@{spec.revision}"
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
         base_done = state.done_bytes
-        last_error = ""
+        last_report = [0.0]
+
+        def received(size: int, _total: int | None) -> None:
+            state.done_bytes = base_done + size
+            now = time.monotonic()
+            if progress and now - last_report[0] > 0.5:
+                last_report[0] = now
+                progress(state)
+
         # No outage deadline here: a hub that stays down fails the load after ``attempts``.
-        tries = Retries(replace(self.policy, deadline_s=0.0))
-        while tries.again():
-            have = _size_or_zero(partial)
-            if have > remote.size:
+        policy = replace(self.policy, deadline_s=0.0)
+        problem = ""
+        for _ in range(policy.attempts):
+            if _size_or_zero(partial) > remote.size:
                 partial.unlink()
-                have = 0
-            if have < remote.size:
-                try:
-                    self._get_range(url, partial, have, remote, state, base_done, progress)
-                except requests.HTTPError as exc:
-                    raise ModelLoadError(
-                        f"model {spec.repo_id}@{spec.revision}: downloading {remote.path} from "
-                        f"{redact_url(url)} failed: "
-                        f"{exc.response.status_code} {exc.response.reason}"
-                    ) from None
-                except (
-                    requests.ConnectionError,
-                    requests.Timeout,
-                    requests.exceptions.ChunkedEncodingError,
-                ) as exc:
-                    last_error = f"{type(exc).__name__}: {_short(exc)}"
-                    now = _size_or_zero(partial)
-                    log.warning(
-                        "model download %s interrupted at %d bytes (%s); resuming",
-                        remote.path,
-                        now,
-                        last_error,
-                    )
-                    if now > have:
-                        tries.progressed()
-                    else:
-                        tries.failed()
-                    continue
+            try:
+                download(
+                    url,
+                    partial,
+                    field=remote.path,
+                    max_bytes=remote.size,
+                    policy=policy,
+                    progress=received,
+                    headers=headers,
+                    resume=True,
+                )
+            except StorageUnreachable as exc:
+                raise ModelLoadError(
+                    f"{where}: {exc}; what was downloaded is kept and the next worker resumes it"
+                ) from None
+            except (TransferError, InputError) as exc:
+                raise ModelLoadError(f"{where}: downloading {exc}") from None
             if _size_or_zero(partial) != remote.size:
-                last_error = f"got {_size_or_zero(partial)} of {remote.size} bytes"
-                if _size_or_zero(partial) > have:
-                    tries.progressed()
-                else:
-                    tries.failed()
-                continue
-            if remote.sha256 and _sha256(partial) != remote.sha256:
-                partial.unlink()
-                last_error = f"{remote.path} failed its sha256 check"
-                tries.failed()
-                continue
-            os.replace(partial, final)
-            state.done_bytes = base_done + remote.size
-            return
-        raise ModelLoadError(
-            f"model {spec.repo_id}@{spec.revision}: could not download {remote.path} after "
-            f"{self.policy.attempts} attempts without progress ({last_error}); what was "
-            "downloaded is kept and the next worker resumes it"
-        )
-
-    def _get_range(self, url, partial, have, remote, state, base_done, progress) -> None:
-        headers = range_headers(have)
-        if self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
-        with requests.get(url, headers=headers, stream=True, timeout=self.policy.timeout) as resp:
-            if resp.status_code == 416:
-                partial.unlink()
+                problem = f"got {_size_or_zero(partial)} of {remote.size} bytes of {remote.path}"
+            elif remote.sha256 and _sha256(partial) != remote.sha256:
+                problem = f"{remote.path} failed its sha256 check"
+            else:
+                os.replace(partial, final)
+                state.done_bytes = base_done + remote.size
                 return
-            resp.raise_for_status()
-            last_report = [0.0]
-
-            def received(size: int) -> None:
-                state.done_bytes = base_done + size
-                now = time.monotonic()
-                if progress and now - last_report[0] > 0.5:
-                    last_report[0] = now
-                    progress(state)
-
-            with open(partial, "ab") as out:
-                write_body(resp, out, resume_offset(resp, out, have), received, CHUNK)
+            log.warning("%s: %s; downloading it again", where, problem)
+            partial.unlink(missing_ok=True)
+            state.done_bytes = base_done
+        raise ModelLoadError(f"{where}: {problem} (tried {policy.attempts} times); check the hub")
 
 
 def _take_lease(lease: Path) -> bool:

@@ -193,7 +193,8 @@ def write_body(
 
 
 def _open(session: requests.Session, url: str, field: str, headers: dict, policy: TransferPolicy):
-    """GET ``url`` following redirects by hand, so a redirect cannot switch scheme."""
+    """GET ``url`` following redirects by hand, so a redirect cannot switch scheme; the
+    ``Authorization`` header (a hub token) never follows a redirect to another host."""
     for _ in range(MAX_REDIRECTS + 1):
         resp = session.get(
             url, headers=headers, stream=True, timeout=policy.timeout, allow_redirects=False
@@ -207,6 +208,8 @@ def _open(session: requests.Session, url: str, field: str, headers: dict, policy
                     f"{field}: {redact_url(url)} redirects to a {scheme or 'schemeless'} URL; "
                     "only http and https are followed"
                 )
+            if urlsplit(target).hostname != urlsplit(url).hostname:
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
             url = target
             continue
         return resp
@@ -222,18 +225,21 @@ def download(
     policy: TransferPolicy,
     progress: ByteProgress | None = None,
     session: requests.Session | None = None,
+    headers: dict[str, str] | None = None,
+    resume: bool = False,
 ) -> int:
     """Stream ``url`` to ``dest``; return its size in bytes.
 
-    Resumes with a Range request after a dropped connection when the server supports it,
-    retries connection errors and 5xx with exponential backoff, and refuses files larger
-    than ``max_bytes`` or larger than the free space. Errors name ``field``.
+    Resumes with a Range request after a dropped connection when the server supports it
+    (with ``resume``, from the bytes already in ``dest`` too: a model file's ``.partial``
+    left on the volume by a worker that died), retries connection errors and 5xx with
+    exponential backoff, and refuses files larger than ``max_bytes`` or larger than the
+    free space. ``headers`` go with every request. Errors name ``field``.
     """
     check_url(field, url)
     session = session or requests.Session()
     shown = redact_url(url)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    got = 0
     total: int | None = None
     last_error = ""
     tries = Retries(policy)
@@ -246,11 +252,13 @@ def download(
         if progress:
             progress(got, total)
 
-    with open(dest, "wb") as out:
+    with open(dest, "ab" if resume else "wb") as out:
+        got = out.tell()
         while tries.again():
             before = got
             try:
-                with _open(session, url, field, range_headers(got), policy) as resp:
+                asked = {**(headers or {}), **range_headers(got)}
+                with _open(session, url, field, asked, policy) as resp:
                     if resp.status_code in RETRY_STATUSES:
                         last_error = f"{resp.status_code} {resp.reason}"
                         tries.failed()
@@ -263,7 +271,7 @@ def download(
                         total = _content_total(resp)
                         if total is not None:
                             _check_size(field, shown, total, max_bytes)
-                            _check_free_space(dest.parent, total, field)
+                            _check_free_space(dest.parent, total - got, field)
                     write_body(resp, out, got, received)
                 if total is None or got >= total:
                     return got

@@ -29,6 +29,7 @@ class FileServer(HTTPStandIn):
         self.stall_s = 0.0
         self.chunked: set[str] = set()
         self.gets: list[tuple[str, str | None]] = []
+        self.authorization: dict[str, str | None] = {}  # the last GET of each name brought
         self._lock = threading.Lock()
 
     def url(self, path: str) -> str:
@@ -55,6 +56,7 @@ class _Handler(QuietHandler):
         path = self.path.split("?", 1)[0]
         name = path.rsplit("/", 1)[-1]
         self.fs.gets.append((name, self.headers.get("Range")))
+        self.fs.authorization[name] = self.headers.get("Authorization")
         if name in self.fs.redirects:
             return self._plain(302, "", {"Location": self.fs.redirects[name]})
         if not path.startswith("/files/") or name not in self.fs.files:

@@ -272,3 +272,21 @@ def test_a_hub_that_accepts_and_never_answers_fails_the_load_instead_of_hanging(
         cache = ModelCache(tmp_path / "models", endpoint=url, policy=quick)
         with pytest.raises(ModelLoadError, match="cannot list the repo's files"):
             cache.list_files(SPEC)
+
+
+def test_a_token_never_follows_a_redirect_to_another_host(files, tmp_path):
+    """The hub redirects model files to a CDN; the worker's one downloader sends the hub
+    token to the hub only (a redirect on the same host keeps it)."""
+    from gpu_worker.transfer import download
+
+    files.files["weights.bin"] = b"w" * 1000
+    elsewhere = files.url("/files/weights.bin").replace("127.0.0.1", "localhost")
+    files.redirects["cdn.bin"] = elsewhere
+    files.redirects["same.bin"] = files.url("/files/weights.bin")
+    token = {"Authorization": "Bearer hf_secret"}
+    kw = {"field": "model", "max_bytes": 1000, "policy": FAST, "headers": token}
+    assert download(files.url("/files/same.bin"), tmp_path / "a", **kw) == 1000
+    assert files.authorization["weights.bin"] == "Bearer hf_secret"
+    assert download(files.url("/files/cdn.bin"), tmp_path / "b", **kw) == 1000
+    assert files.authorization["cdn.bin"] == "Bearer hf_secret"
+    assert files.authorization["weights.bin"] is None
