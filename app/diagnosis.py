@@ -64,8 +64,9 @@ def facts_of(
     return facts
 
 
-def _crash_words(facts: rules.Facts, crash: rules.Crash) -> str:
+def _crash_words(facts: rules.Facts, crash: rules.Crash | None) -> str:
     loop = facts.crash_loop or {}
+    crash = crash or rules.Crash("crash-loop", None, [])
     lines = " | ".join(str(line) for line in crash.lines[-LOG_LINES:])
     lines = lines or str(loop.get("lastError") or "")
     count = loop.get("consecutiveCrashes") or len(facts.crashed)
@@ -95,14 +96,14 @@ def diagnose(
     found = {finding.rule for finding in rules.diagnose(facts)}
     if "finished-upstream" in found:
         return CHECKING
-    crash = rules.crash_of(facts)
-    if crash and facts.crash_looping:
-        return _crash_words(facts, crash)
+    crashed = found & set(rules.CRASH_CAUSES)  # one cause at most: the worker's last crash
+    if crashed and facts.crash_looping:
+        return _crash_words(facts, rules.crash_of(facts))
     if facts.busy:
         return None
     if "throttled" in found:
         return NO_CAPACITY
-    if crash and facts.count("unhealthy"):
+    if crashed and facts.count("unhealthy"):
         return UNHEALTHY
     if "no-worker" in found:
         return NO_WORKER
