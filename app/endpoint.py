@@ -48,7 +48,12 @@ def on_runpod(settings: Settings) -> bool:
 
 
 def _management(settings: Settings) -> ManagementAPI:
-    return ManagementAPI(settings.runpod_api_key, settings.runpod_rest_url or None, timeout=10.0)
+    return ManagementAPI(
+        settings.runpod_api_key,
+        settings.runpod_rest_url or None,
+        settings.runpod_graphql_url or None,
+        timeout=10.0,
+    )
 
 
 def fetch_runpod_workers(settings: Settings) -> dict[str, Any] | None:

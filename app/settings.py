@@ -89,8 +89,9 @@ class Settings:
     runpod_api_key: str = field(default="", repr=False)
     runpod_endpoint_id: str = ""
     runpod_endpoint_base_url: str = DEFAULT_JOB_URL
-    # RunPod's management API (REST v2); set only to point at a stand-in for it.
+    # RunPod's management APIs (REST v2, GraphQL); set only to point at stand-ins for them.
     runpod_rest_url: str = ""
+    runpod_graphql_url: str = ""
     public_base_url: str = "http://127.0.0.1:5000"
     storage_backend: str = "local"
     storage_dir: str = f"{REPO}/instance/storage"

@@ -149,3 +149,42 @@ def test_a_worker_reporting_a_job_shows_as_running_it_before_the_next_snapshot(a
     workers = client.get("/admin/panel").get_data(as_text=True).split('id="workers"')[1]
     row = workers.split("</tr>")[1]
     assert "running" in row and f"/jobs/{job.id}" in row
+
+
+def test_on_runpod_the_dashboard_reads_workers_logs_and_balance_from_the_management_api(
+    app, client, settings
+):
+    """The RunPod path of the snapshot (REST v2 workers and worker logs, GraphQL balance),
+    against the stand-in built from RunPod's published spec."""
+    from app.diagnosis import UNHEALTHY
+    from app.endpoint import refresh_snapshot
+    from deploy.runpod.jobapi import JobAPI
+    from tests.deploy.ops.runpod_standin import RunPodStandIn
+
+    with RunPodStandIn() as runpod, app.app_context():
+        from app.db import get_session
+
+        runpod.endpoints["ep-live"] = {"id": "ep-live", "name": "gpu", "image": "acme/w:1"}
+        runpod.versions["ep-live"], runpod.releases["ep-live"] = 1, []
+        counts = {"completed": 0, "failed": 0, "inProgress": 0, "inQueue": 1, "retried": 0}
+        runpod.job_counts["ep-live"] = counts  # our job waits there too
+        runpod.add_worker("ep-live", "UNHEALTHY", ["loading model", "CUDA error: no device"])
+        on_runpod = settings.replace(
+            runpod_api_key=runpod.api_key,
+            runpod_endpoint_id="ep-live",
+            runpod_endpoint_base_url=runpod.rest_url,
+            runpod_rest_url=runpod.rest_url,
+            runpod_graphql_url=runpod.graphql_url,
+        )
+        api = JobAPI("ep-live", runpod.api_key, runpod.rest_url)
+        data = refresh_snapshot(get_session(), on_runpod, api, queued=1)
+        assert runpod.violations == []
+    (worker,) = data["workers"]["workers"]
+    assert worker["state"] == "unhealthy"
+    assert worker["logTail"] == ["loading model", "CUDA error: no device"]
+    assert data["diagnosis"] == UNHEALTHY
+    assert data["balance"]["clientBalance"] == 42.5
+    login_admin(client)
+    panel = client.get("/admin/panel").get_data(as_text=True)
+    assert "CUDA error: no device" in panel and "RunPod balance: $42.5" in panel
+    assert "crashed on start" in panel
