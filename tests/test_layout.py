@@ -137,3 +137,27 @@ def test_the_job_api_client_is_imported_in_one_place():
 
 
 JOB_API_IMPORTERS = {"app/services.py"}
+
+
+def test_the_web_app_reads_its_environment_in_its_settings_module():
+    """Like the worker: app/ and tasks/ read variables through ``app.settings`` only (the
+    devserver, a launcher, passes its environment on to the processes it starts)."""
+    allowed = {ROOT / "app" / "settings.py", ROOT / "app" / "devserver.py"}
+    for path in _python_files("app", "tasks"):
+        if path not in allowed:
+            text = path.read_text()
+            assert "os.environ" not in text and "getenv" not in text, (
+                f"{path}: read the environment in app/settings.py"
+            )
+
+
+def test_rules_are_registered_in_one_kind_of_registry():
+    """Preflight checks and diagnosis rules both register through ``deploy.findings``;
+    the pages word the diagnosis rules and keep no rules of their own."""
+    for path in _python_files("app", "tasks", "deploy"):
+        if path == ROOT / "deploy" / "findings.py":
+            continue
+        text = path.read_text()
+        assert "class Rule" not in text and "class Finding" not in text, path
+        assert "RULES: list" not in text, f"{path}: use deploy.findings.Rules"
+    assert "deploy.runpod" in (ROOT / "app" / "diagnosis.py").read_text()
