@@ -59,14 +59,9 @@ def claim(
     if attempt.runpod_id and attempt.runpod_id != runpod_id:
         return Verdict.DUPLICATE, f"duplicate: the attempt was sent as {attempt.runpod_id}"
     won = session.execute(
-        update(Attempt)
-        .where(
-            Attempt.id == attempt.id,
-            Attempt.claimed_runpod_id.is_(None),
-            Attempt.state.in_([s.value for s in OPEN]),
+        _open_and_unclaimed(attempt).values(
+            claimed_runpod_id=runpod_id, claimed_at=utcnow(), updated_at=utcnow()
         )
-        .values(claimed_runpod_id=runpod_id, claimed_at=utcnow(), updated_at=utcnow())
-        .execution_options(synchronize_session=False)
     ).rowcount
     session.commit()
     session.refresh(attempt)
@@ -100,18 +95,27 @@ def _started(
         schedule_poll(session, job, services.enqueue, first_delay(services.settings))
 
 
-def close_unclaimed(session: Session, attempt: Attempt, state: AttemptState, reason: str) -> bool:
-    """Close an open attempt no worker has claimed (atomically against a claim arriving now).
-    False when a claim got there first: the caller adopts ``attempt.claimed_runpod_id``."""
-    closed = session.execute(
+def _open_and_unclaimed(attempt: Attempt):
+    """An UPDATE of ``attempt`` that matches only while it is open and unclaimed: a claim
+    and a close race on it, and the row decides which one happened."""
+    return (
         update(Attempt)
         .where(
             Attempt.id == attempt.id,
             Attempt.claimed_runpod_id.is_(None),
             Attempt.state.in_([s.value for s in OPEN]),
         )
-        .values(state=state.value, error=reason[:2000], updated_at=utcnow())
         .execution_options(synchronize_session=False)
+    )
+
+
+def close_unclaimed(session: Session, attempt: Attempt, state: AttemptState, reason: str) -> bool:
+    """Close an open attempt no worker has claimed (atomically against a claim arriving now).
+    False when a claim got there first: the caller adopts ``attempt.claimed_runpod_id``."""
+    closed = session.execute(
+        _open_and_unclaimed(attempt).values(
+            state=state.value, error=reason[:2000], updated_at=utcnow()
+        )
     ).rowcount
     session.flush()
     session.expire(attempt)

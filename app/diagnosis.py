@@ -64,9 +64,8 @@ def facts_of(
     return facts
 
 
-def _crash_words(facts: rules.Facts, crash: rules.Crash | None) -> str:
+def _crash_words(facts: rules.Facts, crash: rules.Crash) -> str:
     loop = facts.crash_loop or {}
-    crash = crash or rules.Crash("crash-loop", None, [])
     lines = " | ".join(str(line) for line in crash.lines[-LOG_LINES:])
     lines = lines or str(loop.get("lastError") or "")
     count = loop.get("consecutiveCrashes") or len(facts.crashed)
@@ -96,14 +95,14 @@ def diagnose(
     found = {finding.rule for finding in rules.diagnose(facts)}
     if "finished-upstream" in found:
         return CHECKING
-    crashed = found & set(rules.CRASH_CAUSES)  # one cause at most: the worker's last crash
-    if crashed and facts.crash_looping:
-        return _crash_words(facts, rules.crash_of(facts))
+    crash = rules.crash_of(facts)  # what the crash rule that fired read: code, log lines
+    if crash and facts.crash_looping:
+        return _crash_words(facts, crash)
     if facts.busy:
         return None
     if "throttled" in found:
         return NO_CAPACITY
-    if crashed and facts.count("unhealthy"):
+    if crash and facts.count("unhealthy"):
         return UNHEALTHY
     if "no-worker" in found:
         return NO_WORKER
@@ -111,9 +110,8 @@ def diagnose(
 
 
 def worker_summary(health: dict[str, Any] | None, workers: dict[str, Any] | None) -> dict[str, int]:
-    """Workers by state: the workers report's summary, else ``/health``'s."""
-    source = (workers or {}).get("summary") or (health or {}).get("workers") or {}
-    return {k: int(v) for k, v in source.items() if isinstance(v, int | float)}
+    """Workers by state, as the diagnosis counts them."""
+    return facts_of(health, workers, 0).worker_counts
 
 
 def queue_words(health: dict[str, Any] | None, workers: dict[str, Any] | None) -> str:

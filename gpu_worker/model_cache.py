@@ -347,7 +347,12 @@ class ModelCache:
                 raise ModelLoadError(
                     f"{where}: {exc}; what was downloaded is kept and the next worker resumes it"
                 ) from None
-            except (TransferError, InputError) as exc:
+            except InputError:  # more bytes than the listing said
+                raise ModelLoadError(
+                    f"{where}: the hub sent more of {remote.path} than the {remote.size} bytes "
+                    "its listing gave; the repo changed under this revision, so load it again"
+                ) from None
+            except TransferError as exc:
                 raise ModelLoadError(f"{where}: downloading {exc}") from None
             if _size_or_zero(partial) != remote.size:
                 problem = f"got {_size_or_zero(partial)} of {remote.size} bytes of {remote.path}"

@@ -108,9 +108,14 @@ class Facts:
         return endpoint_queue(self.health)
 
     @property
-    def no_worker_at_all(self) -> bool:
+    def worker_counts(self) -> dict[str, int]:
+        """Workers by state: the workers report's summary, else ``/health``'s."""
         counts = self.summary or (self.health or {}).get("workers") or {}
-        return not any(v for v in counts.values() if isinstance(v, int | float))
+        return {k: int(v) for k, v in counts.items() if isinstance(v, int | float)}
+
+    @property
+    def no_worker_at_all(self) -> bool:
+        return not any(self.worker_counts.values())
 
 
 def endpoint_queue(health: dict[str, Any] | None) -> int | None:
@@ -406,12 +411,8 @@ def _crash_message(facts: Facts, words: str, lines: list[str]) -> str:
     return f"{prefix}{words}\n  last log lines:\n    {tail}"
 
 
-CRASH_CAUSES: list[str] = []
-
-
 def crash_rule(cause: str, title: str, why: str, words: Callable[[int | None], str], fix: str):
     """Register the rule for one crash cause (they exclude each other: ``crash_of`` picks)."""
-    CRASH_CAUSES.append(cause)
 
     @rule(cause, ERROR, title, why)
     def inspect(facts):

@@ -290,3 +290,10 @@ def test_a_token_never_follows_a_redirect_to_another_host(files, tmp_path):
     assert download(files.url("/files/cdn.bin"), tmp_path / "b", **kw) == 1000
     assert files.authorization["cdn.bin"] == "Bearer hf_secret"
     assert files.authorization["weights.bin"] is None
+
+
+def test_a_file_larger_than_the_hub_listed_fails_the_load_and_says_why(hub, tmp_path):
+    hub.reported_size["model.safetensors"] = 10  # the listing says 10 bytes
+    cache = ModelCache(tmp_path / "models", endpoint=hub.url, policy=FAST)
+    with pytest.raises(ModelLoadError, match="sent more of model.safetensors than the 10 bytes"):
+        cache.ensure(SPEC)
