@@ -188,3 +188,9 @@ def test_on_runpod_the_dashboard_reads_workers_logs_and_balance_from_the_managem
     panel = client.get("/admin/panel").get_data(as_text=True)
     assert "CUDA error: no device" in panel and "RunPod balance: $42.5" in panel
     assert "crashed on start" in panel
+
+
+def test_an_empty_dashboard_says_there_are_no_jobs_yet(client):
+    login_admin(client)
+    recent = client.get("/admin/panel").get_data(as_text=True).split('id="recent"')[1]
+    assert "No jobs yet." in recent.split("</table>")[0]
