@@ -141,7 +141,7 @@ def stack_env(args: argparse.Namespace, dev: dict[str, str]) -> tuple[dict[str, 
             "WEB_PORT": str(args.port),
         }
     )
-    names = ["worker", "beat", "web"]
+    names = ["worker", "deliveries", "beat", "web"]
     if not given.get("REDIS_URL"):
         port = free_port()
         env.update(REDIS_SERVER=redis_server_binary(), REDIS_PORT=str(port))

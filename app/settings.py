@@ -133,6 +133,8 @@ class Settings:
     # Uploads allowed per hour from one client IP without an API token (0: no limit).
     upload_rate_per_hour: int = 60
     webhook_base_url: str = ""  # where the endpoint reaches this app; PUBLIC_BASE_URL if empty
+    # Issue 20: first retry of a failed webhook delivery to a client, then x3 each time.
+    client_webhook_retry_base_s: float = 5.0
     test_crash_at: str = ""  # APP_ENV=test only: SIGKILL the task at a named point
 
     @classmethod

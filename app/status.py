@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from app import jsonbody
+from app.clients.webhooks import announce
 from app.models import TERMINAL, Attempt, AttemptState, Job, Status, can_move, utcnow
 from app.services import Services
 from app.settings import Settings
@@ -61,6 +62,7 @@ def apply_status(
     if not isinstance(status, str) or status not in Status.__members__:
         raise PayloadError(f"unknown status {status!r}")
     for _ in range(5):
+        was = job.status
         try:
             outcome = _apply(
                 session, job, payload, Status(status), services.settings, services.storage
@@ -77,6 +79,8 @@ def apply_status(
             from app.jobs import auto_retry
 
             auto_retry(session, job, services)
+        if outcome == Outcome.APPLIED:
+            announce(session, job, was, services)
         return outcome
     raise RuntimeError(f"job {job.id}: could not apply {status} after 5 concurrent updates")
 
@@ -306,6 +310,7 @@ def apply_progress(
     *,
     worker_id: str | None = None,
     runpod_id: str | None = None,
+    services: Services | None = None,
 ) -> Outcome:
     """Apply a worker's progress callback for ``attempt`` to ``job`` and commit.
 
@@ -329,6 +334,8 @@ def apply_progress(
         # One line when a worker takes the job; the once-a-second updates only at DEBUG.
         level = logging.INFO if job.status != was else logging.DEBUG
         log.log(level, "job %s: progress %s from worker %s", job.id, outcome, worker_id)
+        if services is not None and outcome == Outcome.APPLIED:
+            announce(session, job, was, services)  # Prefer: wait, webhooks (issue 20)
         return outcome
     raise RuntimeError(f"job {job.id}: could not apply progress after 5 concurrent updates")
 

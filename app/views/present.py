@@ -50,6 +50,7 @@ def job_json(job: Job, live: Live | None = None) -> dict[str, Any]:
         "detail": words.detail,
         "pipeline": job.pipeline,
         "params": job.params,
+        "token_name": job.token_name,  # the named API token that made it (issue 20)
         "input": {"name": job.input_name, "size": job.input_size, "type": job.input_content_type},
         "progress": job.progress,
         "result": job.result,
