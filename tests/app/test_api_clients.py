@@ -1,0 +1,189 @@
+"""Named tokens, quotas, idempotency keys, Prefer and webhook URLs, through the JSON API
+and the CLI (issue 20). The deliveries themselves run on real parts in test_api_webhooks."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from app import create_app
+from app.models import Job
+from app.services import services_of
+from tests.app.conftest import API_TOKEN
+
+VIDEO = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40
+
+
+def make_token(runner, name: str, *limits: str) -> tuple[str, str]:
+    result = runner.invoke(args=["admin", "tokens", "create", name, *limits])
+    assert result.exit_code == 0, result.output
+    token = re.search(r"token:\s+(\S+)", result.output).group(1)
+    secret = re.search(r"webhook secret:\s+(whsec_\S+)", result.output).group(1)
+    return token, secret
+
+
+def post_job(client, token: str, *, headers=None, body: bytes = VIDEO, **fields):
+    data = {"file": (io.BytesIO(body), "clip.mp4"), "pipeline": "echo", **fields}
+    return client.post(
+        "/api/jobs",
+        data=data,
+        headers={"Authorization": f"Bearer {token}", **(headers or {})},
+        content_type="multipart/form-data",
+    )
+
+
+def job_count(app) -> int:
+    with app.app_context():
+        from app.db import get_session
+
+        return get_session().scalar(select(func.count()).select_from(Job))
+
+
+def test_a_named_token_is_shown_once_names_its_jobs_and_is_refused_once_revoked(
+    app, client, runner
+):
+    token, secret = make_token(runner, "ci-nightly")
+    created = post_job(client, token)
+    assert created.status_code == 201, created.json
+    assert created.json["token_name"] == "ci-nightly"
+    assert (
+        client.get(
+            f"/api/jobs/{created.json['id']}", headers={"Authorization": f"Bearer {token}"}
+        ).json["token_name"]
+        == "ci-nightly"
+    )
+    listed = runner.invoke(args=["admin", "tokens", "list"]).output
+    assert "ci-nightly" in listed and "active" in listed and "today 1 jobs" in listed
+    assert token not in listed and secret not in listed  # shown once, stored hashed
+    again = runner.invoke(args=["admin", "tokens", "create", "ci-nightly"])
+    assert again.exit_code != 0 and "exists" in again.output
+
+    assert runner.invoke(args=["admin", "tokens", "revoke", "ci-nightly"]).exit_code == 0
+    refused = client.get("/api/jobs", headers={"Authorization": f"Bearer {token}"})
+    assert refused.status_code == 401 and "revoked" in refused.json["error"]
+    # API_TOKENS keeps working beside named tokens.
+    assert (
+        client.get("/api/jobs", headers={"Authorization": f"Bearer {API_TOKEN}"}).status_code == 200
+    )
+
+
+def test_quotas_answer_429_naming_the_limit_and_when_it_resets(app, client, runner):
+    token, _ = make_token(runner, "daily", "--max-jobs-per-day", "1")
+    assert post_job(client, token).status_code == 201
+    over = post_job(client, token)
+    assert over.status_code == 429
+    assert over.json["limit"] == "max_jobs_per_day" and over.json["resets_at"].endswith("+00:00")
+    assert "max_jobs_per_day 1" in over.json["error"] and int(over.headers["Retry-After"]) > 0
+    assert job_count(app) == 1
+
+    busy, _ = make_token(runner, "busy", "--max-concurrent", "1")
+    assert post_job(client, busy).status_code == 201
+    over = post_job(client, busy)
+    assert over.status_code == 429 and over.json["limit"] == "max_concurrent"
+    assert job_count(app) == 2
+
+
+def test_bad_quota_values_are_refused_by_the_cli(runner):
+    result = runner.invoke(args=["admin", "tokens", "create", "x", "--max-concurrent", "0"])
+    assert result.exit_code != 0 and "--max-concurrent" in result.output
+    result = runner.invoke(args=["admin", "tokens", "create", "bad name!"])
+    assert result.exit_code != 0 and "token name" in result.output
+
+
+def test_an_idempotency_key_replays_the_first_answer_and_refuses_another_body(
+    app, client, runner, enqueued
+):
+    token, _ = make_token(runner, "retrying-client")
+    key = {"Idempotency-Key": "upload-7f3a"}
+    first = post_job(client, token, headers=key, params='{"sleep_s": 1}')
+    assert first.status_code == 201
+    again = post_job(client, token, headers=key, params='{"sleep_s": 1}')
+    assert again.status_code == 201 and again.json == first.json
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert job_count(app) == 1
+    assert [e for e in enqueued if e[0] == "tasks.submit"] == [("tasks.submit", first.json["id"])]
+
+    other_params = post_job(client, token, headers=key, params='{"sleep_s": 2}')
+    assert (
+        other_params.status_code == 422
+        and "different file or parameters" in other_params.json["error"]
+    )
+    other_file = post_job(client, token, headers=key, body=VIDEO + b"x", params='{"sleep_s": 1}')
+    assert other_file.status_code == 422
+    # Keys are per token: another token's same key is its own.
+    second, _ = make_token(runner, "other-client")
+    assert post_job(client, second, headers=key).json["id"] != first.json["id"]
+    assert job_count(app) == 2
+
+
+def test_a_request_refused_before_its_job_gives_its_key_back(app, client, runner):
+    token, _ = make_token(runner, "fixer")
+    key = {"Idempotency-Key": "k1"}
+    bad = post_job(client, token, headers=key, params='{"sleep_s": "soon"}')
+    assert bad.status_code == 400
+    fixed = post_job(client, token, headers=key, params='{"sleep_s": 1}')
+    assert fixed.status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("header", "words"),
+    [("wait=61", "1 to 60"), ("wait=soon", "whole number"), ("wait=0", "1 to 60")],
+)
+def test_prefer_wait_outside_1_to_60_is_refused(app, client, runner, header, words):
+    token, _ = make_token(runner, "waiter")
+    answer = post_job(client, token, headers={"Prefer": header})
+    assert answer.status_code == 400 and words in answer.json["error"]
+    assert job_count(app) == 0
+
+
+def test_webhooks_need_a_named_token_and_known_events(app, client, runner):
+    plain = post_job(client, API_TOKEN, webhook="http://127.0.0.1:9/hook")
+    assert plain.status_code == 400 and "named token" in plain.json["error"]
+    token, _ = make_token(runner, "hooked")
+    unknown = post_job(
+        client, token, webhook="http://127.0.0.1:9/hook", webhook_events_filter="finished"
+    )
+    assert unknown.status_code == 400 and "start, progress, completed" in unknown.json["error"]
+    alone = post_job(client, token, webhook_events_filter="start")
+    assert alone.status_code == 400
+    ok = post_job(client, token, webhook="http://127.0.0.1:9/hook")
+    assert ok.status_code == 201  # http to this machine is fine in development
+    assert job_count(app) == 1
+
+
+@pytest.fixture
+def production_app(settings, enqueued):
+    settings = settings.replace(
+        app_env="production",
+        secret_key="a-real-secret-key-0123456789abcdef",
+        admin_password="a-real-admin-password",
+    )
+    app = create_app(settings, celery_overrides={"broker_url": "memory://"})
+    services_of(app).enqueue = lambda name, *args, countdown=None: enqueued.append((name, *args))
+    yield app
+    app.extensions["db"].engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("https://127.0.0.1/hook", "loopback"),
+        ("https://localhost:8443/hook", "loopback"),
+        ("https://10.1.2.3/hook", "private"),
+        ("https://192.168.0.10/hook", "private"),
+        ("https://169.254.169.254/latest/meta-data/", "link-local"),
+        ("https://[::1]/hook", "loopback"),
+        ("https://[::ffff:10.0.0.1]/hook", "private"),
+        ("http://93.184.215.14/hook", "https"),
+    ],
+)
+def test_production_refuses_webhooks_to_inward_addresses(production_app, url, why):
+    client = production_app.test_client()
+    runner = production_app.test_cli_runner()
+    token, _ = make_token(runner, "prod-client")
+    refused = post_job(client, token, webhook=url)
+    assert refused.status_code == 400 and why in refused.json["error"]
+    assert job_count(production_app) == 0
