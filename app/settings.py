@@ -135,6 +135,7 @@ class Settings:
     webhook_base_url: str = ""  # where the endpoint reaches this app; PUBLIC_BASE_URL if empty
     # Issue 20: first retry of a failed webhook delivery to a client, then x3 each time.
     client_webhook_retry_base_s: float = 5.0
+    client_webhook_timeout_s: float = 10.0  # for the receiver's answer, once connected
     test_crash_at: str = ""  # APP_ENV=test only: SIGKILL the task at a named point
 
     @classmethod

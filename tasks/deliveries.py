@@ -10,7 +10,9 @@ from app.services import services
 from tasks.base import task
 
 
-@task(webhooks.DELIVER_TASK, soft_time_limit=40, time_limit=50)
+# Above connect + CLIENT_WEBHOOK_TIMEOUT_S; the threads pool the Procfile gives it enforces
+# none, and a delivery cut off stays pending for the sweep.
+@task(webhooks.DELIVER_TASK, soft_time_limit=120, time_limit=130)
 def deliver(message_id: str) -> str:
     with session_scope() as session:
         return webhooks.deliver(session, message_id, services())

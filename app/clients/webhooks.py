@@ -47,7 +47,6 @@ PROGRESS_EVERY_S = 2.0
 RETRY_FOR = timedelta(hours=24)
 RETRY_CAP_S = 3600.0  # below the broker's visibility timeout (app/queue.py)
 CONNECT_TIMEOUT_S = 5.0
-READ_TIMEOUT_S = 10.0
 MAX_URL = 2048
 DELIVER_TASK = "tasks.deliver_webhook"
 CHANNEL = "job-events:"  # + job id: Redis pub/sub that ``Prefer: wait`` listens on
@@ -140,7 +139,9 @@ class _PinnedTLS(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
-def _post(target: Target, headers: dict[str, str], body: bytes) -> requests.Response:
+def _post(
+    target: Target, headers: dict[str, str], body: bytes, read_timeout_s: float
+) -> requests.Response:
     parts = urlsplit(target.url)
     host = f"[{target.address}]" if ":" in target.address else target.address
     pinned = urlunsplit((parts.scheme, f"{host}:{target.port}", parts.path or "/", parts.query, ""))
@@ -154,7 +155,7 @@ def _post(target: Target, headers: dict[str, str], body: bytes) -> requests.Resp
             pinned,
             data=body,
             headers={**headers, "Host": host_header},
-            timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
+            timeout=(CONNECT_TIMEOUT_S, read_timeout_s),
             allow_redirects=False,
         )
 
@@ -306,7 +307,7 @@ def deliver(session: Session, message_id: str, services: Services) -> str:
                 "webhook-timestamp": str(int(timestamp.timestamp())),
                 "webhook-signature": Webhook(secret).sign(message.id, timestamp, body),
             }
-            response = _post(target, headers, body)
+            response = _post(target, headers, body, settings.client_webhook_timeout_s)
             code = response.status_code
             response.close()
         except WebhookURLError as exc:

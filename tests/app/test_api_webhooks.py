@@ -30,6 +30,8 @@ FAST = {
     "POLL_CAP_S": "2",
     "RECONCILE_INTERVAL_S": "2",
     "CLIENT_WEBHOOK_RETRY_BASE_S": "0.3",
+    # A hanging receiver holds its delivery this long: longer than the next job takes.
+    "CLIENT_WEBHOOK_TIMEOUT_S": "45",
 }
 
 
@@ -57,7 +59,7 @@ class Receiver(HTTPStandIn):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 receiver.got.append(Received(dict(self.headers.items()), body))
                 if receiver.hang:
-                    receiver.release.wait(60)
+                    receiver.release.wait(90)
                     return
                 code = receiver.answers.pop(0) if receiver.answers else 200
                 self.send_body(code, b"ok")
