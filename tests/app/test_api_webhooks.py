@@ -5,7 +5,12 @@ with runpod SDK workers, and receivers on 127.0.0.1 (issue 20)."""
 from __future__ import annotations
 
 import concurrent.futures
+import importlib
+import io
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -246,3 +251,53 @@ def test_twenty_concurrent_posts_with_one_key_make_one_job_and_one_run(client):
     assert client.stack.endpoint.get("stats").json()["requests"]["run"] == before + 1
     different = client.post(headers=key, params='{"sleep_s": 3}')
     assert different.status_code == 422
+
+
+def test_a_client_generated_from_the_openapi_document_submits_a_job(client, tmp_path):
+    """openapi-python-client, offline, from the served document: its methods carry our
+    operationIds (create_job, get_job) and it submits and waits for a job."""
+    (tmp_path / "openapi.json").write_text(json.dumps(client.get("/api/openapi.json").json()))
+    bin_dir = os.path.dirname(sys.executable)
+    done = subprocess.run(
+        [
+            os.path.join(bin_dir, "openapi-python-client"),
+            "generate",
+            "--path",
+            str(tmp_path / "openapi.json"),
+            "--output-path",
+            str(tmp_path / "gpu_jobs_client"),
+            "--meta",
+            "none",
+        ],
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    sys.path.insert(0, str(tmp_path))
+    try:
+        generated = importlib.import_module("gpu_jobs_client")
+        create_job = importlib.import_module("gpu_jobs_client.api.jobs.create_job")
+        get_job = importlib.import_module("gpu_jobs_client.api.jobs.get_job")
+        models = importlib.import_module("gpu_jobs_client.models")
+        types = importlib.import_module("gpu_jobs_client.types")
+        api = generated.AuthenticatedClient(base_url=client.stack.web.base_url, token=client.token)
+        with api:
+            body = models.CreateJobBody(
+                file=types.File(
+                    payload=io.BytesIO(VIDEO), file_name="clip.mp4", mime_type="video/mp4"
+                ),
+                pipeline=models.CreateJobBodyPipeline("echo"),
+                params='{"sleep_s": 1}',
+            )
+            job = create_job.sync(client=api, body=body)
+            assert isinstance(job, models.Job), job
+            assert job.token_name == "integration"
+            finished = get_job.sync(job_id=job.id, client=api, prefer="wait=60")
+            assert finished.status == "COMPLETED"
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in [m for m in sys.modules if m.startswith("gpu_jobs_client")]:
+            del sys.modules[name]
