@@ -22,11 +22,14 @@ import contextlib
 import ctypes
 import os
 import secrets
+import shlex
 import signal
+import struct
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 
 from deploy import devenv
@@ -38,7 +41,9 @@ from deploy.stack.processes import descendants
 REPO = Path(__file__).resolve().parent.parent
 PROCFILE = REPO / "Procfile.dev"
 SECRETS_FILE = "dev-secrets.env"
-GENERATED = ("SECRET_KEY", "ADMIN_PASSWORD", "LOCAL_ENDPOINT_API_KEY")
+GENERATED = ("SECRET_KEY", "ADMIN_PASSWORD", "LOCAL_ENDPOINT_API_KEY", "DEV_API_TOKEN")
+DEV_TOKEN_NAME = "development"  # noqa: S105 - a name, not a secret
+SAMPLE = "sample.png"  # a tiny image the banner's curl line uploads
 # What a second terminal's commands need of the stack's environment (deploy/devenv.py).
 SHARED = (
     "APP_ENV",
@@ -169,6 +174,39 @@ def create_tables(env: dict[str, str]) -> None:
         raise SystemExit(f"creating the database tables failed (exit {done.returncode}); see above")
 
 
+def register_dev_token(env: dict[str, str], token: str) -> str:
+    """Make sure the database accepts the development API token; returns its webhook
+    secret (derived from SECRET_KEY, as every named token's: app/clients/tokens.py)."""
+    from sqlalchemy.orm import Session
+
+    from app.clients import tokens
+    from app.db import make_engine
+
+    engine = make_engine(env["DATABASE_URL"])
+    try:
+        with Session(engine) as session:
+            row = tokens.ensure(session, DEV_TOKEN_NAME, token)
+            return tokens.webhook_secret(env["SECRET_KEY"], row)
+    finally:
+        engine.dispose()
+
+
+def write_sample(instance: Path) -> Path:
+    """A 1x1 PNG for the banner's curl line (any pipeline-readable image would do)."""
+    path = instance / SAMPLE
+    if not path.is_file():
+        pixel = zlib.compress(b"\x00\xff\xff\xff")
+
+        def chunk(kind: bytes, data: bytes) -> bytes:
+            body = kind + data
+            return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+        header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+        png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixel)
+        path.write_bytes(png + chunk(b"IEND", b""))
+    return path
+
+
 def become_subreaper() -> None:
     # Orphans of the stack (a pool child whose parent died) are re-parented to us instead
     # of init, so the final sweep below still finds them.
@@ -245,6 +283,11 @@ def announce_when_ready(
                 f"  GPU endpoint:    {endpoint}",
                 f"  Redis:           {env['REDIS_URL']}",
                 f"  State:           {args.instance_dir.resolve()}",
+                f"  API token:       {env['DEV_API_TOKEN']}  (named {DEV_TOKEN_NAME}; webhook "
+                f"secret {env['DEV_WEBHOOK_SECRET']})",
+                "  Submit a job from a program (docs/api.md):",
+                f"    curl -H 'Authorization: Bearer {env['DEV_API_TOKEN']}' -H 'Prefer: wait=30'"
+                f" -F file=@{shlex.quote(env['DEV_SAMPLE'])} -F pipeline=echo {url}api/jobs",
                 "  In another terminal in this folder (they use this stack):",
                 "    flask --app app jobs submit FILE --wait",
                 "    flask --app app admin health",
@@ -273,6 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     dev = load_dev_secrets(args.instance_dir.resolve())
     env, names = stack_env(args, dev)
     create_tables(env)
+    # The banner's own copies: never put in the processes' environment.
+    banner_env = {
+        **env,
+        "DEV_API_TOKEN": dev["DEV_API_TOKEN"],
+        "DEV_WEBHOOK_SECRET": register_dev_token(env, dev["DEV_API_TOKEN"]),
+        "DEV_SAMPLE": str(write_sample(args.instance_dir.resolve())),
+    }
     shared = args.instance_dir.resolve() / devenv.FILE_NAME
     devenv.write(shared, {k: env[k] for k in SHARED if env.get(k)}, os.getpid())
 
@@ -286,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         manager.add_process(name, procfile.processes[name], env=env, cwd=str(REPO))
     stop = threading.Event()
     supervise(manager, stop)
-    threading.Thread(target=announce_when_ready, args=(args, env, stop), daemon=True).start()
+    threading.Thread(target=announce_when_ready, args=(args, banner_env, stop), daemon=True).start()
     try:
         manager.loop()
     finally:

@@ -109,6 +109,23 @@ def create(
     return Created(row, token, webhook_secret(secret_key, row))
 
 
+def ensure(session: Session, name: str, token: str) -> ApiToken:
+    """Token ``name`` accepting ``token`` (``make run``'s development token, kept in
+    ``instance/dev-secrets.env``): made if missing, re-keyed if the secrets file was
+    regenerated; one revoked with this very token stays revoked."""
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest(token)))
+    if row is not None:
+        return row
+    row = session.scalar(select(ApiToken).where(ApiToken.name == name))
+    if row is None:
+        row = ApiToken(name=name, token_hash=digest(token), secret_salt=secrets.token_hex(16))
+        session.add(row)
+    else:
+        row.token_hash, row.revoked_at = digest(token), None
+    session.commit()
+    return row
+
+
 def find(session: Session, token: str) -> ApiToken | None:
     """The live (not revoked) token row for ``token``: read on every request, so a
     revocation takes effect at once."""

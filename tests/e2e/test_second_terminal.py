@@ -3,6 +3,7 @@ reach the running stack with no extra setup."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from deploy.stack.services import DevServer
 from tests.e2e.test_browser import make_video
@@ -72,6 +74,22 @@ def test_the_banner_commands_work_in_a_second_terminal(tmp_path):
         assert doctor.returncode == 0, report
         for billing in ("balance", "add funds", "negative"):
             assert billing not in report.lower(), report
+
+        # Issue 20: the banner's curl line submits a job as printed, with make run's token.
+        curl = re.search(r"^    (curl .+)$", banner, re.M).group(1)
+        posted = subprocess.run(
+            ["sh", "-c", curl + " -sS"], capture_output=True, text=True, timeout=120, check=False
+        )
+        job = json.loads(posted.stdout)
+        assert job["token_name"] == "development", posted.stdout + posted.stderr
+        if not job["terminal"]:
+            token = re.search(r"Bearer (\S+?)'", curl).group(1)
+            job = requests.get(
+                job["urls"]["get"],
+                headers={"Authorization": f"Bearer {token}", "Prefer": "wait=60"},
+                timeout=90,
+            ).json()
+        assert job["status"] == "COMPLETED", job
 
         assert server.interrupt() == 0
         assert not shared.exists(), "the file goes with the stack"
