@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from app import pipelines
 from app.auth import is_admin, may_act_on, my_job_ids, remember_job
+from app.clients import webhooks as client_webhooks
 from app.db import get_session
 from app.endpoint import FRESH_SNAPSHOT_S, ask_refresh, load_snapshot
 from app.jobs import (
@@ -24,7 +25,7 @@ from app.models import Job, Status
 from app.services import services
 from app.views import job_or_404
 from app.views.forms import create_from_upload
-from app.views.present import job_json, result_url
+from app.views.present import job_json, program_access, result_url
 
 bp = Blueprint("pages", __name__)
 
@@ -122,6 +123,9 @@ def _operator_details(job: Job) -> dict | None:
 @bp.get("/jobs/<job_id>")
 def job_page(job_id: str):
     context = _job_context(job_or_404(job_id))
+    if context["can_act"]:  # issue 20: how a program gets it, and its client webhooks
+        context["program"] = program_access(context["job"])
+        context["deliveries"] = client_webhooks.messages(get_session(), job_id)
     operator = context["operator"]
     if operator and not operator["log"] and context["job"].worker_id:
         ask_refresh(

@@ -40,6 +40,15 @@ def job_urls(job: Job) -> dict[str, str | None]:
     }
 
 
+def program_access(job: Job) -> dict[str, Any]:
+    """Where a program reads this job (issue 20): the API for a token's job (it needs the
+    token and may wait), the page's JSON for a form upload (its id is its secret)."""
+    base = services().settings.public_base_url.rstrip("/")
+    if job.owner:
+        return {"url": f"{base}/api/jobs/{job.id}", "token": True, "token_name": job.token_name}
+    return {"url": f"{base}/jobs/{job.id}.json", "token": False, "token_name": None}
+
+
 def job_json(job: Job, live: Live | None = None) -> dict[str, Any]:
     words = describe(job, live)
     return {

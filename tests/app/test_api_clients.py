@@ -187,3 +187,53 @@ def test_production_refuses_webhooks_to_inward_addresses(production_app, url, wh
     refused = post_job(client, token, webhook=url)
     assert refused.status_code == 400 and why in refused.json["error"]
     assert job_count(production_app) == 0
+
+
+def test_the_job_page_shows_its_owner_how_to_read_it_from_a_program(app, client, runner):
+    from tests.app.test_pages_and_api import only_job, upload
+
+    assert upload(client).status_code == 303
+    job = only_job(app)
+    page = client.get(f"/jobs/{job.id}").get_data(as_text=True)
+    assert f"curl http://127.0.0.1:5999/jobs/{job.id}.json" in page
+    assert f'"http://127.0.0.1:5999/jobs/{job.id}.json"' in page  # the requests example
+    # Someone else with the link sees the job, not the owner's how-to.
+    other = app.test_client().get(f"/jobs/{job.id}").get_data(as_text=True)
+    assert "from-a-program" not in other
+
+
+def test_client_webhook_deliveries_are_listed_for_the_api_and_an_admin(
+    app, client, runner, enqueued
+):
+    from tests.app.conftest import login_admin
+    from tests.app.test_pages_and_api import sent, webhook
+
+    token, _ = make_token(runner, "hooked")
+    created = post_job(client, token, webhook="http://127.0.0.1:9/hook")
+    with app.app_context():
+        from app.db import get_session
+
+        job = get_session().get(Job, created.json["id"])
+    job = sent(app, job)
+    done = webhook(client, job, {"id": "rp-1", "status": "COMPLETED", "output": {"x": 1}})
+    assert done.json["outcome"] == "applied"
+    auth = {"Authorization": f"Bearer {token}"}
+    (delivery,) = client.get(f"/api/jobs/{job.id}/webhooks", headers=auth).json["deliveries"]
+    assert delivery["event"] == "completed" and delivery["state"] == "pending"
+    assert ("tasks.deliver_webhook", delivery["id"]) in enqueued
+    # Another token cannot see or redeliver them.
+    second, _ = make_token(runner, "nosy")
+    assert (
+        client.get(
+            f"/api/jobs/{job.id}/webhooks", headers={"Authorization": f"Bearer {second}"}
+        ).status_code
+        == 404
+    )
+    missing = client.post(f"/api/jobs/{job.id}/webhooks/msg_nope/redeliver", headers=auth)
+    assert missing.status_code == 404
+
+    login_admin(client)
+    page = client.get(f"/jobs/{job.id}").get_data(as_text=True)
+    assert delivery["id"] in page and "webhook-deliveries" in page
+    assert f"http://127.0.0.1:5999/api/jobs/{job.id}" in page and "Bearer $TOKEN" in page
+    assert token not in page

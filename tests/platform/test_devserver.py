@@ -54,7 +54,7 @@ def test_make_run_serves_the_app_and_ctrl_c_leaves_nothing(tmp_path):
         assert page.status_code == 200
         assert "<form" in page.text
 
-        # Every part of the stack runs: redis, endpoint, celery workers (jobs, webhooks), beat, gunicorn.
+        # Every part of the stack runs: redis, endpoint, both celery workers, beat, gunicorn.
         tree = descendants(server.process.pid)
         commands = " ".join(command_line(pid) for pid in tree)
         for part in (
