@@ -15,6 +15,7 @@ from app.auth import (
     login_locked,
     start_admin_session,
 )
+from app.clients import quotas, tokens
 from app.db import get_session
 from app.diagnosis import queue_words
 from app.endpoint import FRESH_SNAPSHOT_S, ask_refresh, load_snapshot, snapshot_age_s
@@ -146,7 +147,10 @@ def _dashboard_context() -> dict:
 @admin_required
 def dashboard():
     ask_refresh(get_session(), services().enqueue, FRESH_SNAPSHOT_S)
-    return render_template("admin.html", **_dashboard_context())
+    db = get_session()
+    # Issue 20: named API tokens and their use today (outside the panel: no need to refresh).
+    api_tokens = [(row, quotas.usage(db, row)) for row in tokens.all_tokens(db)]
+    return render_template("admin.html", api_tokens=api_tokens, **_dashboard_context())
 
 
 @bp.get("/panel")

@@ -237,3 +237,15 @@ def test_client_webhook_deliveries_are_listed_for_the_api_and_an_admin(
     assert delivery["id"] in page and "webhook-deliveries" in page
     assert f"http://127.0.0.1:5999/api/jobs/{job.id}" in page and "Bearer $TOKEN" in page
     assert token not in page
+
+
+def test_the_admin_dashboard_lists_named_tokens_with_their_use(app, client, runner):
+    from tests.app.conftest import login_admin
+
+    token, _ = make_token(runner, "nightly-batch", "--max-jobs-per-day", "50")
+    assert post_job(client, token).status_code == 201
+    login_admin(client)
+    page = client.get("/admin/").get_data(as_text=True)
+    table = page[page.index('id="api-tokens"') :]
+    assert "nightly-batch" in table and "50/day" in table and "<td>1</td>" in table
+    assert token not in page
