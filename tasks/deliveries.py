@@ -4,7 +4,7 @@ the attempt's timeouts, never a slot a job's submit or poll needs."""
 
 from __future__ import annotations
 
-from app.clients import webhooks
+from app.clients import idempotency, webhooks
 from app.db import session_scope
 from app.services import services
 from tasks.base import task
@@ -20,9 +20,11 @@ def deliver(message_id: str) -> str:
 
 @task("tasks.sweep_webhooks")
 def sweep() -> str:
-    """Re-send the deliveries whose task message was lost (beat, every minute)."""
+    """Beat, every minute: re-send the deliveries whose task message was lost, and forget
+    idempotency keys older than 24 h."""
     with session_scope() as session:
         lost = webhooks.overdue(session)
+        expired = idempotency.purge_expired(session)
     for message_id in lost:
         services().enqueue(webhooks.DELIVER_TASK, message_id)
-    return f"{len(lost)} overdue deliveries sent again"
+    return f"{len(lost)} overdue deliveries sent again; {expired} idempotency keys expired"
