@@ -21,6 +21,8 @@ workers running the echo pipeline, a Celery worker and beat, gunicorn) and print
   never take them): ``/status`` calls per second and per sliding 10 s (counted at the
   endpoint) against the budget, and whether every job was polled within its effective cap
   ``max(POLL_CAP_S, N / budget pace)``, observed for one whole cap plus a margin.
+- ``webhooks``: signed deliveries to a client's receiver, and jobs beside 200 deliveries
+  hanging on a dead receiver (``bench/webhooks.py``).
 
 Timestamps on both sides are wall-clock times of this one machine.
 """
@@ -48,6 +50,7 @@ from typing import Any
 
 import requests
 
+from bench import webhooks as client_webhooks
 from deploy.runpod.vocabulary import TERMINAL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +61,7 @@ PNG = bytes.fromhex(
     "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
 )
 MEASUREMENT_ROUTES = frozenset({"stats", "workers", "logs"})
-SECTIONS = ("latency", "burst", "upload", "progress", "inflight")
+SECTIONS = ("latency", "burst", "upload", "progress", "inflight", "webhooks")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -120,14 +123,18 @@ class Stack:
         headers = {"Authorization": f"Bearer {TOKEN}", **kwargs.pop("headers", {})}
         return requests.request(method, self.web.url(path), headers=headers, timeout=60, **kwargs)
 
-    def submit(self, params: dict[str, Any] | None = None) -> tuple[str, float]:
-        """POST /api/jobs with a tiny image for the echo pipeline; (job id, wall time sent)."""
+    def submit(
+        self, params: dict[str, Any] | None = None, *, token: str = TOKEN, **fields: str
+    ) -> tuple[str, float]:
+        """POST /api/jobs with a tiny image for the echo pipeline; (job id, wall time sent).
+        ``fields`` are more form fields (``webhook``)."""
         sent = time.time()
         answer = self.api(
             "POST",
             "/api/jobs",
             files={"file": ("pixel.png", PNG, "image/png")},
-            data={"pipeline": "echo", "params": json.dumps(params or {})},
+            data={"pipeline": "echo", "params": json.dumps(params or {}), **fields},
+            headers={"Authorization": f"Bearer {token}"},
         )
         if answer.status_code != 201:
             raise RuntimeError(f"POST /api/jobs answered {answer.status_code}: {answer.text}")
@@ -160,6 +167,7 @@ def stack(
     workdir: Path,
     args: argparse.Namespace,
     endpoint_options: dict[str, Any] | None = None,
+    deliveries: bool = False,
     **app_extra: str,
 ) -> Iterator[Stack]:
     """The whole stack, each part a real process; everything stopped on exit."""
@@ -178,6 +186,7 @@ def stack(
         concurrency=args.concurrency,
         web_threads=8,
         external_redis=False,
+        deliveries=deliveries,
     ) as parts:
         yield Stack(
             env=parts.env,
@@ -590,6 +599,9 @@ def main(argv: list[str]) -> int:
                     results["progress"] = measure_progress(s, args.progress_jobs)
                 if section:
                     results[mode] = section
+        if "webhooks" in only:
+            with stack(workdir / "client-webhooks", args, deliveries=True) as s:
+                results["webhooks"] = client_webhooks.measure(s, args.samples, percentiles, _wall)
         if "inflight" in only:
             with stack(
                 workdir / "inflight",
@@ -611,6 +623,8 @@ def main(argv: list[str]) -> int:
         "upload_rss_growth_mib": 64,
         "progress_p50_ms": 1000,
         "extra_status_calls_for_progress": 0,
+        "webhook_delivery_p50_ms": 100,
+        "job_latency_ratio_with_200_hanging_deliveries": 1.1,
     }
     print(json.dumps(results, indent=2))
     return 0

@@ -1,0 +1,138 @@
+"""The ``webhooks`` section of ``python -m bench pipeline`` (issue 20).
+
+- ``delivery_ms``: from a job's completion at the app (the row's ``finished_at``) to the
+  client's receiver on 127.0.0.1 reading the signed ``job.completed`` POST; p50/p99, jobs
+  one at a time on a warm worker (target p50 <= 100 ms).
+- ``job_latency_ms``: from ``POST /api/jobs`` to the row's ``finished_at``, for jobs without
+  a webhook, first with no deliveries pending, then while 200 deliveries hang on a dead
+  receiver (it accepts connections and never answers), in the same run; and their ratio
+  (target <= 1.1: deliveries have their own queue and worker).
+
+Timestamps on both sides are wall-clock times of this one machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import requests
+
+HANGING = 200
+
+
+@contextlib.contextmanager
+def receiver() -> Iterator[tuple[str, dict[str, float]]]:
+    """A receiver that answers 204 at once; yields (URL, {job id: wall time received})."""
+    arrivals: dict[str, float] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            at = time.time()
+            self.send_response(204)
+            self.end_headers()
+            event = json.loads(body)
+            if event.get("type") == "job.completed":
+                arrivals.setdefault(event["data"]["id"], at)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", arrivals
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def dead_receiver() -> Iterator[str]:
+    """A port that accepts connections (the kernel's backlog) and never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(HANGING + 50)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
+    finally:
+        sock.close()
+
+
+def make_token(env: dict[str, str]) -> str:
+    """A named token (webhooks are signed with one's secret), made in the stack's database."""
+    from sqlalchemy.orm import Session
+
+    from app.clients import tokens
+    from app.db import make_engine
+
+    engine = make_engine(env["DATABASE_URL"])
+    try:
+        with Session(engine) as session:
+            return tokens.create(session, env["SECRET_KEY"], f"bench-{time.time_ns()}").token
+    finally:
+        engine.dispose()
+
+
+def measure(s: Any, samples: int, percentiles: Any, wall: Any) -> dict[str, Any]:
+    """``s`` is bench.pipeline's Stack (with the deliveries worker); see the docstring."""
+    token = make_token(s.env)
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def submit(webhook: str | None = None) -> tuple[str, float]:
+        return s.submit(token=token, **({"webhook": webhook} if webhook else {}))
+
+    def finished_at(job_id: str) -> float:
+        with contextlib.closing(s.app_db()) as db:
+            (value,) = db.execute("SELECT finished_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return wall(value)
+
+    def job_latencies(count: int) -> list[float]:
+        out = []
+        for _ in range(count):
+            job_id, sent = submit()
+            if s.wait_terminal([job_id], timeout=120)[job_id] == "COMPLETED":
+                out.append((finished_at(job_id) - sent) * 1000)
+        return out
+
+    warm, _ = submit()
+    s.wait_terminal([warm], timeout=180)
+    delivery: list[float] = []
+    with receiver() as (url, arrivals):
+        for _ in range(samples):
+            job_id, _sent = submit(url)
+            if s.wait_terminal([job_id], timeout=120)[job_id] != "COMPLETED":
+                continue
+            deadline = time.monotonic() + 30
+            while job_id not in arrivals and time.monotonic() < deadline:
+                time.sleep(0.005)
+            if job_id in arrivals:
+                delivery.append((arrivals[job_id] - finished_at(job_id)) * 1000)
+
+    quiet = job_latencies(samples)
+    with dead_receiver() as dead:
+        hung, _ = submit(dead)
+        s.wait_terminal([hung], timeout=120)
+        listed = requests.get(s.web.url(f"/api/jobs/{hung}/webhooks"), headers=auth, timeout=30)
+        (message,) = listed.json()["deliveries"]
+        again = s.web.url(f"/api/jobs/{hung}/webhooks/{message['id']}/redeliver")
+        for _ in range(HANGING - 1):
+            requests.post(again, headers=auth, timeout=30)
+        loaded = job_latencies(samples)
+    base, busy = percentiles(quiet), percentiles(loaded)
+    return {
+        "delivery_ms": percentiles(delivery),
+        "job_latency_ms": {"no_deliveries": base, f"{HANGING}_hanging_deliveries": busy},
+        "job_latency_ratio_p50": (
+            round(busy["p50"] / base["p50"], 3) if base["p50"] and busy["p50"] else None
+        ),
+    }
