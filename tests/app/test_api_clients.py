@@ -249,3 +249,45 @@ def test_the_admin_dashboard_lists_named_tokens_with_their_use(app, client, runn
     table = page[page.index('id="api-tokens"') :]
     assert "nightly-batch" in table and "50/day" in table and "<td>1</td>" in table
     assert token not in page
+
+
+def test_a_replayed_request_stores_no_second_file(app, client, runner, settings):
+    from tests.app.conftest import storage_files
+
+    token, _ = make_token(runner, "careful")
+    key = {"Idempotency-Key": "file-once"}
+    assert post_job(client, token, headers=key).status_code == 201
+    stored = storage_files(settings)
+    assert post_job(client, token, headers=key).headers["Idempotent-Replayed"] == "true"
+    assert storage_files(settings) == stored
+
+
+def test_each_delivery_checks_the_address_again(production_app):
+    """A job made while its webhook's name was public, delivered after it points inward
+    (DNS rebinding): the attempt is refused and recorded, nothing is sent."""
+    from app.clients import tokens, webhooks
+    from app.db import get_session
+    from app.models import WebhookMessage
+    from app.services import services
+
+    with production_app.app_context():
+        session = get_session()
+        made = tokens.create(session, services().settings.secret_key, "rebound")
+        job = Job(pipeline="echo", params={}, owner=tokens.owner_of(made.row), status="COMPLETED")
+        session.add(job)
+        session.commit()
+        session.add(
+            WebhookMessage(
+                id="msg_rebound",
+                job_id=job.id,
+                event="completed",
+                body="{}",
+                url="https://localhost/hook",
+            )
+        )
+        session.commit()
+        outcome = webhooks.deliver(session, "msg_rebound", services())
+        message = session.get(WebhookMessage, "msg_rebound")
+        assert message.state == "failed" and "failed for good" in outcome
+        (attempt,) = message.attempts
+        assert attempt.status_code is None and "loopback" in attempt.error
