@@ -78,23 +78,42 @@ def create(owner: str):
         return _error(str(exc), 400)
     session = get_session()
     key = request.headers.get("Idempotency-Key")
-    if key is not None:
-        try:
-            key = idempotency.valid_key(key)
-            replay = idempotency.begin(session, owner, key, idempotency.request_hash(request))
-        except idempotency.IdempotencyError as exc:
-            return _error(str(exc), exc.status_code)
-        if replay is not None:
-            response = jsonify(replay.body)
-            response.status_code = replay.status_code
-            response.headers["Idempotent-Replayed"] = "true"
-            response.headers["Location"] = f"/api/jobs/{replay.body.get('id')}"
-            return response
+    if key is None:
+        return _new_job(owner, webhook, events, wait)
+    try:
+        key = idempotency.valid_key(key)
+        replay = idempotency.begin(session, owner, key, idempotency.request_hash(request))
+    except idempotency.IdempotencyError as exc:
+        return _error(str(exc), exc.status_code)
+    if replay is not None:
+        response = jsonify(replay.body)
+        response.status_code = replay.status_code
+        response.headers["Idempotent-Replayed"] = "true"
+        response.headers["Location"] = f"/api/jobs/{replay.body.get('id')}"
+        return response
+    try:
+        response = _new_job(owner, webhook, events, wait, key)
+    except BaseException:
+        idempotency.give_back(session, owner, key)  # nothing made: the client may resend
+        raise
+    if response.status_code != 201:
+        idempotency.give_back(session, owner, key)
+    return response
+
+
+def _new_job(
+    owner: str,
+    webhook: str | None,
+    events: str | None,
+    wait: int | None,
+    key: str | None = None,
+):
+    """Check the token's quotas, make the job, queue it; with ``key``, store the answer for
+    replays before any wait."""
+    session = get_session()
     token = g.api_caller.token
     over = quotas.check(session, token) if token is not None else None
     if over is not None:
-        if key is not None:
-            idempotency.give_back(session, owner, key)
         response = jsonify(
             error=over.message,
             limit=over.limit,
@@ -106,8 +125,6 @@ def create(owner: str):
     try:
         job = create_from_upload(request, owner)
     except JobError as exc:
-        if key is not None:
-            idempotency.give_back(session, owner, key)
         return _error(str(exc), exc.status_code)
     if token is not None or webhook:
         job.token_name = g.api_caller.name
