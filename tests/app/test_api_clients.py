@@ -235,6 +235,7 @@ def test_client_webhook_deliveries_are_listed_for_the_api_and_an_admin(
     login_admin(client)
     page = client.get(f"/jobs/{job.id}").get_data(as_text=True)
     assert delivery["id"] in page and "webhook-deliveries" in page
+    assert 'by API token <b id="token-name">hooked</b>' in page
     assert f"http://127.0.0.1:5999/api/jobs/{job.id}" in page and "Bearer $TOKEN" in page
     assert token not in page
 
