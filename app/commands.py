@@ -20,7 +20,7 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from app.db import session_scope
-from app.jobs import JobError, cancel_job, create_job, describe, find_job, retry_job
+from app.lifecycle.jobs import JobError, cancel_job, create_job, describe, find_job, retry_job
 from app.models import Job, Status
 from app.services import JobAPI, JobAPIError, services
 
@@ -60,7 +60,7 @@ def _api_errors(fn):
 @_api_errors
 def purge_command() -> None:
     """Purge the endpoint's queue; queued jobs become CANCELLED."""
-    from app.reconcile import purge
+    from app.lifecycle.reconcile import purge
 
     _endpoint_api()  # refuses when no endpoint is configured
     with session_scope() as session:
@@ -101,9 +101,9 @@ def retry_command(job_id: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print the raw report")
 def health_command(as_json: bool) -> None:
     """Ask the endpoint for its health and explain it."""
-    from app.diagnosis import queue_words
-    from app.endpoint import refresh_snapshot
-    from app.polling import poll_plan
+    from app.endpoints.diagnosis import queue_words
+    from app.endpoints.health import refresh_snapshot
+    from app.lifecycle.polling import poll_plan
 
     api = _endpoint_api()
     with session_scope() as session:
@@ -132,7 +132,7 @@ def health_command(as_json: bool) -> None:
 @admin.command("reconcile")
 def reconcile_command() -> None:
     """Run one reconcile sweep now."""
-    from app.reconcile import reconcile
+    from app.lifecycle.reconcile import reconcile
 
     with session_scope() as session:
         counts = reconcile(session, services())
@@ -142,7 +142,7 @@ def reconcile_command() -> None:
 @admin.command("cleanup")
 def cleanup_command() -> None:
     """Delete files of jobs past the retention period."""
-    from app.reconcile import cleanup
+    from app.lifecycle.reconcile import cleanup
 
     with session_scope() as session:
         counts = cleanup(session, services())

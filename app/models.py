@@ -178,7 +178,7 @@ class Attempt(Base):
     outcome: Mapped[str | None] = mapped_column(String(16))  # the job status it ended in
 
     # Issue 9, the per-attempt claim: the RunPod job whose worker claimed this attempt
-    # before running it (``app.claims``). Set once, atomically; any other RunPod job that
+    # before running it (``app.lifecycle.claims``). Set once, atomically; any other RunPod job that
     # turns up with this attempt's input is a duplicate and does not run.
     claimed_runpod_id: Mapped[str | None] = mapped_column(String(128))
     claimed_at: Mapped[datetime | None] = mapped_column()

@@ -160,4 +160,4 @@ def test_rules_are_registered_in_one_kind_of_registry():
         text = path.read_text()
         assert "class Rule" not in text and "class Finding" not in text, path
         assert "RULES: list" not in text, f"{path}: use deploy.findings.Rules"
-    assert "deploy.runpod" in (ROOT / "app" / "diagnosis.py").read_text()
+    assert "deploy.runpod" in (ROOT / "app" / "endpoints" / "diagnosis.py").read_text()

@@ -4,7 +4,7 @@ balance, from RunPod (REST v2, job API, GraphQL balance) or from the local endpo
 Each rule has an id, a severity, why it matters and a function that reads only ``Facts``
 and yields ``(message, fix)``, registered like ``deploy.ops.check``'s preflight rules.
 ``python -m deploy doctor`` gathers the facts and prints every finding; the web app words
-the findings for its pages (``app.diagnosis``).
+the findings for its pages (``app.endpoints.diagnosis``).
 """
 
 from __future__ import annotations

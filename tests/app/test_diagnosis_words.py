@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.diagnosis import NO_CAPACITY, NO_WORKER, UNHEALTHY, diagnose, facts_of
+from app.endpoints.diagnosis import NO_CAPACITY, NO_WORKER, UNHEALTHY, diagnose, facts_of
 from deploy.runpod.diagnosis import diagnose as doctor_findings
 
 

@@ -6,10 +6,9 @@ from flask import Blueprint, abort, flash, jsonify, redirect, render_template, r
 from sqlalchemy import select
 
 from app import pipelines
-from app.auth import is_admin, may_act_on, my_job_ids, remember_job
 from app.db import get_session
-from app.endpoint import FRESH_SNAPSHOT_S, ask_refresh, load_snapshot
-from app.jobs import (
+from app.endpoints.health import FRESH_SNAPSHOT_S, ask_refresh, load_snapshot
+from app.lifecycle.jobs import (
     JobError,
     attempt_rows,
     cancel_job,
@@ -19,12 +18,13 @@ from app.jobs import (
     retry_job,
     timings,
 )
-from app.live import live
 from app.models import Job, Status
 from app.services import services
-from app.views import job_or_404
-from app.views.forms import create_from_upload
-from app.views.present import job_json, result_url
+from app.web import job_or_404
+from app.web.auth import is_admin, may_act_on, my_job_ids, remember_job
+from app.web.forms import create_from_upload
+from app.web.live import live
+from app.web.present import job_json, result_url
 
 bp = Blueprint("pages", __name__)
 

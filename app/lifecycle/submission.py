@@ -26,8 +26,9 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app import pipelines, signing
-from app.claims import close_unclaimed
-from app.diagnosis import endpoint_unreachable
+from app.endpoints.diagnosis import endpoint_unreachable
+from app.lifecycle.claims import close_unclaimed
+from app.lifecycle.status import apply_status
 from app.models import Attempt, AttemptState, Job, Status, utcnow
 from app.services import (
     EndpointNotFound,
@@ -38,7 +39,6 @@ from app.services import (
     SubmitOutcomeUnknown,
 )
 from app.settings import Settings
-from app.status import apply_status
 from app.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def worker_input(
     job: Job, settings: Settings, storage: Storage, attempt: Attempt | None = None
 ) -> dict[str, Any]:
     """The GPU worker's input (contract 2): URLs only, never file bytes (invariant 6).
-    With ``attempt``, the worker claims it before running (``app.claims``)."""
+    With ``attempt``, the worker claims it before running (``app.lifecycle.claims``)."""
     ttl = settings.signed_url_ttl_s
     payload: dict[str, Any] = {
         "pipeline": job.pipeline,

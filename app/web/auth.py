@@ -14,8 +14,8 @@ from typing import Any
 from flask import abort, g, jsonify, redirect, request, session, url_for
 from sqlalchemy import delete
 
-from app.ratelimit import over_limit
 from app.services import services
+from app.web.ratelimit import over_limit
 
 MY_JOBS_KEPT = 50
 LOGIN_WINDOW_S = 300

@@ -7,7 +7,15 @@ from urllib.parse import urlparse
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
-from app.auth import (
+from app.db import get_session
+from app.endpoints.diagnosis import queue_words
+from app.endpoints.health import FRESH_SNAPSHOT_S, ask_refresh, load_snapshot, snapshot_age_s
+from app.lifecycle.jobs import JobError, cancel_job, describe, retry_job
+from app.lifecycle.polling import poll_plan
+from app.models import TERMINAL, Job, Status, utcnow
+from app.services import services
+from app.web import job_or_404
+from app.web.auth import (
     admin_required,
     check_admin_password,
     end_admin_session,
@@ -15,15 +23,7 @@ from app.auth import (
     login_locked,
     start_admin_session,
 )
-from app.db import get_session
-from app.diagnosis import queue_words
-from app.endpoint import FRESH_SNAPSHOT_S, ask_refresh, load_snapshot, snapshot_age_s
-from app.jobs import JobError, cancel_job, describe, retry_job
-from app.models import TERMINAL, Job, Status, utcnow
-from app.polling import poll_plan
-from app.ratelimit import in_words
-from app.services import services
-from app.views import job_or_404
+from app.web.ratelimit import in_words
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.diagnosis import diagnose, endpoint_unreachable
+from app.endpoints.diagnosis import diagnose, endpoint_unreachable
 from app.models import Job, Snapshot, Status, utcnow
 from app.services import EndpointNotFound, JobAPIError
 from app.settings import Settings

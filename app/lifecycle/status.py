@@ -74,7 +74,7 @@ def apply_status(
             continue
         log.info("job %s: %s %s from %s", job.id, outcome, status, source)
         if retry_own_failure and outcome == Outcome.APPLIED:
-            from app.jobs import auto_retry
+            from app.lifecycle.jobs import auto_retry
 
             auto_retry(session, job, services)
         return outcome

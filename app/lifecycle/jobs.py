@@ -12,19 +12,21 @@ import mimetypes
 import os
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app import media, pipelines
-from app.diagnosis import CHECKING
-from app.live import Live
+from app.endpoints.diagnosis import CHECKING
+from app.lifecycle.status import WHAT_TO_DO_FAILED, apply_status
 from app.models import RETRYABLE, AttemptState, Job, Status, utcnow
 from app.services import Services
 from app.settings import Settings
-from app.status import WHAT_TO_DO_FAILED, apply_status
 from app.storage import safe_name
+
+if TYPE_CHECKING:  # interim: the words move to app.web in the next commit
+    from app.web.live import Live
 
 
 def find_job(session: Session, job_id: str) -> Job | None:
@@ -129,8 +131,8 @@ def cancel_job(session: Session, job: Job, services: Services) -> None:
 def _close_unknown_submit(session: Session, job: Job) -> bool:
     """A submit whose outcome is unknown and that no worker claimed can be cancelled here
     and now: its attempt is closed, so a lost RunPod job that reaches a worker later is
-    refused by the claim (``app.claims``). False when a worker claimed it first."""
-    from app.claims import close_unclaimed
+    refused by the claim (``app.lifecycle.claims``). False when a worker claimed it first."""
+    from app.lifecycle.claims import close_unclaimed
 
     attempt = job.attempts[-1] if job.attempts else None
     if job.status != Status.SUBMITTING or attempt is None or attempt.state != AttemptState.UNKNOWN:
@@ -195,7 +197,7 @@ def retry_job(session: Session, job: Job, services: Services) -> None:
 def auto_retry(session: Session, job: Job, services: Services) -> bool:
     """Retry, once per job, a failure that was the app's own (``AUTO_RETRY_KINDS``): the
     worker could not reach the app's storage or claim URL. True when it was retried."""
-    from app.status import AUTO_RETRY_KINDS
+    from app.lifecycle.status import AUTO_RETRY_KINDS
 
     if job.status != Status.FAILED or job.failure_kind not in AUTO_RETRY_KINDS:
         return False
@@ -259,7 +261,7 @@ def _queued_words(job: Job, live: Live | None) -> Description:
 
 
 def describe(job: Job, live: Live | None = None) -> Description:
-    """The job's status in words a person understands; ``live`` (``app.live.live``) adds the
+    """The job's status in words a person understands; ``live`` (``app.web.live.live``) adds the
     queue position, cold start and estimate where a page has them."""
     status = Status(job.status)
     if job.cancel_requested_at and not job.terminal:

@@ -43,7 +43,7 @@ def register(app: Flask) -> None:
             "Choose a smaller file."
         )
         if request.method == "POST" and request.endpoint == "pages.upload" and not _wants_json():
-            from app.views.pages import form_page
+            from app.web.pages import form_page
 
             # The form again, with the message where the person is looking (the body was
             # not read, so the typed values are not known here; the page's script keeps them).
