@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from app.lifecycle.status_budget import WINDOWS_PER_BUDGET
+from app.pipelines import declared, undeclared
 from deploy.runpod.vocabulary import DEFAULT_JOB_URL
 
 REPO = Path(__file__).resolve().parent.parent
@@ -217,8 +218,6 @@ class Settings:
             raise SettingsError("POLL_CAP_S must be at least POLL_BASE_S")
         if not self.pipelines:
             raise SettingsError("PIPELINES is empty: name at least one pipeline, e.g. echo")
-        from app.pipelines import declared, undeclared  # a light JSON read (issue 11)
-
         if undeclared(self.pipelines):
             raise SettingsError(
                 f"PIPELINES names {', '.join(undeclared(self.pipelines))}, which no pipeline "

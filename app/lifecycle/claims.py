@@ -24,6 +24,7 @@ import logging
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from app.lifecycle.polling import first_delay, schedule_poll
 from app.lifecycle.status import apply_status
 from app.models import Attempt, AttemptState, Job, Status, utcnow
 from app.services import Services
@@ -84,8 +85,6 @@ def _started(
     poll: bool,
 ) -> None:
     """A worker took the job: IN_PROGRESS (adopting the id if it was unknown), and polled."""
-    from app.lifecycle.polling import first_delay, schedule_poll
-
     session.refresh(job)
     payload = {"id": runpod_id, "status": Status.IN_PROGRESS.value}
     apply_status(session, job, payload, "claim", services)

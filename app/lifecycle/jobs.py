@@ -14,13 +14,14 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app import media, pipelines
 from app.endpoints.diagnosis import CHECKING
+from app.lifecycle.claims import close_unclaimed
+from app.lifecycle.retry import refusal, restart
 from app.lifecycle.status import WHAT_TO_DO_FAILED, apply_status
-from app.models import RETRYABLE, AttemptState, Job, Status, utcnow
+from app.models import AttemptState, Job, Status, utcnow
 from app.services import Services
 from app.settings import Settings
 from app.storage import safe_name
@@ -132,8 +133,6 @@ def _close_unknown_submit(session: Session, job: Job) -> bool:
     """A submit whose outcome is unknown and that no worker claimed can be cancelled here
     and now: its attempt is closed, so a lost RunPod job that reaches a worker later is
     refused by the claim (``app.lifecycle.claims``). False when a worker claimed it first."""
-    from app.lifecycle.claims import close_unclaimed
-
     attempt = job.attempts[-1] if job.attempts else None
     if job.status != Status.SUBMITTING or attempt is None or attempt.state != AttemptState.UNKNOWN:
         return False
@@ -146,77 +145,11 @@ def _close_unknown_submit(session: Session, job: Job) -> bool:
 
 def retry_job(session: Session, job: Job, services: Services) -> None:
     """Start a new attempt for a failed, cancelled or timed-out job."""
-    if job.status not in RETRYABLE:
-        raise JobError("only failed, cancelled or timed-out jobs can be retried", 409)
-    if job.files_deleted_at or not job.input_key or not services.storage.exists(job.input_key):
-        raise JobError("the input file was deleted by retention; upload it again", 409)
-    result = session.execute(
-        update(Job)
-        .where(Job.id == job.id, Job.status.in_([s.value for s in RETRYABLE]))
-        .values(
-            status=Status.PENDING,
-            version=Job.version + 1,
-            runpod_id=None,
-            error=None,
-            error_detail=None,
-            diagnosis=None,
-            progress=None,
-            result=None,
-            output_size=None,
-            finished_at=None,
-            started_at=None,
-            submitted_at=None,
-            # The new attempt starts clean: the last one's figures stay on its Attempt row.
-            worker_id=None,
-            delay_ms=None,
-            execution_ms=None,
-            cold_start_ms=None,
-            cost_usd=None,
-            next_poll_at=None,
-            cancel_requested_at=None,
-            unreachable_since=None,
-            poll_count=0,
-            failure_kind=None,
-            updated_at=utcnow(),
-        )
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
-        session.rollback()
+    reason = refusal(job, services)
+    if reason:
+        raise JobError(reason, 409)
+    if not restart(session, job, services):
         raise JobError("the job changed meanwhile; reload the page", 409)
-    for attempt in job.attempts:
-        if attempt.state in (AttemptState.SENT, AttemptState.UNKNOWN, AttemptState.CLAIMED):
-            attempt.state = AttemptState.SUPERSEDED
-    session.commit()
-    session.expire(job)
-    if job.output_key:
-        services.storage.delete(job.output_key)
-    services.enqueue("tasks.submit", job.id)
-
-
-def auto_retry(session: Session, job: Job, services: Services) -> bool:
-    """Retry, once per job, a failure that was the app's own (``AUTO_RETRY_KINDS``): the
-    worker could not reach the app's storage or claim URL. True when it was retried."""
-    from app.lifecycle.status import AUTO_RETRY_KINDS
-
-    if job.status != Status.FAILED or job.failure_kind not in AUTO_RETRY_KINDS:
-        return False
-    # Take the one automatic retry atomically: a poll and a webhook may both get here.
-    taken = session.execute(
-        update(Job)
-        .where(Job.id == job.id, Job.auto_retries == 0, Job.status == Status.FAILED)
-        .values(auto_retries=1, version=Job.version + 1)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    session.commit()
-    session.refresh(job)
-    if taken != 1:
-        return False
-    try:
-        retry_job(session, job, services)
-    except JobError:
-        return False  # the input is gone, or the job changed: it stays failed, with its words
-    return True
 
 
 @dataclass(frozen=True)

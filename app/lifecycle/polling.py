@@ -25,8 +25,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.lifecycle import status_budget
-from app.lifecycle.status import apply_status, purged_payload
-from app.lifecycle.submission import mark_unreachable
+from app.lifecycle.status import apply_status, mark_unreachable, purged_payload
 from app.models import Job, Status, utcnow
 from app.services import EndpointNotFound, JobAPIError, JobNotFound, Services
 from app.settings import Settings

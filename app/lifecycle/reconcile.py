@@ -46,6 +46,7 @@ from app.lifecycle.polling import (
     poll,
     schedule_poll,
 )
+from app.lifecycle.retry import AUTO_RETRY_KINDS, auto_retry
 from app.lifecycle.status import apply_status
 from app.lifecycle.submission import RetryLater, back_to_pending
 from app.models import TERMINAL, AttemptState, Job, Status, utcnow
@@ -273,10 +274,7 @@ def _adopt(
 
 def retry_own_failures(session: Session, services: Services) -> int:
     """Give jobs that failed only because the app was unreachable their one automatic retry
-    (``app.lifecycle.jobs.auto_retry``), if the poll or webhook that failed them could not."""
-    from app.lifecycle.jobs import auto_retry
-    from app.lifecycle.status import AUTO_RETRY_KINDS
-
+    (``app.lifecycle.retry.auto_retry``), if the poll or webhook that failed them could not."""
     due = select(Job).where(
         Job.status == Status.FAILED,
         Job.failure_kind.in_(sorted(AUTO_RETRY_KINDS)),

@@ -13,12 +13,15 @@ import binascii
 import enum
 import json
 import logging
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from app import jsonbody
+from app.endpoints.diagnosis import endpoint_unreachable
+from app.lifecycle.retry import auto_retry
 from app.models import TERMINAL, Attempt, AttemptState, Job, Status, can_move, utcnow
 from app.services import Services
 from app.settings import Settings
@@ -74,8 +77,6 @@ def apply_status(
             continue
         log.info("job %s: %s %s from %s", job.id, outcome, status, source)
         if retry_own_failure and outcome == Outcome.APPLIED:
-            from app.lifecycle.jobs import auto_retry
-
             auto_retry(session, job, services)
         return outcome
     raise RuntimeError(f"job {job.id}: could not apply {status} after 5 concurrent updates")
@@ -253,11 +254,6 @@ def _take_result(job: Job, payload: dict[str, Any], storage: Storage) -> Status:
     return Status.COMPLETED
 
 
-# Failures that were the app's, not the job's: the worker could not reach the app's storage
-# or its claim URL (an outage, a restart). The job gets one new attempt by itself.
-AUTO_RETRY_KINDS = frozenset({"storage_unreachable", "app_unreachable"})
-
-
 def failure_kind(payload: dict[str, Any]) -> str | None:
     """The worker's ``error_kind``: next to the error in ``output`` (what the runpod SDK
     keeps of a handler's ``{"error", "error_kind"}``) or inside a JSON error object."""
@@ -367,3 +363,23 @@ def _apply_progress(
 
 def purged_payload(runpod_id: str | None) -> dict[str, Any]:
     return {"id": runpod_id, "status": "CANCELLED", "reason": PURGED}
+
+
+def mark_unreachable(session: Session, job: Job, services: Services) -> bool:
+    """Show "endpoint unreachable" on the job; fail it once the grace period has passed.
+    Returns True when the job failed."""
+    settings = services.settings
+    now = utcnow()
+    job.unreachable_since = job.unreachable_since or now
+    job.diagnosis = endpoint_unreachable(
+        settings.runpod_endpoint_id, settings.endpoint_unreachable_grace_s
+    )
+    session.commit()
+    since = job.unreachable_since
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=now.tzinfo)
+    if now - since < timedelta(seconds=settings.endpoint_unreachable_grace_s):
+        return False
+    payload = {"status": "FAILED", "reason": job.diagnosis}
+    apply_status(session, job, payload, "unreachable", services)
+    return True
