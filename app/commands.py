@@ -22,12 +22,13 @@ from flask.cli import AppGroup
 from app.db import session_scope
 from app.endpoints.diagnosis import queue_words
 from app.endpoints.health import refresh_snapshot
-from app.lifecycle.jobs import JobError, cancel_job, create_job, describe, find_job, retry_job
+from app.lifecycle.jobs import JobError, cancel_job, create_job, find_job, retry_job
 from app.lifecycle.polling import poll_plan
 from app.lifecycle.reconcile import cleanup, purge, reconcile
 from app.migrate import upgrade
 from app.models import Job, Status
 from app.services import JobAPI, JobAPIError, services
+from app.web.words import describe
 
 admin = AppGroup("admin", help="Operate the endpoint and the jobs.")
 jobs = AppGroup("jobs", help="Submit and follow jobs from the command line.")

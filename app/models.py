@@ -152,6 +152,12 @@ class Job(Base):
     def terminal(self) -> bool:
         return Status(self.status).terminal
 
+    @property
+    def current_attempt(self) -> Attempt | None:
+        """The latest attempt (``attempts`` is ordered by number): the one a status, a claim
+        or a cancel is about; None before the first submit."""
+        return self.attempts[-1] if self.attempts else None
+
 
 class Attempt(Base):
     """One claim of a job for submission; every POST /run has one (invariant 3)."""

@@ -54,7 +54,7 @@ def claim(
     if attempt is None:
         return Verdict.GONE, "no such attempt: do not run this job"
     job = attempt.job
-    current = job.attempts[-1] if job.attempts else None
+    current = job.current_attempt
     if current is None or current.id != attempt.id or job.terminal:
         return Verdict.GONE, f"attempt superseded (the job is {job.status.lower()}): do not run"
     if attempt.runpod_id and attempt.runpod_id != runpod_id:

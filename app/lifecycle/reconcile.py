@@ -100,7 +100,7 @@ def reconcile(session: Session, services: Services) -> dict[str, int]:
         Job.status == Status.SUBMITTING, Job.updated_at < _older(settings.submit_grace_s)
     )
     for job in session.scalars(stuck.limit(BATCH)).all():
-        attempt = job.attempts[-1] if job.attempts else None
+        attempt = job.current_attempt
         if attempt is None or attempt.state == AttemptState.CLAIMED:
             if back_to_pending(session, job, "the task stopped before POST /run; nothing sent"):
                 enqueue("tasks.submit", job.id)
@@ -231,7 +231,7 @@ def _resolve_unknown(
     claim arriving at that moment (``close_unclaimed``), and a worker that later picks up
     the lost RunPod job is refused by the claim (410), so it never runs.
     """
-    attempt = job.attempts[-1]
+    attempt = job.current_attempt
     if attempt.claimed_runpod_id:
         return _adopt(session, job, attempt.claimed_runpod_id, services, services.enqueue)
     waited = utcnow() - _aware(attempt.updated_at)
@@ -249,7 +249,7 @@ def _resolve_unknown(
         services.enqueue("tasks.submit", job.id)
         return 1
     session.refresh(job)
-    attempt = job.attempts[-1]
+    attempt = job.current_attempt
     if job.status == Status.SUBMITTING and attempt.claimed_runpod_id:
         return _adopt(session, job, attempt.claimed_runpod_id, services, services.enqueue)
     return 0
@@ -314,7 +314,7 @@ def cancel(
                 schedule_poll(session, job, enqueue, 0.0, count=False)
             return f"finished before the cancel ({answer.get('status')}); polling it now"
     elif job.status == Status.SUBMITTING:
-        attempt = job.attempts[-1] if job.attempts else None
+        attempt = job.current_attempt
         if attempt is not None and attempt.claimed_runpod_id:
             # A worker claimed it though its id never reached us: cancel that RunPod job.
             _adopt(session, job, attempt.claimed_runpod_id, services, enqueue or _drop)

@@ -82,10 +82,6 @@ def apply_status(
     raise RuntimeError(f"job {job.id}: could not apply {status} after 5 concurrent updates")
 
 
-def _current_attempt(job: Job) -> Attempt | None:
-    return job.attempts[-1] if job.attempts else None
-
-
 def _check_identity(job: Job, runpod_id: str | None) -> bool:
     """True when the payload is about this job's current RunPod job.
 
@@ -96,7 +92,7 @@ def _check_identity(job: Job, runpod_id: str | None) -> bool:
     """
     if not runpod_id or runpod_id == job.runpod_id:
         return True
-    attempt = _current_attempt(job)
+    attempt = job.current_attempt
     known = any(other.runpod_id == runpod_id for other in job.attempts)
     if (
         not known
@@ -169,7 +165,7 @@ def _apply(
 def _mirror_on_attempt(job: Job) -> None:
     """Copy the job's figures (the current attempt's) onto that attempt's row, so they stay
     listed on the page after a retry clears the job's."""
-    attempt = _current_attempt(job)
+    attempt = job.current_attempt
     if attempt is None:
         return
     for name in ("worker_id", "started_at", "delay_ms", "execution_ms", "cost_usd"):
@@ -336,7 +332,7 @@ def _apply_progress(
     worker_id: str | None,
     runpod_id: str | None,
 ) -> Outcome:
-    if job.terminal or _current_attempt(job) is not attempt:
+    if job.terminal or job.current_attempt is not attempt:
         return Outcome.STALE
     if attempt.state in (AttemptState.SUPERSEDED, AttemptState.DUPLICATE, AttemptState.FAILED):
         return Outcome.STALE

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from app.db import get_session
 from app.endpoints.diagnosis import queue_words
 from app.endpoints.health import FRESH_SNAPSHOT_S, ask_refresh, load_snapshot, snapshot_age_s
-from app.lifecycle.jobs import JobError, cancel_job, describe, retry_job
+from app.lifecycle.jobs import JobError, cancel_job, retry_job
 from app.lifecycle.polling import poll_plan
 from app.models import TERMINAL, Job, Status, utcnow
 from app.services import services
@@ -24,6 +24,7 @@ from app.web.auth import (
     start_admin_session,
 )
 from app.web.ratelimit import in_words
+from app.web.words import describe
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
