@@ -1,12 +1,12 @@
 """The handlers behind ``python -m deploy plan|apply|destroy|check|doctor|logs|workers|purge|
 cancel|gpus|sizes|cost``. Each returns an exit code: 0 ok, 1 findings or problems, 2 usage
-or API error. The API key is read from ``RUNPOD_API_KEY`` only and never printed.
+or API error. Every handler gets the operator's settings (``deploy.ops.settings``, the one
+reader of the environment); the API key comes from ``RUNPOD_API_KEY`` only and is never printed.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -17,6 +17,7 @@ from deploy.ops import cost as costs
 from deploy.ops import doctor as doc
 from deploy.ops import plan as plans
 from deploy.ops.output import FINDINGS, OK, USAGE, emit_json, err, out, progress, table
+from deploy.ops.settings import OpsSettings
 from deploy.ops.sizes import (
     SizeLookupError,
     model_size,
@@ -24,7 +25,7 @@ from deploy.ops.sizes import (
     recommended_volume_gb,
 )
 from deploy.ops.spec import REPO_ID, EndpointSpec, load_spec
-from deploy.runpod.jobapi import DEFAULT_BASE_URL, JobAPI, JobAPIError, JobNotFound, WorkerNotFound
+from deploy.runpod.jobapi import JobAPI, JobAPIError, JobNotFound, WorkerNotFound
 from deploy.runpod.management import ManagementAPI, ManagementError
 from deploy.runpod.pools import POOLS
 from deploy.runpod.vocabulary import is_runpod, worker_row
@@ -34,19 +35,15 @@ class UsageError(ValueError):
     """Bad flags or missing configuration (exit code 2)."""
 
 
-def _environ() -> dict[str, str]:
-    return dict(os.environ)
-
-
 # ---- spec, check, sizes ------------------------------------------------------------------
 
 
-def _size_models(spec: EndpointSpec, offline: bool) -> checks.CheckContext:
-    ctx = checks.CheckContext(environ=_environ())
-    if not offline and spec.volume and os.environ.get("RUNPOD_API_KEY"):
+def _size_models(spec: EndpointSpec, offline: bool, settings: OpsSettings) -> checks.CheckContext:
+    ctx = checks.CheckContext(environ=dict(settings.environ))
+    if not offline and spec.volume and settings.runpod_api_key:
         progress("reading GPU stock from the RunPod catalog")
         try:
-            ctx.catalog = ManagementAPI.from_env().gpu_catalog(spec.gpu_count)
+            ctx.catalog = _management(settings).gpu_catalog(spec.gpu_count)
         except ManagementError as exc:
             progress(f"GPU stock not checked: {exc}")
     for model in spec.models:
@@ -55,10 +52,18 @@ def _size_models(spec: EndpointSpec, offline: bool) -> checks.CheckContext:
             continue
         progress(f"sizing {model.repo}@{model.revision} from the hub")
         try:
-            ctx.model_sizes[model.repo] = model_size(model.repo, model.revision, files=model.files)
+            ctx.model_sizes[model.repo] = _model_size(
+                settings, model.repo, model.revision, model.files
+            )
         except SizeLookupError as exc:
             ctx.size_errors[model.repo] = str(exc)
     return ctx
+
+
+def _model_size(settings: OpsSettings, repo: str, revision: str, files: tuple[str, ...]):
+    return model_size(
+        repo, revision, files=files, hub=settings.hf_endpoint, token=settings.hf_token
+    )
 
 
 def _print_findings(findings: list[checks.Finding], ok_text: str) -> None:
@@ -72,7 +77,7 @@ def _print_findings(findings: list[checks.Finding], ok_text: str) -> None:
         out(f"    fix: {f.fix}")
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def cmd_check(args: argparse.Namespace, settings: OpsSettings) -> int:
     if args.list:
         rows = [(r.id, r.severity, r.title) for r in checks.RULES]
         if args.json:
@@ -86,7 +91,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             out(table(["rule", "severity", "what it checks"], rows))
         return OK
     spec = load_spec(args.spec)
-    findings = checks.run_checks(spec, _size_models(spec, args.offline))
+    findings = checks.run_checks(spec, _size_models(spec, args.offline, settings))
     if args.json:
         emit_json({"spec": str(spec.path), "findings": [f.to_dict() for f in findings]})
     else:
@@ -94,7 +99,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     return FINDINGS if findings else OK
 
 
-def cmd_sizes(args: argparse.Namespace) -> int:
+def cmd_sizes(args: argparse.Namespace, settings: OpsSettings) -> int:
     spec = load_spec(args.spec) if not args.repos else None
     if spec is not None:
         models = [(m.repo, m.revision, m.files) for m in spec.models]
@@ -111,7 +116,7 @@ def cmd_sizes(args: argparse.Namespace) -> int:
     for repo, revision, files in models:
         progress(f"sizing {repo}@{revision}")
         try:
-            sizes.append(model_size(repo, revision, files=files))
+            sizes.append(_model_size(settings, repo, revision, files))
         except SizeLookupError as exc:
             err(f"error: {exc}")
             return USAGE
@@ -145,9 +150,7 @@ def cmd_sizes(args: argparse.Namespace) -> int:
             [(s.repo, s.revision, s.files, f"{s.gb:.2f}") for s in sizes],
         )
     )
-    out(
-        f"\ntotal: {total_gb:.2f} GB (real sizes from {os.environ.get('HF_ENDPOINT') or 'the hub'})"
-    )
+    out(f"\ntotal: {total_gb:.2f} GB (real sizes from {settings.hf_endpoint})")
     out(
         f"network volume: {result['recommended_volume_gb']} GB "
         f"(models x{overhead:g} download overhead + 5 GB)"
@@ -165,8 +168,10 @@ def cmd_sizes(args: argparse.Namespace) -> int:
 # ---- plan, apply, destroy ---------------------------------------------------------------
 
 
-def _management() -> ManagementAPI:
-    return ManagementAPI.from_env()
+def _management(settings: OpsSettings) -> ManagementAPI:
+    return ManagementAPI(
+        settings.api_key(), settings.runpod_rest_url or None, settings.runpod_graphql_url or None
+    )
 
 
 def _print_plan(plan: plans.Plan) -> None:
@@ -180,9 +185,9 @@ def _print_plan(plan: plans.Plan) -> None:
             out(table(["field", "now", "spec"], c.fields))
 
 
-def cmd_plan(args: argparse.Namespace) -> int:
+def cmd_plan(args: argparse.Namespace, settings: OpsSettings) -> int:
     spec = load_spec(args.spec)
-    plan = plans.make_plan(_management(), spec, _environ())
+    plan = plans.make_plan(_management(settings), spec, settings.environ)
     if args.json:
         emit_json({"changes": [c.to_dict() for c in plan.changes], "hasChanges": plan.has_changes})
     else:
@@ -191,9 +196,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return FINDINGS if plan.has_changes else OK
 
 
-def cmd_apply(args: argparse.Namespace) -> int:
+def cmd_apply(args: argparse.Namespace, settings: OpsSettings) -> int:
     spec = load_spec(args.spec)
-    findings = checks.run_checks(spec, _size_models(spec, args.offline))
+    findings = checks.run_checks(spec, _size_models(spec, args.offline, settings))
     errors = [f for f in findings if f.severity == checks.ERROR]
     if errors:
         _print_findings(errors, "")
@@ -201,7 +206,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         return FINDINGS
     for f in findings:
         progress(f"warning {f.rule}: {f.message}")
-    api = _management()
+    api = _management(settings)
     if args.recreate:
         balance = _balance(api)
         if balance is not None and balance < 0:
@@ -210,7 +215,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 "answer Not Found too. Add funds first."
             )
             return FINDINGS
-    plan = plans.make_plan(api, spec, _environ())
+    plan = plans.make_plan(api, spec, settings.environ)
     try:
         if args.recreate:
             result = plans.recreate(api, plan, progress)
@@ -256,7 +261,7 @@ def _report_apply(args: argparse.Namespace, plan: plans.Plan, result: dict) -> N
         out(f"new endpoint: set RUNPOD_ENDPOINT_ID={result['endpointId']}")
 
 
-def cmd_destroy(args: argparse.Namespace) -> int:
+def cmd_destroy(args: argparse.Namespace, settings: OpsSettings) -> int:
     spec = load_spec(args.spec)
     if not args.yes:
         raise UsageError(
@@ -264,7 +269,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
             + (" and the network volume with its data" if args.include_volume else "")
             + ": rerun with --yes"
         )
-    done = plans.destroy(_management(), spec, progress, include_volume=args.include_volume)
+    done = plans.destroy(_management(settings), spec, progress, include_volume=args.include_volume)
     if args.json:
         emit_json({"deleted": [c.to_dict() for c in done]})
     elif done:
@@ -300,15 +305,13 @@ def split_endpoint_url(url: str) -> tuple[str, str | None]:
     return url.rstrip("/"), None
 
 
-def _target(args: argparse.Namespace) -> Target:
-    api_key = os.environ.get("RUNPOD_API_KEY", "")
-    if not api_key:
-        raise UsageError("RUNPOD_API_KEY is not set: export it (it is never taken as a flag)")
-    base = args.local or os.environ.get("RUNPOD_ENDPOINT_BASE_URL") or DEFAULT_BASE_URL
+def _target(args: argparse.Namespace, settings: OpsSettings) -> Target:
+    api_key = settings.api_key()
+    base = args.local or settings.runpod_endpoint_base_url
     base, named_id = split_endpoint_url(base)
-    local = bool(args.local) or not is_runpod(base, os.environ.get("RUNPOD_REST_URL"))
-    endpoint_id = args.endpoint_id or named_id or os.environ.get("RUNPOD_ENDPOINT_ID")
-    management = None if local else ManagementAPI(api_key)
+    local = bool(args.local) or not is_runpod(base, settings.runpod_rest_url)
+    endpoint_id = args.endpoint_id or named_id or settings.runpod_endpoint_id
+    management = None if local else _management(settings)
     if not endpoint_id:
         if local:
             endpoint_id = "local"
@@ -324,8 +327,8 @@ def _target(args: argparse.Namespace) -> Target:
     return Target(JobAPI(endpoint_id, api_key, base), api_key, local, management)
 
 
-def cmd_doctor(args: argparse.Namespace) -> int:
-    target = _target(args)
+def cmd_doctor(args: argparse.Namespace, settings: OpsSettings) -> int:
+    target = _target(args, settings)
     progress(
         f"reading health, workers, logs{'' if target.local else ', releases, balance'} "
         f"of {target.jobapi.endpoint_id}"
@@ -402,8 +405,8 @@ def _worker_rows(target: Target) -> tuple[list[dict], dict]:
     return rows, data.get("summary") or {}
 
 
-def cmd_workers(args: argparse.Namespace) -> int:
-    target = _target(args)
+def cmd_workers(args: argparse.Namespace, settings: OpsSettings) -> int:
+    target = _target(args, settings)
     rows, summary = _worker_rows(target)
     if args.json:
         emit_json({"workers": rows, "summary": summary})
@@ -417,8 +420,8 @@ def cmd_workers(args: argparse.Namespace) -> int:
     return OK
 
 
-def cmd_logs(args: argparse.Namespace) -> int:
-    target = _target(args)
+def cmd_logs(args: argparse.Namespace, settings: OpsSettings) -> int:
+    target = _target(args, settings)
     worker_id = args.worker
     if not worker_id:
         rows, _ = _worker_rows(target)
@@ -445,8 +448,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return OK
 
 
-def cmd_purge(args: argparse.Namespace) -> int:
-    target = _target(args)
+def cmd_purge(args: argparse.Namespace, settings: OpsSettings) -> int:
+    target = _target(args, settings)
     result = target.jobapi.purge_queue()
     if args.json:
         emit_json(result)
@@ -458,8 +461,8 @@ def cmd_purge(args: argparse.Namespace) -> int:
     return OK
 
 
-def cmd_cancel(args: argparse.Namespace) -> int:
-    target = _target(args)
+def cmd_cancel(args: argparse.Namespace, settings: OpsSettings) -> int:
+    target = _target(args, settings)
     results, missing = [], []
     for job_id in args.job_ids:
         try:
@@ -479,8 +482,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 # ---- catalog and cost -----------------------------------------------------------------
 
 
-def cmd_gpus(args: argparse.Namespace) -> int:
-    gpus = _management().gpu_catalog(args.count)
+def cmd_gpus(args: argparse.Namespace, settings: OpsSettings) -> int:
+    gpus = _management(settings).gpu_catalog(args.count)
     pools: dict[str, dict] = {}
     for gpu in gpus:
         if not gpu.get("pool"):
@@ -536,7 +539,7 @@ def cmd_gpus(args: argparse.Namespace) -> int:
     return OK
 
 
-def cmd_cost(args: argparse.Namespace) -> int:
+def cmd_cost(args: argparse.Namespace, settings: OpsSettings) -> int:
     if not 0 <= args.cold_budget <= 1:
         raise UsageError("--cold-budget is a share of jobs between 0 and 1 (0.1 = 10 %)")
     if args.idle_timeout <= 0 or args.cold_start_s < 0 or args.workers_max < 1:
@@ -620,7 +623,7 @@ def run(handler):
 
     def wrapped(args: argparse.Namespace) -> int:
         try:
-            return handler(args)
+            return handler(args, OpsSettings.from_env())
         except (
             ManagementError,
             JobAPIError,

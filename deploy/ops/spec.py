@@ -9,9 +9,9 @@ this machine's environment at apply time) or ``{ runpod_secret = "name" }`` (Run
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,14 +41,14 @@ class EnvValue:
             return f"runpod_secret {self.runpod_secret}"
         return "literal"
 
-    def resolve(self, environ: dict[str, str] | None = None) -> str | None:
-        """The value RunPod should receive; ``None`` when a ``from_env`` variable is unset."""
+    def resolve(self, environ: Mapping[str, str]) -> str | None:
+        """The value RunPod should receive; ``None`` when a ``from_env`` variable is unset in
+        ``environ`` (the operator's settings' copy of the environment)."""
         if self.literal is not None:
             return self.literal
         if self.runpod_secret:
             return "{{ RUNPOD_SECRET_" + self.runpod_secret + " }}"
-        env = os.environ if environ is None else environ
-        value = env.get(self.from_env or "")
+        value = environ.get(self.from_env or "")
         return value or None
 
 
@@ -94,10 +94,10 @@ class EndpointSpec:
     def template_name(self) -> str:
         return f"{self.name}-template"
 
-    def resolved_env(self, environ: dict[str, str] | None = None) -> dict[str, str | None]:
+    def resolved_env(self, environ: Mapping[str, str]) -> dict[str, str | None]:
         return {k: v.resolve(environ) for k, v in self.env.items()}
 
-    def missing_secrets(self, environ: dict[str, str] | None = None) -> list[str]:
+    def missing_secrets(self, environ: Mapping[str, str]) -> list[str]:
         """``from_env`` variables that are not set here (apply refuses to send empty ones)."""
         return [v.from_env for v in self.env.values() if v.from_env and v.resolve(environ) is None]
 
