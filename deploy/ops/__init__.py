@@ -1,4 +1,9 @@
-"""Operator commands for a RunPod Serverless endpoint, driven by ``deploy/endpoint.toml``.
+"""Operator commands for RunPod Serverless endpoints, one spec each in ``deploy/endpoints``.
+
+Commands that act on an endpoint take ``--endpoint NAME`` (the spec file's name) or
+``--spec PATH``; with one spec they act on it, with several they list them and do nothing
+until told which (``--all`` where acting on each in turn makes sense: check, plan, apply,
+doctor, workers, cost). ``check`` looks at every endpoint by default.
 
 ``plan``/``apply``/``destroy`` manage it through RunPod's REST v2 API; ``check`` runs the
 preflight rules; ``doctor``, ``logs``, ``workers``, ``purge`` and ``cancel`` work against
@@ -9,18 +14,24 @@ from __future__ import annotations
 
 import argparse
 
-from deploy.ops.spec import DEFAULT_SPEC
 
-
-def _spec(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--spec", default=str(DEFAULT_SPEC), help=f"spec file ({DEFAULT_SPEC})")
+def _spec(p: argparse.ArgumentParser, *, every: bool = False) -> None:
+    p.add_argument(
+        "--endpoint",
+        metavar="NAME",
+        help="the endpoint: deploy/endpoints/NAME.toml (DEPLOY_ENDPOINTS_DIR); needed when "
+        "there are several",
+    )
+    if every:
+        p.add_argument("--all", action="store_true", help="every endpoint, one after another")
+    p.add_argument("--spec", metavar="PATH", help="one spec file outside the endpoints folder")
 
 
 def _json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
 
-def _target(p: argparse.ArgumentParser) -> None:
+def _target(p: argparse.ArgumentParser, *, every: bool = False) -> None:
     p.add_argument(
         "--local",
         metavar="URL",
@@ -29,9 +40,10 @@ def _target(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--endpoint-id",
-        help="endpoint id (default: RUNPOD_ENDPOINT_ID, or the spec's endpoint looked up by name)",
+        help="endpoint id (default: RUNPOD_ENDPOINT_IDS / RUNPOD_ENDPOINT_ID, or the spec's "
+        "endpoint looked up by name)",
     )
-    _spec(p)
+    _spec(p, every=every)
 
 
 def register(sub) -> None:
@@ -44,16 +56,21 @@ def register(sub) -> None:
         _json(p)
         return p
 
-    p = add("check", c.cmd_check, "preflight rules on the spec: every known silent failure")
+    p = add(
+        "check",
+        c.cmd_check,
+        "preflight rules on the specs (every endpoint unless --endpoint): every known silent "
+        "failure, and each pipeline on exactly one endpoint whose image carries it",
+    )
     _spec(p)
     p.add_argument("--list", action="store_true", help="list every rule and exit")
     p.add_argument("--offline", action="store_true", help="do not ask the hub for model sizes")
 
     p = add("plan", c.cmd_plan, "what apply would change (exit 1 when something would)")
-    _spec(p)
+    _spec(p, every=True)
 
     p = add("apply", c.cmd_apply, "create or update volume, template and endpoint (idempotent)")
-    _spec(p)
+    _spec(p, every=True)
     p.add_argument(
         "--recreate",
         action="store_true",
@@ -75,7 +92,7 @@ def register(sub) -> None:
     )
 
     p = add("doctor", c.cmd_doctor, "diagnose the endpoint in plain words")
-    _target(p)
+    _target(p, every=True)
     p.add_argument("--lines", type=int, default=20, help="log lines per worker (20)")
     p.add_argument(
         "--startup-grace",
@@ -85,7 +102,7 @@ def register(sub) -> None:
     )
 
     p = add("workers", c.cmd_workers, "list the endpoint's workers")
-    _target(p)
+    _target(p, every=True)
 
     p = add("logs", c.cmd_logs, "a worker's log tail")
     _target(p)

@@ -7,14 +7,19 @@ reader of the environment); the API key comes from ``RUNPOD_API_KEY`` only and i
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
+from deploy.findings import Finding
 from deploy.ops import check as checks
 from deploy.ops import cost as costs
 from deploy.ops import doctor as doc
+from deploy.ops import fleet as fleets
 from deploy.ops import plan as plans
 from deploy.ops.output import FINDINGS, OK, USAGE, emit_json, err, out, progress, table
 from deploy.ops.settings import OpsSettings
@@ -24,7 +29,7 @@ from deploy.ops.sizes import (
     recommended_disk_gb,
     recommended_volume_gb,
 )
-from deploy.ops.spec import REPO_ID, EndpointSpec, load_spec
+from deploy.ops.spec import REPO_ID, EndpointSpec, SpecError
 from deploy.runpod.jobapi import JobAPI, JobAPIError, JobNotFound, WorkerNotFound
 from deploy.runpod.management import ManagementAPI, ManagementError
 from deploy.runpod.pools import POOLS
@@ -66,41 +71,107 @@ def _model_size(settings: OpsSettings, repo: str, revision: str, files: tuple[st
     )
 
 
-def _print_findings(findings: list[checks.Finding], ok_text: str) -> None:
+def _print_findings(findings: list[Finding], ok_text: str, endpoint: str | None = None) -> None:
     if not findings:
         out(ok_text)
         return
+    where = f" (endpoint {endpoint})" if endpoint else ""
     for f in findings:
-        out(f"[{f.severity}] {f.rule}: {f.message}")
+        out(f"[{f.severity}] {f.rule}{where}: {f.message}")
         if f.why:
             out(f"    why: {f.why}")
         out(f"    fix: {f.fix}")
 
 
+def _fleet(args: argparse.Namespace, settings: OpsSettings) -> fleets.Fleet:
+    """The specs this run knows: ``--spec PATH`` alone, else the endpoints folder."""
+    if getattr(args, "spec", None):
+        return fleets.single(Path(args.spec))
+    return fleets.load_fleet(settings.endpoints_dir)
+
+
+def _chosen(
+    args: argparse.Namespace, settings: OpsSettings, *, allow_all: bool = True
+) -> tuple[fleets.Fleet, list[EndpointSpec]]:
+    fleet = _fleet(args, settings)
+    every = bool(getattr(args, "all", False))
+    return fleet, fleets.choose(fleet, args.endpoint, every, allow_all=allow_all)
+
+
+def _each(
+    args: argparse.Namespace,
+    items: list[Any],
+    one: Callable[[Any], tuple[int, dict[str, Any]]],
+    extra: dict[str, Any] | None = None,
+) -> int:
+    """Run ``one`` per endpoint (a spec or a target, each with a ``key``): text under a
+    heading per endpoint when there are several; ``--json`` is one endpoint's object, or
+    ``{"endpoints": {name: object}}``. The exit code is the worst of them."""
+    results, code = {}, OK
+    for item in items:
+        if len(items) > 1 and not args.json:
+            out(f"\n== endpoint {item.key} ==")
+        one_code, results[item.key] = one(item)
+        code = max(code, one_code)
+    if args.json:
+        if len(items) == 1 and not extra:
+            emit_json(results[items[0].key])
+        else:
+            emit_json({"endpoints": results, **(extra or {})})
+    return code
+
+
 def cmd_check(args: argparse.Namespace, settings: OpsSettings) -> int:
     if args.list:
-        rows = [(r.id, r.severity, r.title) for r in checks.RULES]
+        rules = [*checks.RULES, *fleets.FLEET_RULES]
         if args.json:
             emit_json(
                 [
                     {"id": r.id, "severity": r.severity, "title": r.title, "why": r.why}
-                    for r in checks.RULES
+                    for r in rules
                 ]
             )
         else:
-            out(table(["rule", "severity", "what it checks"], rows))
+            out(
+                table(
+                    ["rule", "severity", "what it checks"],
+                    [(r.id, r.severity, r.title) for r in rules],
+                )
+            )
         return OK
-    spec = load_spec(args.spec)
-    findings = checks.run_checks(spec, _size_models(spec, args.offline, settings))
-    if args.json:
-        emit_json({"spec": str(spec.path), "findings": [f.to_dict() for f in findings]})
-    else:
-        _print_findings(findings, f"{spec.path}: all {len(checks.RULES)} checks pass")
-    return FINDINGS if findings else OK
+    fleet = _fleet(args, settings)
+    # check looks at every endpoint unless told one: the cross-endpoint rules need them all.
+    specs = fleets.choose(fleet, args.endpoint, not args.endpoint, allow_all=True)
+    across = fleets.fleet_findings(fleet)
+
+    def one(spec: EndpointSpec) -> tuple[int, dict[str, Any]]:
+        findings = checks.run_checks(spec, _size_models(spec, args.offline, settings))
+        if len(specs) == 1:
+            findings = findings + across  # one endpoint: one list, as before several existed
+        if not args.json:
+            _print_findings(findings, f"{spec.path}: all {len(checks.RULES)} checks pass", spec.key)
+        data = {"endpoint": spec.key, "spec": str(spec.path)}
+        return (FINDINGS if findings else OK), {**data, "findings": [f.to_dict() for f in findings]}
+
+    code = _each(
+        args, specs, one, {"fleet": [f.to_dict() for f in across]} if len(specs) > 1 else None
+    )
+    if len(specs) > 1:
+        if not args.json:
+            out(f"\n== across {len(fleet.specs)} endpoints ==")
+            _print_findings(across, _served_words(fleet))
+        code = max(code, FINDINGS if across else OK)
+    return code
+
+
+def _served_words(fleet: fleets.Fleet) -> str:
+    return "every pipeline on one endpoint: " + "; ".join(
+        f"{name} serves {', '.join(fleet.served(fleet.specs[name]))}" for name in fleet.names
+    )
 
 
 def cmd_sizes(args: argparse.Namespace, settings: OpsSettings) -> int:
-    spec = load_spec(args.spec) if not args.repos else None
+    spec = _chosen(args, settings, allow_all=False)[1][0] if not args.repos else None
     if spec is not None:
         models = [(m.repo, m.revision, m.files) for m in spec.models]
     else:
@@ -186,27 +257,47 @@ def _print_plan(plan: plans.Plan) -> None:
 
 
 def cmd_plan(args: argparse.Namespace, settings: OpsSettings) -> int:
-    spec = load_spec(args.spec)
-    plan = plans.make_plan(_management(settings), spec, settings.environ)
-    if args.json:
-        emit_json({"changes": [c.to_dict() for c in plan.changes], "hasChanges": plan.has_changes})
-    else:
-        _print_plan(plan)
-        out("\nnothing to change" if not plan.has_changes else "\nrun `python -m deploy apply`")
-    return FINDINGS if plan.has_changes else OK
+    _, specs = _chosen(args, settings)
+    api = _management(settings)
+
+    def one(spec: EndpointSpec) -> tuple[int, dict[str, Any]]:
+        plan = plans.make_plan(api, spec, settings.environ)
+        if not args.json:
+            _print_plan(plan)
+            out(
+                f"\nnothing to change for endpoint {spec.key}"
+                if not plan.has_changes
+                else f"\nrun `python -m deploy apply --endpoint {spec.key}`"
+            )
+        data = {"changes": [c.to_dict() for c in plan.changes], "hasChanges": plan.has_changes}
+        return (FINDINGS if plan.has_changes else OK), data
+
+    return _each(args, specs, one)
 
 
 def cmd_apply(args: argparse.Namespace, settings: OpsSettings) -> int:
-    spec = load_spec(args.spec)
+    fleet, specs = _chosen(args, settings)
+    # A routing error across endpoints (a pipeline on two, or on none) refuses every apply.
+    across = [f for f in fleets.fleet_findings(fleet) if f.severity == checks.ERROR]
+    if across:
+        _print_findings(across, "")
+        out(f"\napply refused: {len(across)} error(s) across the endpoint specs; run check")
+        return FINDINGS
+    api = _management(settings)
+    return _each(args, specs, lambda spec: _apply_one(args, settings, api, spec))
+
+
+def _apply_one(
+    args: argparse.Namespace, settings: OpsSettings, api: ManagementAPI, spec: EndpointSpec
+) -> tuple[int, dict[str, Any]]:
     findings = checks.run_checks(spec, _size_models(spec, args.offline, settings))
     errors = [f for f in findings if f.severity == checks.ERROR]
     if errors:
-        _print_findings(errors, "")
-        out(f"\napply refused: {len(errors)} check error(s); fix the spec and rerun")
-        return FINDINGS
+        _print_findings(errors, "", spec.key)
+        out(f"\napply refused for endpoint {spec.key}: {len(errors)} check error(s); fix the spec")
+        return FINDINGS, {"refused": [f.to_dict() for f in errors]}
     for f in findings:
-        progress(f"warning {f.rule}: {f.message}")
-    api = _management(settings)
+        progress(f"warning {f.rule} (endpoint {spec.key}): {f.message}")
     if args.recreate:
         balance = _balance(api)
         if balance is not None and balance < 0:
@@ -214,22 +305,19 @@ def cmd_apply(args: argparse.Namespace, settings: OpsSettings) -> int:
                 f"apply --recreate refused: the balance is ${balance:.2f}; a new endpoint would "
                 "answer Not Found too. Add funds first."
             )
-            return FINDINGS
+            return FINDINGS, {"refused": "negative balance"}
     plan = plans.make_plan(api, spec, settings.environ)
     try:
         if args.recreate:
             result = plans.recreate(api, plan, progress)
+        elif not plan.has_changes:
+            result = {"unchanged": True, "endpointId": plan.endpoint and plan.endpoint["id"]}
         else:
-            if not plan.has_changes:
-                result = {"unchanged": True, "endpointId": plan.endpoint and plan.endpoint["id"]}
-                _report_apply(args, plan, result)
-                return OK
             result = plans.apply_plan(api, plan, progress, release_wait_s=args.release_wait)
     except plans.ApplyError as exc:
-        out(f"apply failed: {exc}")
-        return FINDINGS
-    _report_apply(args, plan, result)
-    return OK
+        out(f"apply failed for endpoint {spec.key}: {exc}")
+        return FINDINGS, {"failed": str(exc)}
+    return OK, _report_apply(args, plan, result)
 
 
 def _balance(api: ManagementAPI) -> float | None:
@@ -241,28 +329,37 @@ def _balance(api: ManagementAPI) -> float | None:
     return value if isinstance(value, int | float) else None
 
 
-def _report_apply(args: argparse.Namespace, plan: plans.Plan, result: dict) -> None:
+def _report_apply(args: argparse.Namespace, plan: plans.Plan, result: dict) -> dict[str, Any]:
+    data = {"changes": [c.to_dict() for c in plan.changes], **result}
     if args.json:
-        emit_json({"changes": [c.to_dict() for c in plan.changes], **result})
-        return
+        return data
     if result.get("unchanged"):
         out(f"endpoint {result['endpointId']} already matches {plan.spec.path}: nothing to do")
-        return
+        return data
     out(f"endpoint {result['endpointId']} is up to date with {plan.spec.path}")
     if result.get("release"):
         rel = result["release"]
         out(f"release v{rel['version']} verified ({', '.join(rel['diff']) or 'no diff'})")
+    variable = _id_variable(plan.spec, result["endpointId"])
     if result.get("replaced"):
         out(
-            f"replaced endpoint {result['replaced']}: set RUNPOD_ENDPOINT_ID="
-            f"{result['endpointId']} everywhere (web app, Celery) and restart them"
+            f"replaced endpoint {result['replaced']}: set {variable} everywhere "
+            "(web app, Celery) and restart them"
         )
     elif result.get("created"):
-        out(f"new endpoint: set RUNPOD_ENDPOINT_ID={result['endpointId']}")
+        out(f"new endpoint {plan.spec.key}: set {variable}")
+    return data
+
+
+def _id_variable(spec: EndpointSpec, endpoint_id: str) -> str:
+    """How the app learns this endpoint's id (one endpoint: RUNPOD_ENDPOINT_ID)."""
+    if spec.pipelines is not None:
+        return f"{spec.key}={endpoint_id} in RUNPOD_ENDPOINT_IDS"
+    return f"RUNPOD_ENDPOINT_ID={endpoint_id}"
 
 
 def cmd_destroy(args: argparse.Namespace, settings: OpsSettings) -> int:
-    spec = load_spec(args.spec)
+    spec = _chosen(args, settings, allow_all=False)[1][0]
     if not args.yes:
         raise UsageError(
             f"destroy deletes endpoint {spec.name!r} and its template"
@@ -293,6 +390,17 @@ class Target:
     api_key: str
     local: bool
     management: ManagementAPI | None
+    # The endpoint's name (its spec file's), when the command was given or chose a spec.
+    name: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.name or self.jobapi.endpoint_id
+
+    @property
+    def label(self) -> str:
+        eid = self.jobapi.endpoint_id
+        return f"{self.name} ({eid})" if self.name and self.name != eid else eid
 
 
 def split_endpoint_url(url: str) -> tuple[str, str | None]:
@@ -305,33 +413,69 @@ def split_endpoint_url(url: str) -> tuple[str, str | None]:
     return url.rstrip("/"), None
 
 
-def _target(args: argparse.Namespace, settings: OpsSettings) -> Target:
+def _targets(
+    args: argparse.Namespace, settings: OpsSettings, *, allow_all: bool = False
+) -> list[Target]:
+    """The endpoints a job-API command acts on, each with its id.
+
+    An id given outright (``--endpoint-id``, or a URL ending in it) needs no spec. Otherwise
+    the spec is chosen (``--endpoint NAME``, ``--all``, or the only one) and its id comes
+    from ``RUNPOD_ENDPOINT_IDS``, then ``RUNPOD_ENDPOINT_ID`` (one spec only), then: on the
+    local endpoint the name itself (it serves ``/v2/<name>``), on RunPod the endpoint
+    carrying the spec's ``[endpoint].name``."""
     api_key = settings.api_key()
-    base = args.local or settings.runpod_endpoint_base_url
-    base, named_id = split_endpoint_url(base)
+    base, named_id = split_endpoint_url(args.local or settings.runpod_endpoint_base_url)
     local = bool(args.local) or not is_runpod(base, settings.runpod_rest_url)
-    endpoint_id = args.endpoint_id or named_id or settings.runpod_endpoint_id
     management = None if local else _management(settings)
-    if not endpoint_id:
-        if local:
-            endpoint_id = "local"
-        else:
-            spec = load_spec(args.spec)
-            found = [e for e in management.list_endpoints() if e.get("name") == spec.name]
-            if not found:
+
+    def target(endpoint_id: str, name: str | None = None) -> Target:
+        return Target(JobAPI(endpoint_id, api_key, base), api_key, local, management, name)
+
+    explicit = args.endpoint_id or named_id
+    if explicit:
+        return [target(explicit, args.endpoint)]
+    named = bool(args.endpoint or getattr(args, "all", False))
+    try:
+        fleet = _fleet(args, settings)
+    except SpecError:
+        if local and not named:
+            return [target(settings.runpod_endpoint_id or "local")]  # one local endpoint
+        raise
+    specs = fleets.choose(fleet, args.endpoint, getattr(args, "all", False), allow_all=allow_all)
+    found = None
+    targets = []
+    for spec in specs:
+        eid = settings.runpod_endpoint_ids.get(spec.key)
+        if not eid and len(fleet.specs) == 1:
+            eid = settings.runpod_endpoint_id
+        if not eid and local:
+            eid = spec.key if named else "local"
+        if not eid:
+            found = found if found is not None else management.list_endpoints()
+            match = [e["id"] for e in found if e.get("name") == spec.name]
+            if not match:
                 raise UsageError(
-                    f"no endpoint named {spec.name!r}: set RUNPOD_ENDPOINT_ID or "
-                    "run `python -m deploy apply`"
+                    f"endpoint {spec.key}: no RunPod endpoint named {spec.name!r}; set "
+                    f"RUNPOD_ENDPOINT_IDS={spec.key}=<id> or run "
+                    f"`python -m deploy apply --endpoint {spec.key}`"
                 )
-            endpoint_id = found[0]["id"]
-    return Target(JobAPI(endpoint_id, api_key, base), api_key, local, management)
+            eid = match[0]
+        targets.append(target(eid, spec.key))
+    return targets
+
+
+def _target(args: argparse.Namespace, settings: OpsSettings) -> Target:
+    return _targets(args, settings)[0]
 
 
 def cmd_doctor(args: argparse.Namespace, settings: OpsSettings) -> int:
-    target = _target(args, settings)
+    return _each(args, _targets(args, settings, allow_all=True), lambda t: _doctor_one(args, t))
+
+
+def _doctor_one(args: argparse.Namespace, target: Target) -> tuple[int, dict[str, Any]]:
     progress(
         f"reading health, workers, logs{'' if target.local else ', releases, balance'} "
-        f"of {target.jobapi.endpoint_id}"
+        f"of endpoint {target.label}"
     )
     if target.local:
         facts = doc.gather_local(target.jobapi, args.lines)
@@ -340,21 +484,20 @@ def cmd_doctor(args: argparse.Namespace, settings: OpsSettings) -> int:
     facts.startup_grace_s = args.startup_grace
     findings = doc.diagnose(facts)
     problems = [f for f in findings if f.severity != doc.INFO]
-    if args.json:
-        emit_json(
-            {
-                "endpointId": facts.endpoint_id,
-                "target": facts.target,
-                "health": facts.health,
-                "summary": facts.summary,
-                "balance": facts.balance,
-                "findings": [f.to_dict() for f in findings],
-            }
-        )
-    else:
+    data = {
+        "endpoint": target.name,
+        "endpointId": facts.endpoint_id,
+        "target": facts.target,
+        "health": facts.health,
+        "summary": facts.summary,
+        "balance": facts.balance,
+        "findings": [f.to_dict() for f in findings],
+    }
+    if not args.json:
         jobs = (facts.health or {}).get("jobs") or {}
-        out(f"endpoint {facts.endpoint_id} ({facts.target})")
+        out(f"endpoint {target.label} ({facts.target})")
         if facts.health:
+            workers = facts.summary or facts.health.get("workers") or {}
             out(
                 table(
                     ["inQueue", "inProgress", "completed", "failed", "workers"],
@@ -364,13 +507,7 @@ def cmd_doctor(args: argparse.Namespace, settings: OpsSettings) -> int:
                             jobs.get("inProgress"),
                             jobs.get("completed"),
                             jobs.get("failed"),
-                            ", ".join(
-                                f"{k} {v}"
-                                for k, v in (
-                                    facts.summary or facts.health.get("workers") or {}
-                                ).items()
-                                if v
-                            ),
+                            ", ".join(f"{k} {v}" for k, v in workers.items() if v),
                         )
                     ],
                 )
@@ -381,8 +518,8 @@ def cmd_doctor(args: argparse.Namespace, settings: OpsSettings) -> int:
                 f"${facts.balance.get('currentSpendPerHr')}/h"
             )
         out("")
-        _print_findings(findings, "no problems found")
-    return FINDINGS if problems else OK
+        _print_findings(findings, f"no problems found on endpoint {target.label}", target.name)
+    return (FINDINGS if problems else OK), data
 
 
 def _worker_rows(target: Target) -> tuple[list[dict], dict]:
@@ -406,18 +543,19 @@ def _worker_rows(target: Target) -> tuple[list[dict], dict]:
 
 
 def cmd_workers(args: argparse.Namespace, settings: OpsSettings) -> int:
-    target = _target(args, settings)
+    return _each(args, _targets(args, settings, allow_all=True), lambda t: _workers_one(args, t))
+
+
+def _workers_one(args: argparse.Namespace, target: Target) -> tuple[int, dict[str, Any]]:
     rows, summary = _worker_rows(target)
-    if args.json:
-        emit_json({"workers": rows, "summary": summary})
-        return OK
-    if rows:
-        headers = list(rows[0])
-        out(table(headers, [[r.get(h) for h in headers] for r in rows]))
-    else:
-        out("no workers")
-    out("\n" + ", ".join(f"{k} {v}" for k, v in summary.items()))
-    return OK
+    if not args.json:
+        if rows:
+            headers = list(rows[0])
+            out(table(headers, [[r.get(h) for h in headers] for r in rows]))
+        else:
+            out(f"no workers on endpoint {target.label}")
+        out("\n" + ", ".join(f"{k} {v}" for k, v in summary.items()))
+    return OK, {"endpoint": target.name, "workers": rows, "summary": summary}
 
 
 def cmd_logs(args: argparse.Namespace, settings: OpsSettings) -> int:
@@ -442,7 +580,7 @@ def cmd_logs(args: argparse.Namespace, settings: OpsSettings) -> int:
     if args.json:
         emit_json({"workerId": worker_id, "lines": lines})
     else:
-        out(f"worker {worker_id}, last {len(lines)} line(s):")
+        out(f"endpoint {target.label}, worker {worker_id}, last {len(lines)} line(s):")
         for line in lines:
             out(f"  {line}")
     return OK
@@ -452,11 +590,11 @@ def cmd_purge(args: argparse.Namespace, settings: OpsSettings) -> int:
     target = _target(args, settings)
     result = target.jobapi.purge_queue()
     if args.json:
-        emit_json(result)
+        emit_json({"endpoint": target.name, **result})
     else:
         out(
-            f"removed {result.get('removed', 0)} queued job(s) from "
-            f"{target.jobapi.endpoint_id}; running jobs are untouched"
+            f"removed {result.get('removed', 0)} queued job(s) from endpoint "
+            f"{target.label}; running jobs and other endpoints are untouched"
         )
     return OK
 
