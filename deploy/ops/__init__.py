@@ -125,17 +125,38 @@ def register(sub) -> None:
     p.add_argument("repos", nargs="*", metavar="REPO[@REV]", help="default: the spec's models")
     p.add_argument("--image-gb", type=float, help="compressed image size (without a spec)")
 
-    p = add("cost", c.cmd_cost, "monthly cost vs an always-on worker; the best idle timeout")
-    p.add_argument("--tier", default="ADA_48_PRO", help="GPU pool for the list price")
-    p.add_argument("--price-per-s", type=float, help="price per GPU-second (overrides --tier)")
-    p.add_argument("--gpu-count", type=int, default=1)
-    p.add_argument("--idle-timeout", type=float, default=5.0, help="seconds (5)")
+    p = add(
+        "cost",
+        c.cmd_cost,
+        "what past jobs would have billed at idle timeouts 1-60 s and 0-2 active workers "
+        "(--history); or monthly cost vs an always-on worker and the best idle timeout",
+    )
+    _spec(p, every=True)
     p.add_argument(
-        "--cold-start-s", type=float, default=30.0, help="cold start, billed, in seconds (30)"
+        "--history",
+        metavar="CSV",
+        help="past jobs: submitted_at,started_at,finished_at[,endpoint,pipeline,cold_start_s]",
+    )
+    p.add_argument(
+        "--history-db", action="store_true", help="past jobs from the app's DATABASE_URL (SQL)"
+    )
+    p.add_argument("--days", type=float, help="the last N days of the history (database: 7)")
+    p.add_argument("--tier", help="GPU pool to price (default: the spec's tiers, or ADA_48_PRO)")
+    p.add_argument(
+        "--price-per-s", type=float, help="USD per GPU-second, flex and active (overrides all)"
+    )
+    p.add_argument("--gpu-count", type=int, help="GPUs per worker (default: the spec's, or 1)")
+    p.add_argument("--idle-timeout", type=float, help="seconds (default: the spec's, or 5)")
+    p.add_argument(
+        "--cold-start-s",
+        type=float,
+        help="cold start, billed, in seconds (default: the history's measured median, or 30)",
     )
     p.add_argument("--trace", help="CSV with arrival_s,duration_s per job")
     p.add_argument("--trace-days", type=float, help="days the trace covers (default: spanned)")
-    p.add_argument("--workers-max", type=int, default=1, help="workers for a trace (1)")
+    p.add_argument(
+        "--workers-max", type=int, help="most workers at once (default: the spec's, or 1)"
+    )
     p.add_argument("--jobs-per-hour", type=float, help="mean arrival rate")
     p.add_argument("--job-s", type=float, help="mean job length in seconds")
     p.add_argument(

@@ -6,7 +6,7 @@ that touches ``os.environ``; ``tests/deploy/ops/test_settings.py`` holds that li
 ``docs/operations.md`` lists them. A value that does not parse fails with the variable's
 name and what it takes, never with a traceback.
 
-pydantic-settings would parse the same nine strings; it is not used because these knobs are
+pydantic-settings would parse the same strings; it is not used because these knobs are
 plain text, one URL list and one float, and it would add two packages to the operator's
 image for no line of parsing it removes here.
 """
@@ -62,6 +62,7 @@ KNOBS: tuple[Knob, ...] = (
         str(DEFAULT_ENDPOINTS_DIR),
         "folder of endpoint specs, one <name>.toml per endpoint",
     ),
+    Knob("DATABASE_URL", "", "the app's database, read by SQL for `cost --history-db`"),
     Knob(
         "GPU_PRICE_PER_SECOND",
         "",
@@ -112,6 +113,7 @@ class OpsSettings:
     hf_token: str = ""
     endpoints_dir: Path = DEFAULT_ENDPOINTS_DIR
     gpu_price_per_second: float | None = None
+    database_url: str = ""
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:  # the key and the token never reach a log through repr
@@ -136,6 +138,7 @@ class OpsSettings:
             hf_token=raw["HF_TOKEN"],
             endpoints_dir=Path(raw["DEPLOY_ENDPOINTS_DIR"]),
             gpu_price_per_second=_price(raw["GPU_PRICE_PER_SECOND"]),
+            database_url=raw["DATABASE_URL"],
             environ=env,
         )
 
