@@ -831,18 +831,16 @@ def _history_one(
     window = _history_window(args, jobs)
     measured = measured_cold_start_s(jobs)
     cold_start = args.cold_start_s if args.cold_start_s is not None else (measured or 30.0)
-    pairs = [(j.submitted_at, j.run_s) for j in jobs]
-    bills = costs.bill_grid(pairs, window, cold_start, basis.workers_max, basis.flex, basis.active)
-    now = costs.bill(
-        pairs,
-        window,
-        basis.idle_timeout_s,
-        basis.workers_min,
-        cold_start,
-        basis.workers_max,
-        basis.flex,
-        basis.active,
+    load = costs.PastLoad(
+        jobs=[(j.submitted_at, j.run_s) for j in jobs],
+        window=window,
+        cold_start_s=cold_start,
+        workers_max=basis.workers_max,
+        flex_price=basis.flex,
+        active_price=basis.active,
     )
+    bills = costs.bill_grid(load)
+    now = costs.bill(load, basis.idle_timeout_s, basis.workers_min)
     cheapest = min(bills, key=lambda b: (b.dollars, b.cold_fraction))
     days = (window[1] - window[0]) / 86400
     data = {

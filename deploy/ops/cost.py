@@ -282,22 +282,34 @@ class Bill:
         return {k: round(v, 6) for k, v in asdict(self).items()}
 
 
-def bill(
-    jobs: list[tuple[float, float]],
-    window: tuple[float, float],
-    idle_timeout_s: float,
-    active: int,
-    cold_start_s: float,
-    workers_max: int,
-    flex_price: float,
-    active_price: float,
-) -> Bill:
-    """Replay ``jobs`` over ``window`` (epoch seconds) with one setting and price it."""
-    r = simulate(jobs, idle_timeout_s, cold_start_s, max(workers_max, active), active, window)
+@dataclass(frozen=True)
+class PastLoad:
+    """Past jobs as ``(submitted, run seconds)`` over ``window`` (epoch seconds), and what
+    every setting of the grid is priced and bounded with."""
+
+    jobs: list[tuple[float, float]]
+    window: tuple[float, float]
+    cold_start_s: float
+    workers_max: int
+    flex_price: float
+    active_price: float
+
+
+def bill(load: PastLoad, idle_timeout_s: float, active: int) -> Bill:
+    """Replay the jobs with one setting and price it."""
+    r = simulate(
+        load.jobs,
+        idle_timeout_s,
+        load.cold_start_s,
+        max(load.workers_max, active),
+        active,
+        load.window,
+    )
     flex_idle = r.flex_s - r.start_s - r.flex_run_s
     active_idle = r.active_s - (r.run_s - r.flex_run_s)
-    dollars = r.flex_s * flex_price + r.active_s * active_price
-    days = max(window[1] - window[0], 1.0) / 86400
+    dollars = r.flex_s * load.flex_price + r.active_s * load.active_price
+    idle_dollars = flex_idle * load.flex_price + active_idle * load.active_price
+    days = max(load.window[1] - load.window[0], 1.0) / 86400
     return Bill(
         idle_timeout_s=idle_timeout_s,
         active=active,
@@ -305,26 +317,15 @@ def bill(
         dollars=dollars,
         dollars_per_month=dollars * MONTH_S / (days * 86400),
         cold_fraction=r.cold_fraction,
-        start_share=r.start_s * flex_price / dollars if dollars else 0.0,
-        idle_share=(flex_idle * flex_price + active_idle * active_price) / dollars
-        if dollars
-        else 0.0,
+        start_share=r.start_s * load.flex_price / dollars if dollars else 0.0,
+        idle_share=idle_dollars / dollars if dollars else 0.0,
     )
 
 
 def bill_grid(
-    jobs: list[tuple[float, float]],
-    window: tuple[float, float],
-    cold_start_s: float,
-    workers_max: int,
-    flex_price: float,
-    active_price: float,
+    load: PastLoad,
     idle_timeouts: Iterable[float] = IDLE_GRID,
     actives: Iterable[int] = ACTIVE_GRID,
 ) -> list[Bill]:
     """Every (active workers, idle timeout) setting of the grid, priced."""
-    return [
-        bill(jobs, window, t, a, cold_start_s, workers_max, flex_price, active_price)
-        for a in actives
-        for t in idle_timeouts
-    ]
+    return [bill(load, t, a) for a in actives for t in idle_timeouts]

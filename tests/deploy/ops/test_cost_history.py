@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from deploy.ops.cost import ACTIVE_GRID, IDLE_GRID, bill, simulate
+from deploy.ops.cost import ACTIVE_GRID, IDLE_GRID, PastLoad, bill, simulate
 from tests.deploy.ops.test_endpoints import _spec
 
 
@@ -25,7 +25,7 @@ def test_a_busy_active_worker_brings_up_a_flex_one_and_the_bill_splits_by_hand()
     jobs = [(0, 30), (5, 30)]
     replay = simulate(jobs, 5, 10, workers_max=2, active=1, window=(0, 200))
     assert (replay.flex_s, replay.start_s, replay.cold_starts) == (45, 10, 1)
-    b = bill(jobs, (0, 200), 5, 1, 10, 2, 0.001, 0.0005)
+    b = bill(PastLoad(jobs, (0, 200), 10, 2, 0.001, 0.0005), idle_timeout_s=5, active=1)
     assert b.dollars == pytest.approx(0.145)
     assert b.cold_fraction == 0.5
     assert b.start_share == pytest.approx(0.010 / 0.145)
