@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -399,6 +400,8 @@ class Target:
     management: ManagementAPI | None
     # The endpoint's name (its spec file's), when the command was given or chose a spec.
     name: str | None = None
+    # One of several endpoints: the commands the advice gives must name it.
+    one_of_several: bool = False
 
     @property
     def key(self) -> str:
@@ -435,8 +438,9 @@ def _targets(
     local = bool(args.local) or not is_runpod(base, settings.runpod_rest_url)
     management = None if local else _management(settings)
 
-    def target(endpoint_id: str, name: str | None = None) -> Target:
-        return Target(JobAPI(endpoint_id, api_key, base), api_key, local, management, name)
+    def target(endpoint_id: str, name: str | None = None, several: bool = False) -> Target:
+        jobapi = JobAPI(endpoint_id, api_key, base)
+        return Target(jobapi, api_key, local, management, name, several)
 
     explicit = args.endpoint_id or named_id
     if explicit:
@@ -467,7 +471,7 @@ def _targets(
                     f"`python -m deploy apply --endpoint {spec.key}`"
                 )
             eid = match[0]
-        targets.append(target(eid, spec.key))
+        targets.append(target(eid, spec.key, len(fleet.specs) > 1))
     return targets
 
 
@@ -477,6 +481,18 @@ def _target(args: argparse.Namespace, settings: OpsSettings) -> Target:
 
 def cmd_doctor(args: argparse.Namespace, settings: OpsSettings) -> int:
     return _each(args, _targets(args, settings, allow_all=True), lambda t: _doctor_one(args, t))
+
+
+DEPLOY_COMMAND = re.compile(r"`python -m deploy (\w+)")
+
+
+def _naming(finding: Finding, name: str | None) -> Finding:
+    """The diagnosis rules word their fixes for one endpoint (`python -m deploy purge`); with
+    an endpoint named, the commands they give name it too, so they act on that one."""
+    if not name:
+        return finding
+    fix = DEPLOY_COMMAND.sub(lambda m: f"`python -m deploy {m[1]} --endpoint {name}", finding.fix)
+    return replace(finding, fix=fix)
 
 
 def _doctor_one(args: argparse.Namespace, target: Target) -> tuple[int, dict[str, Any]]:
@@ -489,7 +505,8 @@ def _doctor_one(args: argparse.Namespace, target: Target) -> tuple[int, dict[str
     else:
         facts = doc.gather_runpod(target.management, target.jobapi, args.lines)
     facts.startup_grace_s = args.startup_grace
-    findings = doc.diagnose(facts)
+    named = target.name if target.one_of_several else None
+    findings = [_naming(f, named) for f in doc.diagnose(facts)]
     problems = [f for f in findings if f.severity != doc.INFO]
     data = {
         "endpoint": target.name,

@@ -71,9 +71,7 @@ def installable_pipelines(folder: Path = REQUIREMENTS) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.txt") if p.stem != BASE_REQUIREMENTS)
 
 
-def load_fleet(
-    folder: Path, *, catalogue: Path = CATALOGUE, requirements: Path = REQUIREMENTS
-) -> Fleet:
+def load_fleet(folder: Path) -> Fleet:
     """Every ``*.toml`` spec in ``folder``; ``SpecError`` names a bad file."""
     if not folder.is_dir():
         raise SpecError(
@@ -83,17 +81,13 @@ def load_fleet(
     specs = {p.stem: load_spec(p) for p in sorted(folder.glob("*.toml"))}
     if not specs:
         raise SpecError(f"no endpoint specs in {folder}: add <name>.toml (see docs/operations.md)")
-    return Fleet(specs, offered_pipelines(catalogue), installable_pipelines(requirements))
+    return Fleet(specs, offered_pipelines(), installable_pipelines())
 
 
-def single(path: Path, **kw: Path) -> Fleet:
-    """A fleet of one spec file given with ``--spec`` (it acts as today's one endpoint)."""
+def single(path: Path) -> Fleet:
+    """A fleet of one spec file given with ``--spec`` (it acts as the one endpoint)."""
     spec = load_spec(path)
-    catalogue = kw.get("catalogue", CATALOGUE)
-    requirements = kw.get("requirements", REQUIREMENTS)
-    return Fleet(
-        {spec.key: spec}, offered_pipelines(catalogue), installable_pipelines(requirements)
-    )
+    return Fleet({spec.key: spec}, offered_pipelines(), installable_pipelines())
 
 
 def choose(fleet: Fleet, name: str | None, every: bool, *, allow_all: bool) -> list[EndpointSpec]:

@@ -185,6 +185,9 @@ def test_doctor_workers_and_purge_name_their_endpoint(cli, runpod, endpoints, mo
     text = cli("doctor", "--endpoint", "video")
     assert f"endpoint video ({ids['video']})" in text.out
     assert re.search(r"\[\w+\] [\w-]+ \(endpoint video\): ", text.out), text.out
+    # Every command the advice gives acts on this endpoint, not on a guess.
+    commands = re.findall(r"`python -m deploy [^`]*`", text.out)
+    assert commands and all("--endpoint video" in c for c in commands), commands
 
     workers = json.loads(cli("workers", "--endpoint", "video", "--json").out)
     assert workers["endpoint"] == "video" and workers["summary"]["unhealthy"] == 1
