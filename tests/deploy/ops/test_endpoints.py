@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -231,3 +233,56 @@ def test_every_worker_package_is_in_a_requirement_set_and_every_set_is_pinned():
     assert in_sets - pinned == set(), "pin these in gpu_worker/requirements.txt"
     offered = json.loads((ROOT / "app" / "pipelines.json").read_text())["pipelines"]
     assert sorted(p.stem for p in sets.glob("*.txt") if p.stem != "base") == sorted(offered)
+
+
+def _dockerfile_runs() -> list[str]:
+    """Dockerfile.gpu's RUN commands, continuation lines joined, comments dropped."""
+    runs, current = [], ""
+    for raw in (ROOT / "Dockerfile.gpu").read_text().splitlines():
+        if raw.strip().startswith("#") or not raw.strip():
+            continue
+        current += raw.rstrip().removesuffix("\\") + "\n"
+        if not raw.rstrip().endswith("\\"):
+            if current.startswith("RUN "):
+                runs.append(current[4:])
+            current = ""
+    return runs
+
+
+def _install_step(tmp_path, pipelines: str):
+    """Run the image's install step with `pip` replaced by `echo pip` (no Docker here)."""
+    (step,) = [r for r in _dockerfile_runs() if "pip install" in r]
+    shutil.copytree(ROOT / "deploy" / "image" / "requirements", tmp_path / "requirements")
+    return subprocess.run(
+        ["sh", "-c", step.replace("pip install", "echo pip install")],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PIPELINES": pipelines},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_the_image_installs_only_the_sets_of_its_pipelines(tmp_path):
+    light = _install_step(tmp_path / "light", "echo")
+    assert light.returncode == 0, light.stderr
+    assert light.stdout.split() == [
+        *("pip", "install", "-c", "gpu_worker/requirements.txt"),
+        *("-r", "requirements/base.txt", "-r", "requirements/echo.txt"),
+    ]
+    video = _install_step(tmp_path / "video", "video_enhance,upscale")
+    assert "-r requirements/upscale.txt" in video.stdout and "echo.txt" not in video.stdout
+
+
+def test_an_unknown_pipeline_stops_the_build_with_the_known_names(tmp_path):
+    result = _install_step(tmp_path, "echo,ecko")
+    assert result.returncode == 1
+    assert "PIPELINES: no pipeline 'ecko'; known: echo upscale video_enhance" in result.stderr
+
+
+def test_the_default_build_carries_every_pipeline_the_app_offers():
+    text = (ROOT / "Dockerfile.gpu").read_text()
+    (default,) = re.findall(r"^ARG PIPELINES=(\S+)$", text, flags=re.M)
+    offered = json.loads((ROOT / "app" / "pipelines.json").read_text())["pipelines"]
+    assert sorted(default.split(",")) == sorted(offered)
+    assert "PIPELINES=${PIPELINES}" in text  # the worker can read what it was built with
