@@ -49,6 +49,7 @@ def _target(p: argparse.ArgumentParser, *, every: bool = False) -> None:
 def register(sub) -> None:
     """Add the operator subcommands to ``python -m deploy``."""
     from deploy.ops import commands as c
+    from deploy.ops import cost_command, endpoint_commands
 
     def add(name: str, handler, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
@@ -91,7 +92,7 @@ def register(sub) -> None:
         "--include-volume", action="store_true", help="also delete the network volume and its data"
     )
 
-    p = add("doctor", c.cmd_doctor, "diagnose the endpoint in plain words")
+    p = add("doctor", endpoint_commands.cmd_doctor, "diagnose the endpoint in plain words")
     _target(p, every=True)
     p.add_argument("--lines", type=int, default=20, help="log lines per worker (20)")
     p.add_argument(
@@ -101,18 +102,20 @@ def register(sub) -> None:
         help="seconds a worker may start up before queued jobs look stuck (120)",
     )
 
-    p = add("workers", c.cmd_workers, "list the endpoint's workers")
+    p = add("workers", endpoint_commands.cmd_workers, "list the endpoint's workers")
     _target(p, every=True)
 
-    p = add("logs", c.cmd_logs, "a worker's log tail")
+    p = add("logs", endpoint_commands.cmd_logs, "a worker's log tail")
     _target(p)
     p.add_argument("--worker", help="worker id (default: the crashed or newest one)")
     p.add_argument("--lines", type=int, default=50, help="lines (50)")
 
-    p = add("purge", c.cmd_purge, "remove every queued job (running jobs are untouched)")
+    p = add(
+        "purge", endpoint_commands.cmd_purge, "remove every queued job (running jobs are untouched)"
+    )
     _target(p)
 
-    p = add("cancel", c.cmd_cancel, "cancel jobs by id")
+    p = add("cancel", endpoint_commands.cmd_cancel, "cancel jobs by id")
     _target(p)
     p.add_argument("job_ids", nargs="+", metavar="JOB_ID")
 
@@ -127,7 +130,7 @@ def register(sub) -> None:
 
     p = add(
         "cost",
-        c.cmd_cost,
+        cost_command.cmd_cost,
         "what past jobs would have billed at idle timeouts 1-60 s and 0-2 active workers "
         "(--history); or monthly cost vs an always-on worker and the best idle timeout",
     )
