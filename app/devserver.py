@@ -32,6 +32,10 @@ import time
 import zlib
 from pathlib import Path
 
+from sqlalchemy.orm import Session
+
+from app.clients import tokens
+from app.db import make_engine
 from deploy import devenv
 from deploy.runpod.vocabulary import DEFAULT_JOB_URL
 from deploy.stack.commands import migrate_argv, redis_server_binary
@@ -177,11 +181,6 @@ def create_tables(env: dict[str, str]) -> None:
 def register_dev_token(env: dict[str, str], token: str) -> str:
     """Make sure the database accepts the development API token; returns its webhook
     secret (derived from SECRET_KEY, as every named token's: app/clients/tokens.py)."""
-    from sqlalchemy.orm import Session
-
-    from app.clients import tokens
-    from app.db import make_engine
-
     engine = make_engine(env["DATABASE_URL"])
     try:
         with Session(engine) as session:
