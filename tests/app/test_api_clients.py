@@ -205,7 +205,7 @@ def test_the_job_page_shows_its_owner_how_to_read_it_from_a_program(app, client,
 def test_client_webhook_deliveries_are_listed_for_the_api_and_an_admin(
     app, client, runner, enqueued
 ):
-    from tests.app.conftest import login_admin
+    from tests.app.conftest import csrf_token, login_admin
     from tests.app.test_pages_and_api import sent, webhook
 
     token, _ = make_token(runner, "hooked")
@@ -238,6 +238,15 @@ def test_client_webhook_deliveries_are_listed_for_the_api_and_an_admin(
     assert 'by API token <b id="token-name">hooked</b>' in page
     assert f"http://127.0.0.1:5999/api/jobs/{job.id}" in page and "Bearer $TOKEN" in page
     assert token not in page
+    # The page's Redeliver button queues the same delivery again.
+    enqueued.clear()
+    action = f"/jobs/{job.id}/webhooks/{delivery['id']}/redeliver"
+    assert action in page
+    again = client.post(action, data={"csrf_token": csrf_token(client, f"/jobs/{job.id}")})
+    assert again.status_code == 303 and enqueued == [("tasks.deliver_webhook", delivery["id"])]
+    stranger = app.test_client()
+    refused = stranger.post(action, data={"csrf_token": csrf_token(stranger, "/")})
+    assert refused.status_code == 403
 
 
 def test_the_admin_dashboard_lists_named_tokens_with_their_use(app, client, runner):
@@ -292,3 +301,24 @@ def test_each_delivery_checks_the_address_again(production_app):
         assert message.state == "failed" and "failed for good" in outcome
         (attempt,) = message.attempts
         assert attempt.status_code is None and "loopback" in attempt.error
+
+
+def test_every_openapi_operation_has_an_id_a_tag_and_the_webhook_is_described(client):
+    from openapi_spec_validator import validate
+
+    doc = client.get("/api/openapi.json").json
+    validate(doc)
+    operations = [op for path in doc["paths"].values() for op in path.values()]
+    ids = [op["operationId"] for op in operations]
+    assert len(ids) == len(set(ids)) and all(op["tags"] for op in operations)
+    assert {"create_job", "get_job", "list_job_webhooks", "redeliver_job_webhook"} <= set(ids)
+    event = doc["webhooks"]["jobEvent"]["post"]
+    assert event["requestBody"]["content"]["application/json"]["examples"]
+    assert {p["name"] for p in event["parameters"]} == {
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+    }
+    create = doc["paths"]["/api/jobs"]["post"]
+    assert {p["name"] for p in create["parameters"]} == {"Idempotency-Key", "Prefer"}
+    assert "429" in create["responses"] and "422" in create["responses"]
