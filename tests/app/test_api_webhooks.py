@@ -301,3 +301,26 @@ def test_a_client_generated_from_the_openapi_document_submits_a_job(client, tmp_
         sys.path.remove(str(tmp_path))
         for name in [m for m in sys.modules if m.startswith("gpu_jobs_client")]:
             del sys.modules[name]
+
+
+def test_progress_events_come_at_most_every_two_seconds(client):
+    """The worker reports progress about once a second; the receiver hears of it at most
+    once per 2 s (the events' own timestamps, set when each was made, say so)."""
+    from datetime import datetime
+
+    with Receiver() as receiver:
+        created = client.post(
+            webhook=f"{receiver.origin}/hooks",
+            webhook_events_filter="progress,completed",
+            params='{"sleep_s": 6}',
+        )
+        job_id = created.json()["id"]
+        client.wait_job(job_id)
+        client.wait(lambda: "job.completed" in receiver.events(), "the completed event")
+        progress = [json.loads(r.body) for r in receiver.got if b'"job.progress"' in r.body]
+        assert len(progress) >= 2, receiver.events()
+        assert "job.start" not in receiver.events()  # not asked for
+        moments = sorted(datetime.fromisoformat(p["timestamp"]) for p in progress)
+        gaps = [(b - a).total_seconds() for a, b in zip(moments, moments[1:], strict=False)]
+        assert all(gap >= 1.9 for gap in gaps), gaps
+        assert all(p["data"]["status"] == "IN_PROGRESS" for p in progress)
