@@ -4,11 +4,11 @@
   client's receiver on 127.0.0.1 reading the signed ``job.completed`` POST; p50/p99, jobs
   one at a time on a warm worker (target p50 <= 100 ms).
 - ``job_latency_ms``: from ``POST /api/jobs`` to the row's ``finished_at``, for jobs without
-  a webhook: with no deliveries pending, then while 200 deliveries hang on a dead receiver
-  (it accepts connections and never answers), then with none again (the hanging ones' token
-  revoked, which ends them), in the same run; the ratio of the loaded p50 to the p50 of both
-  quiet phases together (target <= 1.1: deliveries have their own queue and worker). The
-  quiet phase on both sides cancels some of the drift of a machine shared with other work.
+  a webhook, in alternating blocks (three of each): with no deliveries pending, and while
+  200 deliveries hang on a dead receiver (it accepts connections and never answers; their
+  token is revoked after the block, which ends them); the ratio of the loaded p50 to the
+  quiet p50 (target <= 1.1: deliveries have their own queue and worker). Alternating cancels
+  some of the drift of a machine shared with other work.
 
 Timestamps on both sides are wall-clock times of this one machine.
 """
@@ -102,12 +102,9 @@ def revoke_token(env: dict[str, str], token: str) -> None:
         tokens.revoke(session, row.name)
 
 
-def measure(s: Any, samples: int, percentiles: Any, wall: Any) -> dict[str, Any]:
+def measure(s: Any, samples: int, percentiles: Any, wall: Any, cycles: int = 3) -> dict[str, Any]:
     """``s`` is bench.pipeline's Stack (with the deliveries worker); see the docstring."""
     token = make_token(s.env, "bench")
-    # The hanging deliveries belong to a token of their own: revoking it ends them.
-    hanger = make_token(s.env, "bench-dead-receiver")
-    auth = {"Authorization": f"Bearer {hanger}"}
 
     def submit(webhook: str | None = None, by: str = token) -> tuple[str, float]:
         return s.submit(token=by, **({"webhook": webhook} if webhook else {}))
@@ -125,6 +122,20 @@ def measure(s: Any, samples: int, percentiles: Any, wall: Any) -> dict[str, Any]
                 out.append((finished_at(job_id) - sent) * 1000)
         return out
 
+    def hang(dead: str) -> str:
+        """200 deliveries hanging on ``dead``, under a token of their own: revoking it ends
+        them (the attempts in flight time out, none follows)."""
+        hanger = make_token(s.env, "bench-dead-receiver")
+        auth = {"Authorization": f"Bearer {hanger}"}
+        hung, _ = submit(dead, by=hanger)
+        s.wait_terminal([hung], timeout=120)
+        listed = requests.get(s.web.url(f"/api/jobs/{hung}/webhooks"), headers=auth, timeout=30)
+        (message,) = listed.json()["deliveries"]
+        again = s.web.url(f"/api/jobs/{hung}/webhooks/{message['id']}/redeliver")
+        for _ in range(HANGING - 1):
+            requests.post(again, headers=auth, timeout=30)
+        return hanger
+
     warm, _ = submit()
     s.wait_terminal([warm], timeout=180)
     delivery: list[float] = []
@@ -139,19 +150,18 @@ def measure(s: Any, samples: int, percentiles: Any, wall: Any) -> dict[str, Any]
             if job_id in arrivals:
                 delivery.append((arrivals[job_id] - finished_at(job_id)) * 1000)
 
-    quiet = job_latencies(samples)
+    # Quiet and loaded blocks alternate, so drift in the machine's other load falls on both.
+    quiet: list[float] = []
+    loaded: list[float] = []
+    block = max(samples // cycles, 1)
+    timeout_s = float(s.env.get("CLIENT_WEBHOOK_TIMEOUT_S", "10"))
     with dead_receiver() as dead:
-        hung, _ = submit(dead, by=hanger)
-        s.wait_terminal([hung], timeout=120)
-        listed = requests.get(s.web.url(f"/api/jobs/{hung}/webhooks"), headers=auth, timeout=30)
-        (message,) = listed.json()["deliveries"]
-        again = s.web.url(f"/api/jobs/{hung}/webhooks/{message['id']}/redeliver")
-        for _ in range(HANGING - 1):
-            requests.post(again, headers=auth, timeout=30)
-        loaded = job_latencies(samples)
-        revoke_token(s.env, hanger)
-        time.sleep(15)  # past the receiver timeout: the hanging attempts end, none follow
-    quiet += job_latencies(samples)
+        for _ in range(cycles):
+            quiet += job_latencies(block)
+            hanger = hang(dead)
+            loaded += job_latencies(block)
+            revoke_token(s.env, hanger)
+            time.sleep(timeout_s + 3)
     base, busy = percentiles(quiet), percentiles(loaded)
     return {
         "delivery_ms": percentiles(delivery),
