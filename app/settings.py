@@ -137,6 +137,8 @@ class Settings:
     # Issue 20: first retry of a failed webhook delivery to a client, then x3 each time.
     client_webhook_retry_base_s: float = 5.0
     client_webhook_timeout_s: float = 10.0  # for the receiver's answer, once connected
+    # Receivers behind a private CA: its PEM bundle (default: the public CAs, certifi's).
+    client_webhook_ca_bundle: str = ""
     test_crash_at: str = ""  # APP_ENV=test only: SIGKILL the task at a named point
 
     @classmethod

@@ -4,7 +4,7 @@
   client's receiver on 127.0.0.1 reading the signed ``job.completed`` POST; p50/p99, jobs
   one at a time on a warm worker (target p50 <= 100 ms).
 - ``job_latency_ms``: from ``POST /api/jobs`` to the row's ``finished_at``, for jobs without
-  a webhook, in alternating blocks (three of each): with no deliveries pending, and while
+  a webhook, in alternating blocks (six of each): with no deliveries pending, and while
   200 deliveries hang on a dead receiver (it accepts connections and never answers; their
   token is revoked after the block, which ends them); the ratio of the loaded p50 to the
   quiet p50 (target <= 1.1: deliveries have their own queue and worker). Alternating cancels
@@ -102,7 +102,7 @@ def revoke_token(env: dict[str, str], token: str) -> None:
         tokens.revoke(session, row.name)
 
 
-def measure(s: Any, samples: int, percentiles: Any, wall: Any, cycles: int = 3) -> dict[str, Any]:
+def measure(s: Any, samples: int, percentiles: Any, wall: Any, cycles: int = 6) -> dict[str, Any]:
     """``s`` is bench.pipeline's Stack (with the deliveries worker); see the docstring."""
     token = make_token(s.env, "bench")
 
@@ -153,19 +153,25 @@ def measure(s: Any, samples: int, percentiles: Any, wall: Any, cycles: int = 3) 
     # Quiet and loaded blocks alternate, so drift in the machine's other load falls on both.
     quiet: list[float] = []
     loaded: list[float] = []
+    blocks: list[tuple[float | None, float | None]] = []
     block = max(samples // cycles, 1)
     timeout_s = float(s.env.get("CLIENT_WEBHOOK_TIMEOUT_S", "10"))
     with dead_receiver() as dead:
         for _ in range(cycles):
-            quiet += job_latencies(block)
+            calm = job_latencies(block)
             hanger = hang(dead)
-            loaded += job_latencies(block)
+            busy_block = job_latencies(block)
+            quiet += calm
+            loaded += busy_block
+            blocks.append((percentiles(calm)["p50"], percentiles(busy_block)["p50"]))
             revoke_token(s.env, hanger)
             time.sleep(timeout_s + 3)
     base, busy = percentiles(quiet), percentiles(loaded)
     return {
         "delivery_ms": percentiles(delivery),
         "job_latency_ms": {"no_deliveries": base, f"{HANGING}_hanging_deliveries": busy},
+        # Each cycle's (quiet p50, loaded p50): how much of the ratio is the machine's drift.
+        "blocks_p50_ms": blocks,
         "job_latency_ratio_p50": (
             round(busy["p50"] / base["p50"], 3) if base["p50"] and busy["p50"] else None
         ),

@@ -96,7 +96,7 @@ class Target:
     url: str
     host: str
     port: int
-    address: str  # the checked IP the delivery connects to
+    addresses: tuple[str, ...]  # the checked IPs the delivery connects to, in order
 
 
 def check_url(url: str, settings: Settings) -> Target:
@@ -123,7 +123,7 @@ def check_url(url: str, settings: Settings) -> Target:
                     f"webhook host {parts.hostname!r} resolves to {address}, a {why} address: "
                     "give a URL on the public internet"
                 )
-    return Target(url.strip(), parts.hostname, port, addresses[0])
+    return Target(url.strip(), parts.hostname, port, tuple(addresses))
 
 
 class _PinnedTLS(HTTPAdapter):
@@ -140,10 +140,24 @@ class _PinnedTLS(HTTPAdapter):
 
 
 def _post(
-    target: Target, headers: dict[str, str], body: bytes, read_timeout_s: float
+    target: Target, headers: dict[str, str], body: bytes, settings: Settings
+) -> requests.Response:
+    """POST to the first of the checked addresses that takes the connection (a name with
+    an IPv6 and an IPv4 address may be reachable on one only)."""
+    for n, address in enumerate(target.addresses):
+        try:
+            return _post_to(address, target, headers, body, settings)
+        except requests.ConnectionError as exc:
+            if isinstance(exc, requests.exceptions.SSLError) or n == len(target.addresses) - 1:
+                raise
+    raise requests.ConnectionError("no address")  # unreachable: check_url returns one at least
+
+
+def _post_to(
+    address: str, target: Target, headers: dict[str, str], body: bytes, settings: Settings
 ) -> requests.Response:
     parts = urlsplit(target.url)
-    host = f"[{target.address}]" if ":" in target.address else target.address
+    host = f"[{address}]" if ":" in address else address
     pinned = urlunsplit((parts.scheme, f"{host}:{target.port}", parts.path or "/", parts.query, ""))
     default_port = 443 if parts.scheme == "https" else 80
     host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
@@ -155,7 +169,8 @@ def _post(
             pinned,
             data=body,
             headers={**headers, "Host": host_header},
-            timeout=(CONNECT_TIMEOUT_S, read_timeout_s),
+            timeout=(CONNECT_TIMEOUT_S, settings.client_webhook_timeout_s),
+            verify=settings.client_webhook_ca_bundle or True,
             allow_redirects=False,
         )
 
@@ -307,7 +322,7 @@ def deliver(session: Session, message_id: str, services: Services) -> str:
                 "webhook-timestamp": str(int(timestamp.timestamp())),
                 "webhook-signature": Webhook(secret).sign(message.id, timestamp, body),
             }
-            response = _post(target, headers, body, settings.client_webhook_timeout_s)
+            response = _post(target, headers, body, settings)
             code = response.status_code
             response.close()
         except WebhookURLError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
 
 import pytest
 from sqlalchemy import func, select
@@ -322,3 +323,110 @@ def test_every_openapi_operation_has_an_id_a_tag_and_the_webhook_is_described(cl
     create = doc["paths"]["/api/jobs"]["post"]
     assert {p["name"] for p in create["parameters"]} == {"Idempotency-Key", "Prefer"}
     assert "429" in create["responses"] and "422" in create["responses"]
+
+
+def _certificate(tmp_path, name: str) -> tuple[str, str]:
+    """A self-signed certificate for ``name`` (its own CA), with its key."""
+    cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            f"/CN={name}",
+            "-addext",
+            f"subjectAltName=DNS:{name}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return str(cert), str(key)
+
+
+@pytest.mark.parametrize(
+    ("certified", "delivered"), [("localhost", True), ("elsewhere.test", False)]
+)
+def test_https_deliveries_go_to_the_checked_address_and_verify_the_name(
+    app, settings, tmp_path, certified, delivered
+):
+    """The attempt connects to the address it checked, while TLS still checks the
+    certificate against the URL's name: a certificate for another name is refused."""
+    import http.server
+    import ssl
+    import threading
+
+    from standardwebhooks.webhooks import Webhook
+
+    from app.clients import tokens, webhooks
+    from app.db import get_session
+    from app.models import WebhookMessage
+    from app.services import services, services_of
+
+    cert, key = _certificate(tmp_path, certified)
+    seen: list[tuple[dict, bytes]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append((dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.server_address[1]
+    own = services_of(app).replace(settings=settings.replace(client_webhook_ca_bundle=cert))
+    app.extensions["services"] = own
+    try:
+        with app.app_context():
+            session = get_session()
+            made = tokens.create(session, settings.secret_key, "tls-client")
+            job = Job(
+                pipeline="echo", params={}, owner=tokens.owner_of(made.row), status="COMPLETED"
+            )
+            session.add(job)
+            session.commit()
+            session.add(
+                WebhookMessage(
+                    id="msg_tls",
+                    job_id=job.id,
+                    event="completed",
+                    body='{"type":"job.completed"}',
+                    url=f"https://localhost:{port}/hook",
+                )
+            )
+            session.commit()
+            webhooks.deliver(session, "msg_tls", services())
+            message = session.get(WebhookMessage, "msg_tls")
+            (attempt,) = message.attempts
+            if delivered:
+                assert message.state == "delivered" and attempt.status_code == 204
+                headers, body = seen[0]
+                assert headers["Host"] == f"localhost:{port}"
+                assert Webhook(made.webhook_secret).verify(body, headers)["type"] == "job.completed"
+            else:
+                assert attempt.status_code is None and "SSLError" in attempt.error
+                assert seen == [] and message.state == "pending"  # retried later
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
