@@ -129,8 +129,14 @@ def measure(s: Any, samples: int, percentiles: Any, wall: Any, cycles: int = 6) 
         auth = {"Authorization": f"Bearer {hanger}"}
         hung, _ = submit(dead, by=hanger)
         s.wait_terminal([hung], timeout=120)
-        listed = requests.get(s.web.url(f"/api/jobs/{hung}/webhooks"), headers=auth, timeout=30)
-        (message,) = listed.json()["deliveries"]
+        listing = s.web.url(f"/api/jobs/{hung}/webhooks")
+        deadline = time.monotonic() + 30
+        # The event is recorded just after the job's end is committed: wait for it.
+        while not (found := requests.get(listing, headers=auth, timeout=30).json()["deliveries"]):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"job {hung} ended but recorded no webhook delivery")
+            time.sleep(0.05)
+        (message,) = found
         again = s.web.url(f"/api/jobs/{hung}/webhooks/{message['id']}/redeliver")
         for _ in range(HANGING - 1):
             requests.post(again, headers=auth, timeout=30)
