@@ -31,8 +31,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gpu_worker import pipelines
-from gpu_worker.errors import InputError, JobError, TransferError, WorkerConfigError, public
+from gpu_worker import memory, pipelines
+from gpu_worker.errors import (
+    InputError,
+    JobCancelled,
+    JobError,
+    TransferError,
+    WorkerConfigError,
+    public,
+)
 from gpu_worker.liveness import pid_alive
 from gpu_worker.loader import ModelLoader
 from gpu_worker.model_cache import ModelCache
@@ -229,31 +236,37 @@ def run_job(job: dict[str, Any], cancel: threading.Event | None = None) -> dict[
     workdir = Path(
         tempfile.mkdtemp(prefix=f"{JOB_DIR_PREFIX}{os.getpid()}-", dir=rt.settings.work_dir)
     )
+    cancel = cancel or threading.Event()
+    ceiling = rt.settings.memory_ceiling()
     try:
-        loaded, metrics["model_load_s"] = rt.loader.wait(
-            pipeline.name,
-            report=lambda text: reporter.message("loading model", text),
-            timeout=rt.settings.model_wait_s,
-            interval=min(1.0, rt.settings.progress_interval_s or 1.0),
-        )
-        paths, metrics["download_s"] = _download_inputs(spec["inputs"], workdir, rt, reporter)
-        ctx = pipelines.RunContext(
-            workdir=workdir,
-            device=rt.settings.device,
-            loaded=loaded,
-            cancel=cancel or threading.Event(),
-        )
-        t0 = time.monotonic()
-        outcome = pipeline.run(paths, spec["params"], reporter, ctx)
-        metrics["inference_s"] = time.monotonic() - t0
-        if outcome.frames is not None:
-            metrics["frames"] = outcome.frames
-        if outcome.items is not None:
-            metrics["items"] = outcome.items
-        t0 = time.monotonic()
-        delivered = _deliver(outcome, spec["output"], rt)
-        metrics["upload_s"] = time.monotonic() - t0
+        with memory.watched(ceiling, cancel) as watchdog:
+            loaded, metrics["model_load_s"] = rt.loader.wait(
+                pipeline.name,
+                report=lambda text: reporter.message("loading model", text),
+                timeout=rt.settings.model_wait_s,
+                interval=min(1.0, rt.settings.progress_interval_s or 1.0),
+            )
+            paths, metrics["download_s"] = _download_inputs(spec["inputs"], workdir, rt, reporter)
+            ctx = pipelines.RunContext(
+                workdir=workdir,
+                device=rt.settings.device,
+                loaded=loaded,
+                cancel=cancel,
+                frame_limit=pipeline.limit(),
+            )
+            t0 = time.monotonic()
+            outcome = pipeline.run(paths, spec["params"], reporter, ctx)
+            metrics["inference_s"] = time.monotonic() - t0
+            if outcome.frames is not None:
+                metrics["frames"] = outcome.frames
+            if outcome.items is not None:
+                metrics["items"] = outcome.items
+            t0 = time.monotonic()
+            delivered = _deliver(outcome, spec["output"], rt)
+            metrics["upload_s"] = time.monotonic() - t0
     except JobError as exc:
+        if isinstance(exc, JobCancelled) and watchdog.tripped:
+            exc = JobError(memory.over_ceiling_message(ceiling))
         log.warning("job %s failed: %s", job.get("id"), exc)
         failed: dict[str, Any] = {"error": str(exc)}
         if exc.kind:
@@ -262,6 +275,9 @@ def run_job(job: dict[str, Any], cancel: threading.Event | None = None) -> dict[
             failed["refresh_worker"] = True
         return failed
     except Exception as exc:  # a pipeline bug: the message names it, the traceback goes to logs
+        if memory.out_of_memory(exc):
+            log.warning("job %s: over the memory ceiling: %r", job.get("id"), exc)
+            return {"error": memory.over_ceiling_message(ceiling)}
         log.exception("job %s: pipeline %s crashed", job.get("id"), pipeline.name)
         capture(exc, pipeline=pipeline.name)
         return {"error": f"pipeline {pipeline.name} failed: {_describe_crash(exc)}"}
