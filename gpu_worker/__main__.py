@@ -18,7 +18,7 @@ from runpod.serverless.modules.rp_logger import RunPodLogger
 from gpu_worker import scaling
 from gpu_worker.errors import JobError
 from gpu_worker.handler import handler, remove_stale_job_dirs, runtime
-from gpu_worker.memory import apply_data_limit
+from gpu_worker.memory import set_data_limit
 from gpu_worker.model_cache import placement_warnings
 from gpu_worker.observability import capture_message, init_sentry
 
@@ -41,7 +41,7 @@ def prepare() -> None:
         return
     log.info("worker settings: %s", rt.settings.describe())
     try:
-        apply_data_limit(rt.settings.memory_ceiling(), rt.settings.device)
+        set_data_limit(rt.settings.memory_ceiling(), rt.settings.device)
     except (OSError, ValueError):
         log.exception("the memory ceiling could not be set; jobs are still watched")
     try:

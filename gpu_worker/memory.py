@@ -83,7 +83,7 @@ def cuda_possible(device_setting: str) -> bool:
     return any(path.exists() for path in _NVIDIA)
 
 
-def apply_data_limit(ceiling: int, device_setting: str) -> bool:
+def set_data_limit(ceiling: int, device_setting: str) -> bool:
     """Set ``RLIMIT_DATA`` to ``ceiling`` where CUDA cannot be in play; True if set."""
     if cuda_possible(device_setting):
         log.info("memory ceiling %s: watched (CUDA may run here), not an rlimit", gib(ceiling))
