@@ -24,12 +24,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app import budget as status_budget
+from app.lifecycle import status_budget
+from app.lifecycle.status import apply_status, mark_unreachable, purged_payload
 from app.models import Job, Status, utcnow
 from app.services import EndpointNotFound, JobAPIError, JobNotFound, Services
 from app.settings import Settings
-from app.status import apply_status, purged_payload
-from app.submission import mark_unreachable
 
 POLLED = (Status.IN_QUEUE, Status.IN_PROGRESS)
 # With webhooks on, polls are the safety net: the first one waits this long.
@@ -46,7 +45,7 @@ SHARE_JITTER = (0.75, 1 - SLACK)  # fair-share delays, as fractions of the effec
 
 def budget_pace(settings: Settings) -> float:
     """Polls per second the scheduler plans for: ``PLAN_SHARE`` of the budget's pace
-    (``STATUS_BUDGET_PER_10S // 12`` per second, see ``app.budget``)."""
+    (``STATUS_BUDGET_PER_10S // 12`` per second, see ``app.lifecycle.status_budget``)."""
     return status_budget.pace(settings.status_budget_per_10s) * PLAN_SHARE
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import abort
 
 from app.db import get_session
-from app.jobs import find_job
+from app.lifecycle.jobs import find_job
 from app.models import Job
 
 

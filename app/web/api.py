@@ -8,15 +8,15 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
-from app.auth import token_required
 from app.db import get_session
-from app.jobs import JobError, cancel_job, retry_job
+from app.lifecycle.jobs import JobError, cancel_job, retry_job
 from app.models import Job, Status
 from app.openapi import document
 from app.services import services
-from app.views import job_or_404
-from app.views.forms import create_from_upload
-from app.views.present import job_json
+from app.web import job_or_404
+from app.web.auth import token_required
+from app.web.forms import create_from_upload
+from app.web.present import job_json
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 

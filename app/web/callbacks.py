@@ -1,15 +1,17 @@
 """Worker → app callbacks: ``POST /callbacks/<attempt_id>/<kind>?exp=&sig=``.
 
 The GPU worker finds these URLs in its job input (``callbacks``, built by
-``app.submission.callback_url``), signed for POST on ``callbacks/<attempt_id>/<kind>`` with
-the one signed-URL scheme (``app.signing``), so a worker can only speak for the attempt it
-was given. Machine-to-machine: exempt from CSRF, answers in JSON.
+``app.lifecycle.submission.callback_url``), signed for POST on
+``callbacks/<attempt_id>/<kind>`` with the one signed-URL scheme (``app.signing``), so a
+worker can only speak for the attempt it was given. Machine-to-machine: exempt from CSRF,
+answers in JSON.
 
-- ``claim``: the worker claims the attempt before running the model (``app.claims``); 200 to
-  the first claimer and its repeats, 409 to any other RunPod job, 410 for a closed attempt.
+- ``claim``: the worker claims the attempt before running the model
+  (``app.lifecycle.claims``); 200 to the first claimer and its repeats, 409 to any other
+  RunPod job, 410 for a closed attempt.
 - ``progress``: ``{"progress": {...}, "worker_id", "job_id", "sent_at"}`` (``sent_at``, the
   worker's clock, is kept as ``progress.reported_at``), applied by
-  ``app.status.apply_progress`` so a job page shows what the worker reports within about a
+  ``app.lifecycle.status.apply_progress`` so a job page shows what the worker reports within about a
   second without a ``/status`` call. 410 tells the worker to stop sending: the attempt was
   superseded (a retry), the job has ended, or this worker's job is a duplicate.
 """
@@ -21,12 +23,12 @@ import json
 from flask import Blueprint, abort, jsonify, request
 
 from app import signing
-from app.claims import claim as claim_attempt
 from app.db import get_session
 from app.jsonbody import json_object
+from app.lifecycle.claims import claim as claim_attempt
+from app.lifecycle.status import Outcome, apply_progress
 from app.models import Attempt
 from app.services import services
-from app.status import Outcome, apply_progress
 
 bp = Blueprint("callbacks", __name__, url_prefix="/callbacks")
 MAX_BODY = 64 * 1024

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -26,8 +25,8 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app import pipelines, signing
-from app.claims import close_unclaimed
-from app.diagnosis import endpoint_unreachable
+from app.lifecycle.claims import close_unclaimed
+from app.lifecycle.status import apply_status, mark_unreachable
 from app.models import Attempt, AttemptState, Job, Status, utcnow
 from app.services import (
     EndpointNotFound,
@@ -38,7 +37,6 @@ from app.services import (
     SubmitOutcomeUnknown,
 )
 from app.settings import Settings
-from app.status import apply_status
 from app.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -86,7 +84,7 @@ def worker_input(
     job: Job, settings: Settings, storage: Storage, attempt: Attempt | None = None
 ) -> dict[str, Any]:
     """The GPU worker's input (contract 2): URLs only, never file bytes (invariant 6).
-    With ``attempt``, the worker claims it before running (``app.claims``)."""
+    With ``attempt``, the worker claims it before running (``app.lifecycle.claims``)."""
     ttl = settings.signed_url_ttl_s
     payload: dict[str, Any] = {
         "pipeline": job.pipeline,
@@ -140,26 +138,6 @@ def back_to_pending(session: Session, job: Job, reason: str) -> bool:
         return False
     session.commit()
     session.refresh(job)  # the update bypassed the ORM: reload status and version
-    return True
-
-
-def mark_unreachable(session: Session, job: Job, services: Services) -> bool:
-    """Show "endpoint unreachable" on the job; fail it once the grace period has passed.
-    Returns True when the job failed."""
-    settings = services.settings
-    now = utcnow()
-    job.unreachable_since = job.unreachable_since or now
-    job.diagnosis = endpoint_unreachable(
-        settings.runpod_endpoint_id, settings.endpoint_unreachable_grace_s
-    )
-    session.commit()
-    since = job.unreachable_since
-    if since.tzinfo is None:
-        since = since.replace(tzinfo=now.tzinfo)
-    if now - since < timedelta(seconds=settings.endpoint_unreachable_grace_s):
-        return False
-    payload = {"status": "FAILED", "reason": job.diagnosis}
-    apply_status(session, job, payload, "unreachable", services)
     return True
 
 

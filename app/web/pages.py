@@ -6,25 +6,17 @@ from flask import Blueprint, abort, flash, jsonify, redirect, render_template, r
 from sqlalchemy import select
 
 from app import pipelines
-from app.auth import is_admin, may_act_on, my_job_ids, remember_job
 from app.db import get_session
-from app.endpoint import FRESH_SNAPSHOT_S, ask_refresh, load_snapshot
-from app.jobs import (
-    JobError,
-    attempt_rows,
-    cancel_job,
-    describe,
-    duration_s,
-    owner_words,
-    retry_job,
-    timings,
-)
-from app.live import live
+from app.endpoints.health import FRESH_SNAPSHOT_S, ask_refresh, load_snapshot
+from app.lifecycle.jobs import JobError, cancel_job, retry_job
 from app.models import Job, Status
 from app.services import services
-from app.views import job_or_404
-from app.views.forms import create_from_upload
-from app.views.present import job_json, result_url
+from app.web import job_or_404
+from app.web.auth import is_admin, may_act_on, my_job_ids, remember_job
+from app.web.forms import create_from_upload
+from app.web.live import live
+from app.web.present import job_json, result_url
+from app.web.words import attempt_rows, describe, duration_s, owner_words, timings
 
 bp = Blueprint("pages", __name__)
 

@@ -14,8 +14,10 @@ from typing import Any
 from flask import abort, g, jsonify, redirect, request, session, url_for
 from sqlalchemy import delete
 
-from app.ratelimit import over_limit
+from app.db import get_session
+from app.models import AdminSession, utcnow
 from app.services import services
+from app.web.ratelimit import over_limit
 
 MY_JOBS_KEPT = 50
 LOGIN_WINDOW_S = 300
@@ -55,9 +57,6 @@ def _digest(nonce: str) -> str:
 
 def start_admin_session() -> None:
     """Log this browser in: a server-side session row, its nonce in the signed cookie."""
-    from app.db import get_session
-    from app.models import AdminSession, utcnow
-
     db = get_session()
     now = utcnow()
     db.execute(delete(AdminSession).where(AdminSession.expires_at < now))
@@ -72,9 +71,6 @@ def start_admin_session() -> None:
 
 def end_admin_session() -> None:
     """Log out: the row goes, so a copy of the cookie stops working too."""
-    from app.db import get_session
-    from app.models import AdminSession
-
     nonce = session.pop("admin", None)
     if isinstance(nonce, str):
         db = get_session()
@@ -90,9 +86,6 @@ def is_admin() -> bool:
 
 
 def _admin_session_valid(nonce: Any) -> bool:
-    from app.db import get_session
-    from app.models import AdminSession, utcnow
-
     if not isinstance(nonce, str) or not nonce:
         return False
     row = get_session().get(AdminSession, _digest(nonce))

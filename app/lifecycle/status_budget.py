@@ -13,7 +13,7 @@ k-th refused caller in a window waits ``k // per_window`` more windows, so a bac
 wait is jittered within its window so refused polls do not stampede together.
 
 Every ``/status`` request the app makes spends exactly one ticket: polls go through
-``app.polling.poll`` with a job-API client that never retries by itself
+``app.lifecycle.polling.poll`` with a job-API client that never retries by itself
 (``app.services.Services.status_api``); a retry is the next poll, which asks the budget again.
 """
 

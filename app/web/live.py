@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 # The one reading of "workers by state" from /health and /workers (diagnosis owns it).
-from app.diagnosis import worker_summary
-from app.endpoint import load_snapshot
+from app.endpoints.diagnosis import worker_summary
+from app.endpoints.health import load_snapshot
 from app.models import Job, Status, utcnow
 
 RECENT_RUNS = 20  # how many completed jobs of a pipeline the estimate looks at

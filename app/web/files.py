@@ -9,7 +9,7 @@ from flask import Blueprint, abort, jsonify, request, send_file
 
 from app import inert, signing
 from app.db import get_session
-from app.jobs import find_job
+from app.lifecycle.jobs import find_job
 from app.services import services
 from app.storage import InvalidKey, LocalStorage, TooLarge, check_key
 from app.units import human_bytes

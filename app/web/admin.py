@@ -7,7 +7,15 @@ from urllib.parse import urlparse
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
-from app.auth import (
+from app.db import get_session
+from app.endpoints.diagnosis import queue_words
+from app.endpoints.health import FRESH_SNAPSHOT_S, ask_refresh, load_snapshot, snapshot_age_s
+from app.lifecycle.jobs import JobError, cancel_job, retry_job
+from app.lifecycle.polling import poll_plan
+from app.models import TERMINAL, Job, Status, utcnow
+from app.services import services
+from app.web import job_or_404
+from app.web.auth import (
     admin_required,
     check_admin_password,
     end_admin_session,
@@ -15,15 +23,9 @@ from app.auth import (
     login_locked,
     start_admin_session,
 )
-from app.db import get_session
-from app.diagnosis import queue_words
-from app.endpoint import FRESH_SNAPSHOT_S, ask_refresh, load_snapshot, snapshot_age_s
-from app.jobs import JobError, cancel_job, describe, retry_job
-from app.models import TERMINAL, Job, Status, utcnow
-from app.polling import poll_plan
-from app.ratelimit import in_words
-from app.services import services
-from app.views import job_or_404
+from app.web.ratelimit import in_words
+from app.web.words import describe
+from deploy.runpod.vocabulary import WorkerRow
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -68,27 +70,26 @@ def _worker_rows(snapshot: dict, active: list[Job]) -> list[dict]:
         job.worker_id: job for job in active if job.status == Status.IN_PROGRESS and job.worker_id
     }
     rows = []
-    for worker in (snapshot.get("workers") or {}).get("workers") or []:
-        started = worker.get("startedAt")
-        age = worker.get("uptimeS")
-        if age is None and isinstance(started, int | float):
-            age = (worker.get("exitedAt") or now) - started
-        current = [str(j) for j in worker.get("currentJobs") or []]
-        jobs = [(rid, by_runpod_id.get(rid)) for rid in current]
-        state = worker.get("state") or "unknown"
-        reported = by_worker.get(worker.get("id"))
+    for raw in (snapshot.get("workers") or {}).get("workers") or []:
+        worker = WorkerRow.from_report(raw)
+        age = worker.uptime_s
+        if age is None and worker.started_at is not None:
+            age = (worker.exited_at or now) - worker.started_at
+        jobs = [(rid, by_runpod_id.get(rid)) for rid in worker.current_jobs]
+        state = worker.state
+        reported = by_worker.get(worker.id)
         if reported is not None and all(job is not reported for _, job in jobs):
             jobs.append((reported.runpod_id or "", reported))
             state = "running"
         rows.append(
             {
-                "id": worker.get("id"),
+                "id": worker.id,
                 "state": state,
                 "jobs": jobs,
                 "age": _duration(age),
-                "exit": worker.get("exitCode"),
-                "exit_meaning": worker.get("exitMeaning"),
-                "log": [str(line) for line in worker.get("logTail") or []],
+                "exit": worker.exit_code,
+                "exit_meaning": worker.exit_meaning,
+                "log": list(worker.log_tail),
             }
         )
     return rows

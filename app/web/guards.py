@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from flask import Flask, request, session
 
-from app.ratelimit import in_words, over_limit
 from app.services import services
+from app.web.errors import answer
+from app.web.ratelimit import in_words, over_limit
 
 # Machine-to-machine routes: token or signature authenticated, no CSRF (see create_app).
 EXEMPT_BLUEPRINTS = frozenset({"api", "files", "webhooks", "callbacks"})
@@ -16,8 +17,6 @@ UPLOAD_ENDPOINT = "pages.upload"
 
 
 def _refuse(code: int, message: str):
-    from app.views.errors import answer
-
     response = answer(code, message)
     if not isinstance(response, tuple):
         response.headers["Connection"] = "close"  # the unread body is not ours to drain

@@ -1,4 +1,4 @@
-"""Reading an upload request (form or API) into what ``app.jobs.create_job`` needs."""
+"""Reading an upload request (form or API) into what ``app.lifecycle.jobs.create_job`` needs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from flask import Request
 
 from app import jsonbody
 from app.db import get_session
-from app.jobs import JobError, create_job
+from app.lifecycle.jobs import JobError, create_job
 from app.models import Job
 from app.services import services
 

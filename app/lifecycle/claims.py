@@ -2,7 +2,7 @@
 
 RunPod has no idempotency key, so when the answer to POST /run is lost the app cannot tell
 whether the endpoint has the job. The app therefore lets the worker decide: every attempt's
-job input carries a signed claim URL (``app.submission.callback_url``); before running the
+job input carries a signed claim URL (``app.lifecycle.submission.callback_url``); before running the
 model the worker POSTs the RunPod job id it runs under, and the first RunPod job to claim an
 attempt holds it for good (one conditional UPDATE, so two claimers cannot both win).
 
@@ -24,9 +24,10 @@ import logging
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from app.lifecycle.polling import first_delay, schedule_poll
+from app.lifecycle.status import apply_status
 from app.models import Attempt, AttemptState, Job, Status, utcnow
 from app.services import Services
-from app.status import apply_status
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def claim(
     if attempt is None:
         return Verdict.GONE, "no such attempt: do not run this job"
     job = attempt.job
-    current = job.attempts[-1] if job.attempts else None
+    current = job.current_attempt
     if current is None or current.id != attempt.id or job.terminal:
         return Verdict.GONE, f"attempt superseded (the job is {job.status.lower()}): do not run"
     if attempt.runpod_id and attempt.runpod_id != runpod_id:
@@ -84,8 +85,6 @@ def _started(
     poll: bool,
 ) -> None:
     """A worker took the job: IN_PROGRESS (adopting the id if it was unknown), and polled."""
-    from app.polling import first_delay, schedule_poll
-
     session.refresh(job)
     payload = {"id": runpod_id, "status": Status.IN_PROGRESS.value}
     apply_status(session, job, payload, "claim", services)

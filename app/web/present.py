@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from app.jobs import describe, timings
-from app.live import Live
 from app.models import RETRYABLE, Job, Status
 from app.services import services
+from app.web.live import Live
+from app.web.words import describe, timings
 
 
 def result_url(job: Job, *, external: bool) -> str | None:

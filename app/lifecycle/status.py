@@ -13,12 +13,15 @@ import binascii
 import enum
 import json
 import logging
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from app import jsonbody
+from app.endpoints.diagnosis import endpoint_unreachable
+from app.lifecycle.retry import auto_retry
 from app.models import TERMINAL, Attempt, AttemptState, Job, Status, can_move, utcnow
 from app.services import Services
 from app.settings import Settings
@@ -74,15 +77,9 @@ def apply_status(
             continue
         log.info("job %s: %s %s from %s", job.id, outcome, status, source)
         if retry_own_failure and outcome == Outcome.APPLIED:
-            from app.jobs import auto_retry
-
             auto_retry(session, job, services)
         return outcome
     raise RuntimeError(f"job {job.id}: could not apply {status} after 5 concurrent updates")
-
-
-def _current_attempt(job: Job) -> Attempt | None:
-    return job.attempts[-1] if job.attempts else None
 
 
 def _check_identity(job: Job, runpod_id: str | None) -> bool:
@@ -95,7 +92,7 @@ def _check_identity(job: Job, runpod_id: str | None) -> bool:
     """
     if not runpod_id or runpod_id == job.runpod_id:
         return True
-    attempt = _current_attempt(job)
+    attempt = job.current_attempt
     known = any(other.runpod_id == runpod_id for other in job.attempts)
     if (
         not known
@@ -168,7 +165,7 @@ def _apply(
 def _mirror_on_attempt(job: Job) -> None:
     """Copy the job's figures (the current attempt's) onto that attempt's row, so they stay
     listed on the page after a retry clears the job's."""
-    attempt = _current_attempt(job)
+    attempt = job.current_attempt
     if attempt is None:
         return
     for name in ("worker_id", "started_at", "delay_ms", "execution_ms", "cost_usd"):
@@ -253,11 +250,6 @@ def _take_result(job: Job, payload: dict[str, Any], storage: Storage) -> Status:
     return Status.COMPLETED
 
 
-# Failures that were the app's, not the job's: the worker could not reach the app's storage
-# or its claim URL (an outage, a restart). The job gets one new attempt by itself.
-AUTO_RETRY_KINDS = frozenset({"storage_unreachable", "app_unreachable"})
-
-
 def failure_kind(payload: dict[str, Any]) -> str | None:
     """The worker's ``error_kind``: next to the error in ``output`` (what the runpod SDK
     keeps of a handler's ``{"error", "error_kind"}``) or inside a JSON error object."""
@@ -340,7 +332,7 @@ def _apply_progress(
     worker_id: str | None,
     runpod_id: str | None,
 ) -> Outcome:
-    if job.terminal or _current_attempt(job) is not attempt:
+    if job.terminal or job.current_attempt is not attempt:
         return Outcome.STALE
     if attempt.state in (AttemptState.SUPERSEDED, AttemptState.DUPLICATE, AttemptState.FAILED):
         return Outcome.STALE
@@ -367,3 +359,23 @@ def _apply_progress(
 
 def purged_payload(runpod_id: str | None) -> dict[str, Any]:
     return {"id": runpod_id, "status": "CANCELLED", "reason": PURGED}
+
+
+def mark_unreachable(session: Session, job: Job, services: Services) -> bool:
+    """Show "endpoint unreachable" on the job; fail it once the grace period has passed.
+    Returns True when the job failed."""
+    settings = services.settings
+    now = utcnow()
+    job.unreachable_since = job.unreachable_since or now
+    job.diagnosis = endpoint_unreachable(
+        settings.runpod_endpoint_id, settings.endpoint_unreachable_grace_s
+    )
+    session.commit()
+    since = job.unreachable_since
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=now.tzinfo)
+    if now - since < timedelta(seconds=settings.endpoint_unreachable_grace_s):
+        return False
+    payload = {"status": "FAILED", "reason": job.diagnosis}
+    apply_status(session, job, payload, "unreachable", services)
+    return True

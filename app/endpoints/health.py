@@ -10,18 +10,19 @@ that ran recently failed jobs in the ``snapshots`` table.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.diagnosis import diagnose, endpoint_unreachable
+from app.endpoints.diagnosis import diagnose, endpoint_unreachable
 from app.models import Job, Snapshot, Status, utcnow
 from app.services import EndpointNotFound, JobAPIError
 from app.settings import Settings
 from deploy.runpod.management import ManagementAPI, ManagementError
-from deploy.runpod.vocabulary import is_runpod, worker_row
+from deploy.runpod.vocabulary import WorkerRow, is_runpod
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +68,11 @@ def fetch_runpod_workers(settings: Settings) -> dict[str, Any] | None:
         return None
     workers = []
     for index, worker in enumerate(listing.get("workers") or []):
-        row = worker_row(worker)
-        if index < RUNPOD_WORKERS_LOGGED and row["id"]:
-            row["logTail"] = _runpod_logs(api, settings, row["id"], LOG_LINES)
-        workers.append(row)
+        row = WorkerRow.from_runpod(worker)
+        if index < RUNPOD_WORKERS_LOGGED and row.id:
+            logs = _runpod_logs(api, settings, row.id, LOG_LINES)
+            row = replace(row, log_tail=tuple(str(line) for line in logs))
+        workers.append(row.to_report())
     return {"workers": workers, "summary": listing.get("summary") or {}}
 
 

@@ -7,6 +7,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app.units import human_bytes
+from app.web.pages import form_page
 
 JSON_PREFIXES = ("/api", "/webhooks", "/files", "/callbacks")
 
@@ -43,8 +44,6 @@ def register(app: Flask) -> None:
             "Choose a smaller file."
         )
         if request.method == "POST" and request.endpoint == "pages.upload" and not _wants_json():
-            from app.views.pages import form_page
-
             # The form again, with the message where the person is looking (the body was
             # not read, so the typed values are not known here; the page's script keeps them).
             return form_page(413, values={}, error=message)

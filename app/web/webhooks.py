@@ -13,10 +13,10 @@ import hmac
 from flask import Blueprint, abort, jsonify, request
 
 from app.db import get_session
-from app.jobs import find_job
 from app.jsonbody import json_object
+from app.lifecycle.jobs import find_job
+from app.lifecycle.status import Outcome, PayloadError, apply_status
 from app.services import services
-from app.status import Outcome, PayloadError, apply_status
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 # RunPod caps a job's output at 20 MB; inline results are base64 (a third larger).

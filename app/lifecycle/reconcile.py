@@ -7,9 +7,9 @@ The job row is the truth and Redis messages are hints (DESIGN invariant 1). Each
 3. SUBMITTING jobs whose attempt is CLAIMED (the task died before POST /run, which it marks
    by moving the attempt to UNKNOWN first) go back to PENDING: provably nothing was sent;
 4. SUBMITTING jobs whose attempt is UNKNOWN (POST /run may have created a job but we never
-   learnt its id). The worker claims every attempt before running it (``app.claims``), so:
+   learnt its id). The worker claims every attempt before running it (``app.lifecycle.claims``), so:
    - a claim, a webhook or any payload carrying the job's id through its secret URL adopts
-     that id (``app.status``), and the job is followed like any other;
+     that id (``app.lifecycle.status``), and the job is followed like any other;
    - after ``UNKNOWN_SUBMIT_GRACE_S`` without a claim: if ``/health`` shows nothing queued
      or running, or ``UNKNOWN_SUBMIT_MAX_S`` has passed even though the endpoint is busy,
      the attempt is closed and the job submitted again. Closing races a claim atomically;
@@ -18,7 +18,7 @@ The job row is the truth and Redis messages are hints (DESIGN invariant 1). Each
 6. gives a job that failed only because the app was unreachable its one automatic retry;
 7. explains IN_QUEUE jobs that wait too long (crash loop, no capacity) from the snapshot,
    and when the endpoint counts nothing queued or running, polls the jobs still shown as
-   queued or running now (their statuses are stale: ``app.diagnosis.CHECKING``);
+   queued or running now (their statuses are stale: ``app.endpoints.diagnosis.CHECKING``);
 8. re-sends cancels that did not go through.
 """
 
@@ -34,11 +34,10 @@ from typing import Any
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.claims import close_unclaimed
-from app.diagnosis import endpoint_queue
-from app.endpoint import refresh_snapshot
-from app.models import TERMINAL, AttemptState, Job, Status, utcnow
-from app.polling import (
+from app.endpoints.diagnosis import endpoint_queue
+from app.endpoints.health import refresh_snapshot
+from app.lifecycle.claims import close_unclaimed
+from app.lifecycle.polling import (
     POLLED,
     SHARE_JITTER,
     budget_pace,
@@ -47,11 +46,13 @@ from app.polling import (
     poll,
     schedule_poll,
 )
+from app.lifecycle.retry import AUTO_RETRY_KINDS, auto_retry
+from app.lifecycle.status import apply_status
+from app.lifecycle.submission import RetryLater, back_to_pending
+from app.models import TERMINAL, AttemptState, Job, Status, utcnow
 from app.services import EndpointNotFound, Enqueue, JobAPI, JobAPIError, JobNotFound, Services
 from app.settings import Settings
-from app.status import apply_status
 from app.storage import Storage, remove_stale_staging
-from app.submission import RetryLater, back_to_pending
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -99,7 +100,7 @@ def reconcile(session: Session, services: Services) -> dict[str, int]:
         Job.status == Status.SUBMITTING, Job.updated_at < _older(settings.submit_grace_s)
     )
     for job in session.scalars(stuck.limit(BATCH)).all():
-        attempt = job.attempts[-1] if job.attempts else None
+        attempt = job.current_attempt
         if attempt is None or attempt.state == AttemptState.CLAIMED:
             if back_to_pending(session, job, "the task stopped before POST /run; nothing sent"):
                 enqueue("tasks.submit", job.id)
@@ -165,9 +166,10 @@ def requeue_lost_polls(
     message that still turns up finds the sequence moved on and stops). The new polls are
     spaced ``0.75 / budget_pace`` seconds apart, in the order they were due: a few lost
     polls go at once, and a flushed Redis with 10,000 jobs in flight becomes a steady stream
-    under the budget that ends at 75 % of the effective cap (``app.polling.effective_cap``),
-    where the fair-share delays of these jobs' next polls begin, so the two rounds do not
-    pile up on the budget and no first poll comes past the cap.
+    under the budget that ends at 75 % of the effective cap
+    (``app.lifecycle.polling.effective_cap``), where the fair-share delays of these jobs'
+    next polls begin, so the two rounds do not pile up on the budget and no first poll comes
+    past the cap.
     """
     late = _older(settings.poll_cap_s + settings.submit_grace_s)
     rows = session.execute(
@@ -229,7 +231,7 @@ def _resolve_unknown(
     claim arriving at that moment (``close_unclaimed``), and a worker that later picks up
     the lost RunPod job is refused by the claim (410), so it never runs.
     """
-    attempt = job.attempts[-1]
+    attempt = job.current_attempt
     if attempt.claimed_runpod_id:
         return _adopt(session, job, attempt.claimed_runpod_id, services, services.enqueue)
     waited = utcnow() - _aware(attempt.updated_at)
@@ -247,7 +249,7 @@ def _resolve_unknown(
         services.enqueue("tasks.submit", job.id)
         return 1
     session.refresh(job)
-    attempt = job.attempts[-1]
+    attempt = job.current_attempt
     if job.status == Status.SUBMITTING and attempt.claimed_runpod_id:
         return _adopt(session, job, attempt.claimed_runpod_id, services, services.enqueue)
     return 0
@@ -272,10 +274,7 @@ def _adopt(
 
 def retry_own_failures(session: Session, services: Services) -> int:
     """Give jobs that failed only because the app was unreachable their one automatic retry
-    (``app.jobs.auto_retry``), if the poll or webhook that failed them could not."""
-    from app.jobs import auto_retry
-    from app.status import AUTO_RETRY_KINDS
-
+    (``app.lifecycle.retry.auto_retry``), if the poll or webhook that failed them could not."""
     due = select(Job).where(
         Job.status == Status.FAILED,
         Job.failure_kind.in_(sorted(AUTO_RETRY_KINDS)),
@@ -315,7 +314,7 @@ def cancel(
                 schedule_poll(session, job, enqueue, 0.0, count=False)
             return f"finished before the cancel ({answer.get('status')}); polling it now"
     elif job.status == Status.SUBMITTING:
-        attempt = job.attempts[-1] if job.attempts else None
+        attempt = job.current_attempt
         if attempt is not None and attempt.claimed_runpod_id:
             # A worker claimed it though its id never reached us: cancel that RunPod job.
             _adopt(session, job, attempt.claimed_runpod_id, services, enqueue or _drop)
