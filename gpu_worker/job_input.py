@@ -21,6 +21,12 @@ FIELDS = ("pipeline", "params", "inputs", "output", "job_key", "callbacks")
 CALLBACK_KINDS = ("claim", "progress")
 _OUTPUT_WORDS = 'expected {"put_url": URL, "content_type": CT} or {"inline": true}'
 
+
+def _worded(field: str, words: str, **rule: Any) -> dict[str, Any]:
+    """A subschema with the words its refusal shows: ``<field>: <words>``."""
+    return {**rule, "x-field": field, "x-error": words}
+
+
 SCHEMA: dict[str, Any] = {
     "$schema": pipelines.SCHEMA_DIALECT,
     "type": "object",
@@ -29,21 +35,13 @@ SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "x-unknown": "input.{name}: unknown field; the input takes " + ", ".join(FIELDS),
     "properties": {
-        "pipeline": {
-            "type": "string",
-            "x-field": "pipeline",
-            "x-error": "expected a pipeline name string",
-        },
-        "params": {
-            "type": ["object", "null"],
-            "x-field": "params",
-            "x-error": "expected a JSON object of parameters",
-        },
-        "inputs": {
-            "type": ["object", "null"],
-            "x-field": "inputs",
-            "x-error": 'expected a JSON object {"<name>": "<http(s) URL>"}',
-        },
+        "pipeline": _worded("pipeline", "expected a pipeline name string", type="string"),
+        "params": _worded(
+            "params", "expected a JSON object of parameters", type=["object", "null"]
+        ),
+        "inputs": _worded(
+            "inputs", 'expected a JSON object {"<name>": "<http(s) URL>"}', type=["object", "null"]
+        ),
         "output": {
             "type": ["object", "null"],
             "x-field": "output",
@@ -51,16 +49,14 @@ SCHEMA: dict[str, Any] = {
             "if": {"type": "object", "required": ["put_url"]},
             "then": {
                 "properties": {
-                    "inline": {
-                        "enum": [False, None],
-                        "x-field": "output",
-                        "x-error": "give either put_url or inline, not both",
-                    },
-                    "content_type": {
-                        "type": ["string", "null"],
-                        "x-field": "output.content_type",
-                        "x-error": "expected a MIME type string like video/mp4",
-                    },
+                    "inline": _worded(
+                        "output", "give either put_url or inline, not both", enum=[False, None]
+                    ),
+                    "content_type": _worded(
+                        "output.content_type",
+                        "expected a MIME type string like video/mp4",
+                        type=["string", "null"],
+                    ),
                 }
             },
             "else": {
@@ -73,11 +69,9 @@ SCHEMA: dict[str, Any] = {
                 },
             },
         },
-        "job_key": {
-            "type": ["string", "null"],
-            "x-field": "job_key",
-            "x-error": "expected a string (the app's job id)",
-        },
+        "job_key": _worded(
+            "job_key", "expected a string (the app's job id)", type=["string", "null"]
+        ),
         "callbacks": {
             "type": ["object", "null"],
             "x-field": "callbacks",
