@@ -105,8 +105,8 @@ def test_tiles_join_without_seams():
 
     import torch
 
+    from bench.sr_weights import compact_safetensors
     from gpu_worker.pipelines.upscale import import_spandrel, upscale_tiled
-    from tests.support.sr_weights import compact_safetensors
 
     spandrel = import_spandrel()
     with tempfile.TemporaryDirectory() as folder:
