@@ -95,26 +95,26 @@ def _declared_size(path: Path, codec: str) -> tuple[int, int]:
         return context.width, context.height
 
 
+def _an_image(field: str) -> InputError:
+    return InputError(
+        f"{field}: this is an image, not a video; send a video, or use a pipeline that takes images"
+    )
+
+
 def probe(path: Path, field: str = "inputs.video", *, limit: FrameLimit) -> VideoInfo:
     """The video's size, rate and frame count; ``InputError`` when it is not a video or its
     declared frame size is over ``limit``."""
     import av
 
     if imagesize.file_size_of(path) is not None:
-        raise InputError(
-            f"{field}: this is an image, not a video; send a video, or use a "
-            "pipeline that takes images"
-        )
+        raise _an_image(field)
     try:
         with _open(path, limit) as container:
             if not container.streams.video:
                 raise InputError(f"{field}: the file has no video stream")
             stream = container.streams.video[0]
             if is_image_format(container.format.name):
-                raise InputError(
-                    f"{field}: this is an image, not a video; send a video, or use a "
-                    "pipeline that takes images"
-                )
+                raise _an_image(field)
             width, height = stream.codec_context.width, stream.codec_context.height
             if not width or not height:
                 width, height = _declared_size(path, stream.codec_context.name)
