@@ -4,7 +4,7 @@ A token is shown once and stored as its SHA-256 only. Its webhook signing secret
 stored at all: it is HMAC-SHA256(SECRET_KEY, "webhook-secret:" + a random per-token salt),
 so the app can sign with it any time while a copy of the database alone signs nothing.
 Rotating ``SECRET_KEY`` therefore changes every token's webhook secret: make new tokens
-(or tell each client its new secret with ``tokens secret NAME``) after rotating it.
+after rotating it (docs/api.md).
 """
 
 from __future__ import annotations

@@ -430,3 +430,18 @@ def test_https_deliveries_go_to_the_checked_address_and_verify_the_name(
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def test_a_days_spend_over_the_limit_answers_429_until_midnight_utc(app, client, runner):
+    token, _ = make_token(runner, "thrifty", "--max-spend-per-day", "0.05")
+    first = post_job(client, token)
+    assert first.status_code == 201
+    with app.app_context():
+        from app.db import get_session
+
+        session = get_session()
+        session.get(Job, first.json["id"]).cost_usd = 0.06
+        session.commit()
+    over = post_job(client, token)
+    assert over.status_code == 429 and over.json["limit"] == "max_spend_per_day"
+    assert "$0.0600" in over.json["error"] and over.json["resets_at"].endswith("T00:00:00+00:00")
