@@ -445,3 +445,22 @@ def test_a_days_spend_over_the_limit_answers_429_until_midnight_utc(app, client,
     over = post_job(client, token)
     assert over.status_code == 429 and over.json["limit"] == "max_spend_per_day"
     assert "$0.0600" in over.json["error"] and over.json["resets_at"].endswith("T00:00:00+00:00")
+
+
+@pytest.mark.parametrize(
+    ("headers", "fields", "words"),
+    [
+        ({"Idempotency-Key": "k" * 256}, {}, "Idempotency-Key must be"),
+        ({"Idempotency-Key": " "}, {}, "Idempotency-Key must be"),
+        ({}, {"webhook": "https://example.com/" + "a" * 2100}, "longer than 2048"),
+        ({}, {"webhook": "ftp://example.com/hook"}, "http URL with a host"),
+        ({}, {"webhook": "http://no-such-host.invalid/hook"}, "does not resolve"),
+    ],
+)
+def test_bad_keys_and_webhooks_get_a_400_and_change_nothing(
+    app, client, runner, headers, fields, words
+):
+    token, _ = make_token(runner, "careless")
+    answer = post_job(client, token, headers=headers, **fields)
+    assert answer.status_code == 400 and words in answer.json["error"], answer.json
+    assert job_count(app) == 0
