@@ -22,6 +22,7 @@ from deploy.local.jobs import RECORD_FIELDS
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
+    endpoint TEXT NOT NULL DEFAULT '',
     seq INTEGER NOT NULL,
     status TEXT NOT NULL,
     input TEXT NOT NULL,
@@ -67,6 +68,8 @@ class Store:
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(jobs)")}
         if "s3_config" not in columns:  # a state dir from before s3Config was kept
             self.db.execute("ALTER TABLE jobs ADD COLUMN s3_config TEXT")
+        if "endpoint" not in columns:  # from before one process served several endpoints
+            self.db.execute("ALTER TABLE jobs ADD COLUMN endpoint TEXT NOT NULL DEFAULT ''")
         cols = ", ".join(RECORD_FIELDS)
         marks = ", ".join("?" for _ in RECORD_FIELDS)
         self._insert_sql = f"INSERT OR REPLACE INTO jobs ({cols}) VALUES ({marks})"  # noqa: S608
@@ -74,9 +77,17 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
-    def load_jobs(self) -> list[dict[str, Any]]:
+    def load_jobs(
+        self, endpoint: str | None = None, *, unnamed: bool = True
+    ) -> list[dict[str, Any]]:
+        """The jobs of ``endpoint`` (all if None); ``unnamed``: with the rows written
+        before jobs named their endpoint."""
         cols = ", ".join(RECORD_FIELDS)
-        rows = self.db.execute(f"SELECT {cols} FROM jobs ORDER BY seq")  # noqa: S608
+        where, args = "", []
+        if endpoint is not None:
+            where = "WHERE endpoint = ?" + (" OR endpoint = ''" if unnamed else "")
+            args = [endpoint]
+        rows = self.db.execute(f"SELECT {cols} FROM jobs {where} ORDER BY seq", args)  # noqa: S608
         payloads: dict[tuple[str, str], str] = {
             (job_id, kind): body
             for job_id, kind, body in self.db.execute("SELECT id, kind, body FROM job_payloads")
