@@ -222,8 +222,8 @@ class Settings:
         if undeclared(self.pipelines):
             raise SettingsError(
                 f"PIPELINES names {', '.join(undeclared(self.pipelines))}, which no pipeline "
-                f"declares; choose from {', '.join(declared())} or add a pipeline (README, "
-                "Add your model)"
+                f"declares; choose from {', '.join(declared())} or add a pipeline "
+                "(docs/gpu-worker.md, Add your model)"
             )
 
     @property

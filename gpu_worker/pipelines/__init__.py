@@ -15,7 +15,7 @@ The app runs on other machines and does not import this package: it reads
 ``app/pipelines.json``, which ``python -m gpu_worker.pipelines catalogue`` writes from these
 declarations (``make catalogue``; a test fails when the file is stale). To add a pipeline,
 add a module and a line to ``_MODULES``: ``python -m gpu_worker.pipelines new NAME`` does
-both (README, "Add your model").
+both (docs/gpu-worker.md, "Add your model").
 """
 
 from __future__ import annotations

@@ -274,10 +274,10 @@ def test_list_names_every_rule(cli):
         assert r.id in result.out
 
 
-def test_readme_lists_every_check_rule():
+def test_runbook_lists_every_check_rule():
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
-    section = readme.split("## Operating the endpoint", 1)[1]
+    runbook = (Path(__file__).resolve().parents[3] / "docs" / "operations.md").read_text()
+    section = runbook.split("## Operating the endpoint", 1)[1]
     for r in RULES:
         assert f"`{r.id}`" in section, r.id
