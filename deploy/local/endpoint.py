@@ -19,7 +19,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from deploy.local import deadlines as dl
-from deploy.local import scaling, webhooks
+from deploy.local import life, scaling, webhooks
 from deploy.local import workers as wk
 from deploy.local.crashloop import CrashLoop
 from deploy.local.fleet import Fleet
@@ -67,6 +67,7 @@ class Endpoint:
         self._tasks: set[asyncio.Task] = set()
         self._closing = False
         self.fleet = Fleet(
+            endpoint_id=self.id,
             command=opts.command(),
             env=lambda w: wk.worker_env(w, host.base_url, self.id, opts.worker_env),
             gpus=host.gpus,
@@ -207,6 +208,10 @@ class Endpoint:
             "crashLoop": self.crash.describe(),
         }
 
+    def bill(self, since: float) -> dict[str, Any]:
+        """Each worker's billed life since ``since`` and the seconds attributed to jobs."""
+        return life.bill(self.host.store.load_lives(self.id, since), time.time())
+
     def stats(self) -> dict[str, Any]:
         return {
             "requests": dict(self.requests),
@@ -264,7 +269,8 @@ class Endpoint:
         if w.took_any:
             return
         w.took_any = True
-        w.ready_at = time.time()
+        w.ready_at = w.life.ready_at = time.time()
+        self.fleet.save_life(w)
         self._refresh_state(w)
         if self.crash.reset():
             log.info("worker %s is taking jobs: crash loop over", w.id)
@@ -281,6 +287,7 @@ class Endpoint:
             self._push(time.monotonic() + timeout, dl.EXEC, job.id, job.attempt)
         if jobs:
             self._refresh_state(w)
+            self.fleet.save_life(w)
         return jobs
 
     def _queued_changed(self) -> None:
@@ -305,6 +312,7 @@ class Endpoint:
         if w is not None and job.id in w.current_jobs:
             w.current_jobs.discard(job.id)
             w.life.job_ended(job.id, time.time())
+            self.fleet.save_life(w)
             self._refresh_state(w)
 
     def stop_signals(self, w: wk.Worker) -> list[str]:

@@ -52,6 +52,7 @@ class Fleet:
     def __init__(
         self,
         *,
+        endpoint_id: str,
         command: list[str],
         env: Callable[[wk.Worker], dict[str, str]],
         gpus: GpuPool,
@@ -63,6 +64,7 @@ class Fleet:
         spawn_task: Callable[[Coroutine[Any, Any, None]], asyncio.Task],
         poke: Callable[[], None],
     ) -> None:
+        self.endpoint_id = endpoint_id
         self.command = wk.absolute_command(command, Path.cwd())
         self.workers_max = workers_max
         self.env = env
@@ -98,6 +100,8 @@ class Fleet:
             if self.unhealthy:
                 self.unhealthy.pop(0)  # the new worker takes the crashed one's place
             w = wk.new_worker(self.log_dir, gpu)
+            w.life.endpoint = self.endpoint_id
+            self.save_life(w)
             self.workers[w.id] = w
             self.spawn_task(self._run(w))
             started += 1
@@ -132,11 +136,18 @@ class Fleet:
         w.state = "stopping"
         w.life.stop_requested_at = time.time()
         w.life.stop_reason = why
+        self.save_life(w)
         w.kill_at = time.monotonic() + self.stop_grace
         # SIGTERM first, so the SDK knows it is shutting down when its long-polls return.
         wk.signal_group(w.pid, signal.SIGTERM)
         _release_polls(w)
         self.poke()
+
+    def save_life(self, w: wk.Worker) -> None:
+        """Write the worker's billed life through at each change (start, ready, each job,
+        stop, exit), so it survives the endpoint."""
+        with contextlib.suppress(Exception):  # a closed store at shutdown loses nothing billed
+            self.store.save_life(w.life)
 
     def kill_overdue(self, now: float) -> list[float]:
         """SIGKILL stopping workers past their grace; returns the next kill times."""
@@ -168,6 +179,7 @@ class Fleet:
         w.exited_at = time.time()
         w.exit_code = code
         w.life.exited(code, w.exited_at)
+        self.save_life(w)
         w.kill_at = None
         self.gpus.release(w.gpu)
         _release_polls(w)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 
 import aiohttp
 
@@ -21,6 +22,10 @@ from deploy.local.options import Config
 from deploy.local.store import Store
 
 log = logging.getLogger("deploy.local")
+
+# How long each worker's billed life is kept for /billing: long enough for the app to
+# read it (it polls every few minutes) and for a day's report.
+LIVES_KEPT_S = 7 * 24 * 3600
 
 
 class Host:
@@ -49,10 +54,23 @@ class Host:
         if killed:
             log.warning("killed %d worker(s) a previous endpoint process left behind", killed)
         self.store.forget_all_workers()
+        self._close_lost_lives()
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         for i, endpoint in enumerate(self.endpoints.values()):
             # Jobs stored before rows named their endpoint belong to the first one.
             await endpoint.start(adopt_unnamed=i == 0)
+
+    def _close_lost_lives(self) -> None:
+        """Workers of a previous process that died with it: their record ends at the last
+        instant it knows of; records older than LIVES_KEPT_S go."""
+        now = time.time()
+        self.store.forget_lives_before(now - LIVES_KEPT_S)
+        for endpoint in self.endpoints:
+            for life in self.store.load_lives(endpoint):
+                if life.exited_at is None:
+                    life.exited_at = life.last_seen()
+                    life.stop_reason = life.stop_reason or "the endpoint process died"
+                    self.store.save_life(life)
 
     async def shutdown(self) -> None:
         await asyncio.gather(*(e.shutdown() for e in self.endpoints.values()))

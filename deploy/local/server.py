@@ -56,6 +56,7 @@ ROUTES: dict[str, Route] = {
     "health": Route("GET", 0, "health"),
     "workers": Route("GET", 0, "workers"),
     "stats": Route("GET", 0, "stats"),
+    "billing": Route("GET", 0, "billing"),
     "job-take": Route("GET", 1, "job_take", worker=True),
     "job-take-batch": Route("GET", 1, "job_take_batch", worker=True),
     "job-stop": Route("GET", 1, "job_stop", worker=True),
@@ -263,6 +264,16 @@ class Api:
         if worker_id not in ep.workers and not path.is_file():
             raise BadInput(404, f"no worker {worker_id}")
         return _json({"workerId": worker_id, "lines": wk.tail(path, lines, 4 * MB)})
+
+    async def billing(self, request: web.Request, ep: Endpoint) -> web.Response:
+        """Extension: each worker's billed life and the seconds attributed to jobs."""
+        try:
+            since = float(request.query.get("since", "0"))
+        except ValueError:
+            raise BadInput(400, "since must be a Unix time in seconds") from None
+        if not 0 <= since < 1e11:
+            raise BadInput(400, "since must be a Unix time in seconds")
+        return _json(ep.bill(since))
 
     async def stats(self, request: web.Request, ep: Endpoint) -> web.Response:
         return _json(ep.stats())

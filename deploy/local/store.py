@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.local.jobs import RECORD_FIELDS
+from deploy.local.life import WorkerLife
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -43,6 +44,12 @@ CREATE TABLE IF NOT EXISTS job_payloads (
     kind TEXT NOT NULL,
     body TEXT NOT NULL,
     PRIMARY KEY (id, kind)
+);
+CREATE TABLE IF NOT EXISTS worker_lives (
+    id TEXT PRIMARY KEY,
+    endpoint TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    life TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS workers (
     id TEXT PRIMARY KEY,
@@ -178,3 +185,23 @@ class Store:
 
     def forget_all_workers(self) -> None:
         self.db.execute("DELETE FROM workers")
+
+    # ---- each worker's billed life (kept LIVES_KEPT_S after it started) ----------------
+
+    def save_life(self, life: WorkerLife) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO worker_lives (id, endpoint, started_at, life) "
+            "VALUES (?, ?, ?, ?)",
+            (life.worker_id, life.endpoint, life.started_at, life.to_json()),
+        )
+
+    def load_lives(self, endpoint: str, since: float = 0.0) -> list[WorkerLife]:
+        rows = self.db.execute(
+            "SELECT life FROM worker_lives WHERE endpoint = ? AND started_at >= ? "
+            "ORDER BY started_at",
+            (endpoint, since),
+        )
+        return [WorkerLife.from_json(text) for (text,) in rows]
+
+    def forget_lives_before(self, when: float) -> None:
+        self.db.execute("DELETE FROM worker_lives WHERE started_at < ?", (when,))

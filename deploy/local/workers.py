@@ -21,6 +21,14 @@ from deploy.local.life import WorkerLife
 from deploy.runpod.vocabulary import exit_meaning
 
 PR_SET_PDEATHSIG = 1
+# The local states as RunPod's REST v2 ``WorkerStatus`` (a stopping worker still bills).
+RUNPOD_STATUS = {
+    "initializing": "INITIALIZING",
+    "idle": "IDLE",
+    "running": "RUNNING",
+    "stopping": "RUNNING",
+    "unhealthy": "UNHEALTHY",
+}
 
 
 def shell_exit_code(returncode: int) -> int:
@@ -107,7 +115,7 @@ class Worker:
     life: WorkerLife = field(init=False)
 
     def __post_init__(self) -> None:
-        self.life = WorkerLife(self.started_at)
+        self.life = WorkerLife(self.started_at, worker_id=self.id, gpu=self.gpu)
 
     @property
     def pid(self) -> int | None:
@@ -118,8 +126,15 @@ class Worker:
         return self.exited_at is None
 
     def describe(self, log_lines: int = 10) -> dict:
+        now = time.time()
         return {
             "id": self.id,
+            # RunPod's REST v2 worker fields where it has them (``status``, ``gpuCount``,
+            # ``isStale``, ``uptimeSeconds``); ``startedAt`` stays epoch seconds here.
+            "status": RUNPOD_STATUS.get(self.state) if self.alive else None,
+            "gpuCount": 0 if self.gpu is None else 1,
+            "isStale": False,
+            "uptimeSeconds": int((self.exited_at or now) - self.started_at),
             "state": self.state,
             "pid": self.pid,
             "gpu": self.gpu,
@@ -134,7 +149,7 @@ class Worker:
             "lastError": self.last_error,
             "workDir": str(self.work_dir),
             "logTail": tail(self.log_path, log_lines),
-            "life": self.life.describe(time.time()),
+            "life": self.life.describe(now),
         }
 
 

@@ -120,3 +120,25 @@ def test_a_workers_billed_life_splits_into_start_up_jobs_and_idle():
         "idleSeconds": 5.0,
         "wokenBy": "a",
     }
+
+
+def test_every_billed_second_goes_to_a_job_or_to_idle():
+    life = WorkerLife(started_at=0.0)
+    life.ready_at = 4.0  # start-up to the job that woke the worker: "a"
+    life.job_started("a", 4.0)
+    life.job_started("b", 5.0)  # a and b share 5..6: half each
+    life.job_ended("a", 6.0)
+    life.job_ended("b", 8.0)
+    life.exited(0, 13.0)  # idle 8..13
+    parts = life.attribute(now=99.0)
+    assert parts == {"a": 4.0 + 1.0 + 0.5, "b": 0.5 + 2.0, "idle": 5.0}
+    assert sum(parts.values()) == life.billed(99.0)["billedSeconds"] == 13.0
+
+
+def test_a_worker_that_never_took_a_job_is_all_idle_and_a_live_one_bills_so_far():
+    crashed = WorkerLife(started_at=0.0)
+    crashed.exited(1, 2.5)
+    assert crashed.attribute(now=50.0) == {"idle": 2.5}
+    live = WorkerLife(started_at=0.0, ready_at=1.0)
+    live.job_started("a", 1.0)
+    assert live.attribute(now=3.0) == {"a": 3.0}
