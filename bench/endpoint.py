@@ -229,7 +229,7 @@ def run_acceptance(state: Path, total: int) -> dict:
         state,
         worker_command="sleep 600",
         crash_loop_threshold=1000,
-        no_rate_limits=True,
+        rate_limits=False,
         stop_grace=1,
     ) as ep:
         local = _post_concurrently(ep.url("run"), ep.headers, total, 16)
@@ -256,7 +256,7 @@ def concurrency(state: Path, jobs: int) -> dict:
         workers_min=4,
         workers_max=4,
         idle_timeout=60,
-        no_rate_limits=True,
+        rate_limits=False,
         env={"SHAPE": "batch"},
     ) as ep:
         ep.wait_for(lambda: ep.workers()["summary"]["idle"] == 4, 120, what="4 warm workers")
