@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import urlparse
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -24,7 +25,7 @@ from app.web.auth import (
     start_admin_session,
 )
 from app.web.ratelimit import in_words
-from app.web.words import describe
+from app.web.words import describe_now
 from deploy.runpod.vocabulary import WorkerRow
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -137,7 +138,7 @@ def _dashboard_context() -> dict:
         "banners": banners,
         "spend": spend,
         "polling": poll_plan(db, services().settings),
-        "describe": describe,
+        "describe": functools.partial(describe_now, db),  # the job page's queue words
         "settings": services().settings,
         "refresh_s": DASHBOARD_REFRESH_S,
     }
