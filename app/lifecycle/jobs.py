@@ -80,11 +80,17 @@ def create_job(
         params = pipeline.parse_params(raw_params)
     except pipelines.ParamError as exc:
         problems.extend(exc.problems)
+    content_type = content_type_of(filename, declared_type) if filename else ""
+    status = 400
+    if filename:
+        try:
+            check_type(content_type, settings)
+        except JobError as exc:
+            problems.append(str(exc))
+            status = exc.status_code if len(problems) == 1 else status  # alone: its own 415
     if problems:  # every problem at once: a form shows them all
-        raise JobError("; ".join(problems), problems=problems)
+        raise JobError("; ".join(problems), status, problems=problems)
     assert staged_path and filename  # for the type checker: a missing file is a problem
-    content_type = content_type_of(filename, declared_type)
-    check_type(content_type, settings)
     if os.path.getsize(staged_path) == 0:
         raise JobError("the file is empty")
     kind = "any"

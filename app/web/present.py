@@ -87,6 +87,7 @@ def job_json(job: Job, live: Live | None = None) -> dict[str, Any]:
             "position": live.position,
             "queued": live.queued,
             "starts_in_s": live.start_in_s,
+            "starts_s": live.starts_s,
             "done_in_s": live.done_in_s,
             "eta_s": live.eta_s,
         },

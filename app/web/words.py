@@ -103,6 +103,11 @@ def _queued_words(job: Job, live: Live | None) -> Description:
             _joined(more.strip() or None, estimate),
             "info",
         )
+    if live.idle_workers is None and not live.starting_workers:
+        # No report from the endpoint yet: whether a worker is starting is not known.
+        return Description(
+            "waiting", f"queued: waiting for a GPU worker ({place})", estimate, "info"
+        )
     detail = "No GPU worker was idle, so one is starting: the first job after a quiet spell waits."
     return Description(
         "starting", "a GPU worker is starting (cold start)", _joined(detail, estimate), "info"
@@ -185,7 +190,7 @@ def operator_fix(job: Job) -> str | None:
             f"The {job.pipeline} pipeline is marked unavailable on the upload form: a GPU worker "
             "could not load its model (the error above says why). Check that the workers can "
             "reach the model's source and that its settings name a model that exists, then "
-            f"run a {job.pipeline} job: one that completes clears the mark."
+            f"run one {job.pipeline} job: when it completes, the mark is cleared."
         )
     if job.failure_kind in ("storage_unreachable", "app_unreachable"):
         return (
