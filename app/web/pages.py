@@ -27,6 +27,7 @@ from app.web.words import (
     operator_fix,
     owner_words,
     result_summary,
+    technical_error,
     timings,
 )
 
@@ -60,6 +61,7 @@ def form_page(
     above it; pipelines a worker could not load are marked unavailable."""
     settings = services().settings
     catalogue = _catalogue()
+    any_types = ",".join(settings.allowed_upload_types)  # what a pipeline taking "any" takes
     page = render_template(
         "upload.html",
         pipelines=catalogue,
@@ -69,6 +71,8 @@ def form_page(
         error=error,
         errors=errors or ([error] if error else []),
         unavailable=unavailable_pipelines(get_session(), [p.name for p in catalogue]),
+        accepts={p.name: p.accept or any_types for p in catalogue},
+        any_types=any_types,
         fix=operator_fix,
         admin=is_admin(),
         type_words=" or ".join(kind.removesuffix("/*") for kind in settings.allowed_upload_types),
@@ -137,7 +141,12 @@ def _operator_details(job: Job) -> dict | None:
     if detail and job.error and detail in job.error:
         detail = ""  # already the one-line error: saying it twice helps no one
     logs = (load_snapshot(get_session()) or {}).get("job_logs") or {}
-    return {"detail": detail, "log": logs.get(job.id), "fix": operator_fix(job)}
+    return {
+        "detail": detail,
+        "log": logs.get(job.id),
+        "fix": operator_fix(job),
+        "error": technical_error(job),
+    }
 
 
 @bp.get("/jobs/<job_id>")

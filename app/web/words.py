@@ -183,6 +183,16 @@ def user_error(job: Job) -> str:
     )
 
 
+def technical_error(job: Job) -> str | None:
+    """``job.error`` for operators, when the submitter's sentence leaves something out
+    (an errno, a path, the worker's own words); None when it would only repeat it."""
+    if not job.error or job.status not in (Status.FAILED, Status.TIMED_OUT):
+        return None
+    raw = job.error.removeprefix("failed: ").replace(WHAT_TO_DO_FAILED, "").strip().rstrip(".")
+    raw = raw.removeprefix("the GPU handler reported an error: ")
+    return None if raw in user_error(job) else job.error
+
+
 def operator_fix(job: Job) -> str | None:
     """What an operator does about a failure the submitter cannot fix, when the app knows."""
     if job.failure_kind == MODEL_UNAVAILABLE:
