@@ -140,6 +140,9 @@ _PATH = re.compile(
 )
 
 
+_EXCEPTION = re.compile(r"^[A-Z]\w*(?:Error|Exception): ")  # "EchoError: boom" -> "boom"
+
+
 def public(text: str) -> str:
     """``text`` without errno numbers and file-system paths."""
     return _PATH.sub("a job file", _ERRNO.sub("", text)).strip()
@@ -170,11 +173,7 @@ def user_error(job: Job) -> str:
             "The GPU worker could not reach this app to fetch the file or return the result. "
             f"It was a connection problem, not your file: press Retry. {tell}"
         )
-    reason = (job.error or "").removeprefix("failed: ").replace(WHAT_TO_DO_FAILED, "").strip()
-    reason = reason.removeprefix("the GPU handler reported an error: ").rstrip(". ")
-    reason = public(reason)
-    if len(reason) > 200:
-        reason = reason[:197] + "..."
+    reason = _reason(job.error or "", job.pipeline, 200)
     said = f" It said: {reason}." if reason else ""
     return (
         f"The {job.pipeline} pipeline stopped with an error.{said} If the input or the "
@@ -188,7 +187,7 @@ def technical_error(job: Job) -> str | None:
     (an errno, a path, the worker's own words); None when it would only repeat it."""
     if not job.error or job.status not in (Status.FAILED, Status.TIMED_OUT):
         return None
-    raw = job.error.removeprefix("failed: ").replace(WHAT_TO_DO_FAILED, "").strip().rstrip(".")
+    raw = job.error.removeprefix("failed: ").replace(WHAT_TO_DO_FAILED, "").strip().rstrip(". ")
     raw = raw.removeprefix("the GPU handler reported an error: ")
     return None if raw in user_error(job) else job.error
 
@@ -279,11 +278,14 @@ ATTEMPT_WORDS = {
 }
 
 
-def _reason(error: str) -> str:
-    """An attempt's error without the advice the job's banner already gives."""
+def _reason(error: str, pipeline: str, limit: int = 160) -> str:
+    """A recorded error in a person's words: without "failed" said again, the advice the
+    banner gives, the exception's class name, errno numbers and paths."""
     reason = error.removeprefix("failed: ").replace(WHAT_TO_DO_FAILED, "").strip()
-    reason = public(reason.removeprefix("the GPU handler reported an error: ").rstrip("."))
-    return reason if len(reason) <= 160 else reason[:157] + "..."
+    for prefix in ("the GPU handler reported an error: ", f"pipeline {pipeline} failed: "):
+        reason = reason.removeprefix(prefix)
+    reason = public(_EXCEPTION.sub("", reason).rstrip(". "))
+    return reason if len(reason) <= limit else reason[: limit - 3] + "..."
 
 
 def attempt_rows(job: Job, now: Description | None = None) -> list[AttemptRow]:
@@ -295,7 +297,7 @@ def attempt_rows(job: Job, now: Description | None = None) -> list[AttemptRow]:
         if attempt.outcome:
             words = attempt.outcome.lower().replace("_", " ")
             if attempt.error and attempt.outcome != Status.COMPLETED:
-                words += f": {_reason(attempt.error)}"
+                words += f": {_reason(attempt.error, job.pipeline)}"
         elif attempt is current and (
             job.status == Status.IN_PROGRESS
             or (attempt.state == AttemptState.SENT and not job.terminal)
