@@ -92,6 +92,13 @@ def upload_form():
     return form_page(values=values, reuse=reuse)
 
 
+@bp.get("/favicon.ico")
+def favicon():
+    """Browsers and tools that ask for /favicon.ico without reading the page's link get the
+    same icon rather than a 404 in every log."""
+    return redirect(url_for("static", filename="favicon.svg"), code=301)
+
+
 @bp.post("/jobs")
 def upload():
     reuse = _reusable(request.form.get("from_job"))

@@ -371,6 +371,7 @@ def test_without_javascript_the_form_shows_one_pipeline_and_every_error(browser,
         errors = page.locator("#error li").all_inner_texts()
         assert len(errors) == 2, errors
         assert any("sleep_s" in e for e in errors) and any("text/plain" in e for e in errors)
+        look(page, "form-errors-no-js")
         assert page.locator("[name='param.echo.sleep_s']").input_value() == "-5"
 
         # A file over the limit: the 413 page keeps the pipeline and the typed values.
@@ -385,6 +386,7 @@ def test_without_javascript_the_form_shows_one_pipeline_and_every_error(browser,
         assert page.locator("#pipeline").input_value() == "video_enhance"
         assert page.locator("[name='param.video_enhance.sharpen']").input_value() == "1.25"
         assert page.locator("fieldset[data-pipeline=video_enhance]").is_visible()
+        look(page, "form-413-no-js")
     finally:
         context.close()
 
@@ -413,6 +415,7 @@ def test_every_page_has_landmarks_a_favicon_local_times_and_no_serious_axe_findi
     assert page.locator("footer").count() == 1
     icon = page.locator("link[rel=icon]").get_attribute("href")
     assert page.request.get(icon).ok
+    assert page.request.get("/favicon.ico").ok, "no 404 for browsers that ask there"
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background != "rgb(255, 255, 255)", "dark mode follows prefers-color-scheme"
     look(page, "form")
