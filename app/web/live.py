@@ -144,7 +144,9 @@ def live(session: Session, job: Job) -> Live | None:
     ahead_rows: Sequence[str] = []
     queued = 0
     if is_queued:
-        # The endpoint's queue (the app's own rows: RunPod's position is not published).
+        # The endpoint's queue (the app's own rows: RunPod's position is not published). With
+        # several endpoints (issue 18's Job.endpoint) these counts and the running rows below
+        # take only the rows of job.endpoint.
         ahead_rows = session.scalars(
             select(Job.pipeline)
             .where(Job.status.in_(queued_states), Job.id != job.id, since < mine)

@@ -75,6 +75,8 @@ def job_json(job: Job, live: Live | None = None) -> dict[str, Any]:
         "error": job.error,
         "diagnosis": job.diagnosis,
         "timings": timings(job),
+        # While it runs: seconds so far (the execution time above is only ever the final one).
+        "running_s": None if live is None else live.elapsed_s,
         "gpu_price_per_second": services().settings.gpu_price_per_second,
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),
