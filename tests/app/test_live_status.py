@@ -334,3 +334,13 @@ def test_a_too_large_upload_comes_back_as_the_form_with_the_limit(client, settin
     assert 'id="upload-form"' in page
     assert "larger than the limit of 256 KiB; nothing was stored" in page
     assert not [p for p in storage_files(settings) if ".staging" not in str(p)]
+
+
+def test_the_estimate_plays_the_queue_forward_on_every_worker():
+    from app.web.live import play_forward
+
+    # Two workers, 3 s and 8 s left on their jobs; three 12 s jobs ahead take the first free
+    # worker each (at 3, 8 and 15 s); this one starts when the next is free (20 s).
+    assert play_forward([3, 8], 2, [12, 12, 12], 12) == (20, 32)
+    # An idle worker (no running job) takes it at once.
+    assert play_forward([5], 2, [], 10) == (0, 10)
