@@ -24,8 +24,9 @@ from app.web.auth import (
     login_locked,
     start_admin_session,
 )
+from app.web.live import unavailable_pipelines
 from app.web.ratelimit import in_words
-from app.web.words import describe_now
+from app.web.words import describe_now, operator_fix
 from deploy.runpod.vocabulary import WorkerRow
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -139,6 +140,11 @@ def _dashboard_context() -> dict:
         "spend": spend,
         "polling": poll_plan(db, services().settings),
         "describe": functools.partial(describe_now, db),  # the job page's queue words
+        # Pipelines a worker could not load, each with its failed job and what to do.
+        "unavailable": {
+            name: (job, operator_fix(job))
+            for name, job in unavailable_pipelines(db, services().settings.pipelines).items()
+        },
         "settings": services().settings,
         "refresh_s": DASHBOARD_REFRESH_S,
     }

@@ -279,6 +279,10 @@ def test_a_failure_is_worded_for_the_submitter_and_detailed_for_operators(page, 
     assert not serious(page), serious(page)
     page.goto("/")
     assert "Errno -2" in page.locator("#unavailable-upscale .operator-fix").inner_text()
+    page.goto("/admin/")
+    banner = page.locator("#admin-panel #unavailable-upscale").inner_text()
+    assert "run one upscale job" in banner and "Errno -2" in banner
+    look(page, "dashboard-unavailable")
 
     # Another kind of failure: the worker's own words, without errno or paths.
     other = site.add(status=Status.IN_PROGRESS, started_at=utcnow())
