@@ -26,7 +26,7 @@ from app.web.auth import (
 )
 from app.web.live import unavailable_pipelines
 from app.web.ratelimit import in_words
-from app.web.words import describe_now, operator_fix
+from app.web.words import describe_now, operator_fix, worker_said
 from deploy.runpod.vocabulary import WorkerRow
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -142,7 +142,7 @@ def _dashboard_context() -> dict:
         "describe": functools.partial(describe_now, db),  # the job page's queue words
         # Pipelines a worker could not load, each with its failed job and what to do.
         "unavailable": {
-            name: (job, operator_fix(job))
+            name: (job, operator_fix(job), worker_said(job))
             for name, job in unavailable_pipelines(db, services().settings.pipelines).items()
         },
         "settings": services().settings,

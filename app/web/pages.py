@@ -29,6 +29,7 @@ from app.web.words import (
     result_summary,
     technical_error,
     timings,
+    worker_said,
 )
 
 bp = Blueprint("pages", __name__)
@@ -74,6 +75,7 @@ def form_page(
         accepts={p.name: p.accept or any_types for p in catalogue},
         any_types=any_types,
         fix=operator_fix,
+        worker_said=worker_said,
         admin=is_admin(),
         type_words=" or ".join(kind.removesuffix("/*") for kind in settings.allowed_upload_types),
     )

@@ -192,14 +192,19 @@ def technical_error(job: Job) -> str | None:
     return None if raw in user_error(job) else job.error
 
 
+def worker_said(job: Job) -> str:
+    """The recorded error as the worker gave it, without the advice meant for the page."""
+    return (job.error or "").removeprefix("failed: ").replace(WHAT_TO_DO_FAILED, "").strip()
+
+
 def operator_fix(job: Job) -> str | None:
     """What an operator does about a failure the submitter cannot fix, when the app knows."""
     if job.failure_kind == MODEL_UNAVAILABLE:
         return (
-            f"The {job.pipeline} pipeline is marked unavailable on the upload form: a GPU worker "
-            "could not load its model (the error above says why). Check that the workers can "
-            "reach the model's source and that its settings name a model that exists, then "
-            f"run one {job.pipeline} job: when it completes, the mark is cleared."
+            f"A GPU worker could not load the {job.pipeline} model, so the upload form marks "
+            "the pipeline unavailable. Check that the workers can reach the model's source and "
+            f"that its settings name a model that exists, then run one {job.pipeline} job: "
+            "when it completes, the mark is cleared."
         )
     if job.failure_kind in ("storage_unreachable", "app_unreachable"):
         return (
