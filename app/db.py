@@ -15,6 +15,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import storable
+
 
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL and a busy timeout so web, worker and beat
@@ -42,6 +44,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        storable.install(self.sessionmaker)  # no NUL or lone surrogate reaches a row
 
     def dispose(self) -> None:
         """Drop pooled connections (after a fork: the child must not share the parent's)."""

@@ -24,6 +24,7 @@ from app.models import RETRYABLE, AttemptState, Job, Status, utcnow
 from app.services import Services
 from app.settings import Settings
 from app.status import WHAT_TO_DO_FAILED, apply_status
+from app.storable import display_name
 from app.storage import safe_name
 
 
@@ -98,7 +99,7 @@ def create_job(
         pipeline=pipeline.name,
         params=params,
         owner=owner,
-        input_name=filename[:255],
+        input_name=display_name(filename)[:255],  # no RTL override or NUL reaches a page
         input_content_type=content_type,
     )
     out_type = pipeline.output_type(kind, content_type)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -551,6 +552,111 @@ def _generated() -> list[Case]:
 CASES += _generated()
 
 
+# Issue 16: what an attacker found after round two. Each of these was a 500 or a frozen
+# worker; each is now a clear 4xx that changes nothing.
+ESCAPED_QUOTES = '"' + '\\"' * 100_000 + "[" * 40  # an unterminated string: was quadratic
+WEBHOOK = "/webhooks/{job}/{token}"
+
+
+def _issue16() -> list[Case]:
+    cases = [
+        Case(
+            "params of escaped quotes",
+            "POST",
+            "/jobs",
+            400,
+            "not valid JSON",
+            data=_upload(params=ESCAPED_QUOTES),
+        ),
+        Case(
+            "API params of escaped quotes",
+            "POST",
+            "/api/jobs",
+            400,
+            "not valid JSON",
+            data=_upload(params=ESCAPED_QUOTES),
+            headers=AUTH,
+        ),
+        Case(
+            "webhook of escaped quotes",
+            "POST",
+            WEBHOOK,
+            400,
+            "not valid JSON",
+            data='{"status": ' + ESCAPED_QUOTES,
+        ),
+        Case(
+            "params lone surrogate",
+            "POST",
+            "/jobs",
+            400,
+            "lone surrogate",
+            data=_upload(params='{"sleep_s": "\\ud800"}'),
+        ),
+        Case(
+            "API params lone surrogate",
+            "POST",
+            "/api/jobs",
+            400,
+            "lone surrogate",
+            data=_upload(params='{"x\\udfff": 1}'),
+            headers=AUTH,
+        ),
+    ]
+    for exp in ["\u00b2", "\u2460", "\u0661\u0662", "1" * 40, "+1", " 1"]:
+        for path, query in [("/files/jobs/{job}/input/clip.mp4", None), (CLAIM, "claim")]:
+            cases.append(
+                Case(
+                    f"exp {exp[:3]!r} on {path[:8]}",
+                    "POST" if query else "GET",
+                    path,
+                    403,
+                    "malformed",
+                    data='{"runpod_id": "rp"}' if query else None,
+                    query={"exp": exp, "sig": "0" * 64},
+                )
+            )
+    for sig in ["\u00e9" * 64, "0" * 63 + "\u00e9", "\u0660" * 64, "A" * 64]:
+        cases.append(
+            Case(
+                f"sig {sig[-1]!r}",
+                "GET",
+                "/files/jobs/{job}/input/clip.mp4",
+                403,
+                "malformed",
+                query={"exp": "9999999999", "sig": sig},
+            )
+        )
+    for value in ["\u00b2", "\u2460", "\u0665", "\uff15"]:
+        cases.append(
+            Case(
+                f"API limit {value!r}",
+                "GET",
+                "/api/jobs",
+                400,
+                "limit",
+                headers=AUTH,
+                query={"limit": value},
+            )
+        )
+    for name in ["executionTime", "delayTime", "coldStartMs"]:
+        for value in ["1e308", "1e400", "Infinity", "-Infinity", "NaN", "3e9"]:
+            cases.append(
+                Case(
+                    f"webhook {name}={value}",
+                    "POST",
+                    WEBHOOK,
+                    400,
+                    "not a duration",
+                    data=f'{{"status": "COMPLETED", "{name}": {value}}}',
+                )
+            )
+    return cases
+
+
+CASES += _issue16()
+
+
 @pytest.fixture
 def existing_job(app, settings, client):
     """A job uploaded by another browser, with its input stored."""
@@ -689,3 +795,128 @@ def test_job_count_unchanged_by_refused_uploads(app, client):
         from app.db import get_session
 
         assert get_session().scalar(select(func.count()).select_from(Job)) == 0
+
+
+# Issue 16, finding 1: the nesting check reads each character once (bench/hostile.py times
+# it at 32 KiB and 1 MiB); these are the inputs where a scanner that loses track of strings
+# and escapes would answer wrongly.
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        ('{"a": "\\\\\\"' + "[" * 40 + '"}', None),  # escaped quote, brackets inside the string
+        ('{"a": "' + "\\\\" * 20 + '", "b": ' + "[" * 20 + "]" * 20 + "}", None),
+        ('["\\\\"' + ",[" * 40 + "]" * 40 + "]", "nested"),  # "\\" ends the string: brackets real
+        ('{"a": "' + "{" * 40 + '", "b": "' + "}" * 40 + '"}', None),
+        ('{"a": "x\\u005b' + "[" * 40 + '"}', None),  # \u005b is "[", still inside the string
+        ("[" * 33 + "]" * 33, "nested"),
+        ("[" * 32 + "]" * 32, None),
+        ('{"a":' * 33 + "1" + "}" * 33, "nested"),
+        (ESCAPED_QUOTES, "not valid JSON"),
+        ('"' + "\\x" * 50_000 + "[" * 40, "not valid JSON"),
+        ("[" * 40 + '"' + '\\"' * 50_000, "nested"),
+        ('{"a": "\\u00e9\\"}\\\\"}', None),
+    ],
+    ids=lambda v: v[:24] if isinstance(v, str) else str(v),
+)
+def test_the_nesting_check_follows_strings_and_escapes(text, refused):
+    from app import jsonbody
+
+    if refused is None:
+        assert jsonbody.loads(text) == json.loads(text)
+    else:
+        with pytest.raises(jsonbody.JSONError, match=refused):
+            jsonbody.loads(text)
+
+
+# Finding 5: every text stored from outside is made storable, on PostgreSQL too.
+UNSTORABLE = "boom\u0000 and \ud800 half a pair"
+
+
+def test_a_worker_error_holding_nul_and_a_lone_surrogate_fails_the_job_with_it(app, client):
+    from tests.app.test_pages_and_api import only_job, sent, upload
+
+    upload(client)
+    job = sent(app, only_job(app), "rp-1")
+    failed = {"id": "rp-1", "status": "FAILED", "error": UNSTORABLE, "executionTime": 12}
+    response = client.post(f"/webhooks/{job.id}/{job.webhook_token}", json=failed)
+    assert response.status_code == 200, response.text
+    job = only_job(app)
+    assert job.status == "FAILED"
+    assert "boom\ufffd and \ufffd half a pair" in job.error
+    assert "\u0000" not in job.error_detail
+    page = client.get(f"/jobs/{job.id}").text
+    assert "boom\ufffd and \ufffd half a pair" in page
+
+
+def test_a_file_name_and_parameters_holding_nul_are_stored_cleaned(app, client):
+    from tests.app.test_pages_and_api import only_job
+
+    token = csrf_token(client)
+    data = {
+        "csrf_token": token,
+        "pipeline": "echo",
+        "param.fail": "stop\u0000here",
+        "file": (io.BytesIO(VIDEO), "clip\u0000.mp4"),
+    }
+    response = client.post("/jobs", data=data, content_type="multipart/form-data")
+    assert response.status_code == 303, response.text
+    job = only_job(app)
+    assert job.input_name == "clip\ufffd.mp4"
+    assert job.params["fail"] == "stop\ufffdhere"
+
+
+def test_api_params_holding_nul_are_stored_cleaned(app, client):
+    from tests.app.test_pages_and_api import only_job
+
+    data = {"file": (io.BytesIO(VIDEO), "clip.mp4"), "params": '{"fail": "a\\u0000b"}'}
+    response = client.post("/api/jobs", data=data, headers=AUTH)
+    assert response.status_code == 201, response.text
+    assert only_job(app).params["fail"] == "a\ufffdb"
+
+
+@pytest.fixture
+def database_refuses(app):
+    """A real database that refuses one value (as PostgreSQL refused a NUL): a trigger on
+    ``jobs`` rejects any error text containing ``refused-by-the-database``."""
+    engine = app.extensions["db"].engine
+    marker = "refused-by-the-database"
+    if engine.dialect.name == "sqlite":
+        create = [
+            "CREATE TRIGGER refuse_marker BEFORE UPDATE OF error ON jobs "
+            f"WHEN NEW.error LIKE '%{marker}%' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        ]
+        drop = ["DROP TRIGGER refuse_marker"]
+    else:
+        create = [
+            "CREATE FUNCTION refuse_marker() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF strpos(NEW.error, '{marker}') > 0 THEN RAISE EXCEPTION 'refused' "
+            "USING ERRCODE = '22000'; END IF; RETURN NEW; END $$",
+            "CREATE TRIGGER refuse_marker BEFORE UPDATE ON jobs "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_marker()",
+        ]
+        drop = ["DROP TRIGGER refuse_marker ON jobs", "DROP FUNCTION refuse_marker()"]
+    with engine.begin() as conn:
+        for statement in create:
+            conn.exec_driver_sql(statement)
+    yield marker
+    with engine.begin() as conn:
+        for statement in drop:
+            conn.exec_driver_sql(statement)
+
+
+def test_a_status_the_database_refuses_ends_the_job_failed_saying_so(app, client, database_refuses):
+    from tests.app.test_pages_and_api import only_job, sent, upload
+
+    upload(client)
+    job = sent(app, only_job(app), "rp-1")
+    failed = {"id": "rp-1", "status": "FAILED", "error": f"x {database_refuses}"}
+    response = client.post(f"/webhooks/{job.id}/{job.webhook_token}", json=failed)
+    assert response.status_code == 200, response.text
+    job = only_job(app)
+    assert job.status == "FAILED" and job.finished_at is not None
+    assert "holds a value the database cannot store" in job.error
+    with app.app_context():
+        from app.db import get_session
+        from app.models import Attempt
+
+        assert get_session().scalars(select(Attempt.outcome)).all() == ["FAILED"]
