@@ -262,3 +262,86 @@ def test_anonymous_uploads_are_rate_limited(app, client, settings, enqueued):
     assert refused.status_code == 429
     assert "too many uploads from your address (at most 2 an hour)" in refused.text
     assert len(enqueued) == 2
+
+
+# Issue 16, finding 2: one place refuses, before the body, every post that cannot succeed.
+def _multipart(size: int) -> tuple[_CountingBody, str]:
+    boundary = "XyZ"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.mp4"\r\n'
+        "Content-Type: video/mp4\r\n\r\n"
+    ).encode()
+    body = _CountingBody(head + b"x" * size + f"\r\n--{boundary}--\r\n".encode())
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.mark.parametrize("load_form_first", [False, True], ids=["no session", "session"])
+def test_a_made_up_token_header_does_not_let_an_upload_reach_the_disk(
+    app, settings, enqueued, load_form_first
+):
+    client = app.test_client()
+    if load_form_first:
+        csrf_token(client)  # a real session with a real token; the header holds another
+    body, content_type = _multipart(200_000)
+    response = client.post(
+        "/jobs",
+        input_stream=body,
+        content_type=content_type,
+        content_length=len(body.getvalue()),
+        headers={"X-CSRFToken": "IjAwMDAi.made-up.token"},
+    )
+    assert response.status_code == 400 and "security token" in response.text
+    assert response.headers["Connection"] == "close"
+    assert body.consumed == 0
+    assert storage_files(settings) == [] and enqueued == []
+
+
+def test_a_real_token_header_is_accepted(app, client, enqueued):
+    token = csrf_token(client)
+    data = {"pipeline": "echo", "file": (io.BytesIO(b"\x00\x00\x00\x18ftypmp42"), "a.mp4")}
+    response = client.post("/jobs", data=data, headers={"X-CSRFToken": token})
+    assert response.status_code == 303, response.text
+
+
+@pytest.mark.parametrize("path", ["/admin/login", "/admin/logout", "/jobs/{job}/cancel"])
+def test_a_small_form_refuses_a_large_body_before_reading_it(app, client, path):
+    from tests.app.test_pages_and_api import only_job, upload
+
+    upload(client)
+    path = path.format(job=only_job(app).id)
+    csrf_token(client, "/admin/login")
+    body, content_type = _multipart(1_000_000)
+    response = client.post(
+        path, input_stream=body, content_type=content_type, content_length=len(body.getvalue())
+    )
+    assert response.status_code == 413 and "larger than this form sends" in response.text
+    assert body.consumed == 0
+
+
+def test_a_small_form_cuts_off_a_body_without_a_length(app, client):
+    csrf_token(client, "/admin/login")
+    body, content_type = _multipart(1_000_000)
+    response = client.post(
+        "/admin/login",
+        input_stream=body,
+        content_type=content_type,
+        environ_overrides={"CONTENT_LENGTH": "", "wsgi.input_terminated": True},
+    )
+    assert response.status_code == 413
+    assert body.consumed < 200_000
+
+
+def test_admin_login_and_logout_posts_are_rate_limited_per_address(app, client):
+    from app.guards import ADMIN_FORM_POSTS_PER_5MIN
+
+    token = csrf_token(client, "/admin/login")
+    for _ in range(ADMIN_FORM_POSTS_PER_5MIN):
+        assert client.post("/admin/logout", data={"csrf_token": token}).status_code == 303
+    refused = client.post("/admin/logout", data={"csrf_token": token})
+    assert refused.status_code == 429 and "too many requests" in refused.text
+    other = app.test_client()
+    token = csrf_token(other, "/admin/login")
+    answer = other.post(
+        "/admin/logout", data={"csrf_token": token}, environ_overrides={"REMOTE_ADDR": "10.9.9.9"}
+    )
+    assert answer.status_code == 303
