@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
+import re
+import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import func, select
+import requests
+from sqlalchemy import create_engine, func, select, text
 
 from app import signing
 from app.models import Job
-from tests.app.conftest import API_TOKEN, csrf_token, storage_files
+from tests.app.conftest import ADMIN_PASSWORD, API_TOKEN, csrf_token, storage_files
 
 VIDEO = b"\x00\x00\x00\x18ftypmp42" + b"x" * 2000
 
@@ -616,10 +624,10 @@ def _issue16() -> list[Case]:
                     query={"exp": exp, "sig": "0" * 64},
                 )
             )
-    for sig in ["\u00e9" * 64, "0" * 63 + "\u00e9", "\u0660" * 64, "A" * 64]:
+    for n, sig in enumerate(["\u00e9" * 64, "0" * 63 + "\u00e9", "\u0660" * 64, "A" * 64]):
         cases.append(
             Case(
-                f"sig {sig[-1]!r}",
+                f"non-ASCII sig {n}",
                 "GET",
                 "/files/jobs/{job}/input/clip.mp4",
                 403,
@@ -920,3 +928,222 @@ def test_a_status_the_database_refuses_ends_the_job_failed_saying_so(app, client
         from app.models import Attempt
 
         assert get_session().scalars(select(Attempt.outcome)).all() == ["FAILED"]
+
+
+# Issue 16, finding 3 and "the bad-input suite also runs through gunicorn": the production
+# server (gunicorn with gunicorn.conf.py, started by deploy.stack as Procfile does).
+@dataclass
+class Served:
+    """A real gunicorn serving the app, with what the cases need to reach it."""
+
+    web: Any
+    env: dict[str, str]
+    job_id: str
+    webhook_token: str
+    input_key: str
+
+    def url(self, path: str) -> str:
+        return self.web.url(path)
+
+
+@contextlib.contextmanager
+def served_app(workdir: Path, redis_url: str) -> Iterator[Served]:
+    """gunicorn on a fresh SQLite database and storage, with one job uploaded by another
+    browser (the ``existing_job`` of the test-client suite)."""
+    from deploy.stack.net import free_port
+    from deploy.stack.services import app_env, create_tables, gunicorn_web
+
+    port = free_port()
+    extra = {
+        "ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "API_TOKENS": f"{API_TOKEN},second-token-abcdefgh",
+        "RUNPOD_API_KEY": "rp-test-key",
+        "RUNPOD_ENDPOINT_ID": "local",
+        "RUNPOD_ENDPOINT_BASE_URL": "http://127.0.0.1:9/v2",
+        "MAX_UPLOAD_BYTES": str(256 * 1024),
+        "UPLOAD_RATE_PER_HOUR": "0",  # the cases post hundreds of forms from one address
+    }
+    env = app_env(workdir, redis_url=redis_url, web_port=port, extra=extra)
+    create_tables(env)
+    with gunicorn_web(env, workdir, port=port) as web:
+        other = requests.Session()
+        token = _http_csrf_token(other, web.url("/"))
+        files = {"file": ("clip.mp4", VIDEO)}
+        answer = other.post(
+            web.url("/jobs"),
+            data={"pipeline": "echo", "csrf_token": token},
+            files=files,
+            allow_redirects=False,
+            timeout=60,
+        )
+        assert answer.status_code == 303, answer.text
+        job = _http_jobs(env)[0]
+        yield Served(web, env, job[0], job[3], job[4])
+
+
+def _http_csrf_token(session: requests.Session, url: str) -> str:
+    page = session.get(url, timeout=60).text
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert match, f"no CSRF token on {url}"
+    return match.group(1)
+
+
+def _http_jobs(env: dict[str, str]) -> list[tuple]:
+    engine = create_engine(env["DATABASE_URL"])
+    try:
+        with engine.connect() as conn:
+            return [
+                tuple(row)
+                for row in conn.execute(
+                    text("SELECT id, status, version, webhook_token, input_key FROM jobs")
+                )
+            ]
+    finally:
+        engine.dispose()
+
+
+def _http_snapshot(served: Served) -> tuple:
+    root = Path(served.env["STORAGE_DIR"])
+    stored = sorted(p for p in root.rglob("*") if p.is_file())
+    return _http_jobs(served.env), stored
+
+
+def send_over_http(case: Case, served: Served) -> tuple[int, str]:
+    """Send ``case`` to the real server as a browser or script would; (status, body)."""
+    secret = served.env["SECRET_KEY"]
+    path = case.path.format(job=served.job_id, token=served.webhook_token)
+    query = _query(
+        case,
+        SimpleNamespace(secret_key=secret),
+        SimpleNamespace(id=served.job_id),
+        path.removeprefix("/files/"),
+    )
+    session = requests.Session()
+    kwargs: dict[str, Any] = {"headers": dict(case.headers or {}), "params": query}
+    if case.path.startswith(("/webhooks", "/callbacks")):
+        if isinstance(case.data, dict):
+            kwargs["json"] = case.data
+        elif case.data is not None:
+            kwargs["data"] = case.data.encode("utf-8", "surrogatepass")
+            kwargs["headers"]["Content-Type"] = "application/json"
+    elif isinstance(case.data, bytes):
+        kwargs["data"] = case.data
+    elif case.data is not None:
+        fields = dict(case.data)
+        if case.csrf and case.method == "POST" and not path.startswith("/api"):
+            page = "/admin/login" if "login" in path else "/"
+            fields["csrf_token"] = _http_csrf_token(session, served.url(page))
+        files = {k: v[::-1] for k, v in fields.items() if isinstance(v, tuple)}
+        data = {k: v for k, v in fields.items() if not isinstance(v, tuple)}
+        if files:
+            kwargs["files"] = files
+        elif not data:
+            data = {"_": ""}  # an empty form still goes as a form
+        kwargs["data"] = data
+    request = requests.Request(case.method, served.web.base_url + path, **kwargs)
+    prepared = session.prepare_request(request)
+    # requests drops "../" segments; the cases need the path exactly as written.
+    query_string = urlsplit(prepared.url).query
+    prepared.url = served.web.base_url + path + (f"?{query_string}" if query_string else "")
+    response = session.send(prepared, allow_redirects=False, timeout=120)
+    return response.status_code, response.text
+
+
+def check_over_http(case: Case, served: Served) -> None:
+    before = _http_snapshot(served)
+    status, body = send_over_http(case, served)
+    if case.status == ANY_4XX:
+        assert 400 <= status < 500, body[:500]
+    else:
+        assert status == case.status, body[:500]
+    assert case.says in body
+    assert "Traceback" not in body
+    for secret in (served.env["SECRET_KEY"], ADMIN_PASSWORD, API_TOKEN, served.webhook_token):
+        assert secret not in body
+    assert _http_snapshot(served) == before
+
+
+# The slice `make test` sends through gunicorn; `python -m bench hostile` sends every case.
+HTTP_SLICE_IDS = frozenset(
+    {
+        "oversized upload",
+        "missing CSRF token",
+        "params not JSON",
+        "forged signed URL",
+        "path traversal",
+        "encoded path traversal",
+        "API bad limit",
+        "webhook unknown status",
+        "admin wrong password",
+        "params nested 10000",
+        "params of escaped quotes",
+        "params lone surrogate",
+        "exp '\u00b2' on /files/j",
+        "exp '\u2460' on /callbac",
+        "non-ASCII sig 0",
+        "API limit '\u00b2'",
+        "webhook executionTime=Infinity",
+        "webhook executionTime=1e308",
+    }
+)
+HTTP_SLICE = [c for c in CASES if c.id in HTTP_SLICE_IDS]
+
+
+@pytest.fixture(scope="module")
+def gunicorn_app(tmp_path_factory, redis_service) -> Iterator[Served]:
+    with served_app(tmp_path_factory.mktemp("gunicorn"), redis_service.url) as served:
+        yield served
+
+
+@pytest.mark.parametrize("case", HTTP_SLICE, ids=[c.id for c in HTTP_SLICE])
+def test_bad_input_through_gunicorn(case: Case, gunicorn_app: Served):
+    check_over_http(case, gunicorn_app)
+
+
+def test_the_http_slice_names_only_cases_of_the_table():
+    assert {c.id for c in HTTP_SLICE} == HTTP_SLICE_IDS
+
+
+SLOW_CLIENTS = 16
+
+
+def open_slow_upload(served: Served) -> socket.socket:
+    """A browser's upload that announces 100 kB and sends 3 bytes of it, then waits."""
+    session = requests.Session()
+    token = _http_csrf_token(session, served.url("/"))
+    cookie = "; ".join(f"{k}={v}" for k, v in session.cookies.items())
+    sock = socket.create_connection(("127.0.0.1", served.web.port), timeout=30)
+    head = (
+        "POST /jobs HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{served.web.port}\r\n"
+        f"Cookie: {cookie}\r\n"
+        f"X-CSRFToken: {token}\r\n"
+        "Content-Type: multipart/form-data; boundary=XyZ\r\n"
+        "Content-Length: 100000\r\n\r\n"
+    )
+    sock.sendall(head.encode() + b"--X")
+    sock.setblocking(False)  # from here on only peeked at
+    return sock
+
+
+def unanswered(sock: socket.socket) -> bool:
+    """True while the server has neither answered nor closed this connection."""
+    try:
+        sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return True
+    return False
+
+
+def test_slow_bodies_do_not_starve_the_web_tier(gunicorn_app: Served):
+    slow = [open_slow_upload(gunicorn_app) for _ in range(SLOW_CLIENTS)]
+    try:
+        for sock in slow:  # each is past the pre-body checks, in the middle of its body
+            assert unanswered(sock)
+        # A page and a file request answer while all of them are still held.
+        assert requests.get(gunicorn_app.url("/"), timeout=120).status_code == 200
+        assert requests.get(gunicorn_app.url("/jobs"), timeout=120).status_code == 200
+        assert all(unanswered(sock) for sock in slow)
+    finally:
+        for sock in slow:
+            sock.close()
