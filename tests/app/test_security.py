@@ -465,7 +465,7 @@ def test_a_small_form_cuts_off_a_body_without_a_length(app, client):
 
 
 def test_admin_login_and_logout_posts_are_rate_limited_per_address(app, client):
-    from app.guards import ADMIN_FORM_POSTS_PER_5MIN
+    from app.web.guards import ADMIN_FORM_POSTS_PER_5MIN
 
     token = csrf_token(client, "/admin/login")
     for _ in range(ADMIN_FORM_POSTS_PER_5MIN):
