@@ -1,8 +1,8 @@
 """``python -m bench hostile``: the web tier against hostile clients (issue 16), as JSON.
 
-- ``nesting_check``: the JSON nesting scan (``app.jsonbody``) on params of escaped quotes at
-  32 KiB and at 1 MiB, the size the form accepts; ``per_byte_ratio`` near 1 means linear
-  (the old scan was quadratic: ~8 s at 32 KiB).
+- ``nesting_check``: the JSON nesting scan (``app.jsonbody``) on four hostile shapes at
+  32 KiB, 1 MiB (the size the form accepts) and 4 MiB; a ``per_byte`` ratio near 1 means
+  linear (the scan before issue 16 was quadratic on escaped quotes: ~8 s at 32 KiB).
 - ``slow_clients``: GET latency on a real gunicorn (``gunicorn.conf.py``, as Procfile starts
   it) idle and while ``--slow-clients`` connections each hold an upload that announced
   100 kB and sent 3 bytes; the target is ``ratio`` <= 2.
@@ -43,11 +43,14 @@ SHAPES = {
 }
 
 
+KIB, MIB = 1024, 1024 * 1024
+
+
 def nesting_check(repeats: int) -> dict[str, Any]:
     figures = {}
     for shape, build in SHAPES.items():
         times = {}
-        for size in (32 * 1024, 1024 * 1024):
+        for size in (32 * KIB, MIB, 4 * MIB):
             text = build(size)
             best = float("inf")
             for _ in range(repeats):
@@ -56,11 +59,14 @@ def nesting_check(repeats: int) -> dict[str, Any]:
                 best = min(best, time.perf_counter() - started)
             times[size] = best
         figures[shape] = {
-            "ms_32KiB": round(times[32 * 1024] * 1000, 3),
-            "ms_1MiB": round(times[1024 * 1024] * 1000, 3),
-            # 1 MiB is 32x the bytes: a linear scan takes ~32x the time (ratio ~1), a
-            # quadratic one ~1024x (ratio ~32).
-            "per_byte_ratio": round(times[1024 * 1024] / times[32 * 1024] / 32, 2),
+            "ms_32KiB": round(times[32 * KIB] * 1000, 3),
+            "ms_1MiB": round(times[MIB] * 1000, 3),
+            "ms_4MiB": round(times[4 * MIB] * 1000, 3),
+            # Time per byte at the larger size over time per byte at the smaller: ~1 when
+            # linear, 32 (1 MiB vs 32 KiB) or 4 (4 MiB vs 1 MiB) when quadratic. 32 KiB fits
+            # the CPU's caches and 1 MiB does not, which alone gives 2-4 on the first.
+            "per_byte_1MiB_vs_32KiB": round(times[MIB] / times[32 * KIB] / 32, 2),
+            "per_byte_4MiB_vs_1MiB": round(times[4 * MIB] / times[MIB] / 4, 2),
         }
     return figures
 
