@@ -938,15 +938,15 @@ class Served:
 
 
 @contextlib.contextmanager
-def served_app(workdir: Path, redis_url: str) -> Iterator[Served]:
+def served_app(workdir: Path, redis_url: str, **env: str) -> Iterator[Served]:
     """gunicorn on a fresh SQLite database and storage, with one job uploaded by another
-    browser (the ``existing_job`` of the test-client suite)."""
+    browser (the ``existing_job`` of the test-client suite); ``env`` overrides settings."""
     from deploy.stack.net import free_port
     from deploy.stack.services import app_env, create_tables, gunicorn_web
 
     port = free_port()
     # The test-client suite's settings; the cases post hundreds of forms from one address.
-    extra = {**TEST_ENV, "UPLOAD_RATE_PER_HOUR": "0"}
+    extra = {**TEST_ENV, "UPLOAD_RATE_PER_HOUR": "0", **env}
     env = app_env(workdir, redis_url=redis_url, web_port=port, extra=extra)
     create_tables(env)
     with gunicorn_web(env, workdir, port=port) as web:
@@ -1131,3 +1131,15 @@ def test_slow_bodies_do_not_starve_the_web_tier(gunicorn_app: Served):
     finally:
         for sock in slow:
             sock.close()
+
+
+def test_a_client_that_stops_sending_is_answered_and_let_go(tmp_path, redis_service):
+    """gunicorn.conf.py's idle timeout (30 s; 1 s here) ends an upload whose body stopped
+    arriving with a 4xx, not a held connection or a 500."""
+    with served_app(tmp_path, redis_service.url, WEB_BODY_IDLE_TIMEOUT_S="1") as served:
+        sock = open_slow_upload(served)
+        sock.settimeout(120)
+        with sock:
+            answer = sock.recv(65536).decode(errors="replace")
+        assert answer.startswith("HTTP/1.1 4"), answer[:200]
+        assert "Traceback" not in served.web.process.log_text()
