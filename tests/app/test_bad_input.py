@@ -614,6 +614,34 @@ def _issue16() -> list[Case]:
             headers=AUTH,
         ),
     ]
+    cases += [
+        Case(
+            "made-up token header",
+            "POST",
+            "/jobs",
+            400,
+            "security token",
+            data=_upload(),
+            csrf=False,
+            headers={"X-CSRFToken": "IjAwMDAi.made-up.token"},
+        ),
+        Case(
+            "large body to logout",
+            "POST",
+            "/admin/logout",
+            413,
+            "larger than this form",
+            data={"padding": "x" * 70_000},
+        ),
+        Case(
+            "large body to login",
+            "POST",
+            "/admin/login",
+            413,
+            "larger than this form",
+            data={"password": "x" * 70_000},
+        ),
+    ]
     for exp in ["\u00b2", "\u2460", "\u0661\u0662", "1" * 40, "+1", " 1"]:
         for path, query in [("/files/jobs/{job}/input/clip.mp4", None), (CLAIM, "claim")]:
             cases.append(
@@ -1068,6 +1096,9 @@ HTTP_SLICE_IDS = frozenset(
         "API limit '\u00b2'",
         "webhook executionTime=Infinity",
         "webhook executionTime=1e308",
+        "made-up token header",
+        "large body to login",
+        "claim body 15",
     }
 )
 HTTP_SLICE = [c for c in CASES if c.id in HTTP_SLICE_IDS]
