@@ -165,7 +165,7 @@ def _apply(
     if not _check_identity(job, payload.get("id")):
         return Outcome.DUPLICATE
     current = Status(job.status)
-    _record_timings(job, payload, settings)
+    _record_timings(job, payload, settings, final=new in TERMINAL)
     if new == current:
         if new == Status.IN_PROGRESS and _record_progress(job, payload):
             return Outcome.APPLIED
@@ -231,12 +231,14 @@ def _milliseconds(value: Any) -> int | None:
     return int(value)
 
 
-def _record_timings(job: Job, payload: dict[str, Any], settings: Settings) -> None:
+def _record_timings(job: Job, payload: dict[str, Any], settings: Settings, *, final: bool) -> None:
     delay = _milliseconds(payload.get("delayTime"))
     execution = _milliseconds(payload.get("executionTime"))
     if delay is not None:
         job.delay_ms = delay
-    if execution is not None:
+    # An IN_PROGRESS status carries the execution time so far: stored, it would read as the
+    # final figure and freeze the page's ticking clock. Only a terminal status's is kept.
+    if final and execution is not None:
         job.execution_ms = execution
         job.cost_usd = round(execution / 1000 * settings.gpu_price_per_second, 6)
     if isinstance(payload.get("workerId"), str):
