@@ -96,7 +96,10 @@ def create_job(
         raise JobError("the file is empty")
     kind = "any"
     if not pipeline.takes("any"):
-        info = media.probe(staged_path)
+        try:
+            info = media.probe(staged_path)
+        except media.TooLarge as exc:
+            raise JobError(str(exc), 413) from None
         if info is None:
             raise JobError(pipeline.unreadable(content_type.split("/")[0]), 415)
         kind = info.kind
