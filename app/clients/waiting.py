@@ -4,8 +4,8 @@ N seconds pass, whichever is first.
 The wait listens on the Redis pub/sub channel every applied change is announced on
 (``app.clients.webhooks.announce``), re-reading the row only when a change arrives, and at
 least every ``RECHECK_S`` in case an announcement was lost. Cost: a waiting request holds
-one gunicorn thread and one Redis connection for up to ``MAX_WAIT_S``; size
-``WEB_THREADS`` for the waits you expect (docs/api.md).
+one of its gunicorn worker's connections (a gevent greenlet; ``worker_connections`` in
+gunicorn.conf.py) and one Redis connection for up to ``MAX_WAIT_S`` (docs/api.md).
 """
 
 from __future__ import annotations

@@ -146,7 +146,8 @@ def _new_job(
 @token_required
 def list_jobs(owner: str):
     limit = request.args.get("limit", "50")
-    if not limit.isdigit() or not 1 <= int(limit) <= 500:
+    # ASCII digits only: str.isdigit() also passes "²", which int() refuses (a 500).
+    if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= 500:
         return _error("limit must be a whole number from 1 to 500", 400)
     query = select(Job).where(Job.owner == owner).order_by(Job.created_at.desc())
     status = request.args.get("status", "").strip().upper()
