@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gpu_worker import pipelines
+from gpu_worker import ledger, pipelines
 from gpu_worker.errors import InputError, JobError, TransferError, WorkerConfigError, public
 from gpu_worker.liveness import pid_alive
 from gpu_worker.loader import ModelLoader
@@ -244,7 +244,9 @@ def run_job(job: dict[str, Any], cancel: threading.Event | None = None) -> dict[
             cancel=cancel or threading.Event(),
         )
         t0 = time.monotonic()
+        ledger.record(rt.settings.execution_ledger, "start", job, spec)
         outcome = pipeline.run(paths, spec["params"], reporter, ctx)
+        ledger.record(rt.settings.execution_ledger, "finish", job, spec)
         metrics["inference_s"] = time.monotonic() - t0
         if outcome.frames is not None:
             metrics["frames"] = outcome.frames

@@ -119,6 +119,8 @@ class WorkerSettings:
     preload_pipelines: tuple[str, ...] = ()
     device: str = "auto"
     sentry_dsn: str = ""
+    # A file the handler appends model starts and finishes to (gpu_worker.ledger); benches only.
+    execution_ledger: str = ""
     platform: Platform = field(default_factory=Platform)
 
     @classmethod
@@ -142,6 +144,7 @@ class WorkerSettings:
             preload_pipelines=tuple(p.strip() for p in preload.split(",") if p.strip()),
             device=os.environ.get("TORCH_DEVICE", "auto").strip() or "auto",
             sentry_dsn=os.environ.get("SENTRY_DSN", "").strip(),
+            execution_ledger=os.environ.get("EXECUTION_LEDGER", "").strip(),
             platform=Platform.from_env(),
         )
 
