@@ -50,6 +50,7 @@ import os
 import random
 import re
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -294,6 +295,9 @@ class Run:
     upload_errors: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     web_down: threading.Event = field(default_factory=threading.Event)
+    # Held while a fault runs: the supervisor restarts only what died on its own.
+    fault_lock: threading.Lock = field(default_factory=threading.Lock)
+    exits: Counter = field(default_factory=Counter)
     _engine: Any = None
 
     @property
@@ -567,10 +571,26 @@ def _stack(work: Path, database_url: str, webhooks: bool, workers_max: int) -> I
 
 
 def _next_kind(run: Run, kinds: list[str], min_each: int) -> str:
-    """A kind short of ``min_each`` hits (the fewest first), else any."""
-    short = [k for k in kinds if run.hit[k] < min_each] or kinds
-    fewest = min(run.hit[k] for k in short)
-    return random.choice([k for k in short if run.hit[k] == fewest])
+    """Any kind still short of ``min_each`` hits, else any kind (never only the one with the
+    fewest hits: a kind that cannot strike now must not hold up the others)."""
+    return random.choice([k for k in kinds if run.hit[k] < min_each] or kinds)
+
+
+def _supervise(run: Run, stop: threading.Event) -> None:
+    """Restart a Celery worker or beat that exited when no fault was running, as a process
+    supervisor does in production, and count it: an exit no fault asked for is a finding."""
+    while not stop.wait(1.0):
+        with run.fault_lock:
+            for name, process in (("celery_worker", run.worker), ("celery_beat", run.beat)):
+                if not process.process.alive():
+                    run.exits[name] += 1
+                    _log(f"{name} exited on its own; restarted")
+                    with contextlib.suppress(Exception):
+                        process.restart()
+
+
+def _log(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} chaos: {message}", file=sys.stderr, flush=True)
 
 
 def run_config(
@@ -608,6 +628,9 @@ def run_config(
 
         feeder = threading.Thread(target=uploader)
         feeder.start()
+        healthy = threading.Event()  # set once every job has ended: the supervisor stops
+        supervisor = threading.Thread(target=_supervise, args=(run, healthy), daemon=True)
+        supervisor.start()
         started = time.monotonic()
         try:
             while time.monotonic() - started < max_s:
@@ -617,21 +640,29 @@ def run_config(
                 name = _next_kind(run, list(kinds), min_each)
                 time.sleep(random.uniform(0.2, 1.0))
                 run.issued[name] += 1
-                try:
-                    if table[name]():
-                        run.hit[name] += 1
-                except Exception as exc:  # noqa: BLE001 - a fault that could not be injected
-                    run.not_injected[f"{name}:{type(exc).__name__}"] += 1
+                with run.fault_lock:
+                    try:
+                        hit = table[name]()
+                    except Exception as exc:  # noqa: BLE001 - a fault that could not be injected
+                        run.not_injected[f"{name}:{type(exc).__name__}"] += 1
+                        hit = False
+                run.hit[name] += hit
+                _log(f"{name}: {'hit' if hit else 'struck nothing in flight'}")
         finally:
             stop.set()
             feeder.join()
         faulting_s = time.monotonic() - started
         # Heal everything, then let beat, polls, webhooks and workers bring every job home.
         run.proxy.heal()
-        _ensure_up(run)
+        with run.fault_lock:
+            _ensure_up(run)
         deadline = time.monotonic() + settle_s
-        while time.monotonic() < deadline and run.in_flight():
-            time.sleep(2)
+        try:
+            while time.monotonic() < deadline and run.in_flight():
+                time.sleep(2)
+        finally:
+            healthy.set()
+            supervisor.join()
         before = _orphans(run)
         removed = _cleanup(run)
         result = _check(run, list(kinds), min_each, faults)
@@ -749,6 +780,9 @@ def _check(run: Run, kinds: list[str], min_each: int, faults: int) -> dict[str, 
         and sum(run.hit.values()) >= faults,
         "faults": {k: {"issued": run.issued[k], "hit": run.hit[k]} for k in kinds},
         "not_injected": dict(run.not_injected),
+        # Exits no fault asked for (the supervisor restarted them): see _supervise.
+        "unprompted_exits": dict(run.exits),
+        "unprompted_exit_count": sum(run.exits.values()),
         # Rows, not answered uploads: an upload cut off after its row committed is a job.
         "jobs": len(rows),
         "uploads_answered": len(run.jobs),
@@ -791,6 +825,7 @@ COLUMNS = (
     ("failed_after_two_worker_deaths", "failed: its worker died twice (RunPod's rule)"),
     ("left_non_terminal", "left non-terminal"),
     ("orphan_files", "orphans"),
+    ("unprompted_exit_count", "Celery exits no fault asked for"),
 )
 # What must be 0 for the run to pass; repeated GPU runs are reported, not failed on.
 MUST_BE_ZERO = ("lost", "executed_twice", "failed_wrongly", "left_non_terminal", "orphan_files")
