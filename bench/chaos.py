@@ -583,8 +583,16 @@ def _supervise(run: Run, stop: threading.Event) -> None:
         with run.fault_lock:
             for name, process in (("celery_worker", run.worker), ("celery_beat", run.beat)):
                 if not process.process.alive():
-                    run.exits[name] += 1
-                    _log(f"{name} exited on its own; restarted")
+                    cause = next(
+                        (
+                            line.split("CRITICAL", 1)[-1].strip()[:200]
+                            for line in reversed(process.log_tail(200).splitlines())
+                            if "Unrecoverable error" in line
+                        ),
+                        "no cause logged",
+                    )
+                    run.exits[f"{name}: {cause}"] += 1
+                    _log(f"{name} exited on its own ({cause}); restarted")
                     with contextlib.suppress(Exception):
                         process.restart()
 
