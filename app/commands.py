@@ -20,9 +20,15 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from app.db import session_scope
-from app.jobs import JobError, cancel_job, create_job, describe, find_job, retry_job
+from app.endpoints.diagnosis import queue_words
+from app.endpoints.health import refresh_snapshot
+from app.lifecycle.jobs import JobError, cancel_job, create_job, find_job, retry_job
+from app.lifecycle.polling import poll_plan
+from app.lifecycle.reconcile import cleanup, purge, reconcile
+from app.migrate import upgrade
 from app.models import Job, Status
 from app.services import JobAPI, JobAPIError, services
+from app.web.words import describe
 
 admin = AppGroup("admin", help="Operate the endpoint and the jobs.")
 jobs = AppGroup("jobs", help="Submit and follow jobs from the command line.")
@@ -60,8 +66,6 @@ def _api_errors(fn):
 @_api_errors
 def purge_command() -> None:
     """Purge the endpoint's queue; queued jobs become CANCELLED."""
-    from app.reconcile import purge
-
     _endpoint_api()  # refuses when no endpoint is configured
     with session_scope() as session:
         result = purge(session, services())
@@ -101,10 +105,6 @@ def retry_command(job_id: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print the raw report")
 def health_command(as_json: bool) -> None:
     """Ask the endpoint for its health and explain it."""
-    from app.diagnosis import queue_words
-    from app.endpoint import refresh_snapshot
-    from app.polling import poll_plan
-
     api = _endpoint_api()
     with session_scope() as session:
         queued = session.query(Job).filter(Job.status == Status.IN_QUEUE).count()
@@ -132,8 +132,6 @@ def health_command(as_json: bool) -> None:
 @admin.command("reconcile")
 def reconcile_command() -> None:
     """Run one reconcile sweep now."""
-    from app.reconcile import reconcile
-
     with session_scope() as session:
         counts = reconcile(session, services())
     click.echo("reconciled: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -142,8 +140,6 @@ def reconcile_command() -> None:
 @admin.command("cleanup")
 def cleanup_command() -> None:
     """Delete files of jobs past the retention period."""
-    from app.reconcile import cleanup
-
     with session_scope() as session:
         counts = cleanup(session, services())
     click.echo(
@@ -239,8 +235,6 @@ def register(app: Flask) -> None:
     @app.cli.command("db-upgrade")
     def db_upgrade() -> None:
         """Create or upgrade the database tables."""
-        from app.migrate import upgrade
-
         upgrade(services().settings.database_url)
         click.echo("database is up to date")
 

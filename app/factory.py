@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Flask, request
 
-from app import commands, db, guards
+from app import commands, db
 from app.extensions import csrf
 from app.jsonbody import BoundedJSONProvider
 from app.observability import init_sentry
@@ -22,8 +22,8 @@ from app.services import init_app as init_services
 from app.settings import Settings
 from app.storage import make_storage, remove_orphaned_staging
 from app.units import human_bytes
-from app.uploads import UploadRequest, discard_staged
-from app.views import admin, api, callbacks, errors, files, pages, webhooks
+from app.web import admin, api, callbacks, errors, files, guards, pages, webhooks
+from app.web.uploads import UploadRequest, discard_staged
 from deploy import devenv
 
 
@@ -39,7 +39,8 @@ def create_app(
         devenv.load()
         settings = Settings.from_env()
     init_sentry(component, settings)
-    app = Flask("app")
+    # Templates and static files belong to the web side (app/web), not the app package root.
+    app = Flask("app", template_folder="web/templates", static_folder="web/static")
     app.json = BoundedJSONProvider(app)
     app.request_class = UploadRequest
     app.config.update(

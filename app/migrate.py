@@ -11,6 +11,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from app.settings import Settings, SettingsError
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -28,8 +30,6 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 
 def main() -> int:
-    from app.settings import Settings, SettingsError
-
     try:
         settings = Settings.from_env()
     except SettingsError as exc:

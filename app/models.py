@@ -152,6 +152,12 @@ class Job(Base):
     def terminal(self) -> bool:
         return Status(self.status).terminal
 
+    @property
+    def current_attempt(self) -> Attempt | None:
+        """The latest attempt (``attempts`` is ordered by number): the one a status, a claim
+        or a cancel is about; None before the first submit."""
+        return self.attempts[-1] if self.attempts else None
+
 
 class Attempt(Base):
     """One claim of a job for submission; every POST /run has one (invariant 3)."""
@@ -178,7 +184,7 @@ class Attempt(Base):
     outcome: Mapped[str | None] = mapped_column(String(16))  # the job status it ended in
 
     # Issue 9, the per-attempt claim: the RunPod job whose worker claimed this attempt
-    # before running it (``app.claims``). Set once, atomically; any other RunPod job that
+    # before running it (``app.lifecycle.claims``). Set once, atomically; any other RunPod job that
     # turns up with this attempt's input is a duplicate and does not run.
     claimed_runpod_id: Mapped[str | None] = mapped_column(String(128))
     claimed_at: Mapped[datetime | None] = mapped_column()

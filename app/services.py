@@ -22,7 +22,7 @@ from typing import Any
 import redis
 from flask import Flask, current_app
 
-from app.budget import StatusBudget
+from app.lifecycle.status_budget import StatusBudget
 from app.settings import Settings
 from app.storage import Storage
 from deploy.runpod.jobapi import (
@@ -84,7 +84,7 @@ class Services:
     def status_api(self) -> JobAPI:
         """The client polls use: one attempt per call. ``JobAPI``'s own retries would send
         more ``/status`` requests than the budget granted; here a failed poll is retried by
-        the next poll, which asks the budget again (``app/budget.py``)."""
+        the next poll, which asks the budget again (``app/lifecycle/status_budget.py``)."""
         return JobAPI(
             self.settings.runpod_endpoint_id,
             self.settings.runpod_api_key,

@@ -11,7 +11,7 @@ The README section "Configuration" lists every variable.
 ``STATUS_BUDGET_PER_10S`` defaults to 500, a quarter of RunPod's 2000 ``/status`` per 10 s:
 the limit is the endpoint's, shared with every other client of it (ops commands, a second
 deployment, dashboards), so this app keeps well clear of it, and at 500 it still polls
-10,000 jobs in flight at least every ~6 minutes (``app.polling.effective_cap``).
+10,000 jobs in flight at least every ~6 minutes (``app.lifecycle.polling.effective_cap``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from app.budget import WINDOWS_PER_BUDGET
+from app.lifecycle.status_budget import WINDOWS_PER_BUDGET
+from app.pipelines import declared, undeclared
 from deploy.runpod.vocabulary import DEFAULT_JOB_URL
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,7 +48,7 @@ PLACEHOLDER_SECRETS = frozenset(
 DEV_SECRET_KEY = "dev-only-not-secret"  # noqa: S105 - refused outside development/test
 DEV_ADMIN_PASSWORD = "admin"  # noqa: S105 - refused outside development/test
 MIN_ADMIN_PASSWORD = 12
-# Below this a one-second window of app.budget could not hold one request.
+# Below this a one-second window of app.lifecycle.status_budget could not hold one request.
 MIN_STATUS_BUDGET = WINDOWS_PER_BUDGET
 
 
@@ -122,7 +123,7 @@ class Settings:
     submit_grace_s: float = 90.0  # longer than the submit task's hard time limit
     unknown_submit_grace_s: float = 120.0
     # Past this, an unknown submit no worker claimed is sent again even if the endpoint is
-    # busy: the claim refuses the lost RunPod job if it ever runs (app.claims).
+    # busy: the claim refuses the lost RunPod job if it ever runs (app.lifecycle.claims).
     unknown_submit_max_s: float = 300.0
     endpoint_unreachable_grace_s: float = 600.0
     queue_diagnose_after_s: float = 60.0
@@ -217,13 +218,11 @@ class Settings:
             raise SettingsError("POLL_CAP_S must be at least POLL_BASE_S")
         if not self.pipelines:
             raise SettingsError("PIPELINES is empty: name at least one pipeline, e.g. echo")
-        from app.pipelines import declared, undeclared  # a light JSON read (issue 11)
-
         if undeclared(self.pipelines):
             raise SettingsError(
                 f"PIPELINES names {', '.join(undeclared(self.pipelines))}, which no pipeline "
-                f"declares; choose from {', '.join(declared())} or add a pipeline (README, "
-                "Add your model)"
+                f"declares; choose from {', '.join(declared())} or add a pipeline "
+                "(docs/gpu-worker.md, Add your model)"
             )
 
     @property

@@ -496,7 +496,7 @@ def _proxy_fault(run: Run, mode: str) -> bool:
 def _concurrent_reconciles(run: Run) -> bool:
     from app import create_app
     from app.db import session_scope
-    from app.reconcile import reconcile
+    from app.lifecycle.reconcile import reconcile
     from app.services import services
     from app.settings import Settings
 
@@ -693,7 +693,7 @@ def _cleanup(run: Run) -> int:
     (an upload killed between storing its file and committing its row) go at any age."""
     from app import create_app
     from app.db import session_scope
-    from app.reconcile import cleanup
+    from app.lifecycle.reconcile import cleanup
     from app.services import services
     from app.settings import Settings
 

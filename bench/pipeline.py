@@ -424,9 +424,9 @@ def measure_inflight(s: Stack, count: int, seconds: float | None) -> dict[str, A
     """``count`` jobs queued at the endpoint (its workers never take any), each with an app
     job row IN_QUEUE whose poll message was lost; reconcile re-enqueues the polls. The
     endpoint must never see more ``/status`` requests in any 10 s than the budget, and every
-    job must be polled within its effective cap (``app.polling.effective_cap``): observed
+    job must be polled within its effective cap (``app.lifecycle.polling.effective_cap``): observed
     for one whole cap plus a margin, so every job's first poll and the next ones fall in."""
-    from app.polling import budget_pace, effective_cap
+    from app.lifecycle.polling import budget_pace, effective_cap
     from app.settings import Settings
 
     settings = Settings.from_env(s.env)

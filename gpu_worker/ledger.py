@@ -17,20 +17,23 @@ import json
 import os
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gpu_worker.job_input import JobInput
 
 # The app's claim URL names the attempt: .../callbacks/<attempt id>/claim?...
 _ATTEMPT = re.compile(r"/callbacks/(\d+)/claim")
 
 
-def record(path: str, event: str, job: dict[str, Any], spec: dict[str, Any]) -> None:
+def record(path: str, event: str, job: dict[str, Any], spec: JobInput) -> None:
     """Append one ``event`` line for ``job`` (its parsed input ``spec``) to ``path``, if set."""
     if not path:
         return
-    found = _ATTEMPT.search(spec["callbacks"].get("claim") or "")
+    found = _ATTEMPT.search(spec.callbacks.get("claim") or "")
     line = {
         "event": event,
-        "job_key": spec["job_key"],
+        "job_key": spec.job_key,
         "attempt": int(found.group(1)) if found else None,
         "runpod_id": job.get("id"),
         "pid": os.getpid(),

@@ -12,7 +12,7 @@ from typing import Any
 
 from celery import shared_task
 
-from app.submission import RetryLater
+from app.lifecycle.submission import RetryLater
 
 log = logging.getLogger("tasks")
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app import polling, reconcile, submission
 from app.db import session_scope
+from app.lifecycle import polling, reconcile, submission
 from app.models import Job
 from app.services import services
 from tasks.base import task

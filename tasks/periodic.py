@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from app import reconcile as sweeps
 from app.db import session_scope
-from app.diagnosis import queue_words
-from app.endpoint import refresh_snapshot
+from app.endpoints.diagnosis import queue_words
+from app.endpoints.health import refresh_snapshot
+from app.lifecycle import reconcile as sweeps
 from app.models import Job, Status
 from app.services import services
 from tasks.base import task

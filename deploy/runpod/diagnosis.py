@@ -4,7 +4,7 @@ balance, from RunPod (REST v2, job API, GraphQL balance) or from the local endpo
 Each rule has an id, a severity, why it matters and a function that reads only ``Facts``
 and yields ``(message, fix)``, registered like ``deploy.ops.check``'s preflight rules.
 ``python -m deploy doctor`` gathers the facts and prints every finding; the web app words
-the findings for its pages (``app.diagnosis``).
+the findings for its pages (``app.endpoints.diagnosis``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from deploy.findings import ERROR, INFO, WARNING, Finding, Rules
 from deploy.runpod.pools import compatible_pools
-from deploy.runpod.vocabulary import exit_meaning
+from deploy.runpod.vocabulary import WorkerRow, exit_meaning
 
 __all__ = ["ERROR", "INFO", "WARNING", "Facts", "Finding", "Worker", "diagnose"]
 DISK_FULL = re.compile(r"No space left on device|Errno 28|disk quota exceeded", re.I)
@@ -131,23 +131,21 @@ def endpoint_queue(health: dict[str, Any] | None) -> int | None:
 
 def workers_from_report(report: dict[str, Any], log_lines: int, now: float) -> list[Worker]:
     """The local endpoint's ``/workers`` rows (and RunPod's, in that shape) as ``Worker``."""
-    workers = []
-    for w in report.get("workers") or []:
-        state = w.get("state") or "unknown"
-        if w.get("exitedAt") is not None:
-            state = "exited"
-        started = w.get("startedAt")
-        workers.append(
-            Worker(
-                id=w["id"],
-                status=state,
-                exit_code=w.get("exitCode"),
-                log_tail=list(w.get("logTail") or [])[-log_lines:],
-                current_jobs=len(w.get("currentJobs") or []),
-                age_s=now - started if started else w.get("uptimeS"),
-            )
-        )
-    return workers
+    return [
+        worker_of(WorkerRow.from_report(w), log_lines, now) for w in report.get("workers") or []
+    ]
+
+
+def worker_of(row: WorkerRow, log_lines: int, now: float) -> Worker:
+    """What the rules read of one parsed worker row."""
+    return Worker(
+        id=row.id or "",
+        status=row.status,
+        exit_code=row.exit_code,
+        log_tail=list(row.log_tail)[-log_lines:],
+        current_jobs=len(row.current_jobs),
+        age_s=now - row.started_at if row.started_at else row.uptime_s,
+    )
 
 
 def add_report(facts: Facts, report: dict[str, Any], log_lines: int, now: float) -> None:

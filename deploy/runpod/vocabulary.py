@@ -91,13 +91,87 @@ def is_runpod(job_url: str, rest_url: str | None = None) -> bool:
     return bool(rest_url) or host.endswith(("runpod.ai", "runpod.io"))
 
 
+def _number(value: Any) -> float | None:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    """One GPU worker, parsed once from either source: a RunPod REST v2 worker
+    (``from_runpod``) or a row of the local endpoint's ``/workers`` report, the shape the
+    app stores in its snapshot (``from_report``; ``to_report`` writes it back)."""
+
+    id: str | None
+    state: str  # as reported: running | idle | initializing | throttled | unhealthy | ...
+    exit_code: int | None = None
+    exit_meaning: str | None = None
+    log_tail: tuple[str, ...] = ()
+    current_jobs: tuple[str, ...] = ()
+    started_at: float | None = None  # epoch seconds (the local endpoint's)
+    exited_at: float | None = None
+    uptime_s: float | None = None  # RunPod's uptimeSeconds
+    stale: bool | None = None
+    gpu: str | None = None
+    datacenter: str | None = None
+
+    @classmethod
+    def from_runpod(cls, worker: dict[str, Any]) -> WorkerRow:
+        return cls(
+            id=worker.get("id"),
+            state=str(worker.get("status") or "").lower(),
+            stale=worker.get("isStale"),
+            gpu=worker.get("gpuTypeId"),
+            datacenter=worker.get("dataCenterId"),
+            uptime_s=_number(worker.get("uptimeSeconds")),
+        )
+
+    @classmethod
+    def from_report(cls, row: dict[str, Any]) -> WorkerRow:
+        code = row.get("exitCode")
+        return cls(
+            id=row.get("id"),
+            state=str(row.get("state") or "unknown"),
+            exit_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
+            exit_meaning=row.get("exitMeaning"),
+            log_tail=tuple(str(line) for line in row.get("logTail") or []),
+            current_jobs=tuple(str(job) for job in row.get("currentJobs") or []),
+            started_at=_number(row.get("startedAt")),
+            exited_at=_number(row.get("exitedAt")),
+            uptime_s=_number(row.get("uptimeS")),
+            stale=row.get("stale"),
+            gpu=row.get("gpu"),
+            datacenter=row.get("datacenter"),
+        )
+
+    @property
+    def status(self) -> str:
+        """The state, except that a worker with an exit time has exited whatever it said."""
+        return "exited" if self.exited_at is not None else self.state
+
+    def to_report(self) -> dict[str, Any]:
+        """The ``/workers`` row shape (RunPod's rows are stored in it, beside local ones)."""
+        row = {
+            "id": self.id,
+            "state": self.state,
+            "stale": self.stale,
+            "gpu": self.gpu,
+            "datacenter": self.datacenter,
+            "uptimeS": self.uptime_s,
+        }
+        extra = {
+            "exitCode": self.exit_code,
+            "exitMeaning": self.exit_meaning,
+            "startedAt": self.started_at,
+            "exitedAt": self.exited_at,
+        }
+        row.update({key: value for key, value in extra.items() if value is not None})
+        if self.log_tail:
+            row["logTail"] = list(self.log_tail)
+        if self.current_jobs:
+            row["currentJobs"] = list(self.current_jobs)
+        return row
+
+
 def worker_row(worker: dict[str, Any]) -> dict[str, Any]:
     """One RunPod REST v2 worker in the shape of the local endpoint's ``/workers`` rows."""
-    return {
-        "id": worker.get("id"),
-        "state": str(worker.get("status") or "").lower(),
-        "stale": worker.get("isStale"),
-        "gpu": worker.get("gpuTypeId"),
-        "datacenter": worker.get("dataCenterId"),
-        "uptimeS": worker.get("uptimeSeconds"),
-    }
+    return WorkerRow.from_runpod(worker).to_report()

@@ -9,7 +9,7 @@ flag such as ``--disabled``); ``env=`` adds worker environment. Workers are real
 
 The endpoint behaves like RunPod unless told otherwise: a test that needs a departure
 names it (``fail_fast_crash_loop=True``, ``no_rate_limits=True``, ``min_ttl=1``,
-``min_execution_timeout=1``, ``runsync_retention=2``), as the README's table lists.
+``min_execution_timeout=1``, ``runsync_retention=2``), as docs/local-endpoint.md's table lists.
 """
 
 from __future__ import annotations

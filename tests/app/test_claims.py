@@ -13,7 +13,7 @@ from tests.app.test_pages_and_api import only_job, sent, upload
 
 
 def _claim_url(app, settings, attempt_id: int) -> str:
-    from app.submission import callback_url
+    from app.lifecycle.submission import callback_url
 
     url = callback_url(settings, attempt_id, "claim")
     assert url.startswith(f"{settings.public_base_url}/callbacks/{attempt_id}/claim?exp=")
@@ -49,8 +49,8 @@ def test_the_job_input_carries_a_signed_claim_url(app, client, settings):
     attempt_id = _unknown(app, job.id)
     with app.app_context():
         from app.db import get_session
+        from app.lifecycle.submission import worker_input
         from app.services import services
-        from app.submission import worker_input
 
         session = get_session()
         body = worker_input(
@@ -99,7 +99,7 @@ def test_a_claim_adopts_a_submit_whose_answer_was_lost(app, client, settings, en
 def test_reconcile_adopts_a_claimed_unknown_submit_instead_of_resending(
     app, client, settings, enqueued
 ):
-    from app.claims import claim
+    from app.lifecycle.claims import claim
 
     upload(client)
     job = only_job(app)
@@ -125,7 +125,7 @@ def test_reconcile_adopts_a_claimed_unknown_submit_instead_of_resending(
 
 
 def _sweep(app, settings, **changes) -> dict:
-    from app.reconcile import reconcile
+    from app.lifecycle.reconcile import reconcile
 
     quick = settings.replace(
         submit_grace_s=0, unknown_submit_grace_s=0, unknown_submit_max_s=60, **changes
@@ -166,7 +166,7 @@ def _unknown_age(app, attempt_id: int, age_s: float) -> None:
 
 
 def test_cancelling_an_unknown_submit_is_immediate_and_a_late_claim_gets_410(app, client, settings):
-    from app.reconcile import cancel
+    from app.lifecycle.reconcile import cancel
 
     upload(client)
     job = only_job(app)
@@ -225,8 +225,8 @@ def test_an_ordinary_failure_is_not_retried(app, client, enqueued):
 def sent_again(app, job: Job, runpod_id: str) -> Job:
     with app.app_context():
         from app.db import get_session
+        from app.lifecycle.status import apply_status
         from app.services import services
-        from app.status import apply_status
 
         session = get_session()
         job = session.get(Job, job.id)
@@ -245,7 +245,7 @@ def sent_again(app, job: Job, runpod_id: str) -> Job:
 
 
 def test_a_job_the_endpoint_no_longer_queues_is_not_blamed_on_capacity():
-    from app.diagnosis import CHECKING, NO_CAPACITY, diagnose
+    from app.endpoints.diagnosis import CHECKING, NO_CAPACITY, diagnose
 
     throttled = {"workers": {"throttled": 2, "running": 0}}
     assert diagnose({**throttled, "jobs": {"inQueue": 1, "inProgress": 0}}, None, 1) == (
@@ -259,8 +259,8 @@ def test_a_job_the_endpoint_no_longer_queues_is_not_blamed_on_capacity():
 
 def test_callback_urls_are_redacted_in_log_lines(settings):
     """Access logs carry request lines: the one redactor hides the claim's signature."""
+    from app.lifecycle.submission import callback_url
     from app.observability import redact
-    from app.submission import callback_url
 
     url = callback_url(settings, 41, "claim")
     signature = url.split("sig=")[1]

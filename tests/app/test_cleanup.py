@@ -41,7 +41,7 @@ def test_cleanup_removes_files_whose_job_row_never_came_to_be(app, client, setti
     import os
     import time
 
-    from app.reconcile import cleanup
+    from app.lifecycle.reconcile import cleanup
 
     token = csrf_token(client)
     data = {"csrf_token": token, "file": (io.BytesIO(b"video-bytes"), "kept.mp4")}

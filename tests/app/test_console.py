@@ -156,8 +156,8 @@ def test_on_runpod_the_dashboard_reads_workers_logs_and_balance_from_the_managem
 ):
     """The RunPod path of the snapshot (REST v2 workers and worker logs, GraphQL balance),
     against the stand-in built from RunPod's published spec."""
-    from app.diagnosis import UNHEALTHY
-    from app.endpoint import refresh_snapshot
+    from app.endpoints.diagnosis import UNHEALTHY
+    from app.endpoints.health import refresh_snapshot
     from deploy.runpod.jobapi import JobAPI
     from tests.deploy.ops.runpod_standin import RunPodStandIn
 

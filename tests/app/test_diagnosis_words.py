@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from app.diagnosis import NO_CAPACITY, NO_WORKER, UNHEALTHY, diagnose, facts_of
+from app.endpoints.diagnosis import NO_CAPACITY, NO_WORKER, UNHEALTHY, diagnose, facts_of
 from deploy.runpod.diagnosis import diagnose as doctor_findings
+from deploy.runpod.vocabulary import WorkerRow
 
 
 def report(*workers, crash_loop=None, **summary):
@@ -52,3 +53,19 @@ def test_no_worker_in_any_state_for_queued_jobs():
     health = {"jobs": {"inQueue": 1, "inProgress": 0}, "workers": {}}
     assert diagnose(health, None, 1) == NO_WORKER
     assert diagnose({**health, "workers": {"initializing": 1}}, None, 1) is None
+
+
+def test_a_runpod_worker_row_is_read_like_a_local_one():
+    """RunPod's REST v2 workers are parsed once into ``WorkerRow`` and stored in the
+    ``/workers`` shape: the diagnosis and the dashboard read them as they read local rows,
+    and a malformed field is dropped instead of reaching a page."""
+    runpod = {"id": "rp-w1", "status": "UNHEALTHY", "uptimeSeconds": 30, "gpuTypeId": "L4"}
+    row = WorkerRow.from_runpod(runpod)
+    assert row.state == "unhealthy" and row.uptime_s == 30 and row.gpu == "L4"
+    stored = row.to_report()
+    assert WorkerRow.from_report(stored) == row
+    health = {"jobs": {"inQueue": 1, "inProgress": 0}, "workers": {"unhealthy": 1}}
+    facts = facts_of(health, report(stored, unhealthy=1), 1)
+    assert [(w.id, w.status, w.age_s) for w in facts.workers] == [("rp-w1", "unhealthy", 30)]
+    odd = WorkerRow.from_report({"id": "w2", "exitCode": "137", "startedAt": True})
+    assert odd.exit_code is None and odd.started_at is None and odd.state == "unknown"

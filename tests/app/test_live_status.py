@@ -13,8 +13,8 @@ def progress_path(app, job: Job) -> str:
     """The path and query of the progress URL the submit task put in the worker's input."""
     with app.app_context():
         from app.db import get_session
+        from app.lifecycle.submission import worker_input
         from app.services import services
-        from app.submission import worker_input
 
         session = get_session()
         row = session.get(Job, job.id)

@@ -46,9 +46,9 @@ def sent(app, job: Job, runpod_id: str = "rp-1") -> Job:
     """Pretend the submit task sent the job: what its apply of /run's answer records."""
     with app.app_context():
         from app.db import get_session
+        from app.lifecycle.status import apply_status
         from app.models import Attempt
         from app.services import services
-        from app.status import apply_status
 
         session = get_session()
         job = session.get(Job, job.id)
@@ -263,8 +263,8 @@ def test_worker_uploads_its_result_through_the_signed_put_url(app, client, setti
     upload(client)
     job = only_job(app)
     with app.app_context():
+        from app.lifecycle.submission import worker_input
         from app.services import services
-        from app.submission import worker_input
 
         body = worker_input(job, settings, services().storage)
     assert body["job_key"] == job.id and body["pipeline"] == "echo"
@@ -298,7 +298,7 @@ def test_admin_login_dashboard_and_actions(app, client, enqueued):
 def test_admin_dashboard_shows_endpoint_unreachable(app, client, settings):
     with app.app_context():
         from app.db import get_session
-        from app.endpoint import refresh_snapshot
+        from app.endpoints.health import refresh_snapshot
         from deploy.runpod.jobapi import JobAPI
 
         class NotFoundSession:
@@ -372,8 +372,8 @@ def test_form_sends_every_pipelines_fields_and_only_the_chosen_ones_count(app, c
 
 def test_cancel_while_the_submit_is_under_way_waits_for_the_endpoint_id(app, client):
     """Cancelling only locally could leave the job running at the endpoint."""
-    from app.reconcile import cancel
-    from app.submission import RetryLater
+    from app.lifecycle.reconcile import cancel
+    from app.lifecycle.submission import RetryLater
 
     upload(client)
     with app.app_context():

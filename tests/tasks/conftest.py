@@ -105,7 +105,7 @@ class Stack:
             time.sleep(0.1)
 
     def reconcile(self) -> dict:
-        from app.reconcile import reconcile
+        from app.lifecycle.reconcile import reconcile
         from app.services import services
 
         with self.app.app_context(), session_scope() as session:

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from app.budget import SKEW_S, StatusBudget
+from app.lifecycle.status_budget import SKEW_S, StatusBudget
 from deploy.stack.services import redis_server
 
 

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select
 
 from app.db import session_scope
+from app.lifecycle.polling import effective_cap
 from app.models import Attempt, AttemptState, Job, Status, utcnow
-from app.polling import effective_cap
 from app.settings import Settings
 from tests.tasks.conftest import stack
 

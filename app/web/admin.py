@@ -1,0 +1,193 @@
+"""Admin pages and actions: login, endpoint dashboard, purge queue, cancel, retry."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import func, select
+
+from app.db import get_session
+from app.endpoints.diagnosis import queue_words
+from app.endpoints.health import FRESH_SNAPSHOT_S, ask_refresh, load_snapshot, snapshot_age_s
+from app.lifecycle.jobs import JobError, cancel_job, retry_job
+from app.lifecycle.polling import poll_plan
+from app.models import TERMINAL, Job, Status, utcnow
+from app.services import services
+from app.web import job_or_404
+from app.web.auth import (
+    admin_required,
+    check_admin_password,
+    end_admin_session,
+    login_failed,
+    login_locked,
+    start_admin_session,
+)
+from app.web.ratelimit import in_words
+from app.web.words import describe
+from deploy.runpod.vocabulary import WorkerRow
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    error = None
+    target = request.values.get("next", "")
+    if urlparse(target).netloc or not target.startswith("/"):
+        target = url_for("admin.dashboard")
+    if request.method == "POST":
+        wait = login_locked()
+        if wait:
+            error = f"too many login attempts: try again in {in_words(wait)}"
+            return render_template("login.html", error=error, next=target), 429
+        if check_admin_password(request.form.get("password", "")):
+            start_admin_session()
+            return redirect(target, code=303)
+        login_failed()
+        error = "wrong password"
+    return render_template("login.html", error=error, next=target), 401 if error else 200
+
+
+@bp.post("/logout")
+def logout():
+    end_admin_session()
+    return redirect(url_for("pages.upload_form"), code=303)
+
+
+DASHBOARD_REFRESH_S = 3  # how often the open dashboard re-fetches its panel
+
+
+def _worker_rows(snapshot: dict, active: list[Job]) -> list[dict]:
+    """The snapshot's workers as the table shows them: state, job, age, last log lines.
+
+    A worker that has reported progress for a job since the snapshot was taken shows as
+    running it: the app's own record is newer than the endpoint's report.
+    """
+    now = utcnow().timestamp()
+    by_runpod_id = {job.runpod_id: job for job in active if job.runpod_id}
+    by_worker = {
+        job.worker_id: job for job in active if job.status == Status.IN_PROGRESS and job.worker_id
+    }
+    rows = []
+    for raw in (snapshot.get("workers") or {}).get("workers") or []:
+        worker = WorkerRow.from_report(raw)
+        age = worker.uptime_s
+        if age is None and worker.started_at is not None:
+            age = (worker.exited_at or now) - worker.started_at
+        jobs = [(rid, by_runpod_id.get(rid)) for rid in worker.current_jobs]
+        state = worker.state
+        reported = by_worker.get(worker.id)
+        if reported is not None and all(job is not reported for _, job in jobs):
+            jobs.append((reported.runpod_id or "", reported))
+            state = "running"
+        rows.append(
+            {
+                "id": worker.id,
+                "state": state,
+                "jobs": jobs,
+                "age": _duration(age),
+                "exit": worker.exit_code,
+                "exit_meaning": worker.exit_meaning,
+                "log": list(worker.log_tail),
+            }
+        )
+    return rows
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = max(int(seconds), 0)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def _dashboard_context() -> dict:
+    db = get_session()
+    counts = dict(db.execute(select(Job.status, func.count()).group_by(Job.status)).all())
+    active = db.scalars(
+        select(Job)
+        .where(Job.status.not_in([s.value for s in TERMINAL]))
+        .order_by(Job.created_at)
+        .limit(100)
+    ).all()
+    recent = db.scalars(select(Job).order_by(Job.created_at.desc()).limit(30)).all()
+    snapshot = load_snapshot(db) or {}
+    banners = []
+    if snapshot.get("error"):
+        banners.append(snapshot["error"])
+    if snapshot.get("diagnosis"):
+        banners.append(snapshot["diagnosis"])
+    for job in active:
+        if job.diagnosis and job.diagnosis not in banners:
+            banners.append(job.diagnosis)
+    spend = db.scalar(select(func.coalesce(func.sum(Job.cost_usd), 0.0)))
+    return {
+        "counts": {s.value: counts.get(s.value, 0) for s in Status},
+        "active": active,
+        "recent": recent,
+        "snapshot": snapshot,
+        "snapshot_age": _duration(snapshot_age_s(db)),
+        "workers": queue_words(snapshot.get("health"), snapshot.get("workers")),
+        "worker_rows": _worker_rows(snapshot, active),
+        "banners": banners,
+        "spend": spend,
+        "polling": poll_plan(db, services().settings),
+        "describe": describe,
+        "settings": services().settings,
+        "refresh_s": DASHBOARD_REFRESH_S,
+    }
+
+
+@bp.get("/")
+@admin_required
+def dashboard():
+    ask_refresh(get_session(), services().enqueue, FRESH_SNAPSHOT_S)
+    return render_template("admin.html", **_dashboard_context())
+
+
+@bp.get("/panel")
+@admin_required
+def dashboard_panel():
+    """The dashboard's live part; its script re-fetches it every few seconds, and while it
+    does the endpoint snapshot is kept at most ``FRESH_SNAPSHOT_S`` old."""
+    ask_refresh(get_session(), services().enqueue, FRESH_SNAPSHOT_S)
+    return render_template("_admin_panel.html", **_dashboard_context())
+
+
+@bp.post("/refresh")
+@admin_required
+def refresh():
+    services().enqueue("tasks.refresh_endpoint")
+    flash("Asked the endpoint for its health; this page shows it in a few seconds.")
+    return redirect(url_for("admin.dashboard"), code=303)
+
+
+@bp.post("/purge")
+@admin_required
+def purge():
+    services().enqueue("tasks.purge_queue")
+    flash("Purging the endpoint's queue: queued jobs will show as cancelled.")
+    return redirect(url_for("admin.dashboard"), code=303)
+
+
+@bp.post("/jobs/<job_id>/<action>")
+@admin_required
+def job_action(job_id: str, action: str):
+    db = get_session()
+    job = job_or_404(job_id)
+    try:
+        if action == "cancel":
+            cancel_job(db, job, services())
+        elif action == "retry":
+            retry_job(db, job, services())
+        else:
+            abort(404)
+        flash(f"{action}: job {job_id}")
+    except JobError as exc:
+        flash(str(exc))
+    return redirect(url_for("admin.dashboard"), code=303)

@@ -1,0 +1,155 @@
+"""Who may do what: admin login (password from ``ADMIN_PASSWORD``), API bearer tokens, and
+the browser session's own jobs (a person sees and acts on the jobs they uploaded)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from flask import abort, g, jsonify, redirect, request, session, url_for
+from sqlalchemy import delete
+
+from app.db import get_session
+from app.models import AdminSession, utcnow
+from app.services import services
+from app.web.ratelimit import over_limit
+
+MY_JOBS_KEPT = 50
+LOGIN_WINDOW_S = 300
+ACCOUNT_FACTOR = 3  # one noisy client cannot lock the admin out; many clients still cannot guess
+
+
+def check_admin_password(candidate: str) -> bool:
+    expected = services().settings.admin_password
+    return bool(expected) and hmac.compare_digest(candidate.encode(), expected.encode())
+
+
+def _login_keys() -> list[tuple[str, int]]:
+    limit = services().settings.login_attempts_per_5min
+    return [
+        (f"login-ip:{request.remote_addr or '-'}", limit),
+        ("login-account:admin", limit * ACCOUNT_FACTOR),
+    ]
+
+
+def login_locked() -> int | None:
+    """Seconds until this client may try a password again; None when it may now."""
+    waits = [
+        over_limit(services().redis, key, limit, LOGIN_WINDOW_S, count=False)
+        for key, limit in _login_keys()
+    ]
+    return max((w for w in waits if w), default=None)
+
+
+def login_failed() -> None:
+    for key, limit in _login_keys():
+        over_limit(services().redis, key, limit, LOGIN_WINDOW_S)
+
+
+def _digest(nonce: str) -> str:
+    return hashlib.sha256(nonce.encode()).hexdigest()
+
+
+def start_admin_session() -> None:
+    """Log this browser in: a server-side session row, its nonce in the signed cookie."""
+    db = get_session()
+    now = utcnow()
+    db.execute(delete(AdminSession).where(AdminSession.expires_at < now))
+    nonce = secrets.token_urlsafe(32)
+    hours = services().settings.admin_session_hours
+    db.add(AdminSession(id=_digest(nonce), expires_at=now + timedelta(hours=hours)))
+    db.commit()
+    session.clear()
+    session["admin"] = nonce
+    g.pop("is_admin", None)
+
+
+def end_admin_session() -> None:
+    """Log out: the row goes, so a copy of the cookie stops working too."""
+    nonce = session.pop("admin", None)
+    if isinstance(nonce, str):
+        db = get_session()
+        db.execute(delete(AdminSession).where(AdminSession.id == _digest(nonce)))
+        db.commit()
+    g.pop("is_admin", None)
+
+
+def is_admin() -> bool:
+    if "is_admin" not in g:
+        g.is_admin = _admin_session_valid(session.get("admin"))
+    return g.is_admin
+
+
+def _admin_session_valid(nonce: Any) -> bool:
+    if not isinstance(nonce, str) or not nonce:
+        return False
+    row = get_session().get(AdminSession, _digest(nonce))
+    if row is None:
+        return False
+    expires = (
+        row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=utcnow().tzinfo)
+    )
+    return expires > utcnow()
+
+
+def admin_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if not is_admin():
+            if request.method == "GET":
+                return redirect(url_for("admin.login", next=request.path))
+            abort(401)
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def owner_of_token(token: str) -> str:
+    """The owner id stored on API jobs: a hash, so the token itself is never stored."""
+    return "api:" + hashlib.sha256(token.encode()).hexdigest()[:24]
+
+
+def api_owner() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    for valid in services().settings.api_tokens:
+        if hmac.compare_digest(token.strip().encode(), valid.encode()):
+            return owner_of_token(valid)
+    return None
+
+
+def token_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        owner = api_owner()
+        if owner is None:
+            response = jsonify(
+                error="missing or invalid API token: send 'Authorization: Bearer <token>' "
+                "with one of the tokens in API_TOKENS"
+            )
+            response.status_code = 401
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+        return view(*args, owner=owner, **kwargs)
+
+    return wrapped
+
+
+def remember_job(job_id: str) -> None:
+    jobs = [j for j in session.get("my_jobs", []) if j != job_id]
+    session["my_jobs"] = [job_id, *jobs][:MY_JOBS_KEPT]
+
+
+def my_job_ids() -> list[str]:
+    return list(session.get("my_jobs", []))
+
+
+def may_act_on(job_id: str) -> bool:
+    return is_admin() or job_id in session.get("my_jobs", [])

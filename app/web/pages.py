@@ -1,0 +1,195 @@
+"""The pages people use: upload, a job's live page, their jobs."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from app import pipelines
+from app.db import get_session
+from app.endpoints.health import FRESH_SNAPSHOT_S, ask_refresh, load_snapshot
+from app.lifecycle.jobs import JobError, cancel_job, retry_job
+from app.models import Job, Status
+from app.services import services
+from app.web import job_or_404
+from app.web.auth import is_admin, may_act_on, my_job_ids, remember_job
+from app.web.forms import create_from_upload
+from app.web.live import live
+from app.web.present import job_json, result_url
+from app.web.words import attempt_rows, describe, duration_s, owner_words, timings
+
+bp = Blueprint("pages", __name__)
+
+
+def _catalogue() -> list[pipelines.Pipeline]:
+    settings = services().settings
+    return [pipelines.get(name, settings.pipelines, settings) for name in settings.pipelines]
+
+
+def _reusable(job_id: str | None) -> Job | None:
+    """The job being edited and resubmitted, if this browser may and its input still exists."""
+    if not job_id or len(job_id) > 36 or not may_act_on(job_id):
+        return None
+    job = get_session().get(Job, job_id)
+    if job is None or job.files_deleted_at or not job.input_key:
+        return None
+    return job if services().storage.exists(job.input_key) else None
+
+
+def form_page(
+    status: int = 200, *, values: dict, reuse: Job | None = None, error: str | None = None
+):
+    """The upload form with ``values`` filled in and ``error`` shown above it."""
+    page = render_template(
+        "upload.html",
+        pipelines=_catalogue(),
+        settings=services().settings,
+        values=values,
+        reuse=reuse,
+        error=error,
+    )
+    return page, status
+
+
+@bp.get("/")
+def upload_form():
+    reuse = _reusable(request.args.get("from"))
+    values: dict = {}
+    if reuse is not None:
+        # Edit and resubmit: the failed job's pipeline and parameters, ready to change.
+        values["pipeline"] = reuse.pipeline
+        for name, value in (reuse.params or {}).items():
+            values[f"param.{reuse.pipeline}.{name}"] = str(value)
+    return form_page(values=values, reuse=reuse)
+
+
+@bp.post("/jobs")
+def upload():
+    reuse = _reusable(request.form.get("from_job"))
+    try:
+        job = create_from_upload(request, reuse=reuse)
+    except JobError as exc:
+        # The form comes back with the pipeline and values as they were sent.
+        values = {k: v for k, v in request.form.items() if k != "csrf_token"}
+        return form_page(exc.status_code, values=values, reuse=reuse, error=str(exc))
+    services().enqueue("tasks.submit", job.id)
+    remember_job(job.id)
+    return redirect(url_for("pages.job_page", job_id=job.id), code=303)
+
+
+def _job_context(job: Job) -> dict:
+    if job.status == Status.IN_QUEUE:
+        # "A worker is starting" or "about to be taken" rests on the endpoint snapshot: keep
+        # it a few seconds fresh while someone waits (rate-limited; /health, not /status).
+        ask_refresh(get_session(), services().enqueue, FRESH_SNAPSHOT_S)
+    now = live(get_session(), job)
+    words = describe(job, now)
+    admin = is_admin()
+    return {
+        "operator": _operator_details(job) if admin else None,
+        "job": job,
+        "live": now,
+        "words": words,
+        "timings": timings(job),
+        "attempts": attempt_rows(job, words),
+        "price": services().settings.gpu_price_per_second,
+        "result_url": result_url(job, external=False),
+        "can_act": may_act_on(job.id),
+        "admin": admin,
+    }
+
+
+def _operator_details(job: Job) -> dict | None:
+    """For a failed job: what the worker reported beyond the one-line error (a traceback,
+    the raw error), and its worker's last log lines from the endpoint snapshot."""
+    if job.status not in ("FAILED", "TIMED_OUT", "CANCELLED"):
+        return None
+    detail = (job.error_detail or "").strip()
+    if detail and job.error and detail in job.error:
+        detail = ""  # already the one-line error: saying it twice helps no one
+    logs = (load_snapshot(get_session()) or {}).get("job_logs") or {}
+    return {"detail": detail, "log": logs.get(job.id)}
+
+
+@bp.get("/jobs/<job_id>")
+def job_page(job_id: str):
+    context = _job_context(job_or_404(job_id))
+    operator = context["operator"]
+    if operator and not operator["log"] and context["job"].worker_id:
+        ask_refresh(
+            get_session(), services().enqueue, FRESH_SNAPSHOT_S
+        )  # fetches the worker's log tail
+    return render_template("job.html", **context)
+
+
+@bp.get("/jobs/<job_id>/panel")
+def job_panel(job_id: str):
+    """The live part of the job page; the page's script re-fetches it until the job ends."""
+    job = job_or_404(job_id)
+    response = render_template("_job_panel.html", **_job_context(job))
+    return response, 200, {"X-Job-Terminal": "1" if job.terminal else "0"}
+
+
+@bp.get("/jobs/<job_id>.json")
+def job_data(job_id: str):
+    """The job as the API shows it, for the page's link holders (the job id is the secret)."""
+    job = job_or_404(job_id)
+    return jsonify(job_json(job, live(get_session(), job)))
+
+
+@bp.get("/jobs")
+def job_list():
+    session = get_session()
+    settings = services().settings
+    status = request.args.get("status", "").strip().upper()
+    pipeline = request.args.get("pipeline", "").strip()
+    if status and status not in Status.__members__:
+        abort(400, description=f"status {status!r}: use one of {', '.join(Status)}")
+    if pipeline and pipeline not in settings.pipelines:
+        abort(400, description=f"pipeline {pipeline!r}: use one of {', '.join(settings.pipelines)}")
+    query = select(Job).order_by(Job.created_at.desc()).limit(200)
+    if not is_admin():
+        query = query.where(Job.id.in_(my_job_ids() or ["-"]))
+    if status:
+        query = query.where(Job.status == status)
+    if pipeline:
+        query = query.where(Job.pipeline == pipeline)
+    jobs = session.scalars(query).all()
+    return render_template(
+        "jobs.html",
+        jobs=jobs,
+        describe=describe,
+        duration=duration_s,
+        owner=owner_words,
+        admin=is_admin(),
+        statuses=list(Status),
+        pipelines=settings.pipelines,
+        status=status,
+        pipeline=pipeline,
+    )
+
+
+@bp.post("/jobs/<job_id>/cancel")
+def cancel(job_id: str):
+    job = job_or_404(job_id)
+    if not may_act_on(job.id):
+        abort(403, description="only the person who uploaded this job, or an admin, may cancel it")
+    try:
+        cancel_job(get_session(), job, services())
+        flash("Cancelling the job.")
+    except JobError as exc:
+        flash(str(exc))
+    return redirect(url_for("pages.job_page", job_id=job.id), code=303)
+
+
+@bp.post("/jobs/<job_id>/retry")
+def retry(job_id: str):
+    job = job_or_404(job_id)
+    if not may_act_on(job.id):
+        abort(403, description="only the person who uploaded this job, or an admin, may retry it")
+    try:
+        retry_job(get_session(), job, services())
+        flash("Retrying the job.")
+    except JobError as exc:
+        flash(str(exc))
+    return redirect(url_for("pages.job_page", job_id=job.id), code=303)

@@ -1,0 +1,68 @@
+"""A job as the pages and the JSON API show it (one shape for both)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from app.models import RETRYABLE, Job, Status
+from app.services import services
+from app.web.live import Live
+from app.web.words import describe, timings
+
+
+def result_url(job: Job, *, external: bool) -> str | None:
+    if job.status != Status.COMPLETED or not job.output_key or job.files_deleted_at:
+        return None
+    ttl = 3600
+    return services().storage.get_url(job.output_key, ttl, external=external)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO 8601 with its UTC offset, always (SQLite hands datetimes back without one)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat()
+
+
+def job_urls(job: Job) -> dict[str, str | None]:
+    """Where a script goes next, like Replicate's ``urls``: the API's own view of the job,
+    the page a person can open, the result (an expiring link, once done), cancel and retry."""
+    base = services().settings.public_base_url.rstrip("/")
+    return {
+        "get": f"{base}/api/jobs/{job.id}",
+        "page": f"{base}/jobs/{job.id}",
+        "result": result_url(job, external=True),
+        "cancel": None if job.terminal else f"{base}/api/jobs/{job.id}/cancel",
+        "retry": f"{base}/api/jobs/{job.id}/retry" if job.status in RETRYABLE else None,
+    }
+
+
+def job_json(job: Job, live: Live | None = None) -> dict[str, Any]:
+    words = describe(job, live)
+    return {
+        "id": job.id,
+        "status": job.status,
+        "phase": words.phase,
+        "message": words.headline,
+        "detail": words.detail,
+        "pipeline": job.pipeline,
+        "params": job.params,
+        "input": {"name": job.input_name, "size": job.input_size, "type": job.input_content_type},
+        "progress": job.progress,
+        "result": job.result,
+        "result_url": result_url(job, external=True),
+        "result_type": job.output_content_type if job.output_size else None,
+        "error": job.error,
+        "diagnosis": job.diagnosis,
+        "timings": timings(job),
+        "gpu_price_per_second": services().settings.gpu_price_per_second,
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "urls": job_urls(job),
+        "queue": None if live is None else {"ahead": live.ahead, "eta_s": live.eta_s},
+        "terminal": job.terminal,
+    }
