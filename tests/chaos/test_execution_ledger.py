@@ -40,11 +40,12 @@ def test_a_model_run_again_under_another_runpod_id_is_executed_twice():
             _entry("finish", "a", 7, "rp-2", pid=2),
             _entry("start", "b", 8, "rp-3"),
             _entry("finish", "b", 8, "rp-3"),
-            _entry("finish", "b", 8, "rp-3"),  # the model finished twice
+            _entry("start", "b", 8, "rp-3"),  # run again, though no worker died
+            _entry("finish", "b", 8, "rp-3"),
         ]
     )
-    assert counted["twice"] == [("a", 7), ("b", 8)]
-    assert counted["repeated"] == {}
+    assert counted["twice"] == counted["broken"] == [("a", 7), ("b", 8)]
+    assert counted["repeated"] == {"rp-3": 2}
 
 
 def test_a_runpod_job_started_again_after_its_worker_died_is_a_repeated_run():
@@ -53,8 +54,16 @@ def test_a_runpod_job_started_again_after_its_worker_died_is_a_repeated_run():
             _entry("start", "a", 7, "rp-1", pid=1),  # killed mid-model
             _entry("start", "a", 7, "rp-1", pid=2),  # RunPod ran the same job again
             _entry("finish", "a", 7, "rp-1", pid=2),
-        ]
+            _entry("start", "b", 8, "rp-2", pid=1),
+            _entry("finish", "b", 8, "rp-2", pid=1),  # then died before the result got out
+            _entry("start", "b", 8, "rp-2", pid=3),
+            _entry("finish", "b", 8, "rp-2", pid=3),
+        ],
+        requeued={"rp-1": 1, "rp-2": 1},
     )
-    assert counted["twice"] == []
-    assert counted["repeated"] == {"rp-1": 2}
-    assert (counted["starts"], counted["finishes"]) == (2, 1)
+    assert counted["repeated"] == {"rp-1": 2, "rp-2": 2}
+    # b's model finished twice: executed twice by the worker-side count, but under one
+    # RunPod job that RunPod ran again after its worker died, not a second RunPod job.
+    assert counted["twice"] == [("b", 8)] and counted["broken"] == []
+    assert counted["rerun_after_finish"] == ["rp-2"]
+    assert (counted["starts"], counted["finishes"]) == (4, 3)
