@@ -184,7 +184,6 @@ def stack(
         endpoint_options=endpoint_options,
         extra_env=extra,
         concurrency=args.concurrency,
-        web_threads=8,
         external_redis=False,
     ) as parts:
         yield Stack(

@@ -22,6 +22,7 @@ from app.lifecycle.status import apply_status
 from app.models import AttemptState, Job, Status, utcnow
 from app.services import Services
 from app.settings import Settings
+from app.storable import display_name
 from app.storage import safe_name
 
 
@@ -112,7 +113,7 @@ def create_job(
         pipeline=pipeline.name,
         params=params,
         owner=owner,
-        input_name=filename[:255],
+        input_name=display_name(filename)[:255],  # no RTL override or NUL reaches a page
         input_content_type=content_type,
     )
     out_type = pipeline.output_type(kind, content_type)
