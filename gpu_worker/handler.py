@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gpu_worker import job_input, memory, pipelines
+from gpu_worker import job_input, ledger, memory, pipelines
 from gpu_worker.errors import (
     InputError,
     JobCancelled,
@@ -176,7 +176,9 @@ def run_job(job: dict[str, Any], cancel: threading.Event | None = None) -> dict[
                 frame_limit=pipeline.limit(),
             )
             t0 = time.monotonic()
+            ledger.record(rt.settings.execution_ledger, "start", job, spec)
             outcome = pipeline.run(paths, spec.params, reporter, ctx)
+            ledger.record(rt.settings.execution_ledger, "finish", job, spec)
             metrics["inference_s"] = time.monotonic() - t0
             if outcome.frames is not None:
                 metrics["frames"] = outcome.frames

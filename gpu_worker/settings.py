@@ -122,6 +122,8 @@ class WorkerSettings:
     # The process's memory ceiling (gpu_worker.memory); 0: 80 % of the RAM or container limit.
     memory_limit_bytes: int = 0
     sentry_dsn: str = ""
+    # A file the handler appends model starts and finishes to (gpu_worker.ledger); benches only.
+    execution_ledger: str = ""
     platform: Platform = field(default_factory=Platform)
 
     @classmethod
@@ -146,6 +148,7 @@ class WorkerSettings:
             device=os.environ.get("TORCH_DEVICE", "auto").strip() or "auto",
             memory_limit_bytes=_int("MEMORY_LIMIT_BYTES", cls.memory_limit_bytes, 0),
             sentry_dsn=os.environ.get("SENTRY_DSN", "").strip(),
+            execution_ledger=os.environ.get("EXECUTION_LEDGER", "").strip(),
             platform=Platform.from_env(),
         )
 

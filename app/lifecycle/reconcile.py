@@ -59,6 +59,10 @@ BATCH = 500
 MAX_SPREAD_S = 3600.0  # re-enqueued polls wait at most this: well under the visibility timeout
 
 
+# Attempt states no RunPod job can still be running under.
+CLOSED = (AttemptState.FAILED, AttemptState.SUPERSEDED, AttemptState.DUPLICATE)
+
+
 def _older(seconds: float):
     return utcnow() - timedelta(seconds=seconds)
 
@@ -101,7 +105,9 @@ def reconcile(session: Session, services: Services) -> dict[str, int]:
     )
     for job in session.scalars(stuck.limit(BATCH)).all():
         attempt = job.current_attempt
-        if attempt is None or attempt.state == AttemptState.CLAIMED:
+        # No attempt, or only closed ones: the task stopped between taking the job and adding
+        # its attempt (a resend after a lost /run answer has a FAILED one before it).
+        if attempt is None or attempt.state in (AttemptState.CLAIMED, *CLOSED):
             if back_to_pending(session, job, "the task stopped before POST /run; nothing sent"):
                 enqueue("tasks.submit", job.id)
                 counts["reclaimed"] += 1

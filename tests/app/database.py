@@ -4,37 +4,21 @@
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
-from urllib.parse import quote
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 
 from app.migrate import upgrade
 from app.models import Base
+from deploy.stack.database import postgres_schema as schema_in
 
 BACKENDS = ["sqlite", "postgresql"] if os.environ.get("TEST_DATABASE_URL") else ["sqlite"]
 
 
-@contextmanager
-def postgres_schema() -> Iterator[str]:
+def postgres_schema() -> AbstractContextManager[str]:
     """A fresh schema in TEST_DATABASE_URL, migrated; yields a URL whose search_path is it."""
-    base = os.environ["TEST_DATABASE_URL"]
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in base else "?"
-    url = f"{base}{separator}options={quote(f'-csearch_path={schema}')}"
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    return schema_in(os.environ["TEST_DATABASE_URL"])
 
 
 def empty_tables(url: str) -> None:

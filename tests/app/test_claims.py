@@ -156,6 +156,28 @@ def test_an_unclaimed_unknown_submit_is_resent_in_bounded_time_and_the_lost_job_
     assert only_job(app).status == Status.PENDING and only_job(app).runpod_id is None
 
 
+def test_a_resend_whose_task_died_before_adding_its_attempt_is_sent_again(
+    app, client, settings, enqueued
+):
+    from app.lifecycle.submission import claim as take
+
+    upload(client)
+    job = only_job(app)
+    _unknown_age(app, _unknown(app, job.id), 120)
+    _sweep(app, settings)  # no claim came: attempt 1 closed, the job PENDING to be resent
+    assert only_job(app).status == Status.PENDING
+    # The resend task takes the job; its Celery worker is killed before attempt 2 exists.
+    with app.app_context():
+        from app.db import get_session
+
+        assert take(get_session(), job.id)
+    enqueued.clear()
+    counts = _sweep(app, settings)
+    assert counts["reclaimed"] == 1 and ("tasks.submit", job.id) in enqueued
+    assert only_job(app).status == Status.PENDING
+    assert [a.state for a in _attempts(app, job.id)] == [AttemptState.FAILED]
+
+
 def _unknown_age(app, attempt_id: int, age_s: float) -> None:
     with app.app_context():
         from app.db import get_session
