@@ -1,4 +1,9 @@
-"""Operator commands for a RunPod Serverless endpoint, driven by ``deploy/endpoint.toml``.
+"""Operator commands for RunPod Serverless endpoints, one spec each in ``deploy/endpoints``.
+
+Commands that act on an endpoint take ``--endpoint NAME`` (the spec file's name) or
+``--spec PATH``; with one spec they act on it, with several they list them and do nothing
+until told which (``--all`` where acting on each in turn makes sense: check, plan, apply,
+doctor, workers, cost). ``check`` looks at every endpoint by default.
 
 ``plan``/``apply``/``destroy`` manage it through RunPod's REST v2 API; ``check`` runs the
 preflight rules; ``doctor``, ``logs``, ``workers``, ``purge`` and ``cancel`` work against
@@ -9,18 +14,24 @@ from __future__ import annotations
 
 import argparse
 
-from deploy.ops.spec import DEFAULT_SPEC
 
-
-def _spec(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--spec", default=str(DEFAULT_SPEC), help=f"spec file ({DEFAULT_SPEC})")
+def _spec(p: argparse.ArgumentParser, *, every: bool = False) -> None:
+    p.add_argument(
+        "--endpoint",
+        metavar="NAME",
+        help="the endpoint: deploy/endpoints/NAME.toml (DEPLOY_ENDPOINTS_DIR); needed when "
+        "there are several",
+    )
+    if every:
+        p.add_argument("--all", action="store_true", help="every endpoint, one after another")
+    p.add_argument("--spec", metavar="PATH", help="one spec file outside the endpoints folder")
 
 
 def _json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
 
-def _target(p: argparse.ArgumentParser) -> None:
+def _target(p: argparse.ArgumentParser, *, every: bool = False) -> None:
     p.add_argument(
         "--local",
         metavar="URL",
@@ -29,14 +40,16 @@ def _target(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--endpoint-id",
-        help="endpoint id (default: RUNPOD_ENDPOINT_ID, or the spec's endpoint looked up by name)",
+        help="endpoint id (default: RUNPOD_ENDPOINT_IDS / RUNPOD_ENDPOINT_ID, or the spec's "
+        "endpoint looked up by name)",
     )
-    _spec(p)
+    _spec(p, every=every)
 
 
 def register(sub) -> None:
     """Add the operator subcommands to ``python -m deploy``."""
     from deploy.ops import commands as c
+    from deploy.ops import cost_command, endpoint_commands
 
     def add(name: str, handler, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
@@ -44,16 +57,21 @@ def register(sub) -> None:
         _json(p)
         return p
 
-    p = add("check", c.cmd_check, "preflight rules on the spec: every known silent failure")
+    p = add(
+        "check",
+        c.cmd_check,
+        "preflight rules on the specs (every endpoint unless --endpoint): every known silent "
+        "failure, and each pipeline on exactly one endpoint whose image carries it",
+    )
     _spec(p)
     p.add_argument("--list", action="store_true", help="list every rule and exit")
     p.add_argument("--offline", action="store_true", help="do not ask the hub for model sizes")
 
     p = add("plan", c.cmd_plan, "what apply would change (exit 1 when something would)")
-    _spec(p)
+    _spec(p, every=True)
 
     p = add("apply", c.cmd_apply, "create or update volume, template and endpoint (idempotent)")
-    _spec(p)
+    _spec(p, every=True)
     p.add_argument(
         "--recreate",
         action="store_true",
@@ -74,8 +92,8 @@ def register(sub) -> None:
         "--include-volume", action="store_true", help="also delete the network volume and its data"
     )
 
-    p = add("doctor", c.cmd_doctor, "diagnose the endpoint in plain words")
-    _target(p)
+    p = add("doctor", endpoint_commands.cmd_doctor, "diagnose the endpoint in plain words")
+    _target(p, every=True)
     p.add_argument("--lines", type=int, default=20, help="log lines per worker (20)")
     p.add_argument(
         "--startup-grace",
@@ -84,18 +102,20 @@ def register(sub) -> None:
         help="seconds a worker may start up before queued jobs look stuck (120)",
     )
 
-    p = add("workers", c.cmd_workers, "list the endpoint's workers")
-    _target(p)
+    p = add("workers", endpoint_commands.cmd_workers, "list the endpoint's workers")
+    _target(p, every=True)
 
-    p = add("logs", c.cmd_logs, "a worker's log tail")
+    p = add("logs", endpoint_commands.cmd_logs, "a worker's log tail")
     _target(p)
     p.add_argument("--worker", help="worker id (default: the crashed or newest one)")
     p.add_argument("--lines", type=int, default=50, help="lines (50)")
 
-    p = add("purge", c.cmd_purge, "remove every queued job (running jobs are untouched)")
+    p = add(
+        "purge", endpoint_commands.cmd_purge, "remove every queued job (running jobs are untouched)"
+    )
     _target(p)
 
-    p = add("cancel", c.cmd_cancel, "cancel jobs by id")
+    p = add("cancel", endpoint_commands.cmd_cancel, "cancel jobs by id")
     _target(p)
     p.add_argument("job_ids", nargs="+", metavar="JOB_ID")
 
@@ -108,17 +128,38 @@ def register(sub) -> None:
     p.add_argument("repos", nargs="*", metavar="REPO[@REV]", help="default: the spec's models")
     p.add_argument("--image-gb", type=float, help="compressed image size (without a spec)")
 
-    p = add("cost", c.cmd_cost, "monthly cost vs an always-on worker; the best idle timeout")
-    p.add_argument("--tier", default="ADA_48_PRO", help="GPU pool for the list price")
-    p.add_argument("--price-per-s", type=float, help="price per GPU-second (overrides --tier)")
-    p.add_argument("--gpu-count", type=int, default=1)
-    p.add_argument("--idle-timeout", type=float, default=5.0, help="seconds (5)")
+    p = add(
+        "cost",
+        cost_command.cmd_cost,
+        "what past jobs would have billed at idle timeouts 1-60 s and 0-2 active workers "
+        "(--history); or monthly cost vs an always-on worker and the best idle timeout",
+    )
+    _spec(p, every=True)
     p.add_argument(
-        "--cold-start-s", type=float, default=30.0, help="cold start, billed, in seconds (30)"
+        "--history",
+        metavar="CSV",
+        help="past jobs: submitted_at,started_at,finished_at[,endpoint,pipeline,cold_start_s]",
+    )
+    p.add_argument(
+        "--history-db", action="store_true", help="past jobs from the app's DATABASE_URL (SQL)"
+    )
+    p.add_argument("--days", type=float, help="the last N days of the history (database: 7)")
+    p.add_argument("--tier", help="GPU pool to price (default: the spec's tiers, or ADA_48_PRO)")
+    p.add_argument(
+        "--price-per-s", type=float, help="USD per GPU-second, flex and active (overrides all)"
+    )
+    p.add_argument("--gpu-count", type=int, help="GPUs per worker (default: the spec's, or 1)")
+    p.add_argument("--idle-timeout", type=float, help="seconds (default: the spec's, or 5)")
+    p.add_argument(
+        "--cold-start-s",
+        type=float,
+        help="cold start, billed, in seconds (default: the history's measured median, or 30)",
     )
     p.add_argument("--trace", help="CSV with arrival_s,duration_s per job")
     p.add_argument("--trace-days", type=float, help="days the trace covers (default: spanned)")
-    p.add_argument("--workers-max", type=int, default=1, help="workers for a trace (1)")
+    p.add_argument(
+        "--workers-max", type=int, help="most workers at once (default: the spec's, or 1)"
+    )
     p.add_argument("--jobs-per-hour", type=float, help="mean arrival rate")
     p.add_argument("--job-s", type=float, help="mean job length in seconds")
     p.add_argument(

@@ -1,52 +1,49 @@
-"""The handlers behind ``python -m deploy plan|apply|destroy|check|doctor|logs|workers|purge|
-cancel|gpus|sizes|cost``. Each returns an exit code: 0 ok, 1 findings or problems, 2 usage
-or API error. The API key is read from ``RUNPOD_API_KEY`` only and never printed.
+"""The handlers behind ``python -m deploy check|sizes|plan|apply|destroy|gpus``, and what
+every operator command shares: choosing the endpoints (``chosen``), running per endpoint
+(``each``), the management API client and the error wrapper (``run``). The job-API commands
+are in ``endpoint_commands``, ``cost`` in ``cost_command``.
+
+Each handler returns an exit code: 0 ok, 1 findings or problems, 2 usage or API error. Every
+handler gets the operator's settings (``deploy.ops.settings``, the one reader of the
+environment); the API key comes from ``RUNPOD_API_KEY`` only and is never printed.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-from dataclasses import dataclass
-from urllib.parse import urlsplit
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import requests
 
+from deploy.findings import Finding
 from deploy.ops import check as checks
-from deploy.ops import cost as costs
-from deploy.ops import doctor as doc
+from deploy.ops import fleet as fleets
 from deploy.ops import plan as plans
 from deploy.ops.output import FINDINGS, OK, USAGE, emit_json, err, out, progress, table
+from deploy.ops.settings import OpsSettings
 from deploy.ops.sizes import (
     SizeLookupError,
     model_size,
     recommended_disk_gb,
     recommended_volume_gb,
 )
-from deploy.ops.spec import REPO_ID, EndpointSpec, load_spec
-from deploy.runpod.jobapi import DEFAULT_BASE_URL, JobAPI, JobAPIError, JobNotFound, WorkerNotFound
+from deploy.ops.spec import REPO_ID, EndpointSpec
+from deploy.runpod.jobapi import JobAPIError
 from deploy.runpod.management import ManagementAPI, ManagementError
-from deploy.runpod.pools import POOLS
-from deploy.runpod.vocabulary import is_runpod, worker_row
 
 
 class UsageError(ValueError):
     """Bad flags or missing configuration (exit code 2)."""
 
 
-def _environ() -> dict[str, str]:
-    return dict(os.environ)
-
-
-# ---- spec, check, sizes ------------------------------------------------------------------
-
-
-def _size_models(spec: EndpointSpec, offline: bool) -> checks.CheckContext:
-    ctx = checks.CheckContext(environ=_environ())
-    if not offline and spec.volume and os.environ.get("RUNPOD_API_KEY"):
+def _size_models(spec: EndpointSpec, offline: bool, settings: OpsSettings) -> checks.CheckContext:
+    ctx = checks.CheckContext(environ=dict(settings.environ))
+    if not offline and spec.volume and settings.runpod_api_key:
         progress("reading GPU stock from the RunPod catalog")
         try:
-            ctx.catalog = ManagementAPI.from_env().gpu_catalog(spec.gpu_count)
+            ctx.catalog = management_api(settings).gpu_catalog(spec.gpu_count)
         except ManagementError as exc:
             progress(f"GPU stock not checked: {exc}")
     for model in spec.models:
@@ -55,47 +52,121 @@ def _size_models(spec: EndpointSpec, offline: bool) -> checks.CheckContext:
             continue
         progress(f"sizing {model.repo}@{model.revision} from the hub")
         try:
-            ctx.model_sizes[model.repo] = model_size(model.repo, model.revision, files=model.files)
+            ctx.model_sizes[model.repo] = _model_size(
+                settings, model.repo, model.revision, model.files
+            )
         except SizeLookupError as exc:
             ctx.size_errors[model.repo] = str(exc)
     return ctx
 
 
-def _print_findings(findings: list[checks.Finding], ok_text: str) -> None:
+def _model_size(settings: OpsSettings, repo: str, revision: str, files: tuple[str, ...]):
+    return model_size(
+        repo, revision, files=files, hub=settings.hf_endpoint, token=settings.hf_token
+    )
+
+
+def print_findings(findings: list[Finding], ok_text: str, endpoint: str | None = None) -> None:
     if not findings:
         out(ok_text)
         return
+    where = f" (endpoint {endpoint})" if endpoint else ""
     for f in findings:
-        out(f"[{f.severity}] {f.rule}: {f.message}")
+        out(f"[{f.severity}] {f.rule}{where}: {f.message}")
         if f.why:
             out(f"    why: {f.why}")
         out(f"    fix: {f.fix}")
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def fleet_of(args: argparse.Namespace, settings: OpsSettings) -> fleets.Fleet:
+    """The specs this run knows: ``--spec PATH`` alone, else the endpoints folder."""
+    if getattr(args, "spec", None):
+        return fleets.single(Path(args.spec))
+    return fleets.load_fleet(settings.endpoints_dir)
+
+
+def chosen(
+    args: argparse.Namespace, settings: OpsSettings, *, allow_all: bool = True
+) -> tuple[fleets.Fleet, list[EndpointSpec]]:
+    fleet = fleet_of(args, settings)
+    every = bool(getattr(args, "all", False))
+    return fleet, fleets.choose(fleet, args.endpoint, every, allow_all=allow_all)
+
+
+def each(
+    args: argparse.Namespace,
+    items: list[Any],
+    one: Callable[[Any], tuple[int, dict[str, Any]]],
+    extra: dict[str, Any] | None = None,
+) -> int:
+    """Run ``one`` per endpoint (a spec or a target, each with a ``key``): text under a
+    heading per endpoint when there are several; ``--json`` is one endpoint's object, or
+    ``{"endpoints": {name: object}}``. The exit code is the worst of them."""
+    results, code = {}, OK
+    for item in items:
+        if len(items) > 1 and not args.json:
+            out(f"\n== endpoint {item.key} ==")
+        one_code, results[item.key] = one(item)
+        code = max(code, one_code)
+    if args.json:
+        if len(items) == 1 and not extra:
+            emit_json(results[items[0].key])
+        else:
+            emit_json({"endpoints": results, **(extra or {})})
+    return code
+
+
+def cmd_check(args: argparse.Namespace, settings: OpsSettings) -> int:
     if args.list:
-        rows = [(r.id, r.severity, r.title) for r in checks.RULES]
+        rules = [*checks.RULES, *fleets.FLEET_RULES]
         if args.json:
             emit_json(
                 [
                     {"id": r.id, "severity": r.severity, "title": r.title, "why": r.why}
-                    for r in checks.RULES
+                    for r in rules
                 ]
             )
         else:
-            out(table(["rule", "severity", "what it checks"], rows))
+            out(
+                table(
+                    ["rule", "severity", "what it checks"],
+                    [(r.id, r.severity, r.title) for r in rules],
+                )
+            )
         return OK
-    spec = load_spec(args.spec)
-    findings = checks.run_checks(spec, _size_models(spec, args.offline))
-    if args.json:
-        emit_json({"spec": str(spec.path), "findings": [f.to_dict() for f in findings]})
-    else:
-        _print_findings(findings, f"{spec.path}: all {len(checks.RULES)} checks pass")
-    return FINDINGS if findings else OK
+    fleet = fleet_of(args, settings)
+    # check looks at every endpoint unless told one: the cross-endpoint rules need them all.
+    specs = fleets.choose(fleet, args.endpoint, not args.endpoint, allow_all=True)
+    across = fleets.fleet_findings(fleet)
+
+    def one(spec: EndpointSpec) -> tuple[int, dict[str, Any]]:
+        findings = checks.run_checks(spec, _size_models(spec, args.offline, settings))
+        if len(specs) == 1:
+            findings = findings + across  # one endpoint: one list, as before several existed
+        if not args.json:
+            print_findings(findings, f"{spec.path}: all {len(checks.RULES)} checks pass", spec.key)
+        data = {"endpoint": spec.key, "spec": str(spec.path)}
+        return (FINDINGS if findings else OK), {**data, "findings": [f.to_dict() for f in findings]}
+
+    code = each(
+        args, specs, one, {"fleet": [f.to_dict() for f in across]} if len(specs) > 1 else None
+    )
+    if len(specs) > 1:
+        if not args.json:
+            out(f"\n== across {len(fleet.specs)} endpoints ==")
+            print_findings(across, _served_words(fleet))
+        code = max(code, FINDINGS if across else OK)
+    return code
 
 
-def cmd_sizes(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec) if not args.repos else None
+def _served_words(fleet: fleets.Fleet) -> str:
+    return "every pipeline on one endpoint: " + "; ".join(
+        f"{name} serves {', '.join(fleet.served(fleet.specs[name]))}" for name in fleet.names
+    )
+
+
+def cmd_sizes(args: argparse.Namespace, settings: OpsSettings) -> int:
+    spec = chosen(args, settings, allow_all=False)[1][0] if not args.repos else None
     if spec is not None:
         models = [(m.repo, m.revision, m.files) for m in spec.models]
     else:
@@ -111,7 +182,7 @@ def cmd_sizes(args: argparse.Namespace) -> int:
     for repo, revision, files in models:
         progress(f"sizing {repo}@{revision}")
         try:
-            sizes.append(model_size(repo, revision, files=files))
+            sizes.append(_model_size(settings, repo, revision, files))
         except SizeLookupError as exc:
             err(f"error: {exc}")
             return USAGE
@@ -145,9 +216,7 @@ def cmd_sizes(args: argparse.Namespace) -> int:
             [(s.repo, s.revision, s.files, f"{s.gb:.2f}") for s in sizes],
         )
     )
-    out(
-        f"\ntotal: {total_gb:.2f} GB (real sizes from {os.environ.get('HF_ENDPOINT') or 'the hub'})"
-    )
+    out(f"\ntotal: {total_gb:.2f} GB (real sizes from {settings.hf_endpoint})")
     out(
         f"network volume: {result['recommended_volume_gb']} GB "
         f"(models x{overhead:g} download overhead + 5 GB)"
@@ -162,11 +231,10 @@ def cmd_sizes(args: argparse.Namespace) -> int:
     return OK
 
 
-# ---- plan, apply, destroy ---------------------------------------------------------------
-
-
-def _management() -> ManagementAPI:
-    return ManagementAPI.from_env()
+def management_api(settings: OpsSettings) -> ManagementAPI:
+    return ManagementAPI(
+        settings.api_key(), settings.runpod_rest_url or None, settings.runpod_graphql_url or None
+    )
 
 
 def _print_plan(plan: plans.Plan) -> None:
@@ -180,28 +248,48 @@ def _print_plan(plan: plans.Plan) -> None:
             out(table(["field", "now", "spec"], c.fields))
 
 
-def cmd_plan(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec)
-    plan = plans.make_plan(_management(), spec, _environ())
-    if args.json:
-        emit_json({"changes": [c.to_dict() for c in plan.changes], "hasChanges": plan.has_changes})
-    else:
-        _print_plan(plan)
-        out("\nnothing to change" if not plan.has_changes else "\nrun `python -m deploy apply`")
-    return FINDINGS if plan.has_changes else OK
+def cmd_plan(args: argparse.Namespace, settings: OpsSettings) -> int:
+    _, specs = chosen(args, settings)
+    api = management_api(settings)
+
+    def one(spec: EndpointSpec) -> tuple[int, dict[str, Any]]:
+        plan = plans.make_plan(api, spec, settings.environ)
+        if not args.json:
+            _print_plan(plan)
+            out(
+                f"\nnothing to change for endpoint {spec.key}"
+                if not plan.has_changes
+                else f"\nrun `python -m deploy apply --endpoint {spec.key}`"
+            )
+        data = {"changes": [c.to_dict() for c in plan.changes], "hasChanges": plan.has_changes}
+        return (FINDINGS if plan.has_changes else OK), data
+
+    return each(args, specs, one)
 
 
-def cmd_apply(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec)
-    findings = checks.run_checks(spec, _size_models(spec, args.offline))
+def cmd_apply(args: argparse.Namespace, settings: OpsSettings) -> int:
+    fleet, specs = chosen(args, settings)
+    # A routing error across endpoints (a pipeline on two, or on none) refuses every apply.
+    across = [f for f in fleets.fleet_findings(fleet) if f.severity == checks.ERROR]
+    if across:
+        print_findings(across, "")
+        out(f"\napply refused: {len(across)} error(s) across the endpoint specs; run check")
+        return FINDINGS
+    api = management_api(settings)
+    return each(args, specs, lambda spec: _apply_one(args, settings, api, spec))
+
+
+def _apply_one(
+    args: argparse.Namespace, settings: OpsSettings, api: ManagementAPI, spec: EndpointSpec
+) -> tuple[int, dict[str, Any]]:
+    findings = checks.run_checks(spec, _size_models(spec, args.offline, settings))
     errors = [f for f in findings if f.severity == checks.ERROR]
     if errors:
-        _print_findings(errors, "")
-        out(f"\napply refused: {len(errors)} check error(s); fix the spec and rerun")
-        return FINDINGS
+        print_findings(errors, "", spec.key)
+        out(f"\napply refused for endpoint {spec.key}: {len(errors)} check error(s); fix the spec")
+        return FINDINGS, {"refused": [f.to_dict() for f in errors]}
     for f in findings:
-        progress(f"warning {f.rule}: {f.message}")
-    api = _management()
+        progress(f"warning {f.rule} (endpoint {spec.key}): {f.message}")
     if args.recreate:
         balance = _balance(api)
         if balance is not None and balance < 0:
@@ -209,22 +297,19 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 f"apply --recreate refused: the balance is ${balance:.2f}; a new endpoint would "
                 "answer Not Found too. Add funds first."
             )
-            return FINDINGS
-    plan = plans.make_plan(api, spec, _environ())
+            return FINDINGS, {"refused": "negative balance"}
+    plan = plans.make_plan(api, spec, settings.environ)
     try:
         if args.recreate:
             result = plans.recreate(api, plan, progress)
+        elif not plan.has_changes:
+            result = {"unchanged": True, "endpointId": plan.endpoint and plan.endpoint["id"]}
         else:
-            if not plan.has_changes:
-                result = {"unchanged": True, "endpointId": plan.endpoint and plan.endpoint["id"]}
-                _report_apply(args, plan, result)
-                return OK
             result = plans.apply_plan(api, plan, progress, release_wait_s=args.release_wait)
     except plans.ApplyError as exc:
-        out(f"apply failed: {exc}")
-        return FINDINGS
-    _report_apply(args, plan, result)
-    return OK
+        out(f"apply failed for endpoint {spec.key}: {exc}")
+        return FINDINGS, {"failed": str(exc)}
+    return OK, _report_apply(args, plan, result)
 
 
 def _balance(api: ManagementAPI) -> float | None:
@@ -236,35 +321,46 @@ def _balance(api: ManagementAPI) -> float | None:
     return value if isinstance(value, int | float) else None
 
 
-def _report_apply(args: argparse.Namespace, plan: plans.Plan, result: dict) -> None:
+def _report_apply(args: argparse.Namespace, plan: plans.Plan, result: dict) -> dict[str, Any]:
+    data = {"changes": [c.to_dict() for c in plan.changes], **result}
     if args.json:
-        emit_json({"changes": [c.to_dict() for c in plan.changes], **result})
-        return
+        return data
     if result.get("unchanged"):
         out(f"endpoint {result['endpointId']} already matches {plan.spec.path}: nothing to do")
-        return
+        return data
     out(f"endpoint {result['endpointId']} is up to date with {plan.spec.path}")
     if result.get("release"):
         rel = result["release"]
         out(f"release v{rel['version']} verified ({', '.join(rel['diff']) or 'no diff'})")
+    variable = _id_variable(plan.spec, result["endpointId"])
     if result.get("replaced"):
         out(
-            f"replaced endpoint {result['replaced']}: set RUNPOD_ENDPOINT_ID="
-            f"{result['endpointId']} everywhere (web app, Celery) and restart them"
+            f"replaced endpoint {result['replaced']}: set {variable} everywhere "
+            "(web app, Celery) and restart them"
         )
     elif result.get("created"):
-        out(f"new endpoint: set RUNPOD_ENDPOINT_ID={result['endpointId']}")
+        out(f"new endpoint {plan.spec.key}: set {variable}")
+    return data
 
 
-def cmd_destroy(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec)
+def _id_variable(spec: EndpointSpec, endpoint_id: str) -> str:
+    """How the app learns this endpoint's id (one endpoint: RUNPOD_ENDPOINT_ID)."""
+    if spec.pipelines is not None:
+        return f"{spec.key}={endpoint_id} in RUNPOD_ENDPOINT_IDS"
+    return f"RUNPOD_ENDPOINT_ID={endpoint_id}"
+
+
+def cmd_destroy(args: argparse.Namespace, settings: OpsSettings) -> int:
+    spec = chosen(args, settings, allow_all=False)[1][0]
     if not args.yes:
         raise UsageError(
             f"destroy deletes endpoint {spec.name!r} and its template"
             + (" and the network volume with its data" if args.include_volume else "")
             + ": rerun with --yes"
         )
-    done = plans.destroy(_management(), spec, progress, include_volume=args.include_volume)
+    done = plans.destroy(
+        management_api(settings), spec, progress, include_volume=args.include_volume
+    )
     if args.json:
         emit_json({"deleted": [c.to_dict() for c in done]})
     elif done:
@@ -279,208 +375,8 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     return OK
 
 
-# ---- the endpoint's job API: doctor, logs, workers, purge, cancel -------------------------
-
-
-@dataclass
-class Target:
-    jobapi: JobAPI
-    api_key: str
-    local: bool
-    management: ManagementAPI | None
-
-
-def split_endpoint_url(url: str) -> tuple[str, str | None]:
-    """``.../v2`` → (it, None); ``.../v2/<endpoint id>`` (what `make run` prints) → (``.../v2``,
-    the id), so either form of the URL can be given to --local."""
-    parts = urlsplit(url.rstrip("/"))
-    head, _, last = parts.path.rpartition("/")
-    if head.endswith("/v2") and last:
-        return url.rstrip("/")[: -len(last) - 1], last
-    return url.rstrip("/"), None
-
-
-def _target(args: argparse.Namespace) -> Target:
-    api_key = os.environ.get("RUNPOD_API_KEY", "")
-    if not api_key:
-        raise UsageError("RUNPOD_API_KEY is not set: export it (it is never taken as a flag)")
-    base = args.local or os.environ.get("RUNPOD_ENDPOINT_BASE_URL") or DEFAULT_BASE_URL
-    base, named_id = split_endpoint_url(base)
-    local = bool(args.local) or not is_runpod(base, os.environ.get("RUNPOD_REST_URL"))
-    endpoint_id = args.endpoint_id or named_id or os.environ.get("RUNPOD_ENDPOINT_ID")
-    management = None if local else ManagementAPI(api_key)
-    if not endpoint_id:
-        if local:
-            endpoint_id = "local"
-        else:
-            spec = load_spec(args.spec)
-            found = [e for e in management.list_endpoints() if e.get("name") == spec.name]
-            if not found:
-                raise UsageError(
-                    f"no endpoint named {spec.name!r}: set RUNPOD_ENDPOINT_ID or "
-                    "run `python -m deploy apply`"
-                )
-            endpoint_id = found[0]["id"]
-    return Target(JobAPI(endpoint_id, api_key, base), api_key, local, management)
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    target = _target(args)
-    progress(
-        f"reading health, workers, logs{'' if target.local else ', releases, balance'} "
-        f"of {target.jobapi.endpoint_id}"
-    )
-    if target.local:
-        facts = doc.gather_local(target.jobapi, args.lines)
-    else:
-        facts = doc.gather_runpod(target.management, target.jobapi, args.lines)
-    facts.startup_grace_s = args.startup_grace
-    findings = doc.diagnose(facts)
-    problems = [f for f in findings if f.severity != doc.INFO]
-    if args.json:
-        emit_json(
-            {
-                "endpointId": facts.endpoint_id,
-                "target": facts.target,
-                "health": facts.health,
-                "summary": facts.summary,
-                "balance": facts.balance,
-                "findings": [f.to_dict() for f in findings],
-            }
-        )
-    else:
-        jobs = (facts.health or {}).get("jobs") or {}
-        out(f"endpoint {facts.endpoint_id} ({facts.target})")
-        if facts.health:
-            out(
-                table(
-                    ["inQueue", "inProgress", "completed", "failed", "workers"],
-                    [
-                        (
-                            jobs.get("inQueue"),
-                            jobs.get("inProgress"),
-                            jobs.get("completed"),
-                            jobs.get("failed"),
-                            ", ".join(
-                                f"{k} {v}"
-                                for k, v in (
-                                    facts.summary or facts.health.get("workers") or {}
-                                ).items()
-                                if v
-                            ),
-                        )
-                    ],
-                )
-            )
-        if facts.balance:
-            out(
-                f"balance ${facts.balance.get('clientBalance')}, spending "
-                f"${facts.balance.get('currentSpendPerHr')}/h"
-            )
-        out("")
-        _print_findings(findings, "no problems found")
-    return FINDINGS if problems else OK
-
-
-def _worker_rows(target: Target) -> tuple[list[dict], dict]:
-    if target.local:
-        data = target.jobapi.workers()
-        rows = [
-            {
-                "id": w["id"],
-                "state": w["state"] if w.get("exitedAt") is None else "exited",
-                "exitCode": w.get("exitCode"),
-                "meaning": w.get("exitMeaning") or "",
-                "jobsDone": w.get("jobsDone"),
-                "currentJobs": len(w.get("currentJobs") or []),
-            }
-            for w in data.get("workers") or []
-        ]
-        return rows, data.get("summary") or {}
-    data = target.management.list_workers(target.jobapi.endpoint_id)
-    rows = [worker_row(w) for w in data.get("workers") or []]
-    return rows, data.get("summary") or {}
-
-
-def cmd_workers(args: argparse.Namespace) -> int:
-    target = _target(args)
-    rows, summary = _worker_rows(target)
-    if args.json:
-        emit_json({"workers": rows, "summary": summary})
-        return OK
-    if rows:
-        headers = list(rows[0])
-        out(table(headers, [[r.get(h) for h in headers] for r in rows]))
-    else:
-        out("no workers")
-    out("\n" + ", ".join(f"{k} {v}" for k, v in summary.items()))
-    return OK
-
-
-def cmd_logs(args: argparse.Namespace) -> int:
-    target = _target(args)
-    worker_id = args.worker
-    if not worker_id:
-        rows, _ = _worker_rows(target)
-        if not rows:
-            out("no workers to read logs from")
-            return FINDINGS
-        # The most telling worker: a crashed or unhealthy one, else the newest.
-        bad = [r for r in rows if r["state"] in ("exited", "unhealthy") and r.get("exitCode")]
-        worker_id = (bad or rows)[-1]["id"]
-    if target.local:
-        try:
-            lines = target.jobapi.worker_logs(worker_id, args.lines)
-        except WorkerNotFound:
-            out(f"no worker {worker_id}")
-            return USAGE
-    else:
-        lines = target.management.worker_logs(target.jobapi.endpoint_id, worker_id, args.lines)
-    if args.json:
-        emit_json({"workerId": worker_id, "lines": lines})
-    else:
-        out(f"worker {worker_id}, last {len(lines)} line(s):")
-        for line in lines:
-            out(f"  {line}")
-    return OK
-
-
-def cmd_purge(args: argparse.Namespace) -> int:
-    target = _target(args)
-    result = target.jobapi.purge_queue()
-    if args.json:
-        emit_json(result)
-    else:
-        out(
-            f"removed {result.get('removed', 0)} queued job(s) from "
-            f"{target.jobapi.endpoint_id}; running jobs are untouched"
-        )
-    return OK
-
-
-def cmd_cancel(args: argparse.Namespace) -> int:
-    target = _target(args)
-    results, missing = [], []
-    for job_id in args.job_ids:
-        try:
-            results.append(target.jobapi.cancel(job_id))
-        except JobNotFound:
-            missing.append(job_id)
-    if args.json:
-        emit_json({"cancelled": results, "notFound": missing})
-    else:
-        for r in results:
-            out(f"{r.get('id')}: {r.get('status')}")
-        for job_id in missing:
-            out(f"{job_id}: request does not exist (finished long ago, purged or wrong id)")
-    return FINDINGS if missing else OK
-
-
-# ---- catalog and cost -----------------------------------------------------------------
-
-
-def cmd_gpus(args: argparse.Namespace) -> int:
-    gpus = _management().gpu_catalog(args.count)
+def cmd_gpus(args: argparse.Namespace, settings: OpsSettings) -> int:
+    gpus = management_api(settings).gpu_catalog(args.count)
     pools: dict[str, dict] = {}
     for gpu in gpus:
         if not gpu.get("pool"):
@@ -536,91 +432,12 @@ def cmd_gpus(args: argparse.Namespace) -> int:
     return OK
 
 
-def cmd_cost(args: argparse.Namespace) -> int:
-    if not 0 <= args.cold_budget <= 1:
-        raise UsageError("--cold-budget is a share of jobs between 0 and 1 (0.1 = 10 %)")
-    if args.idle_timeout <= 0 or args.cold_start_s < 0 or args.workers_max < 1:
-        raise UsageError("--idle-timeout must be > 0, --cold-start-s >= 0, --workers-max >= 1")
-    if (args.jobs_per_hour is not None and args.jobs_per_hour <= 0) or (
-        args.job_s is not None and args.job_s <= 0
-    ):
-        raise UsageError("--jobs-per-hour and --job-s must be positive")
-    price = args.price_per_s
-    if price is None:
-        pool = POOLS.get(args.tier)
-        if pool is None or pool.price_per_s is None:
-            raise UsageError(f"no list price for tier {args.tier!r}: pass --price-per-s")
-        price = pool.price_per_s
-    price *= args.gpu_count
-    if args.trace:
-        jobs = costs.read_trace(args.trace)
-
-        def estimate(t: float) -> costs.Estimate:
-            return costs.trace_estimate(
-                jobs,
-                t,
-                args.cold_start_s,
-                price,
-                workers_max=args.workers_max,
-                trace_days=args.trace_days,
-            )
-    elif args.jobs_per_hour and args.job_s:
-
-        def estimate(t: float) -> costs.Estimate:
-            return costs.rate_estimate(args.jobs_per_hour, args.job_s, t, args.cold_start_s, price)
-    else:
-        raise UsageError("give --trace CSV, or both --jobs-per-hour and --job-s")
-    now = estimate(args.idle_timeout)
-    best, within = costs.best_idle_timeout(estimate, args.cold_budget)
-    result = {
-        "pricePerSecond": price,
-        "current": now.to_dict(),
-        "best": best.to_dict(),
-        "bestWithinBudget": within,
-        "coldBudget": args.cold_budget,
-        "alwaysOnCheaper": now.always_on_dollars_per_month <= best.dollars_per_month,
-        "advice": costs.advice(now, best, within),
-    }
-    if args.json:
-        emit_json(result)
-        return OK
-    rows = []
-    for label, e in (("your idle timeout", now), ("cheapest within budget", best)):
-        rows.append(
-            (
-                label,
-                f"{e.idle_timeout_s:g}",
-                f"{e.jobs_per_month:,.0f}",
-                f"{e.billed_s_per_month:,.0f}",
-                f"{100 * e.cold_fraction:.1f}%",
-                f"${e.dollars_per_month:,.2f}",
-            )
-        )
-    out(
-        table(
-            ["", "idle timeout s", "jobs/month", "billed GPU-s/month", "cold starts", "$/month"],
-            rows,
-        )
-    )
-    out(
-        f"\nalways-on worker: ${now.always_on_dollars_per_month:,.2f}/month "
-        f"(730 h at ${price:.5f}/s)"
-    )
-    if not within:
-        out(
-            f"no idle timeout keeps cold starts under {100 * args.cold_budget:.0f}% of jobs: "
-            "only workers_min >= 1 (always-on) does"
-        )
-    out(f"advice: {result['advice']}")
-    return OK
-
-
 def run(handler):
     """Wrap a handler so configuration and API errors print one line and exit 2."""
 
     def wrapped(args: argparse.Namespace) -> int:
         try:
-            return handler(args)
+            return handler(args, OpsSettings.from_env())
         except (
             ManagementError,
             JobAPIError,

@@ -92,38 +92,78 @@ def read_trace(path: str | Path) -> list[tuple[float, float]]:
     return sorted(jobs)
 
 
+@dataclass
+class Replay:
+    """What replaying jobs through the scaler model bills, in GPU-seconds."""
+
+    jobs: int = 0
+    cold_starts: int = 0
+    flex_s: float = 0.0  # flex workers, start to stop (cold starts and idle included)
+    start_s: float = 0.0  # of which cold starts
+    run_s: float = 0.0  # the jobs themselves (on flex or active workers)
+    flex_run_s: float = 0.0  # of which on flex workers
+    active_s: float = 0.0  # active workers, billed the whole window
+
+    @property
+    def cold_fraction(self) -> float:
+        return self.cold_starts / self.jobs if self.jobs else 0.0
+
+
 def simulate(
     jobs: Iterable[tuple[float, float]],
     idle_timeout_s: float,
     cold_start_s: float,
     workers_max: int = 1,
-) -> tuple[float, int, int]:
-    """Replay a trace: ``(billed GPU-seconds, cold starts, jobs)``."""
-    workers: list[list[float]] = []  # [session_start, free_at]
-    billed, cold, count = 0.0, 0, 0
+    active: int = 0,
+    window: tuple[float, float] | None = None,
+) -> Replay:
+    """Replay ``(arrival, duration)`` pairs, sorted by arrival, through a simple scaler.
+
+    ``active`` workers (RunPod's workersMin) run the whole ``window`` and never cold-start;
+    up to ``workers_max - active`` flex workers start when a job finds every worker busy,
+    take ``cold_start_s`` to start, and stop ``idle_timeout_s`` after their last job. A job
+    goes to a free active worker first, then to the warm flex worker freed last; when none
+    is free and no worker may start, it waits for the first to free up."""
+    jobs = list(jobs)
+    flex_cap = max(workers_max - active, 0)
+    if active < 1 and flex_cap < 1:
+        raise ValueError("no worker may ever run: workers_max must be at least 1")
+    start, end = window or ((jobs[0][0], jobs[-1][0]) if jobs else (0.0, 0.0))
+    always = [[start, start] for _ in range(active)]  # [session_start, free_at]
+    flex: list[list[float]] = []
+    out = Replay()
     for arrival, duration in jobs:
-        count += 1
+        out.jobs += 1
+        out.run_s += duration
         alive = []
-        for session_start, free_at in workers:
-            if free_at + idle_timeout_s < arrival:
-                billed += free_at + idle_timeout_s - session_start
+        for w in flex:
+            if w[1] + idle_timeout_s < arrival:
+                out.flex_s += w[1] + idle_timeout_s - w[0]
             else:
-                alive.append([session_start, free_at])
-        workers = alive
-        idle = [w for w in workers if w[1] <= arrival]
-        if idle:
-            worker, start = max(idle, key=lambda w: w[1]), arrival
-        elif len(workers) < workers_max:
+                alive.append(w)
+        flex = alive
+        free_active = [w for w in always if w[1] <= arrival]
+        free_flex = [w for w in flex if w[1] <= arrival]
+        if free_active:
+            worker, begins = free_active[0], arrival
+        elif free_flex:
+            worker, begins = max(free_flex, key=lambda w: w[1]), arrival
+        elif len(flex) < flex_cap:
             worker = [arrival, arrival]
-            workers.append(worker)
-            start = arrival + cold_start_s
-            cold += 1
+            flex.append(worker)
+            begins = arrival + cold_start_s
+            out.cold_starts += 1
+            out.start_s += cold_start_s
         else:
-            worker = min(workers, key=lambda w: w[1])
-            start = worker[1]
-        worker[1] = start + duration
-    billed += sum(free_at + idle_timeout_s - start for start, free_at in workers)
-    return billed, cold, count
+            worker = min(always + flex, key=lambda w: w[1])
+            begins = worker[1]
+        worker[1] = begins + duration
+        if worker in flex:
+            out.flex_run_s += duration
+    out.flex_s += sum(w[1] + idle_timeout_s - w[0] for w in flex)
+    last = max([end, *(w[1] for w in always)])
+    out.active_s = active * (last - start)
+    return out
 
 
 def trace_estimate(
@@ -134,12 +174,14 @@ def trace_estimate(
     *,
     workers_max: int = 1,
     trace_days: float | None = None,
+    active_price_per_s: float | None = None,
 ) -> Estimate:
     """Monthly figures from a trace covering ``trace_days`` (default: whole days spanned)."""
     span = jobs[-1][0] - jobs[0][0]
     days = trace_days or max(1, math.ceil(span / 86400))
     scale = MONTH_S / (days * 86400)
-    billed, cold, count = simulate(jobs, idle_timeout_s, cold_start_s, workers_max)
+    replay = simulate(jobs, idle_timeout_s, cold_start_s, workers_max)
+    billed, cold, count = replay.flex_s, replay.cold_starts, replay.jobs
     return Estimate(
         idle_timeout_s=idle_timeout_s,
         jobs_per_month=count * scale,
@@ -147,7 +189,7 @@ def trace_estimate(
         cold_starts_per_month=cold * scale,
         cold_fraction=cold / count,
         dollars_per_month=billed * scale * price_per_s,
-        always_on_dollars_per_month=MONTH_S * price_per_s,
+        always_on_dollars_per_month=MONTH_S * (active_price_per_s or price_per_s),
     )
 
 
@@ -157,8 +199,10 @@ def rate_estimate(
     idle_timeout_s: float,
     cold_start_s: float,
     price_per_s: float,
+    active_price_per_s: float | None = None,
 ) -> Estimate:
-    """Monthly figures for Poisson arrivals at ``jobs_per_hour`` of ``job_s`` seconds each."""
+    """Monthly figures for Poisson arrivals at ``jobs_per_hour`` of ``job_s`` seconds each;
+    the always-on comparison is billed at ``active_price_per_s`` (default: the flex price)."""
     rate = jobs_per_hour / 3600
     cold_fraction = math.exp(-rate * idle_timeout_s)
     idle = (1 - cold_fraction) / rate
@@ -171,7 +215,7 @@ def rate_estimate(
         cold_starts_per_month=jobs * cold_fraction,
         cold_fraction=cold_fraction,
         dollars_per_month=jobs * per_job * price_per_s,
-        always_on_dollars_per_month=MONTH_S * price_per_s,
+        always_on_dollars_per_month=MONTH_S * (active_price_per_s or price_per_s),
     )
 
 
@@ -214,3 +258,74 @@ def advice(current: Estimate, best: Estimate, within: bool) -> str:
         f"scale to zero with idle timeout {best.idle_timeout_s:g} s: "
         f"${best.dollars_per_month:,.2f}/month against ${always:,.2f} always on"
     )
+
+
+# deploy cost --history: the grid of settings it prices, and what each would have billed.
+IDLE_GRID = (1, 2, 3, 5, 10, 15, 20, 30, 45, 60)
+ACTIVE_GRID = (0, 1, 2)
+
+
+@dataclass
+class Bill:
+    """What one (idle timeout, active workers) setting would have billed for past jobs."""
+
+    idle_timeout_s: float
+    active: int
+    jobs: int
+    dollars: float
+    dollars_per_month: float
+    cold_fraction: float  # share of jobs that waited for a worker to start
+    start_share: float  # share of the bill spent starting workers
+    idle_share: float  # share of the bill spent on workers with no job
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: round(v, 6) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class PastLoad:
+    """Past jobs as ``(submitted, run seconds)`` over ``window`` (epoch seconds), and what
+    every setting of the grid is priced and bounded with."""
+
+    jobs: list[tuple[float, float]]
+    window: tuple[float, float]
+    cold_start_s: float
+    workers_max: int
+    flex_price: float
+    active_price: float
+
+
+def bill(load: PastLoad, idle_timeout_s: float, active: int) -> Bill:
+    """Replay the jobs with one setting and price it."""
+    r = simulate(
+        load.jobs,
+        idle_timeout_s,
+        load.cold_start_s,
+        max(load.workers_max, active),
+        active,
+        load.window,
+    )
+    flex_idle = r.flex_s - r.start_s - r.flex_run_s
+    active_idle = r.active_s - (r.run_s - r.flex_run_s)
+    dollars = r.flex_s * load.flex_price + r.active_s * load.active_price
+    idle_dollars = flex_idle * load.flex_price + active_idle * load.active_price
+    days = max(load.window[1] - load.window[0], 1.0) / 86400
+    return Bill(
+        idle_timeout_s=idle_timeout_s,
+        active=active,
+        jobs=r.jobs,
+        dollars=dollars,
+        dollars_per_month=dollars * MONTH_S / (days * 86400),
+        cold_fraction=r.cold_fraction,
+        start_share=r.start_s * load.flex_price / dollars if dollars else 0.0,
+        idle_share=idle_dollars / dollars if dollars else 0.0,
+    )
+
+
+def bill_grid(
+    load: PastLoad,
+    idle_timeouts: Iterable[float] = IDLE_GRID,
+    actives: Iterable[int] = ACTIVE_GRID,
+) -> list[Bill]:
+    """Every (active workers, idle timeout) setting of the grid, priced."""
+    return [bill(load, t, a) for a in actives for t in idle_timeouts]

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import os
 import urllib.parse
 from dataclasses import dataclass, field
 
 import requests
 
-DEFAULT_HF_ENDPOINT = "https://huggingface.co"
+from deploy.ops.settings import DEFAULT_HF_ENDPOINT
+
 GB = 1_000_000_000
 # Unpacked overlay2 layers take 2-3x the compressed image; the notes size with 2.5x.
 IMAGE_UNPACK_FACTOR = 2.5
@@ -40,20 +40,23 @@ class ModelSize:
         return self.bytes / GB
 
 
-def hf_endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT", DEFAULT_HF_ENDPOINT).rstrip("/")
-
-
 def model_size(
-    repo: str, revision: str = "main", *, files: tuple[str, ...] = (), timeout: float = 15.0
+    repo: str,
+    revision: str = "main",
+    *,
+    files: tuple[str, ...] = (),
+    hub: str = DEFAULT_HF_ENDPOINT,
+    token: str = "",
+    timeout: float = 15.0,
 ) -> ModelSize:
     """Sum the files of ``repo`` at ``revision`` that match ``files`` (glob patterns; all
     when empty: a worker that downloads one checkpoint of a repo needs only that one),
-    following the tree API's pagination."""
+    following the tree API's pagination. ``hub`` and ``token`` come from the operator's
+    settings (``HF_ENDPOINT``, ``HF_TOKEN``)."""
+    hub = hub.rstrip("/")
     quoted_rev = urllib.parse.quote(revision, safe="")
-    url: str | None = f"{hf_endpoint()}/api/models/{repo}/tree/{quoted_rev}?recursive=true"
+    url: str | None = f"{hub}/api/models/{repo}/tree/{quoted_rev}?recursive=true"
     headers = {"Accept": "application/json"}
-    token = os.environ.get("HF_TOKEN")
     if token:
         headers["Authorization"] = f"Bearer {token}"
     total, count, listed = 0, 0, []
@@ -62,7 +65,7 @@ def model_size(
             resp = requests.get(url, headers=headers, timeout=(3.05, timeout))
         except requests.RequestException as exc:
             raise SizeLookupError(
-                f"cannot reach the hub at {hf_endpoint()} ({type(exc).__name__}) to size {repo}"
+                f"cannot reach the hub at {hub} ({type(exc).__name__}) to size {repo}"
             ) from exc
         if resp.status_code in (401, 403):
             raise SizeLookupError(f"{repo} is gated or private: set HF_TOKEN to size it")

@@ -1,4 +1,12 @@
-"""The endpoint spec file (``deploy/endpoint.toml``): one file describes the whole deployment.
+"""An endpoint spec file (``deploy/endpoints/<name>.toml``): one file describes one endpoint.
+
+The file's name is the endpoint's name in the app and on the command line (``--endpoint
+video``); ``[endpoint].name`` is the endpoint's name on RunPod. ``pipelines`` lists the
+pipelines the endpoint serves and ``image_pipelines`` those its image carries (the
+``PIPELINES`` build argument of ``Dockerfile.gpu``; default: the same list). ``[pricing]``
+overrides the price book for this endpoint (``flex_per_s``, ``active_per_s``, USD per
+GPU-second per GPU). Which pipelines are served where is checked across all specs by
+``deploy.ops.fleet``.
 
 Parsing only checks shape and types (a typo fails here with the key's name); whether the
 values make a working endpoint is ``deploy.ops.check``'s job. Secrets are never inline:
@@ -9,16 +17,15 @@ this machine's environment at apply time) or ``{ runpod_secret = "name" }`` (Run
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from deploy.runpod.vocabulary import QUEUE_DELAY, SCALER_TYPES
 
-DEFAULT_SPEC = Path("deploy/endpoint.toml")
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 
 
@@ -41,14 +48,14 @@ class EnvValue:
             return f"runpod_secret {self.runpod_secret}"
         return "literal"
 
-    def resolve(self, environ: dict[str, str] | None = None) -> str | None:
-        """The value RunPod should receive; ``None`` when a ``from_env`` variable is unset."""
+    def resolve(self, environ: Mapping[str, str]) -> str | None:
+        """The value RunPod should receive; ``None`` when a ``from_env`` variable is unset in
+        ``environ`` (the operator's settings' copy of the environment)."""
         if self.literal is not None:
             return self.literal
         if self.runpod_secret:
             return "{{ RUNPOD_SECRET_" + self.runpod_secret + " }}"
-        env = os.environ if environ is None else environ
-        value = env.get(self.from_env or "")
+        value = environ.get(self.from_env or "")
         return value or None
 
 
@@ -65,6 +72,14 @@ class Model:
     revision: str = "main"
     # Glob patterns of the files the worker downloads (empty: the whole repo).
     files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """Per-GPU-second prices for this endpoint, overriding the price book when set."""
+
+    flex_per_s: float | None = None
+    active_per_s: float | None = None
 
 
 @dataclass
@@ -88,16 +103,30 @@ class EndpointSpec:
     env: dict[str, EnvValue] = field(default_factory=dict)
     models: list[Model] = field(default_factory=list)
     download_overhead: float = 2.0
+    # None: every pipeline (a lone spec, as before several endpoints existed).
+    pipelines: list[str] | None = None
+    image_pipelines: list[str] | None = None
+    pricing: Pricing = field(default_factory=Pricing)
     path: Path | None = None
+
+    @property
+    def key(self) -> str:
+        """The endpoint's name in the app and the CLI: the spec file's name."""
+        return self.path.stem if self.path else self.name
+
+    @property
+    def image_carries(self) -> list[str] | None:
+        """The pipelines the image is built with (``--build-arg PIPELINES=...``)."""
+        return self.image_pipelines if self.image_pipelines is not None else self.pipelines
 
     @property
     def template_name(self) -> str:
         return f"{self.name}-template"
 
-    def resolved_env(self, environ: dict[str, str] | None = None) -> dict[str, str | None]:
+    def resolved_env(self, environ: Mapping[str, str]) -> dict[str, str | None]:
         return {k: v.resolve(environ) for k, v in self.env.items()}
 
-    def missing_secrets(self, environ: dict[str, str] | None = None) -> list[str]:
+    def missing_secrets(self, environ: Mapping[str, str]) -> list[str]:
         """``from_env`` variables that are not set here (apply refuses to send empty ones)."""
         return [v.from_env for v in self.env.values() if v.from_env and v.resolve(environ) is None]
 
@@ -117,6 +146,8 @@ _ENDPOINT_KEYS: dict[str, tuple[type, ...]] = {
     "expected_job_s": (int, float),
     "flashboot": (bool,),
     "container_disk_gb": (int,),
+    "pipelines": (list,),
+    "image_pipelines": (list,),
 }
 _REQUIRED = ("name", "image", "gpu_tiers")
 
@@ -155,7 +186,7 @@ def _env_value(key: str, raw: Any) -> EnvValue:
 
 def parse_spec(data: dict[str, Any], path: Path | None = None) -> EndpointSpec:
     """Build an ``EndpointSpec`` from parsed TOML; ``SpecError`` names the offending key."""
-    _unknown(data, {"endpoint", "volume", "env", "models", "sizing"}, "top level")
+    _unknown(data, {"endpoint", "volume", "env", "models", "sizing", "pricing"}, "top level")
     endpoint = data.get("endpoint")
     if not isinstance(endpoint, dict):
         raise SpecError("the spec needs an [endpoint] table")
@@ -168,6 +199,9 @@ def parse_spec(data: dict[str, Any], path: Path | None = None) -> EndpointSpec:
         for key, t in _ENDPOINT_KEYS.items()
         if key in endpoint
     }
+    for key in ("pipelines", "image_pipelines"):
+        if key in values and not all(isinstance(n, str) and n for n in values[key]):
+            raise SpecError(f'endpoint.{key} must be a list of pipeline names, e.g. ["echo"]')
     tiers = values.pop("gpu_tiers")
     if not tiers or not all(isinstance(t, str) and t for t in tiers):
         raise SpecError("endpoint.gpu_tiers must be a non-empty list of GPU pool ids")
@@ -221,7 +255,18 @@ def parse_spec(data: dict[str, Any], path: Path | None = None) -> EndpointSpec:
     if isinstance(overhead, bool) or not isinstance(overhead, int | float) or overhead < 1:
         raise SpecError("sizing.download_overhead must be a number >= 1")
 
+    pricing_table = data.get("pricing", {})
+    if not isinstance(pricing_table, dict):
+        raise SpecError("[pricing] must be a table")
+    _unknown(pricing_table, {"flex_per_s", "active_per_s"}, "pricing")
+    prices = {}
+    for key, value in pricing_table.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise SpecError(f"pricing.{key} must be a positive number of USD per GPU-second")
+        prices[key] = float(value)
+
     return EndpointSpec(
+        pricing=Pricing(**prices),
         gpu_tiers=list(tiers),
         scaler_type=scaler["type"],
         scaler_value=scaler_value,
@@ -234,7 +279,7 @@ def parse_spec(data: dict[str, Any], path: Path | None = None) -> EndpointSpec:
     )
 
 
-def load_spec(path: str | Path = DEFAULT_SPEC) -> EndpointSpec:
+def load_spec(path: str | Path) -> EndpointSpec:
     """Read and parse a spec file; ``SpecError`` says what is wrong and where."""
     path = Path(path)
     try:

@@ -10,7 +10,6 @@ go when GraphQL does. The API key is sent as a Bearer header and never appears i
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import requests
@@ -53,20 +52,13 @@ class ManagementAPI:
     ) -> None:
         if not api_key:
             raise ManagementError("RUNPOD_API_KEY is not set: export it (never pass it as a flag)")
-        self.rest_url = (rest_url or os.environ.get("RUNPOD_REST_URL") or DEFAULT_REST_URL).rstrip(
-            "/"
-        )
-        self.graphql_url = (
-            graphql_url or os.environ.get("RUNPOD_GRAPHQL_URL") or DEFAULT_GRAPHQL_URL
-        )
+        # The callers' settings read RUNPOD_REST_URL / RUNPOD_GRAPHQL_URL; empty means RunPod's.
+        self.rest_url = (rest_url or DEFAULT_REST_URL).rstrip("/")
+        self.graphql_url = graphql_url or DEFAULT_GRAPHQL_URL
         self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
         self._timeout = (3.05, timeout)
         self._session = session or requests.Session()
         self._session.mount(self.rest_url, BACKOFF.adapter(READS))
-
-    @classmethod
-    def from_env(cls) -> ManagementAPI:
-        return cls(os.environ.get("RUNPOD_API_KEY", ""))
 
     def __repr__(self) -> str:
         return f"ManagementAPI(rest_url={self.rest_url!r})"

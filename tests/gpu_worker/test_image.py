@@ -54,7 +54,8 @@ def test_cmd_is_the_worker_module_and_nothing_runs_at_start():
     assert cmds == ['["python", "-u", "-m", "gpu_worker"]']
     assert json.loads(cmds[0]) == ["python", "-u", "-m", "gpu_worker"]
     runs = " ".join(args for kind, args in instructions() if kind == "RUN")
-    assert "-r gpu_worker/requirements.txt" in runs  # dependencies installed at build time
+    # Dependencies installed at build time, pinned by the worker's requirements (constraints).
+    assert "-c gpu_worker/requirements.txt" in runs
     assert "git clone" not in DOCKERFILE.read_text()
 
 

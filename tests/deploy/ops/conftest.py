@@ -56,12 +56,15 @@ class Result:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_environment(monkeypatch):
-    """No test reaches a real RunPod account or the real hub, whatever this shell exports."""
+def _isolated_environment(monkeypatch, tmp_path):
+    """No test reaches a real RunPod account or the real hub, whatever this shell exports,
+    nor reads the repository's endpoint specs unless it points DEPLOY_ENDPOINTS_DIR there."""
     for name in (
         "RUNPOD_API_KEY",
         "RUNPOD_ENDPOINT_ID",
+        "RUNPOD_ENDPOINT_IDS",
         "RUNPOD_ENDPOINT_BASE_URL",
+        "GPU_PRICE_PER_SECOND",
         "RUNPOD_REST_URL",
         "RUNPOD_GRAPHQL_URL",
         "HF_TOKEN",
@@ -69,6 +72,7 @@ def _isolated_environment(monkeypatch):
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # refused at once unless a test sets it
+    monkeypatch.setenv("DEPLOY_ENDPOINTS_DIR", str(tmp_path / "no-endpoints"))
 
 
 @pytest.fixture

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import copy
 import tomllib
+from pathlib import Path
 
 import pytest
 
 from deploy.ops.check import RULES, CheckContext, run_checks
+from deploy.ops.fleet import FLEET_RULES
 from deploy.ops.sizes import ModelSize
 from deploy.ops.spec import parse_spec
 from tests.deploy.ops.conftest import GB, GOOD_SPEC
+
+ROOT = Path(__file__).resolve().parents[3]
 
 BASE = tomllib.loads(GOOD_SPEC)
 ENV = {"HF_TOKEN": "hf_x"}
@@ -260,11 +264,13 @@ def test_missing_spec_file(cli, tmp_path):
     assert result.code == 2 and "not found" in result.err
 
 
-def test_committed_example_spec_is_valid_and_clean(cli, hub, monkeypatch):
+def test_committed_endpoint_specs_are_valid_and_clean(cli, hub, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "x")
+    monkeypatch.setenv("DEPLOY_ENDPOINTS_DIR", str(ROOT / "deploy" / "endpoints"))
     hub.add_repo("ai-forever/Real-ESRGAN", {"RealESRGAN_x2.pth": 67_061_000})
-    result = cli("check", "--spec", "deploy/endpoint.toml")
+    result = cli("check")
     assert result.code == 0, result.text
+    assert "light serves echo; video serves video_enhance, upscale" in result.out
 
 
 def test_list_names_every_rule(cli):
@@ -274,10 +280,7 @@ def test_list_names_every_rule(cli):
         assert r.id in result.out
 
 
-def test_runbook_lists_every_check_rule():
-    from pathlib import Path
-
-    runbook = (Path(__file__).resolve().parents[3] / "docs" / "operations.md").read_text()
-    section = runbook.split("## Operating the endpoint", 1)[1]
-    for r in RULES:
-        assert f"`{r.id}`" in section, r.id
+def test_the_runbook_lists_every_check_rule():
+    runbook = (ROOT / "docs" / "operations.md").read_text()
+    for r in [*RULES, *FLEET_RULES]:
+        assert f"`{r.id}`" in runbook, r.id

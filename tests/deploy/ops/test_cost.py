@@ -15,13 +15,15 @@ def test_single_worker_trace_by_hand():
     #   job B arrives at 32: waits for A, runs 40-70; the worker idles until 75 and stops.
     #   job C arrives at 100: cold start 100-110, runs 110-140, idles until 145.
     # billed = (75 - 0) + (145 - 100) = 120 s; 2 cold starts out of 3 jobs.
-    assert simulate([(0, 30), (32, 30), (100, 30)], 5, 10) == (120, 2, 3)
+    replay = simulate([(0, 30), (32, 30), (100, 30)], 5, 10)
+    assert (replay.flex_s, replay.cold_starts, replay.jobs) == (120, 2, 3)
 
 
 def test_second_worker_starts_when_the_first_is_busy():
     # With two workers, B (at 5) does not wait: a second worker cold-starts 5-15, runs 15-45.
     # billed = (40 + 5 - 0) + (45 + 5 - 5) = 90 s, both cold.
-    assert simulate([(0, 30), (5, 30)], 5, 10, workers_max=2) == (90, 2, 2)
+    replay = simulate([(0, 30), (5, 30)], 5, 10, workers_max=2)
+    assert (replay.flex_s, replay.cold_starts, replay.jobs) == (90, 2, 2)
 
 
 def test_cost_cli_with_a_trace(cli, tmp_path):

@@ -85,6 +85,5 @@ def test_a_hub_that_never_answers_is_an_error_not_a_hang(monkeypatch):
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        monkeypatch.setenv("HF_ENDPOINT", url)
         with pytest.raises(SizeLookupError, match=f"cannot reach the hub at {url}"):
-            model_size("acme/small", timeout=0.5)
+            model_size("acme/small", hub=url, timeout=0.5)
