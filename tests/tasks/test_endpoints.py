@@ -2,7 +2,7 @@
 (video_enhance, upscale; at most 1 worker) and ``light`` (echo; at most 2), routed by
 ``RUNPOD_ENDPOINTS`` and the specs in deploy/endpoints, the web app, a Celery worker.
 
-The video endpoint's worker stands in for a long GPU job (``long_worker.py``); the light
+The video endpoint's worker stands in for a long GPU job (deploy/stack/long_worker.py); the light
 endpoint runs the real GPU worker's echo pipeline.
 """
 
@@ -10,25 +10,23 @@ from __future__ import annotations
 
 import functools
 import re
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from app.models import Status
-from deploy.stack.local_endpoint import endpoint_spec
+from deploy.stack.local_endpoint import LONG_WORKER_COMMAND, endpoint_spec
 from tests.e2e.test_browser import make_video
 from tests.tasks.conftest import VIDEO, Stack, stack
 from tests.tasks.test_diagnosis import CRASHING_WORKER, login_admin
 
 pytestmark = pytest.mark.timeout(300)
 
-LONG_WORKER = f"{sys.executable} -u {Path(__file__).with_name('long_worker.py')}"
 TOKEN = {"Authorization": "Bearer test-api-token"}
 
 
-def endpoints(video_command: str = LONG_WORKER, **video: object) -> list:
+def endpoints(video_command: str = LONG_WORKER_COMMAND, **video: object) -> list:
     common = {"idle_timeout": 60, "webhook_retry_delay": 1}
     return [
         endpoint_spec(
