@@ -9,14 +9,12 @@ import pytest
 import requests
 
 from deploy.cli import build_parser, main
-from deploy.local.options import Config, EndpointOptions, ServerOptions
+from deploy.local.options import Config, EndpointOptions, ServerOptions, config_from_args
 from deploy.stack.commands import python_module
 from deploy.stack.net import free_port, wait_for_port
 
 
 def parse(*argv: str) -> Config:
-    from deploy.local.options import config_from_args
-
     return config_from_args(build_parser().parse_args(["local", *argv]))
 
 
