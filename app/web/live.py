@@ -144,26 +144,32 @@ def live(session: Session, job: Job) -> Live | None:
     ahead_rows: Sequence[str] = []
     queued = 0
     if is_queued:
-        # The endpoint's queue (the app's own rows: RunPod's position is not published). With
-        # several endpoints (issue 18's Job.endpoint) these counts and the running rows below
-        # take only the rows of job.endpoint.
+        # The endpoint's queue (the app's own rows: RunPod's position is not published): each
+        # endpoint has its own queue and workers, so only the rows of job.endpoint count.
         ahead_rows = session.scalars(
             select(Job.pipeline)
-            .where(Job.status.in_(queued_states), Job.id != job.id, since < mine)
+            .where(
+                Job.status.in_(queued_states),
+                Job.endpoint == job.endpoint,
+                Job.id != job.id,
+                since < mine,
+            )
             .order_by(since)
         ).all()
         queued = session.scalar(
-            select(func.count()).select_from(Job).where(Job.status.in_(queued_states))
+            select(func.count())
+            .select_from(Job)
+            .where(Job.status.in_(queued_states), Job.endpoint == job.endpoint)
         )
         if job.status not in queued_states:
             queued += 1  # a PENDING job counts itself though it is not at the endpoint yet
     running_rows = session.execute(
         select(Job.pipeline, Job.started_at).where(
-            Job.status == Status.IN_PROGRESS, Job.id != job.id
+            Job.status == Status.IN_PROGRESS, Job.endpoint == job.endpoint, Job.id != job.id
         )
     ).all()
     running = len(running_rows) + (1 if job.status == Status.IN_PROGRESS else 0)
-    snapshot = load_snapshot(session) or {}
+    snapshot = load_snapshot(session, job.endpoint) or {}
     idle, starting = None, 0
     if snapshot.get("health"):
         summary = worker_summary(snapshot.get("health"), snapshot.get("workers"))
