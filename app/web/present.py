@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from app.db import get_session
+from app.endpoints import billing
 from app.models import RETRYABLE, Job, Status
 from app.services import services
 from app.web.live import Live
@@ -40,6 +42,24 @@ def job_urls(job: Job) -> dict[str, str | None]:
     }
 
 
+def bill_json(job: Job) -> dict[str, Any] | None:
+    """Issue 19: the job's bill as billed (``so_far`` while it may still grow) and its parts
+    in seconds; None until the endpoint's record of its worker has been read."""
+    parts = billing.parts(get_session(), job)
+    if parts is None:
+        return None
+    return {
+        "cost_usd": parts.usd,
+        "so_far": parts.so_far,
+        "seconds": {
+            "start": parts.start_s,
+            "model_load": parts.model_load_s,
+            "run": parts.run_s,
+            "upload": parts.upload_s,
+        },
+    }
+
+
 def job_json(job: Job, live: Live | None = None) -> dict[str, Any]:
     words = describe(job, live)
     return {
@@ -58,7 +78,8 @@ def job_json(job: Job, live: Live | None = None) -> dict[str, Any]:
         "error": job.error,
         "diagnosis": job.diagnosis,
         "timings": timings(job),
-        "gpu_price_per_second": services().settings.gpu_price_per_second,
+        "cost": bill_json(job),
+        "gpu_price_per_second": billing.price(services().settings),
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
