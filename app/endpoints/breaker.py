@@ -125,7 +125,13 @@ def crash_cause(facts: rules.Facts) -> tuple[str, str]:
         "fix the worker image (its requirements or start-up, see the worker log), deploy it, "
         "then resume the endpoint: flask admin resume ENDPOINT (or the dashboard's button)"
     )
-    if crash is not None:
+    if cause.startswith("ModuleNotFoundError"):
+        fix = (
+            "add the missing module to the worker image (gpu_worker/requirements.txt or the "
+            "pipeline's requirement set), rebuild and deploy it, then resume the endpoint: "
+            "flask admin resume ENDPOINT"
+        )
+    elif crash is not None:
         for finding in rules.diagnose(facts):
             if finding.rule == crash.cause and finding.fix:
                 fix = f"{finding.fix}; then resume the endpoint (flask admin resume ENDPOINT)"
