@@ -1,4 +1,4 @@
-"""``python -m bench chaos|endpoint|pipeline|worker``: benchmarks that print JSON figures."""
+"""``python -m bench chaos|endpoint|pipeline|spend|worker``: benchmarks that print JSON figures."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ SUITES = {
     "chaos": "bench.chaos",
     "endpoint": "bench.endpoint",
     "pipeline": "bench.pipeline",
+    "spend": "bench.spend",
     "worker": "bench.worker",
 }
 
