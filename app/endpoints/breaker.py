@@ -55,6 +55,7 @@ class State:
     crashes: tuple[tuple[str, float], ...] = ()  # (worker id, when seen) in the window
     seen: tuple[str, ...] = ()  # crashed workers ever counted (a report lists them long)
     workers_max: int | None = None  # what scale-to-zero replaced, to restore
+    workers_min: int | None = None
 
     @property
     def words(self) -> str:
@@ -86,6 +87,7 @@ def save(session: Session, state: State) -> State:
         "crashes": [list(c) for c in state.crashes],
         "seen": list(state.seen[-SEEN_KEPT:]),
         "workers_max": state.workers_max,
+        "workers_min": state.workers_min,
     }
     row = session.get(Snapshot, _name(state.endpoint))
     if row is None:
@@ -158,7 +160,9 @@ def observe(
     facts = facts_of(snapshot.get("health"), snapshot.get("workers"), 0, target)
     now = time.time()
     seen = set(state.seen)
-    new = [(w.id, now) for w in facts.crashed if w.id and w.id not in seen]
+    # RunPod reports a worker that died at start as UNHEALTHY, without an exit code.
+    dead = facts.crashed + [w for w in facts.workers if w.status == "unhealthy"]
+    new = list({w.id: (w.id, now) for w in dead if w.id and w.id not in seen}.values())
     crashes = [c for c in (*state.crashes, *new) if c[1] >= now - settings.breaker_window_s]
     if crashes and _completed_since(session, endpoint, min(t for _, t in crashes)):
         crashes = []  # a job completed: the workers can run jobs, whatever crashed before
@@ -192,11 +196,13 @@ def _completed_since(session: Session, endpoint: str, since: float) -> bool:
 
 def trip(session: Session, settings: Settings, state: State, cause: str, fix: str) -> State:
     """Open the breaker: hold the endpoint's jobs, say why, scale to zero where asked."""
-    workers_max = state.workers_max
+    workers_max, workers_min = state.workers_max, state.workers_min
     if settings.breaker_scale_to_zero and is_runpod(
         settings.runpod_endpoint_base_url, settings.runpod_rest_url
     ):
-        workers_max = _scale(settings, 0)
+        # An active worker (min > 0) bills too, and max may not go below min.
+        before = _scale(settings, {"min": 0, "max": 0})
+        workers_max, workers_min = before.get("max"), before.get("min")
     state = State(
         **{
             **state.__dict__,
@@ -207,6 +213,7 @@ def trip(session: Session, settings: Settings, state: State, cause: str, fix: st
             "probe": None,
             "crashes": (),
             "workers_max": workers_max,
+            "workers_min": workers_min,
         }
     )
     save(session, state)
@@ -227,16 +234,17 @@ def _management(settings: Settings) -> ManagementAPI:
     )
 
 
-def _scale(settings: Settings, workers_max: int) -> int | None:
-    """Set the endpoint's workersMax; returns what it was (None when RunPod could not say)."""
+def _scale(settings: Settings, workers: dict[str, int]) -> dict[str, Any]:
+    """Set the endpoint's REST v2 ``workers`` (``max``: the console's workersMax); returns
+    what they were ({} when RunPod could not say)."""
     api = _management(settings)
     try:
-        before = api.get_endpoint(settings.runpod_endpoint_id).get("workersMax")
-        api.update_endpoint(settings.runpod_endpoint_id, {"workersMax": workers_max})
+        before = api.get_endpoint(settings.runpod_endpoint_id).get("workers") or {}
+        api.update_endpoint(settings.runpod_endpoint_id, {"workers": workers})
     except (ManagementError, OSError) as exc:
-        capture(f"breaker could not set workersMax={workers_max}: {exc}", "error")
-        return None
-    return before if isinstance(before, int) else None
+        capture(f"breaker could not set the endpoint's workers to {workers}: {exc}", "error")
+        return {}
+    return {k: v for k, v in before.items() if k in ("min", "max") and isinstance(v, int)}
 
 
 def resume(session: Session, settings: Settings, endpoint: str) -> State:
@@ -245,7 +253,7 @@ def resume(session: Session, settings: Settings, endpoint: str) -> State:
     if state.workers_max is not None and is_runpod(
         settings.runpod_endpoint_base_url, settings.runpod_rest_url
     ):
-        _scale(settings, state.workers_max)
+        _scale(settings, {"min": state.workers_min or 0, "max": state.workers_max})
     held = held_jobs(session, endpoint)
     state = State(
         endpoint,
