@@ -29,12 +29,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.endpoints.health import management, on_runpod
 from app.models import IDLE, Attempt, BilledSeconds, Job, utcnow
 from app.services import JobAPIError
 from app.settings import Settings
-from deploy.runpod.management import ManagementAPI, ManagementError
+from deploy.runpod.management import ManagementError
 from deploy.runpod.prices import price_per_second
-from deploy.runpod.vocabulary import is_runpod
 
 log = logging.getLogger(__name__)
 
@@ -123,15 +123,10 @@ def _epoch(value: datetime) -> float:
 def read_lives(session: Session, settings: Settings, api: Any) -> list[Life]:
     """Every worker life the endpoint can tell of; [] (logged) when it cannot say."""
     now = time.time()
-    if is_runpod(settings.runpod_endpoint_base_url, settings.runpod_rest_url):
-        management = ManagementAPI(
-            settings.runpod_api_key,
-            settings.runpod_rest_url or None,
-            settings.runpod_graphql_url or None,
-            timeout=10.0,
-        )
+    if on_runpod(settings):
         try:
-            return runpod_lives(session, management.list_workers(api.endpoint_id), now)
+            listing = management(settings).list_workers(api.endpoint_id)
+            return runpod_lives(session, listing, now)
         except (ManagementError, OSError) as exc:
             log.warning("cannot list RunPod workers for the bill: %s", exc)
             return []

@@ -30,12 +30,12 @@ from sqlalchemy.orm import Session
 
 from app.endpoints.billing import endpoint_of
 from app.endpoints.diagnosis import facts_of
+from app.endpoints.health import management, on_runpod
 from app.models import Job, Snapshot, Status
 from app.observability import capture
 from app.settings import Settings
 from deploy.runpod import diagnosis as rules
-from deploy.runpod.management import ManagementAPI, ManagementError
-from deploy.runpod.vocabulary import is_runpod
+from deploy.runpod.management import ManagementError
 
 PREFIX = "breaker:"
 PAUSED = "paused: "  # how every held job's words begin
@@ -152,11 +152,7 @@ def observe(
         return trip(session, settings, state, str(snapshot.get("error") or "Not Found"), REFUSED)
     if not snapshot.get("workers"):
         return None
-    target = (
-        "runpod"
-        if is_runpod(settings.runpod_endpoint_base_url, settings.runpod_rest_url)
-        else "local"
-    )
+    target = "runpod" if on_runpod(settings) else "local"
     facts = facts_of(snapshot.get("health"), snapshot.get("workers"), 0, target)
     now = time.time()
     seen = set(state.seen)
@@ -197,9 +193,7 @@ def _completed_since(session: Session, endpoint: str, since: float) -> bool:
 def trip(session: Session, settings: Settings, state: State, cause: str, fix: str) -> State:
     """Open the breaker: hold the endpoint's jobs, say why, scale to zero where asked."""
     workers_max, workers_min = state.workers_max, state.workers_min
-    if settings.breaker_scale_to_zero and is_runpod(
-        settings.runpod_endpoint_base_url, settings.runpod_rest_url
-    ):
+    if settings.breaker_scale_to_zero and on_runpod(settings):
         # An active worker (min > 0) bills too, and max may not go below min.
         before = _scale(settings, {"min": 0, "max": 0})
         workers_max, workers_min = before.get("max"), before.get("min")
@@ -225,19 +219,10 @@ def trip(session: Session, settings: Settings, state: State, cause: str, fix: st
     return state
 
 
-def _management(settings: Settings) -> ManagementAPI:
-    return ManagementAPI(
-        settings.runpod_api_key,
-        settings.runpod_rest_url or None,
-        settings.runpod_graphql_url or None,
-        timeout=10.0,
-    )
-
-
 def _scale(settings: Settings, workers: dict[str, int]) -> dict[str, Any]:
     """Set the endpoint's REST v2 ``workers`` (``max``: the console's workersMax); returns
     what they were ({} when RunPod could not say)."""
-    api = _management(settings)
+    api = management(settings)
     try:
         before = api.get_endpoint(settings.runpod_endpoint_id).get("workers") or {}
         api.update_endpoint(settings.runpod_endpoint_id, {"workers": workers})
@@ -250,9 +235,7 @@ def _scale(settings: Settings, workers: dict[str, int]) -> dict[str, Any]:
 def resume(session: Session, settings: Settings, endpoint: str) -> State:
     """Close the breaker; the oldest held job becomes the probe (the caller enqueues it)."""
     state = load(session, endpoint)
-    if state.workers_max is not None and is_runpod(
-        settings.runpod_endpoint_base_url, settings.runpod_rest_url
-    ):
+    if state.workers_max is not None and on_runpod(settings):
         _scale(settings, {"min": state.workers_min or 0, "max": state.workers_max})
     held = held_jobs(session, endpoint)
     state = State(

@@ -48,7 +48,7 @@ def on_runpod(settings: Settings) -> bool:
     return is_runpod(settings.runpod_endpoint_base_url, settings.runpod_rest_url)
 
 
-def _management(settings: Settings) -> ManagementAPI:
+def management(settings: Settings) -> ManagementAPI:
     return ManagementAPI(
         settings.runpod_api_key,
         settings.runpod_rest_url or None,
@@ -60,7 +60,7 @@ def _management(settings: Settings) -> ManagementAPI:
 def fetch_runpod_workers(settings: Settings) -> dict[str, Any] | None:
     """RunPod's workers (REST v2) in the local endpoint's ``/workers`` shape, with the log
     tails of the first few; None when RunPod cannot say."""
-    api = _management(settings)
+    api = management(settings)
     try:
         listing = api.list_workers(settings.runpod_endpoint_id)
     except (ManagementError, OSError) as exc:
@@ -101,7 +101,7 @@ def fetch_failed_job_logs(
     logs: dict[str, dict[str, Any]] = {}
     for job in jobs:
         if on_runpod(settings):
-            lines = _runpod_logs(_management(settings), settings, job.worker_id, FAILED_LOG_LINES)
+            lines = _runpod_logs(management(settings), settings, job.worker_id, FAILED_LOG_LINES)
         else:
             try:
                 lines = api.worker_logs(job.worker_id, FAILED_LOG_LINES)
@@ -114,7 +114,7 @@ def fetch_failed_job_logs(
 def fetch_balance(settings: Settings) -> dict[str, Any]:
     """Account balance and spend per hour (RunPod management API, GraphQL for now)."""
     try:
-        return _management(settings).balance()
+        return management(settings).balance()
     except (ManagementError, OSError) as exc:
         return {"error": f"cannot read the balance: {exc}"}
 
