@@ -30,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.endpoints.health import management, on_runpod
+from app.endpoints.routing import DEFAULT
 from app.models import IDLE, Attempt, BilledSeconds, Job, utcnow
 from app.services import JobAPIError
 from app.settings import Settings
@@ -38,7 +39,7 @@ from deploy.runpod.prices import price_per_second
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ENDPOINT = "default"  # the endpoint's name while the app has one (PLAN: Job.endpoint)
+DEFAULT_ENDPOINT = DEFAULT  # the one endpoint of a single-endpoint configuration
 READ_BACK_S = 2 * 24 * 3600  # lives started earlier than this are final in the table already
 
 
@@ -48,8 +49,8 @@ def price(settings: Settings) -> float:
 
 
 def endpoint_of(job: Job) -> str:
-    """The name of the endpoint a job goes to (``Job.endpoint`` once the fleet has it)."""
-    return getattr(job, "endpoint", None) or DEFAULT_ENDPOINT
+    """The name of the endpoint a job goes to (``Job.endpoint``)."""
+    return job.endpoint or DEFAULT_ENDPOINT
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,7 @@ def refresh(
     session: Session, settings: Settings, api: Any, endpoint: str = DEFAULT_ENDPOINT
 ) -> int:
     """Read the bill and store it; returns how many jobs' costs it set."""
-    if not settings.endpoint_configured:
+    if not settings.configured(endpoint):
         return 0
     return len(store(session, read_lives(session, settings, api), price(settings), endpoint))
 

@@ -195,7 +195,7 @@ def trip(session: Session, settings: Settings, state: State, cause: str, fix: st
     workers_max, workers_min = state.workers_max, state.workers_min
     if settings.breaker_scale_to_zero and on_runpod(settings):
         # An active worker (min > 0) bills too, and max may not go below min.
-        before = _scale(settings, {"min": 0, "max": 0})
+        before = _scale(settings, state.endpoint, {"min": 0, "max": 0})
         workers_max, workers_min = before.get("max"), before.get("min")
     state = State(
         **{
@@ -219,13 +219,14 @@ def trip(session: Session, settings: Settings, state: State, cause: str, fix: st
     return state
 
 
-def _scale(settings: Settings, workers: dict[str, int]) -> dict[str, Any]:
+def _scale(settings: Settings, endpoint: str, workers: dict[str, int]) -> dict[str, Any]:
     """Set the endpoint's REST v2 ``workers`` (``max``: the console's workersMax); returns
     what they were ({} when RunPod could not say)."""
     api = management(settings)
+    endpoint_id = settings.fleet.get(endpoint).endpoint_id
     try:
-        before = api.get_endpoint(settings.runpod_endpoint_id).get("workers") or {}
-        api.update_endpoint(settings.runpod_endpoint_id, {"workers": workers})
+        before = api.get_endpoint(endpoint_id).get("workers") or {}
+        api.update_endpoint(endpoint_id, {"workers": workers})
     except (ManagementError, OSError) as exc:
         capture(f"breaker could not set the endpoint's workers to {workers}: {exc}", "error")
         return {}
@@ -236,7 +237,7 @@ def resume(session: Session, settings: Settings, endpoint: str) -> State:
     """Close the breaker; the oldest held job becomes the probe (the caller enqueues it)."""
     state = load(session, endpoint)
     if state.workers_max is not None and on_runpod(settings):
-        _scale(settings, {"min": state.workers_min or 0, "max": state.workers_max})
+        _scale(settings, endpoint, {"min": state.workers_min or 0, "max": state.workers_max})
     held = held_jobs(session, endpoint)
     state = State(
         endpoint,

@@ -23,13 +23,21 @@ log = logging.getLogger(__name__)
 
 
 def sweep(session: Session, services: Services) -> dict[str, int]:
-    """Refresh the bill; trip the breaker on a crash loop and take queued jobs back."""
+    """For each configured endpoint: refresh the bill; trip the breaker on a crash loop
+    (from the snapshot reconcile stored) and take its queued jobs back."""
     settings = services.settings
-    endpoint = billing.DEFAULT_ENDPOINT
-    costs = billing.refresh(session, settings, services.api, endpoint)
-    tripped = breaker.observe(session, settings, load_snapshot(session), endpoint)
-    taken = take_back(session, services, tripped) if tripped else 0
-    return {"costs": costs, "tripped": int(tripped is not None), "taken_back": taken}
+    counts = {"costs": 0, "tripped": 0, "taken_back": 0}
+    for endpoint in services.fleet.names:
+        if not settings.configured(endpoint):
+            continue
+        api = services.api_for(endpoint)
+        counts["costs"] += billing.refresh(session, settings, api, endpoint)
+        snapshot = load_snapshot(session, endpoint)
+        tripped = breaker.observe(session, settings, snapshot, endpoint)
+        if tripped:
+            counts["tripped"] += 1
+            counts["taken_back"] += take_back(session, services, tripped)
+    return counts
 
 
 def take_back(session: Session, services: Services, state: breaker.State) -> int:
@@ -44,9 +52,10 @@ def take_back(session: Session, services: Services, state: breaker.State) -> int
         if billing.endpoint_of(job) != state.endpoint:
             continue
         try:
-            if services.api.status(job.runpod_id).get("status") != Status.IN_QUEUE:
+            api = services.api_for(state.endpoint)
+            if api.status(job.runpod_id).get("status") != Status.IN_QUEUE:
                 continue
-            services.api.cancel(job.runpod_id)
+            api.cancel(job.runpod_id)
         except JobAPIError as exc:
             log.warning("breaker: cannot take job %s back: %s", job.id, exc)
             continue

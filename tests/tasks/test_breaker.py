@@ -29,7 +29,7 @@ PAUSED = "paused: ModuleNotFoundError: No module named 'cv2'"
 def check(s) -> breaker.State:
     """What beat does: refresh the endpoint's snapshot, then the spend sweep."""
     with s.app.app_context(), session_scope() as session:
-        refresh_snapshot(session, services().settings, services().api, 1)
+        refresh_snapshot(session, services().settings, services().api_for("default"), 1)
         sweep(session, services())
         return breaker.load(session, "default")
 

@@ -1,14 +1,14 @@
 """issue 19: each worker's billed seconds charged to jobs or idle
 
 Revision ID: 0006_spend
-Revises: 0003_i12
+Revises: 0005_fleet
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_spend"
-down_revision = "0003_i12"
+down_revision = "0005_fleet"
 branch_labels = None
 depends_on = None
 
