@@ -12,7 +12,7 @@ from app.endpoints import billing, breaker
 from app.endpoints.health import refresh_snapshot
 from app.models import Attempt, AttemptState, Job, Status
 from deploy.runpod.jobapi import JobAPI
-from tests.app.test_console import login_admin
+from tests.app.conftest import login_admin
 from tests.deploy.ops.runpod_standin import RunPodStandIn
 
 CRASH_LOG = ["Traceback (most recent call last):", "ModuleNotFoundError: No module named 'cv2'"]
