@@ -74,9 +74,9 @@ TILE = 512  # upscale's tile size, pixels a side
 def seed_weights(model_dir: Path) -> None:
     """A full-size Real-ESRGAN x2 layout checkpoint on the scratch volume, laid out as a
     finished model-cache download (so the worker loads it without asking a hub)."""
+    from bench.sr_weights import realesrgan_x2_pth
     from gpu_worker.model_cache import MARKER, ModelCache
     from gpu_worker.pipelines import ModelSpec
-    from tests.support.sr_weights import realesrgan_x2_pth
 
     spec = ModelSpec(REPO, "main", (WEIGHTS,))
     folder = ModelCache(model_dir).local_dir(spec)

@@ -19,6 +19,11 @@
   <= 20 ms). From the mean gaps: billed seconds saved per 1,000 jobs of 3 s.
 - ``fps``: frames per second on CPU, 360p -> 720p, for ``upscale`` (a full-size Real-ESRGAN
   x2 checkpoint, made here) beside ``video_enhance``, through ``bench.gpu_check``'s runner.
+- ``hostile``: each hostile file (``hostile_files``: an MKV that turns from 64×64 to
+  12000×12000 MJPEG, one that declares 12000×12000, a 31 KB 16000×16000 PNG, a 16000×16000
+  JPEG) through its pipeline in a fresh worker process on CPU: the error the job gets and the
+  process's peak RSS (``ru_maxrss``), beside the same pipeline on a small honest clip, and
+  the default memory ceiling (``MEMORY_LIMIT_BYTES``) of this machine.
 """
 
 from __future__ import annotations
@@ -29,11 +34,13 @@ import os
 import re
 import shutil
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -78,6 +85,92 @@ class _Files(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+
+# Hostile media: small on disk, huge once decoded. The tests and the ``hostile`` section
+# share these makers.
+
+
+def _jpeg_segment(marker: int, body: bytes) -> bytes:
+    return b"\xff" + bytes([marker]) + struct.pack(">H", len(body) + 2) + body
+
+
+def flat_jpeg(width: int, height: int) -> bytes:
+    """A grey baseline JPEG of one flat colour: each 8×8 block is a DC difference of 0 and an
+    end-of-block, both one bit under one-symbol Huffman tables, so 12000×12000 is ~560 KB."""
+    one_code = b"\x01" + b"\x00" * 15 + b"\x00"  # one code, of length 1, for symbol 0
+    blocks = ((width + 7) // 8) * ((height + 7) // 8)
+    bits = 2 * blocks
+    scan = b"\x00" * (bits // 8) + (bytes([0xFF >> (bits % 8)]) if bits % 8 else b"")
+    return (
+        b"\xff\xd8"
+        + _jpeg_segment(0xDB, b"\x00" + b"\x01" * 64)
+        + _jpeg_segment(0xC0, struct.pack(">BHHB", 8, height, width, 1) + b"\x01\x11\x00")
+        + _jpeg_segment(0xC4, b"\x00" + one_code)
+        + _jpeg_segment(0xC4, b"\x10" + one_code)
+        + _jpeg_segment(0xDA, b"\x01\x01\x00\x00\x3f\x00")
+        + scan
+        + b"\xff\xd9"
+    )
+
+
+def mjpeg_mkv(path: Path, sizes: list[tuple[int, int]], declared: tuple[int, int]) -> Path:
+    """An MKV of MJPEG frames of ``sizes`` whose stream header says ``declared``."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), "w", format="matroska") as out:
+        stream = out.add_stream("mjpeg", rate=10)
+        stream.width, stream.height = declared
+        stream.pix_fmt = "yuvj420p"
+        for i, (width, height) in enumerate(sizes):
+            packet = av.Packet(flat_jpeg(width, height))
+            packet.stream = stream
+            packet.pts = packet.dts = i
+            packet.time_base = Fraction(1, 10)
+            out.mux(packet)
+    return path
+
+
+def png_bomb(path: Path, width: int = 16000, height: int = 16000) -> Path:
+    """A 1-bit grey PNG of zeros: 31 KB on disk for 16000×16000."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    packer = zlib.compressobj(9)
+    row = b"\x00" * (1 + (width + 7) // 8)
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def hostile_files(folder: Path) -> dict[str, tuple[str, Path]]:
+    """name -> (pipeline, file) for each hostile input the worker must refuse cheaply."""
+    folder.mkdir(parents=True, exist_ok=True)
+    small, big = (64, 64), (12000, 12000)
+    return {
+        "mkv_64_then_12000": (
+            "video_enhance",
+            mjpeg_mkv(folder / "grows.mkv", [small] * 3 + [big] * 2, declared=small),
+        ),
+        "mkv_declares_12000": (
+            "video_enhance",
+            mjpeg_mkv(folder / "declared.mkv", [big] * 2, declared=big),
+        ),
+        "png_1bit_16000": ("upscale", png_bomb(folder / "bomb.png")),
+        "jpeg_16000": ("upscale", _write(folder / "bomb.jpg", flat_jpeg(16000, 16000))),
+    }
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
 
 
 def serve_files(root: Path, port: int) -> None:
@@ -408,6 +501,61 @@ def bench_fps(scratch: Path, seconds: float, upscale_frames: int) -> dict:
     return report
 
 
+def hostile_child(pipeline: str, url: str) -> dict:
+    """Runs in a fresh process: one job on ``url``; its error and this process's peak RSS."""
+    import resource
+
+    from gpu_worker import pipelines
+    from gpu_worker.handler import run_job
+
+    key = pipelines.get(pipeline).inputs[0].name
+    result = run_job(
+        {"id": "hostile", "input": {"pipeline": pipeline, "inputs": {key: url}}},
+    )
+    return {
+        "error": result.get("error"),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def run_hostile_child(pipeline: str, url: str, env: dict[str, str]) -> dict:
+    argv = [sys.executable, "-m", "bench", "worker", "--hostile-child", pipeline, "--url", url]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        return {"exit": done.returncode, "stderr": done.stderr.strip().splitlines()[-3:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_hostile(base: str, scratch: Path) -> dict:
+    """Each hostile file through its pipeline in a fresh worker process on CPU: the error it
+    gets and the process's peak RSS, beside the same pipeline on a small honest input."""
+    from bench.gpu_check import REPO, WEIGHTS, make_clip, seed_weights
+    from gpu_worker.memory import default_ceiling
+
+    seed_weights(scratch / "hostile-models")
+    (scratch / "work").mkdir(exist_ok=True)
+    env = _env(
+        TORCH_DEVICE="cpu",
+        MODEL_DIR=str(scratch / "hostile-models"),
+        UPSCALE_MODEL=f"{REPO}:{WEIGHTS}",
+        WORK_DIR=str(scratch / "work"),
+        INLINE_OUTPUT_MAX_BYTES=str(10 * 1024 * 1024),
+    )
+    make_clip(scratch / "honest.mp4", 64, 48, 0.5, 10)
+    report: dict = {
+        "memory_ceiling_default_mb": round(default_ceiling() / 2**20),
+        "honest": {
+            name: run_hostile_child(name, f"{base}/honest.mp4?sig=bench", env)
+            for name in ("video_enhance", "upscale")
+        },
+    }
+    for name, (pipeline, path) in hostile_files(scratch / "hostile").items():
+        child = run_hostile_child(pipeline, f"{base}/hostile/{path.name}?sig=bench", env)
+        report[name] = {"pipeline": pipeline, "file_kb": round(path.stat().st_size / 1024)}
+        report[name].update(child)
+    return report
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench worker", description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0, help="clip length (10)")
@@ -415,17 +563,23 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--download-mb", type=int, default=256)
     parser.add_argument("--url", help="measure downloads from this URL instead")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--skip", default="", help="comma list of job,download,startup,gap,fps")
+    parser.add_argument(
+        "--skip", default="", help="comma list of job,download,startup,gap,fps,hostile"
+    )
     parser.add_argument("--gap-jobs", type=int, default=30, help="back-to-back jobs (30)")
     parser.add_argument("--fps-seconds", type=float, default=1.0, help="360p clip length (1)")
     parser.add_argument(
         "--upscale-frames", type=int, default=4, help="frames upscale runs on CPU (4; 0: all)"
     )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--hostile-child", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         serve_files(Path(args.serve), args.port)
+        return 0
+    if args.hostile_child:
+        print(json.dumps(hostile_child(args.hostile_child, args.url)))
         return 0
     skip = set(filter(None, args.skip.split(",")))
     scratch = Path(tempfile.mkdtemp(prefix="bench-worker-"))
@@ -465,6 +619,8 @@ def main(argv: list[str]) -> int:
             report["gap"] = bench_gap(scratch, args.gap_jobs)
         if "fps" not in skip:
             report["fps"] = bench_fps(scratch, args.fps_seconds, args.upscale_frames)
+        if "hostile" not in skip:
+            report["hostile"] = bench_hostile(base, scratch)
     finally:
         server.terminate()
         server.wait(10)

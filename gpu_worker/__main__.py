@@ -18,6 +18,7 @@ from runpod.serverless.modules.rp_logger import RunPodLogger
 from gpu_worker import scaling
 from gpu_worker.errors import JobError
 from gpu_worker.handler import handler, remove_stale_job_dirs, runtime
+from gpu_worker.memory import set_data_limit
 from gpu_worker.model_cache import placement_warnings
 from gpu_worker.observability import capture_message, init_sentry
 
@@ -39,6 +40,10 @@ def prepare() -> None:
         log.error("%s; every job will fail with this message", exc)
         return
     log.info("worker settings: %s", rt.settings.describe())
+    try:
+        set_data_limit(rt.settings.memory_ceiling(), rt.settings.device)
+    except (OSError, ValueError):
+        log.exception("the memory ceiling could not be set; jobs are still watched")
     try:
         init_sentry(rt.settings.sentry_dsn)
     except Exception:

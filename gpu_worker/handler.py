@@ -31,8 +31,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gpu_worker import pipelines
-from gpu_worker.errors import InputError, JobError, TransferError, WorkerConfigError, public
+from gpu_worker import job_input, memory, pipelines
+from gpu_worker.errors import (
+    InputError,
+    JobCancelled,
+    JobError,
+    TransferError,
+    WorkerConfigError,
+    public,
+)
 from gpu_worker.liveness import pid_alive
 from gpu_worker.loader import ModelLoader
 from gpu_worker.model_cache import ModelCache
@@ -42,7 +49,6 @@ from gpu_worker.redaction import redact_url
 from gpu_worker.settings import Platform, SettingsError, WorkerSettings
 from gpu_worker.transfer import (
     TransferPolicy,
-    check_url,
     claim,
     download,
     human_bytes,
@@ -51,8 +57,6 @@ from gpu_worker.transfer import (
 
 log = logging.getLogger("gpu_worker")
 
-INPUT_FIELDS = ("pipeline", "params", "inputs", "output", "job_key", "callbacks")
-CALLBACK_KINDS = ("claim", "progress")
 JOB_DIR_PREFIX = "gpu-job-"
 
 
@@ -132,96 +136,20 @@ class _Reporter:
             self._app.close()
 
 
-def parse_input(payload: Any) -> dict[str, Any]:
-    """Check the input's shape; return it normalised. ``InputError`` names the bad field."""
-    if not isinstance(payload, dict):
-        raise InputError("input: expected a JSON object with a 'pipeline' field")
-    unknown = sorted(set(payload) - set(INPUT_FIELDS))
-    if unknown:
-        raise InputError(
-            f"input.{unknown[0]}: unknown field; the input takes {', '.join(INPUT_FIELDS)}"
-        )
-    name = payload.get("pipeline", "echo")
-    if not isinstance(name, str):
-        raise InputError("pipeline: expected a pipeline name string")
-    try:
-        pipeline = pipelines.get(name)
-    except KeyError as exc:
-        raise InputError(f"pipeline: {exc.args[0]}") from None
-    params = payload.get("params") or {}
-    if not isinstance(params, dict):
-        raise InputError("params: expected a JSON object of parameters")
-    params = pipeline.validate_params(params)
-    inputs = payload.get("inputs") or {}
-    if not isinstance(inputs, dict):
-        raise InputError('inputs: expected a JSON object {"<name>": "<http(s) URL>"}')
-    declared = {i.name: i for i in pipeline.inputs}
-    if not pipeline.extra_inputs:
-        for key in inputs:
-            if key not in declared:
-                raise InputError(
-                    f"inputs.{key}: pipeline {name} takes no such input; it takes "
-                    f"{', '.join(declared) or 'none'}"
-                )
-    for key, spec in declared.items():
-        if spec.required and key not in inputs:
-            raise InputError(f"inputs.{key}: missing; pipeline {name} needs it as an http(s) URL")
-    for key, url in inputs.items():
-        check_url(f"inputs.{key}", url)
-    output = payload.get("output")
-    if output is None:
-        output = {"inline": True}
-    if not isinstance(output, dict):
-        raise InputError(
-            'output: expected {"put_url": URL, "content_type": CT} or {"inline": true}'
-        )
-    if "put_url" in output:
-        if output.get("inline"):
-            raise InputError("output: give either put_url or inline, not both")
-        check_url("output.put_url", output["put_url"])
-        ctype = output.get("content_type")
-        if ctype is not None and not isinstance(ctype, str):
-            raise InputError("output.content_type: expected a MIME type string like video/mp4")
-    elif output.get("inline") is not True:
-        raise InputError(
-            'output: expected {"put_url": URL, "content_type": CT} or {"inline": true}'
-        )
-    job_key = payload.get("job_key")
-    if job_key is not None and not isinstance(job_key, str):
-        raise InputError("job_key: expected a string (the app's job id)")
-    callbacks = payload.get("callbacks") or {}
-    if not isinstance(callbacks, dict):
-        raise InputError('callbacks: expected {"claim": URL, "progress": URL}')
-    for kind, url in callbacks.items():
-        if kind not in CALLBACK_KINDS:
-            raise InputError(
-                f"callbacks.{kind}: unknown; the input takes {', '.join(CALLBACK_KINDS)}"
-            )
-        check_url(f"callbacks.{kind}", url)
-    return {
-        "pipeline": pipeline,
-        "params": params,
-        "inputs": inputs,
-        "output": output,
-        "job_key": job_key,
-        "callbacks": callbacks,
-    }
-
-
 def run_job(job: dict[str, Any], cancel: threading.Event | None = None) -> dict[str, Any]:
     """Run one job synchronously and return the handler's result dict."""
     started = time.monotonic()
     try:
         rt = runtime()
-        spec = parse_input(job.get("input"))
+        spec = job_input.parse(job.get("input"))
     except JobError as exc:
         log.warning("job %s rejected: %s", job.get("id"), exc)
         return {"error": str(exc)}
-    pipeline = spec["pipeline"]
+    pipeline = spec.pipeline
     refused = _claim(job, spec, rt)
     if refused is not None:
         return refused
-    reporter = _Reporter(job, rt.settings.progress_interval_s, spec["callbacks"].get("progress"))
+    reporter = _Reporter(job, rt.settings.progress_interval_s, spec.callbacks.get("progress"))
     # Tells the app at once that a worker has the job: its page says "running" from now on.
     reporter.message("starting", "a GPU worker took the job")
     metrics: dict[str, Any] = {}
@@ -229,31 +157,37 @@ def run_job(job: dict[str, Any], cancel: threading.Event | None = None) -> dict[
     workdir = Path(
         tempfile.mkdtemp(prefix=f"{JOB_DIR_PREFIX}{os.getpid()}-", dir=rt.settings.work_dir)
     )
+    cancel = cancel or threading.Event()
+    ceiling = rt.settings.memory_ceiling()
     try:
-        loaded, metrics["model_load_s"] = rt.loader.wait(
-            pipeline.name,
-            report=lambda text: reporter.message("loading model", text),
-            timeout=rt.settings.model_wait_s,
-            interval=min(1.0, rt.settings.progress_interval_s or 1.0),
-        )
-        paths, metrics["download_s"] = _download_inputs(spec["inputs"], workdir, rt, reporter)
-        ctx = pipelines.RunContext(
-            workdir=workdir,
-            device=rt.settings.device,
-            loaded=loaded,
-            cancel=cancel or threading.Event(),
-        )
-        t0 = time.monotonic()
-        outcome = pipeline.run(paths, spec["params"], reporter, ctx)
-        metrics["inference_s"] = time.monotonic() - t0
-        if outcome.frames is not None:
-            metrics["frames"] = outcome.frames
-        if outcome.items is not None:
-            metrics["items"] = outcome.items
-        t0 = time.monotonic()
-        delivered = _deliver(outcome, spec["output"], rt)
-        metrics["upload_s"] = time.monotonic() - t0
+        with memory.watched(ceiling, cancel) as watchdog:
+            loaded, metrics["model_load_s"] = rt.loader.wait(
+                pipeline.name,
+                report=lambda text: reporter.message("loading model", text),
+                timeout=rt.settings.model_wait_s,
+                interval=min(1.0, rt.settings.progress_interval_s or 1.0),
+            )
+            paths, metrics["download_s"] = _download_inputs(spec.inputs, workdir, rt, reporter)
+            ctx = pipelines.RunContext(
+                workdir=workdir,
+                device=rt.settings.device,
+                loaded=loaded,
+                cancel=cancel,
+                frame_limit=pipeline.limit(),
+            )
+            t0 = time.monotonic()
+            outcome = pipeline.run(paths, spec.params, reporter, ctx)
+            metrics["inference_s"] = time.monotonic() - t0
+            if outcome.frames is not None:
+                metrics["frames"] = outcome.frames
+            if outcome.items is not None:
+                metrics["items"] = outcome.items
+            t0 = time.monotonic()
+            delivered = _deliver(outcome, spec.output, rt)
+            metrics["upload_s"] = time.monotonic() - t0
     except JobError as exc:
+        if isinstance(exc, JobCancelled) and watchdog.tripped:
+            exc = JobError(memory.over_ceiling_message(ceiling))
         log.warning("job %s failed: %s", job.get("id"), exc)
         failed: dict[str, Any] = {"error": str(exc)}
         if exc.kind:
@@ -262,6 +196,9 @@ def run_job(job: dict[str, Any], cancel: threading.Event | None = None) -> dict[
             failed["refresh_worker"] = True
         return failed
     except Exception as exc:  # a pipeline bug: the message names it, the traceback goes to logs
+        if memory.out_of_memory(exc):
+            log.warning("job %s: over the memory ceiling: %r", job.get("id"), exc)
+            return {"error": memory.over_ceiling_message(ceiling)}
         log.exception("job %s: pipeline %s crashed", job.get("id"), pipeline.name)
         capture(exc, pipeline=pipeline.name)
         return {"error": f"pipeline {pipeline.name} failed: {_describe_crash(exc)}"}
@@ -272,7 +209,7 @@ def run_job(job: dict[str, Any], cancel: threading.Event | None = None) -> dict[
     metrics["total_s"] = round(time.monotonic() - started, 4)
     body = {
         "pipeline": pipeline.name,
-        "job_key": spec["job_key"],
+        "job_key": spec.job_key,
         "output": delivered,
         "result": outcome.result,
         "metrics": metrics,
@@ -283,10 +220,10 @@ def run_job(job: dict[str, Any], cancel: threading.Event | None = None) -> dict[
     return body
 
 
-def _claim(job: dict[str, Any], spec: dict[str, Any], rt: Runtime) -> dict[str, Any] | None:
+def _claim(job: dict[str, Any], spec: job_input.JobInput, rt: Runtime) -> dict[str, Any] | None:
     """Claim the attempt with the app before running (``callbacks.claim``), so a second
     RunPod job for the same attempt ends here without running. None: go ahead."""
-    url = spec["callbacks"].get("claim")
+    url = spec.callbacks.get("claim")
     runpod_id = job.get("id")
     if not url or not runpod_id:
         return None  # not from the app (another client, or one-shot local mode)
@@ -392,4 +329,4 @@ def remove_stale_job_dirs(work_dir: Path) -> int:
     return removed
 
 
-__all__ = ["handler", "parse_input", "run_job", "InputError"]
+__all__ = ["handler", "run_job", "InputError"]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gpu_worker import pipelines
+from gpu_worker.device import torch_device
 from gpu_worker.errors import JobError, ModelLoadError, WorkerConfigError, public
 from gpu_worker.model_cache import DownloadProgress, ModelCache
 
@@ -31,6 +32,13 @@ class _State:
     error: ModelLoadError | WorkerConfigError | None = None
     seconds: float = 0.0
     done: threading.Event = field(default_factory=threading.Event)
+
+
+def loading_phase(name: str, has_weights: bool, device: str) -> str:
+    """What a job waiting for ``name``'s ``load`` reads: weights only when there are some."""
+    if has_weights:
+        return f"loading {name}'s weights onto {device}"
+    return f"preparing {name} on {device}"
 
 
 class ModelLoader:
@@ -84,7 +92,7 @@ class ModelLoader:
                 state.phase = f"checking model {spec.repo_id}@{spec.revision}"
                 dirs[spec.repo_id] = self.cache.ensure(spec, on_progress)
             if pipeline.load is not None:
-                state.phase = f"loading {name}'s weights onto {self.device}"
+                state.phase = loading_phase(name, bool(dirs), torch_device(self.device))
                 state.loaded = pipeline.load(dirs, self.device)
             state.status = "ready"
             log.info("pipeline %s ready after %.1f s", name, time.monotonic() - started)

@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from gpu_worker import imagesize
 from gpu_worker.errors import InputError, JobCancelled
+from gpu_worker.pipelines import FrameLimit
 
 log = logging.getLogger("gpu_worker.media")
 
@@ -28,6 +30,12 @@ IMAGE_CODECS = {
 ENCODERS = {"png": "png", "mjpeg": "mjpeg", "webp": "libwebp"}
 # libx264 and most players stop at 8K.
 MAX_OUTPUT_SIDE = 8192
+# Codecs whose every packet is a whole image with its own header: each packet's frame size is
+# read before the decoder sees it (a stream may declare 64×64 and then send 12000×12000).
+SELF_DESCRIBING_CODECS = {"mjpeg", "png", "webp"}
+# Decoders that, told to skip every frame, read its size from the headers without allocating
+# it (PNG's, for one, decodes anyway).
+SKIP_AWARE = {"mjpeg", "h264", "hevc"}
 
 BatchTransform = Callable[[np.ndarray], np.ndarray]
 FrameProgress = Callable[[int, int | None], None]
@@ -58,27 +66,73 @@ def frame_progress(progress: Callable[[dict[str, Any]], None]) -> FrameProgress:
     return report
 
 
-def probe(path: Path, field: str = "inputs.video") -> VideoInfo:
-    """The video's size, rate and frame count; ``InputError`` when it is not a video."""
+def decoder_options(limit: FrameLimit) -> dict[str, str]:
+    """FFmpeg's ``max_pixels`` for ``limit``: a decoder refuses a larger frame before it
+    allocates it. Decoders check the width rounded up to their stride alignment (at most 64),
+    hence the slack; the exact limit is checked on each decoded frame."""
+    return {"max_pixels": str(limit.pixels + 64 * limit.side)}
+
+
+def _open(path: Path, limit: FrameLimit) -> Any:
+    """``av.open`` for reading. Its probing decoders (``avformat_find_stream_info``) are told
+    to skip frames, which those in ``SKIP_AWARE`` obey by reading only headers, and get
+    ``max_pixels`` for those that decode anyway. The stream's own decoder, used later, gets
+    neither of these: callers give it ``decoder_options``."""
     import av
 
+    return av.open(str(path), options={**decoder_options(limit), "skip_frame": "all"})
+
+
+def _declared_size(path: Path, codec: str) -> tuple[int, int]:
+    """The frame size a stream declares, for a stream whose probe ``max_pixels`` refused (it
+    then reads 0×0): opened again without it, only for decoders that skip frames."""
+    import av
+
+    if codec not in SKIP_AWARE:
+        return 0, 0
+    with av.open(str(path), options={"skip_frame": "all"}) as container:
+        context = container.streams.video[0].codec_context
+        return context.width, context.height
+
+
+def _an_image(field: str) -> InputError:
+    return InputError(
+        f"{field}: this is an image, not a video; send a video, or use a pipeline that takes images"
+    )
+
+
+def probe(path: Path, field: str = "inputs.video", *, limit: FrameLimit) -> VideoInfo:
+    """The video's size, rate and frame count; ``InputError`` when it is not a video or its
+    declared frame size is over ``limit``."""
+    import av
+
+    if imagesize.file_size_of(path) is not None:
+        raise _an_image(field)
     try:
-        with av.open(str(path)) as container:
+        with _open(path, limit) as container:
             if not container.streams.video:
                 raise InputError(f"{field}: the file has no video stream")
             stream = container.streams.video[0]
             if is_image_format(container.format.name):
+                raise _an_image(field)
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if not width or not height:
+                width, height = _declared_size(path, stream.codec_context.name)
+                limit.check(field, width, height)
+            if not width or not height:
+                # The container does not say, and the probing decoder refused the first frame.
                 raise InputError(
-                    f"{field}: this is an image, not a video; send a video, or use a "
-                    "pipeline that takes images"
+                    f"{field}: the video's frame size could not be read, or its first frame "
+                    f"is over the {limit.side}×{limit.side} limit of {limit.owner}"
                 )
+            limit.check(field, width, height)
             fps = stream.average_rate or stream.guessed_rate or Fraction(25)
             frames = stream.frames or None
             if frames is None and stream.duration and stream.time_base:
                 frames = int(stream.duration * stream.time_base * fps) or None
             return VideoInfo(
-                width=stream.codec_context.width,
-                height=stream.codec_context.height,
+                width=width,
+                height=height,
                 fps=Fraction(fps),
                 frames=frames,
                 has_audio=bool(container.streams.audio),
@@ -96,28 +150,45 @@ def is_image_format(name: str) -> bool:
     return name in IMAGE_FORMATS or name.endswith("_pipe")
 
 
-def is_image(path: Path) -> bool:
+def is_image(path: Path, *, limit: FrameLimit) -> bool:
     """Whether the file is a still image (PNG, JPEG, WebP...) rather than a video."""
     import av
 
+    if imagesize.file_size_of(path) is not None:
+        return True  # told by its header, without opening a decoder
     try:
-        with av.open(str(path)) as container:
+        with _open(path, limit) as container:
             return is_image_format(container.format.name)
     except av.error.FFmpegError:
         return False
 
 
-def read_image(path: Path, field: str = "inputs.file") -> tuple[np.ndarray, str]:
-    """The image as RGB (H, W, 3 uint8) and its codec (png, mjpeg or webp)."""
+def read_image(
+    path: Path, field: str = "inputs.file", *, limit: FrameLimit
+) -> tuple[np.ndarray, str]:
+    """The image as RGB (H, W, 3 uint8) and its codec (png, mjpeg or webp). Its size is
+    checked against ``limit`` from its header, before it is decoded."""
     import av
 
+    size = imagesize.file_size_of(path)
+    if size is not None:
+        limit.check(field, *size)
     try:
-        with av.open(str(path)) as container:
-            codec = container.streams.video[0].codec_context.name
+        with _open(path, limit) as container:
+            stream = container.streams.video[0]
+            codec = stream.codec_context.name
             if codec not in IMAGE_CODECS:
                 raise InputError(f"{field}: a {codec} image; send PNG, JPEG or WebP")
-            frame = next(container.decode(video=0))
+            stream.codec_context.options = decoder_options(limit)
+            frame = next(container.decode(stream))
+            limit.check(field, frame.width, frame.height)
             return frame.to_ndarray(format="rgb24"), codec
+    except av.error.ArgumentError:
+        # max_pixels: the decoder refused a frame over the limit (a header we cannot read).
+        raise InputError(
+            f"{field}: the image is larger than the {limit.side}×{limit.side} limit of "
+            f"{limit.owner}; send a smaller image"
+        ) from None
     except (av.error.FFmpegError, StopIteration, IndexError) as exc:
         log.warning("%s could not be read as an image: %s", field, exc)
         raise InputError(f"{field}: the input is not a readable PNG, JPEG or WebP image") from None
@@ -156,6 +227,8 @@ def transcode(
     transform: BatchTransform,
     *,
     scale: int,
+    limit: FrameLimit,
+    field: str = "inputs.video",
     batch_size: int = 8,
     crf: int = 20,
     preset: str = "veryfast",
@@ -164,18 +237,26 @@ def transcode(
     cancel: threading.Event | None = None,
 ) -> int:
     """Decode ``src``, pass RGB batches (N, H, W, 3 uint8) through ``transform``, which
-    returns them ``scale`` times larger, and write H.264/AAC MP4 to ``dst``. Returns frames."""
+    returns them ``scale`` times larger, and write H.264/AAC MP4 to ``dst``. Returns frames.
+
+    Every frame is held to ``limit`` while decoding, before it is allocated: the decoder gets
+    ``max_pixels``, the packets of MJPEG/PNG/WebP streams are measured from their headers,
+    and each decoded frame's size is checked before it becomes an array. Batches hold at most
+    ``limit.batch_pixels``."""
     import av
 
-    info = probe(src)
+    info = probe(src, field, limit=limit)
     width, height = output_size(info, scale)
+    batch_size = limit.batch_for(info.width, info.height, batch_size)
     total = info.frames
     if max_frames and (total is None or max_frames < total):
         total = max_frames
     done = 0
-    with av.open(str(src)) as inp, av.open(str(dst), "w", format="mp4") as out:
+    with _open(src, limit) as inp, av.open(str(dst), "w", format="mp4") as out:
         vin = inp.streams.video[0]
         vin.thread_type = "AUTO"
+        vin.codec_context.options = decoder_options(limit)
+        measure_packets = vin.codec_context.name in SELF_DESCRIBING_CODECS
         ain = inp.streams.audio[0] if inp.streams.audio else None
         vout = out.add_stream("libx264", rate=info.fps)
         vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
@@ -185,6 +266,7 @@ def transcode(
             aout = out.add_stream("aac", rate=ain.codec_context.sample_rate)
             aout.layout = ain.codec_context.layout.name
         batch: list[np.ndarray] = []
+        seen = 0  # video packets read, for messages
 
         def flush() -> None:
             nonlocal done
@@ -203,14 +285,39 @@ def transcode(
             if progress:
                 progress(done, total)
 
+        def decode(packet: Any) -> list[Any]:
+            nonlocal seen
+            seen += 1
+            where = f" (frame {seen})"
+            if measure_packets:
+                size = imagesize.size_of(bytes(packet))
+                if size is not None:
+                    limit.check(field, *size, where=where)
+            try:
+                return packet.decode()
+            except av.error.ArgumentError:
+                # max_pixels: the decoder refused to allocate a frame over the limit.
+                raise InputError(
+                    f"{field}: frame {seen} is larger than the {limit.side}×{limit.side} "
+                    f"limit of {limit.owner}; send a video no larger than that"
+                ) from None
+
         streams = [vin] + ([ain] if aout is not None else [])
         stop = False
         for packet in inp.demux(*streams):
             if packet.stream is vin:
-                for frame in packet.decode():
+                for frame in decode(packet):
                     if max_frames and done + len(batch) >= max_frames:
                         stop = True
                         break
+                    number = done + len(batch) + 1
+                    limit.check(field, frame.width, frame.height, f" (frame {number})")
+                    if (frame.width, frame.height) != (info.width, info.height):
+                        raise InputError(
+                            f"{field}: frame {number} is "
+                            f"{frame.width}×{frame.height} in a {info.width}×{info.height} "
+                            "video; frames that change size are not supported"
+                        )
                     batch.append(frame.to_ndarray(format="rgb24"))
                     if len(batch) >= batch_size:
                         flush()

@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from gpu_worker.memory import default_ceiling
 from gpu_worker.redaction import is_secret_name
 
 # Base64 grows a file by a third and RunPod warns above 20 MB of result: past this, upload.
@@ -118,6 +119,8 @@ class WorkerSettings:
     progress_interval_s: float = 1.0
     preload_pipelines: tuple[str, ...] = ()
     device: str = "auto"
+    # The process's memory ceiling (gpu_worker.memory); 0: 80 % of the RAM or container limit.
+    memory_limit_bytes: int = 0
     sentry_dsn: str = ""
     platform: Platform = field(default_factory=Platform)
 
@@ -141,9 +144,14 @@ class WorkerSettings:
             progress_interval_s=_float("PROGRESS_INTERVAL_S", cls.progress_interval_s),
             preload_pipelines=tuple(p.strip() for p in preload.split(",") if p.strip()),
             device=os.environ.get("TORCH_DEVICE", "auto").strip() or "auto",
+            memory_limit_bytes=_int("MEMORY_LIMIT_BYTES", cls.memory_limit_bytes, 0),
             sentry_dsn=os.environ.get("SENTRY_DSN", "").strip(),
             platform=Platform.from_env(),
         )
+
+    def memory_ceiling(self) -> int:
+        """``memory_limit_bytes``, or the default share of what this host lets us use."""
+        return self.memory_limit_bytes or default_ceiling()
 
     def describe(self) -> dict[str, str]:
         """The settings as strings for the start-up log line, secrets (the Sentry DSN) shown

@@ -25,7 +25,7 @@ import importlib
 import re
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,14 +69,48 @@ class Input:
             raise ValueError(f"input {self.name!r}: kinds must be some of {KINDS}, not {bad}")
 
 
+@dataclass(frozen=True)
+class FrameLimit:
+    """The largest frame a pipeline decodes, checked from headers and packets before the
+    decoder allocates it (``gpu_worker.media``): ``side`` pixels across or down, ``pixels`` in
+    all; and ``batch_pixels``, the pixels a batch of frames may hold (the batch is made
+    smaller for large frames). The defaults take 4K UHD and DCI 4K video and 8 frames of
+    1080p a batch."""
+
+    side: int = 4096
+    pixels: int = 4096 * 2304
+    batch_pixels: int = 8 * 1920 * 1080
+    owner: str = ""
+
+    def check(self, field: str, width: int, height: int, where: str = "") -> None:
+        """``InputError`` when a ``width``×``height`` frame is over the limit."""
+        if max(width, height) > self.side:
+            raise InputError(
+                f"{field}: frame {width}×{height}{where} exceeds the {self.side}×{self.side} "
+                f"limit of {self.owner}; send a file no larger than that"
+            )
+        if width * height > self.pixels:
+            raise InputError(
+                f"{field}: frame {width}×{height}{where} has {width * height / 1e6:.1f} "
+                f"megapixels, over the {self.pixels / 1e6:.1f}-megapixel limit of "
+                f"{self.owner}; send a smaller file"
+            )
+
+    def batch_for(self, width: int, height: int, wanted: int) -> int:
+        """How many ``width``×``height`` frames a batch may hold: ``wanted``, or fewer."""
+        return max(1, min(wanted, self.batch_pixels // max(1, width * height)))
+
+
 @dataclass
 class RunContext:
-    """What a pipeline run gets besides its inputs: a scratch folder, the device, its models."""
+    """What a pipeline run gets besides its inputs: a scratch folder, the device, its models,
+    and the largest frame it may decode (its pipeline's ``frame_limit``)."""
 
     workdir: Path
     device: str
     loaded: Any = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    frame_limit: FrameLimit = field(default_factory=FrameLimit)
 
     def output_path(self, suffix: str) -> Path:
         return self.workdir / f"output{suffix}"
@@ -114,6 +148,12 @@ class Pipeline:
     output: Mapping[str, str] = field(default_factory=dict)
     models: Callable[[], tuple[ModelSpec, ...]] = tuple
     load: Callable[[dict[str, Path], str], Any] | None = None
+    # The largest frame its inputs may have; decoding refuses larger ones before allocating.
+    frame_limit: FrameLimit = field(default_factory=FrameLimit)
+
+    def limit(self) -> FrameLimit:
+        """``frame_limit``, naming this pipeline in its messages."""
+        return replace(self.frame_limit, owner=self.name)
 
     def params_schema(self) -> dict[str, Any]:
         """The JSON Schema of the ``params`` object."""

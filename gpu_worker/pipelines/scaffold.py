@@ -86,8 +86,8 @@ def run(
 
     transform = apply(ctx.loaded, params)
     source = inputs["file"]
-    if media.is_image(source):
-        rgb, codec = media.read_image(source)
+    if media.is_image(source, limit=ctx.frame_limit):
+        rgb, codec = media.read_image(source, limit=ctx.frame_limit)
         out = ctx.output_path(media.IMAGE_CODECS[codec][1])
         content_type = media.write_image(transform(rgb[None])[0], out, codec)
         return PipelineResult(
@@ -99,6 +99,8 @@ def run(
         out,
         transform,
         scale=1,
+        limit=ctx.frame_limit,
+        field="inputs.file",
         batch_size=params["batch_size"],
         crf=params["crf"],
         preset=params["preset"],

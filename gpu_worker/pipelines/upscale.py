@@ -216,8 +216,8 @@ def run(
         "device": str(loaded["device"]),
         "half": str(loaded["dtype"]) == "torch.float16",
     }
-    if media.is_image(source):
-        rgb, codec = media.read_image(source, "inputs.file")
+    if media.is_image(source, limit=ctx.frame_limit):
+        rgb, codec = media.read_image(source, "inputs.file", limit=ctx.frame_limit)
         height, width = rgb.shape[0] * scale, rgb.shape[1] * scale
         if max(height, width) > media.MAX_OUTPUT_SIDE:
             raise InputError(
@@ -234,7 +234,7 @@ def run(
             content_type=content_type,
             items=1,
         )
-    info = media.probe(source, "inputs.file")
+    info = media.probe(source, "inputs.file", limit=ctx.frame_limit)
     width, height = media.output_size(info, scale)
     out = ctx.output_path(".mp4")
     frames = media.transcode(
@@ -242,6 +242,8 @@ def run(
         out,
         transform,
         scale=scale,
+        limit=ctx.frame_limit,
+        field="inputs.file",
         batch_size=params["batch_size"],
         crf=params["crf"],
         preset=params["preset"],

@@ -93,7 +93,7 @@ def run(
 ) -> PipelineResult:
     from gpu_worker.media import frame_progress, output_size, probe, transcode
 
-    info = probe(inputs["video"])
+    info = probe(inputs["video"], limit=ctx.frame_limit)
     width, height = output_size(info, params["scale"])
     enhancer = Enhancer(ctx.loaded["device"], params["scale"], params["sharpen"], params["denoise"])
     out = ctx.output_path(".mp4")
@@ -103,6 +103,7 @@ def run(
         out,
         enhancer,
         scale=params["scale"],
+        limit=ctx.frame_limit,
         batch_size=params["batch_size"],
         crf=params["crf"],
         preset=params["preset"],

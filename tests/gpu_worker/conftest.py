@@ -31,7 +31,7 @@ def weights_repo_files() -> dict[str, bytes]:
 
 def sr_repo_files() -> dict[str, bytes]:
     """A hub repo like ai-forever/Real-ESRGAN: checkpoints of several scales and a README."""
-    from tests.support.sr_weights import realesrgan_x2_pth
+    from bench.sr_weights import realesrgan_x2_pth
 
     return {SR_FILE: realesrgan_x2_pth(), "RealESRGAN_x4.pth": b"not downloaded", "README.md": b"#"}
 

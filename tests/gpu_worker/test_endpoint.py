@@ -8,6 +8,7 @@ import pytest
 
 from deploy.stack.local_endpoint import local_endpoint
 from gpu_worker.media import read_image
+from gpu_worker.pipelines import FrameLimit
 from tests.gpu_worker.conftest import SR_FILE, SR_MODEL, SR_REPO, sample_bytes
 from tests.gpu_worker.media import png_bytes, read_clip
 
@@ -97,7 +98,7 @@ def test_pipelines_and_input_failures_through_the_local_endpoint(tmp_path, hub, 
         assert status["status"] == "COMPLETED", status.get("error")
         assert status["output"]["output"]["content_type"] == "image/png"
         (tmp_path / "photo.png").write_bytes(files.uploads["photo.png"])
-        upscaled, codec = read_image(tmp_path / "photo.png")
+        upscaled, codec = read_image(tmp_path / "photo.png", limit=FrameLimit())
         assert upscaled.shape == (28, 40, 3) and codec == "png"
 
         video = api.run(

@@ -65,12 +65,69 @@ def job(payload, job_id="job-1"):
         ),
         ({"pipeline": "echo", "output": {"inline": False}}, 'output: expected {"put_url"'),
         ({"pipeline": "echo", "job_key": 7}, "job_key: expected a string"),
+        ({"pipeline": 5}, "pipeline: expected a pipeline name string"),
+        (
+            {"pipeline": "echo", "inputs": ["http://h/a"]},
+            'inputs: expected a JSON object {"<name>"',
+        ),
+        ({"pipeline": "echo", "output": "inline"}, 'output: expected {"put_url": URL'),
+        ({"pipeline": "echo", "output": {}}, 'output: expected {"put_url": URL'),
+        (
+            {"pipeline": "echo", "output": {"put_url": "http://h/o", "inline": True}},
+            "output: give either put_url or inline, not both",
+        ),
+        (
+            {"pipeline": "echo", "output": {"put_url": "http://h/o", "content_type": 3}},
+            "output.content_type: expected a MIME type string like video/mp4",
+        ),
+        ({"pipeline": "echo", "callbacks": "http://h/c"}, 'callbacks: expected {"claim": URL'),
+        (
+            {"pipeline": "echo", "callbacks": {"done": "http://h/c"}},
+            "callbacks.done: unknown; the input takes claim, progress",
+        ),
+        (
+            {"pipeline": "echo", "callbacks": {"claim": "gopher://h/c"}},
+            "callbacks.claim: only http and https URLs are accepted, got gopher",
+        ),
     ],
 )
 def test_bad_input_fails_with_a_message_naming_the_field(worker_env, payload, expected):
     result = run_job(job(payload))
     assert set(result) == {"error"}
     assert result["error"].startswith(expected), result["error"]
+
+
+def test_the_input_is_checked_by_one_schema_whose_words_reach_the_user(worker_env):
+    """Every refusal the schema words is what the job's error says (issue 17)."""
+    from jsonschema import Draft202012Validator
+
+    from gpu_worker.job_input import SCHEMA
+
+    Draft202012Validator.check_schema(SCHEMA)
+    words = []
+
+    def collect(node):
+        if isinstance(node, dict):
+            if "x-error" in node:
+                words.append(f"{node['x-field']}: {node['x-error']}")
+            for value in node.values():
+                collect(value)
+
+    collect(SCHEMA)
+    bad = {
+        "input: expected": "just a string",
+        "pipeline:": {"pipeline": 5},
+        "params:": {"params": 1},
+        "inputs:": {"inputs": 1},
+        "output:": {"output": 1},
+        "output: give": {"output": {"put_url": "http://h/o", "inline": True}},
+        "output.content_type:": {"output": {"put_url": "http://h/o", "content_type": 1}},
+        "job_key:": {"job_key": 1},
+        "callbacks:": {"callbacks": 1},
+    }
+    for text in words:
+        payload = next(p for prefix, p in bad.items() if text.startswith(prefix))
+        assert run_job(job(payload))["error"] in words
 
 
 def test_echo_keeps_its_shape_and_follows_the_contract(worker_env):

@@ -175,3 +175,11 @@ def test_a_workspace_model_dir_is_flagged_loudly_at_start(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ERROR gpu_worker: !!!" in done.stderr
     assert "MODEL_DIR=/workspace/models points at /workspace: on RunPod Serverless" in done.stderr
+
+
+def test_the_worker_benchmarks_import_nothing_from_the_tests():
+    """``python -m bench.gpu_check`` runs on a GPU box with the worker's requirements and the
+    repository, and ``bench worker`` beside it: neither reaches into tests/ (issue 17)."""
+    for name in ("gpu_check.py", "worker.py", "sr_weights.py"):
+        text = (ROOT / "bench" / name).read_text()
+        assert "from tests" not in text and "import tests" not in text, name

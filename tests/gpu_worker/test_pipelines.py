@@ -107,3 +107,40 @@ def test_a_silent_video_comes_out_silent(worker_env, files, tmp_path):
     clip = read_clip(out)
     assert (clip["width"], clip["height"], clip["audio_codec"]) == (66, 38, None)
     assert result["result"]["audio"] is False
+
+
+def test_a_pipeline_without_weights_says_it_prepares_on_the_device_it_resolved(
+    worker_env, monkeypatch
+):
+    """Jobs waiting for video_enhance's warm-up read what happens, on which device: not
+    "loading video_enhance's weights onto auto" (issue 21, item 6)."""
+    import dataclasses
+    import threading
+
+    from gpu_worker import pipelines
+    from gpu_worker.handler import runtime
+
+    monkeypatch.delenv("TORCH_DEVICE", raising=False)  # auto: the CPU on this machine
+    real_get = pipelines.get
+    real = real_get("video_enhance")
+    release = threading.Event()
+
+    def slow_load(dirs, device):
+        release.wait(10)
+        return real.load(dirs, device)
+
+    slow = dataclasses.replace(real, load=slow_load)
+    monkeypatch.setattr(
+        pipelines, "get", lambda name: slow if name == "video_enhance" else real_get(name)
+    )
+    phases: list[str] = []
+
+    def report(text: str) -> None:
+        phases.append(text)
+        if "video_enhance" in text:
+            release.set()
+
+    loaded, _ = runtime().loader.wait("video_enhance", report=report, interval=0.01)
+    assert loaded == {"device": "cpu"}
+    assert "preparing video_enhance on cpu" in phases
+    assert not [p for p in phases if "weights" in p or "auto" in p], phases

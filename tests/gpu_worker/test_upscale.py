@@ -80,6 +80,7 @@ def test_upscale_runs_a_real_esrgan_layout_checkpoint_on_a_video(
 )
 def test_upscale_takes_an_image_and_returns_the_same_format(sr_hub, files, tmp_path, name, ctype):
     from gpu_worker.media import IMAGE_CODECS, read_image, write_image
+    from gpu_worker.pipelines import FrameLimit
 
     yy, xx = np.mgrid[0:24, 0:36]
     rgb = np.stack([xx * 7 % 256, yy * 10 % 256, (xx + yy) * 4 % 256], axis=2).astype(np.uint8)
@@ -90,7 +91,7 @@ def test_upscale_takes_an_image_and_returns_the_same_format(sr_hub, files, tmp_p
     assert result["result"]["kind"] == "image" and result["metrics"]["items"] == 1
     assert (result["result"]["width"], result["result"]["height"]) == (72, 48)
     (tmp_path / "out").write_bytes(files.uploads[name])
-    back, back_codec = read_image(tmp_path / "out")
+    back, back_codec = read_image(tmp_path / "out", limit=FrameLimit())
     assert back.shape == (48, 72, 3) and back_codec == codec
     assert result["output"]["content_type"] == IMAGE_CODECS[codec][0] == ctype
     if codec == "png":  # lossless: what the network made of the image (float rounding aside)
@@ -104,8 +105,8 @@ def test_tiles_join_without_seams():
 
     import torch
 
+    from bench.sr_weights import compact_safetensors
     from gpu_worker.pipelines.upscale import import_spandrel, upscale_tiled
-    from tests.support.sr_weights import compact_safetensors
 
     spandrel = import_spandrel()
     with tempfile.TemporaryDirectory() as folder:

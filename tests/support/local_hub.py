@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from bench.sr_weights import realesrgan_x2_pth
 from tests.support.hf_hub import FakeHub
-from tests.support.sr_weights import realesrgan_x2_pth
 
 REPO = "local/tiny-esrgan"
 FILE = "RealESRGAN_x2.pth"

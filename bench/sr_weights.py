@@ -1,4 +1,5 @@
-"""Tiny super-resolution checkpoints of architectures spandrel recognises, made here.
+"""Tiny super-resolution checkpoints of architectures spandrel recognises, made here (the
+tests' fake hub and the GPU benchmarks serve them; no download).
 
 - ``realesrgan_x2_pth``: the layout of Real-ESRGAN's ``RealESRGAN_x2.pth`` (BasicSR's RRDBNet
   key names, a pixel-unshuffle stem taking 12 channels, two upsampling convolutions, the
