@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.endpoints.health import management, on_runpod
@@ -179,11 +179,17 @@ def store(session: Session, lives: list[Life], usd_per_s: float, endpoint: str) 
                 charged.add(job.id)
     session.flush()
     for job_id in charged:
-        job = session.get(Job, job_id)
-        rows = session.scalars(
-            select(BilledSeconds).where(BilledSeconds.charged_to == job_id)
-        ).all()
-        job.cost_usd = round(sum(r.usd for r in rows), 6)
+        usd = session.scalar(
+            select(func.sum(BilledSeconds.usd)).where(BilledSeconds.charged_to == job_id)
+        )
+        # A plain UPDATE: no version bump, so a poll or webhook applying a status to the
+        # same row meanwhile is not made stale by the bill (its own write keeps the larger).
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(cost_usd=round(float(usd or 0.0), 6))
+            .execution_options(synchronize_session=False)
+        )
     session.commit()
     return charged
 
