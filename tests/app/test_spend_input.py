@@ -120,3 +120,31 @@ def test_the_dashboard_draws_spend_per_day_per_pipeline_and_endpoint(app, client
     assert panel.count('<svg xmlns="http://www.w3.org/2000/svg" class="spend-chart"') == 2
     assert f"{utcnow().date().isoformat()} upscale: $0.250000" in panel
     assert "25% idle and 25% start-up" in panel
+
+
+def test_an_endpoint_refusing_the_api_key_trips_its_breaker(app, tmp_path):
+    from app.lifecycle.submission import submit
+    from app.services import services_of
+    from deploy.stack.local_endpoint import local_endpoint
+
+    with local_endpoint(tmp_path / "endpoint", api_key="the-right-key-0123456789") as ep:
+        services = services_of(app)
+        wrong = services.replace(
+            settings=services.settings.replace(
+                runpod_endpoint_base_url=ep.base_url,
+                runpod_endpoint_id=ep.endpoint_id,
+                runpod_api_key="a-wrong-key-9876543210",
+            )
+        )
+        with app.app_context():
+            session = get_session()
+            first, second = Job(pipeline="echo"), Job(pipeline="echo")
+            session.add_all([first, second])
+            session.commit()
+            assert submit(session, first.id, wrong) == "refused"
+            state = breaker.load(session, "default")
+            assert state.open and "401" in state.cause and "RUNPOD_API_KEY" in state.fix
+            # Nothing more is sent: the next job waits with the words.
+            assert submit(session, second.id, wrong).startswith("held: paused: ")
+            session.refresh(second)
+            assert second.status == "PENDING" and not second.attempts
