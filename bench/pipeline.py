@@ -87,6 +87,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--endpoint-interval", type=float, default=0.5, help="seconds between echo jobs (0.5)"
     )
+    p.add_argument("--endpoint-rounds", type=int, default=3, help="alone/busy phases in turn (3)")
     p.add_argument("--video-job-s", type=float, default=120, help="each video job's length")
     p.add_argument("--keep", action="store_true", help="keep the working folder and its logs")
     return p.parse_args(argv)
@@ -149,19 +150,23 @@ class Stack:
     def endpoint_requests(self) -> dict[str, int]:
         return self.endpoint.api().stats()["requests"]
 
+    def column(self, name: str, job_ids: list[str]) -> dict[str, Any]:
+        """``{job id: value}`` of the jobs table's column ``name`` (one of this module's)."""
+        with contextlib.closing(self.app_db()) as db:
+            return dict(
+                db.execute(
+                    # Only the column and "?" placeholders are formatted in; the ids are bound.
+                    f"SELECT id, {name} FROM jobs WHERE id IN ({','.join('?' * len(job_ids))})",  # noqa: S608
+                    job_ids,
+                ).fetchall()
+            )
+
     def wait_terminal(self, job_ids: list[str], timeout: float) -> dict[str, str]:
         """Poll the app's database until every job is terminal; {job id: status}."""
         deadline = time.monotonic() + timeout
         wanted = set(job_ids)
         while True:
-            with contextlib.closing(self.app_db()) as db:
-                rows = dict(
-                    db.execute(
-                        # Only "?" placeholders are formatted in; the ids are bound.
-                        f"SELECT id, status FROM jobs WHERE id IN ({','.join('?' * len(wanted))})",  # noqa: S608
-                        sorted(wanted),
-                    ).fetchall()
-                )
+            rows = self.column("status", sorted(wanted))
             done = {k: v for k, v in rows.items() if v in TERMINAL}
             if len(done) == len(wanted) or time.monotonic() > deadline:
                 return {job: rows.get(job, "MISSING") for job in job_ids}
@@ -242,14 +247,7 @@ def _echo_stream(s: Stack, jobs: int, interval_s: float) -> list[float]:
         sent[job_id] = at
         time.sleep(max(0.0, interval_s - (time.monotonic() - started)))
     statuses = s.wait_terminal(list(sent), timeout=300)
-    with contextlib.closing(s.app_db()) as db:
-        finished = dict(
-            db.execute(
-                # Only "?" placeholders are formatted in; the ids are bound.
-                f"SELECT id, finished_at FROM jobs WHERE id IN ({','.join('?' * len(sent))})",  # noqa: S608
-                list(sent),
-            ).fetchall()
-        )
+    finished = s.column("finished_at", list(sent))
     return [
         (_wall(finished[job_id]) - at) * 1000
         for job_id, at in sent.items()
@@ -696,7 +694,11 @@ def main(argv: list[str]) -> int:
                 PIPELINES="echo,video_enhance,upscale",
             ) as s:
                 results["endpoints"] = measure_endpoints(
-                    s, args.endpoint_jobs, args.endpoint_interval, video_jobs=3
+                    s,
+                    args.endpoint_jobs,
+                    args.endpoint_interval,
+                    video_jobs=3,
+                    rounds=args.endpoint_rounds,
                 )
     finally:
         if args.keep:
