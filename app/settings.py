@@ -26,6 +26,7 @@ from typing import Any
 from app.endpoints.routing import Fleet, RoutingError, build_fleet
 from app.lifecycle.status_budget import WINDOWS_PER_BUDGET
 from app.pipelines import declared, undeclared
+from deploy.runpod.prices import PriceError, price_per_second
 from deploy.runpod.vocabulary import DEFAULT_JOB_URL
 
 REPO = Path(__file__).resolve().parent.parent
@@ -246,6 +247,10 @@ class Settings:
                     raise SettingsError(
                         f"{name.upper()} has {pair!r}: use name=usd pairs, e.g. video=20,light=5"
                     )
+        try:  # every cost, budget and chart is priced with these
+            price_per_second(self.gpu_pools, override=self.gpu_price_per_second or None)
+        except PriceError as exc:
+            raise SettingsError(f"GPU_POOLS={','.join(self.gpu_pools)}: {exc}") from None
         if self.breaker_crashes < 1:
             raise SettingsError("BREAKER_CRASHES must be at least 1")
         if not self.pipelines:

@@ -19,11 +19,14 @@ read, ``app.lifecycle.status`` shows execution × price as an estimate.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+import tomllib
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -35,7 +38,7 @@ from app.models import IDLE, Attempt, BilledSeconds, Job, utcnow
 from app.services import JobAPIError
 from app.settings import Settings
 from deploy.runpod.management import ManagementError
-from deploy.runpod.prices import price_per_second
+from deploy.runpod.prices import PriceError, price_per_second
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +46,42 @@ DEFAULT_ENDPOINT = DEFAULT  # the one endpoint of a single-endpoint configuratio
 READ_BACK_S = 2 * 24 * 3600  # lives started earlier than this are final in the table already
 
 
-def price(settings: Settings) -> float:
-    """USD per second of one worker: the price book for GPU_POOLS, or GPU_PRICE_PER_SECOND."""
-    return price_per_second(settings.gpu_pools, override=settings.gpu_price_per_second or None)
+def price(settings: Settings, endpoint: str = DEFAULT) -> float:
+    """USD per second of one (flex) worker of ``endpoint``, from the price book.
+
+    A named endpoint is priced as its spec says (``deploy/endpoints/<name>.toml``:
+    ``gpu_tiers``, ``gpu_count``, ``[pricing] flex_per_s``), the ``default`` one, or an
+    endpoint without a spec, at ``GPU_POOLS``. Overrides, most specific first, as
+    ``deploy cost`` takes them: the spec's ``[pricing]``, then ``GPU_PRICE_PER_SECOND``."""
+    pools, count, override = settings.gpu_pools, 1, settings.gpu_price_per_second or None
+    if endpoint != DEFAULT:
+        spec = _spec(settings.endpoint_specs_dir, endpoint)
+        tiers = spec.get("gpu_tiers")
+        if isinstance(tiers, list) and tiers and all(isinstance(t, str) for t in tiers):
+            pools = tuple(tiers)
+        if isinstance(spec.get("gpu_count"), int) and spec["gpu_count"] > 0:
+            count = spec["gpu_count"]
+        flex = spec.get("flex_per_s")
+        if isinstance(flex, int | float) and flex > 0:
+            override = float(flex)
+    try:
+        return price_per_second(pools, override=override, gpu_count=count)
+    except PriceError as exc:  # e.g. a pool RunPod publishes no price for, and no override
+        log.warning("endpoint %s priced at GPU_POOLS: %s", endpoint, exc)
+        return price_per_second(settings.gpu_pools, override=settings.gpu_price_per_second or None)
+
+
+@functools.lru_cache(maxsize=32)
+def _spec(specs_dir: str, name: str) -> dict[str, Any]:
+    """What pricing reads of an endpoint's spec: its ``[endpoint]`` table plus ``[pricing]``'s
+    ``flex_per_s``; {} when there is none (routing has already refused a missing one)."""
+    try:
+        data = tomllib.loads((Path(specs_dir) / f"{name}.toml").read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+    endpoint = data.get("endpoint") if isinstance(data.get("endpoint"), dict) else {}
+    pricing = data.get("pricing") if isinstance(data.get("pricing"), dict) else {}
+    return {**endpoint, "flex_per_s": pricing.get("flex_per_s")}
 
 
 def endpoint_of(job: Job) -> str:
@@ -200,7 +236,8 @@ def refresh(
     """Read the bill and store it; returns how many jobs' costs it set."""
     if not settings.configured(endpoint):
         return 0
-    return len(store(session, read_lives(session, settings, api), price(settings), endpoint))
+    lives = read_lives(session, settings, api)
+    return len(store(session, lives, price(settings, endpoint), endpoint))
 
 
 @dataclass(frozen=True)

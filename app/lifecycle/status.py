@@ -188,7 +188,7 @@ def _record_timings(job: Job, payload: dict[str, Any], settings: Settings) -> No
         job.execution_ms = int(execution)
         # An estimate until the bill is read (app.endpoints.billing); the bill, which adds
         # start-up to the run, is never below it, so the larger figure is the better one.
-        estimate = round(execution / 1000 * billing.price(settings), 6)
+        estimate = round(execution / 1000 * billing.price(settings, job.endpoint), 6)
         job.cost_usd = max(job.cost_usd or 0.0, estimate)
     if isinstance(payload.get("workerId"), str):
         job.worker_id = payload["workerId"][:128]

@@ -93,7 +93,7 @@ def _job_context(job: Job) -> dict:
         "words": words,
         "timings": timings(job),
         "attempts": attempt_rows(job, words),
-        "price": billing.price(services().settings),
+        "price": billing.price(services().settings, job.endpoint),
         "bill": billing.parts(get_session(), job),
         "result_url": result_url(job, external=False),
         "can_act": may_act_on(job.id),

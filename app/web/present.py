@@ -80,7 +80,7 @@ def job_json(job: Job, live: Live | None = None) -> dict[str, Any]:
         "diagnosis": job.diagnosis,
         "timings": timings(job),
         "cost": bill_json(job),
-        "gpu_price_per_second": billing.price(services().settings),
+        "gpu_price_per_second": billing.price(services().settings, job.endpoint),
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),

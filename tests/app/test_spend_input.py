@@ -23,6 +23,8 @@ from tests.app.conftest import csrf_token, login_admin
         ({"BUDGET_USD_PER_DAY": "-1"}, "BUDGET_USD_PER_DAY"),
         ({"BREAKER_CRASHES": "0"}, "BREAKER_CRASHES"),
         ({"GPU_PRICE_PER_SECOND": "cheap"}, "GPU_PRICE_PER_SECOND"),
+        ({"GPU_POOLS": "AMPERE_1000"}, "no price for GPU pool 'AMPERE_1000'"),
+        ({"GPU_POOLS": "BLACKWELL_96"}, "set GPU_PRICE_PER_SECOND"),
     ],
 )
 def test_bad_spend_settings_are_refused_naming_the_variable(env, says):
@@ -148,3 +150,23 @@ def test_an_endpoint_refusing_the_api_key_trips_its_breaker(app, tmp_path):
             assert submit(session, second.id, wrong).startswith("held: paused: ")
             session.refresh(second)
             assert second.status == "PENDING" and not second.attempts
+
+
+def test_a_named_endpoint_is_priced_from_its_spec(tmp_path):
+    from app.endpoints import billing
+    from deploy.runpod.prices import price_per_second
+
+    (tmp_path / "video.toml").write_text(
+        '[endpoint]\npipelines = ["video_enhance"]\ngpu_tiers = ["AMPERE_48", "ADA_48_PRO"]\n'
+        "gpu_count = 2\n"
+    )
+    (tmp_path / "own.toml").write_text(
+        '[endpoint]\npipelines = ["upscale"]\ngpu_tiers = ["BLACKWELL_96"]\n'
+        "[pricing]\nflex_per_s = 0.002\n"
+    )
+    settings = Settings.from_env({"APP_ENV": "test", "ENDPOINT_SPECS_DIR": str(tmp_path)})
+    # The dearest of its tiers, per GPU, times its GPUs: never below the bill.
+    assert billing.price(settings, "video") == price_per_second(["ADA_48_PRO"], gpu_count=2)
+    assert billing.price(settings, "own") == 0.002  # the spec's [pricing]
+    assert billing.price(settings) == price_per_second(["AMPERE_24"])  # GPU_POOLS
+    assert billing.price(settings.replace(gpu_price_per_second=0.01)) == 0.01
