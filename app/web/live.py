@@ -145,7 +145,7 @@ def live(session: Session, job: Job) -> Live | None:
     queued = 0
     if is_queued:
         # The endpoint's queue (the app's own rows: RunPod's position is not published): each
-        # endpoint has its own, so these counts and the running rows below take job.endpoint's.
+        # endpoint has its own queue and workers, so only the rows of job.endpoint count.
         ahead_rows = session.scalars(
             select(Job.pipeline)
             .where(

@@ -53,8 +53,8 @@ DEVELOPMENT = {
             "$ENDPOINT_PORT",
             "$DEV_STATE_DIR/endpoint",
             "$RUNPOD_API_KEY",
-            "$RUNPOD_ENDPOINT_ID",
-            *("--workers-max", "1", "--idle-timeout", "5"),
+            None,
+            "$LOCAL_ENDPOINT_ARGS",  # app.devserver builds it with commands.endpoints_flags
             program=commands.python_module("deploy", "python"),
         )
     ],
