@@ -21,8 +21,10 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from app.db import session_scope
+from app.endpoints import breaker, budgets
 from app.endpoints.diagnosis import queue_words
 from app.endpoints.health import refresh_snapshots
+from app.lifecycle import spend
 from app.lifecycle.jobs import JobError, cancel_job, create_job, find_job, retry_job
 from app.lifecycle.polling import poll_plan
 from app.lifecycle.reconcile import cleanup, purge, reconcile
@@ -172,6 +174,54 @@ def health_command(endpoint: str | None, as_json: bool) -> None:
             click.echo(f"diagnosis: {data['diagnosis']}")
     if failed:
         _fail(f"cannot read the health of {', '.join(failed)}")
+
+
+@admin.command("budget")
+@click.option("--set", "set_", metavar="PERIOD=USD", help="store a budget: day=50 or month=900")
+@click.option("--clear", type=click.Choice(budgets.PERIODS), help="drop a stored budget")
+@click.option("--endpoint", default=budgets.ALL, help="the endpoint it is for (default: all)")
+@click.option("--release", is_flag=True, help="send the jobs a budget holds, once, anyway")
+def budget_command(set_: str | None, clear: str | None, endpoint: str, release: bool) -> None:
+    """Show each GPU budget and its use; raise one (--set) or release held jobs."""
+    with session_scope() as session:
+        if set_:
+            period, _, usd = set_.partition("=")
+            try:
+                budgets.set_override(session, period.strip(), endpoint, float(usd))
+            except ValueError as exc:
+                why = exc if period in budgets.PERIODS else "use day=USD or month=USD"
+                _fail(f"--set {set_!r}: {why}")
+            sent = spend.send_held(session, services())
+            click.echo(f"budget stored; {sent} held job(s) asked to start again")
+        if clear:
+            budgets.set_override(session, clear, endpoint, None)
+            click.echo(f"stored {clear} budget for {endpoint} cleared")
+        if release:
+            ids = spend.release_held(session, services())
+            click.echo(f"released {len(ids)} held job(s)")
+        uses = budgets.use(session, services().settings)
+        held = budgets.held_jobs(session)
+    if not uses:
+        click.echo("no GPU budget is set (BUDGET_USD_PER_DAY, BUDGET_USD_PER_MONTH)")
+    for use in uses:
+        scope = "all endpoints" if use.scope == budgets.ALL else f"endpoint {use.scope}"
+        click.echo(
+            f"{use.period} budget for {scope}: ${use.spent_usd:,.4f} of ${use.limit_usd:,.2f} spent"
+        )
+    click.echo(f"held jobs: {len(held)}")
+
+
+@admin.command("resume")
+@click.argument("endpoint")
+def resume_command(endpoint: str) -> None:
+    """Close an endpoint's breaker: one probe job goes first."""
+    with session_scope() as session:
+        state = breaker.load(session, endpoint)
+        if not state.open:
+            _fail(f"the breaker of endpoint {endpoint!r} is not open")
+        state = spend.resume(session, services(), endpoint)
+    probe = f"; probe job {state.probe}" if state.probe else "; no job was held"
+    click.echo(f"endpoint {endpoint} resumed{probe}")
 
 
 @admin.command("reconcile")

@@ -60,6 +60,12 @@ SHARED = (
     "RUNPOD_ENDPOINT_BASE_URL",
     "MAX_UPLOAD_BYTES",
     "GPU_PRICE_PER_SECOND",
+    # Issue 19: `flask admin budget` in a second terminal sees the stack's prices and budgets.
+    "GPU_POOLS",
+    "BUDGET_USD_PER_DAY",
+    "BUDGET_USD_PER_MONTH",
+    "BUDGET_USD_PER_DAY_BY_ENDPOINT",
+    "BUDGET_USD_PER_MONTH_BY_ENDPOINT",
 )
 _PR_SET_CHILD_SUBREAPER = 36
 # The development endpoints, served by one local endpoint process: each a spec in

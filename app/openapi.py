@@ -206,6 +206,23 @@ def document(settings: Settings) -> dict[str, Any]:
                                 "cost_usd": {"type": ["number", "null"]},
                             },
                         },
+                        "cost": {
+                            "type": ["object", "null"],
+                            "description": "The job's GPU bill as its worker was billed "
+                            "(start-up when it woke the worker, its run); so_far while it "
+                            "may grow; null until the endpoint's record is read",
+                            "properties": {
+                                "cost_usd": {"type": "number"},
+                                "so_far": {"type": "boolean"},
+                                "seconds": {
+                                    "type": "object",
+                                    "properties": {
+                                        k: {"type": "number"}
+                                        for k in ("start", "model_load", "run", "upload")
+                                    },
+                                },
+                            },
+                        },
                         "created_at": {"type": "string", "format": "date-time"},
                         "started_at": {"type": ["string", "null"], "format": "date-time"},
                         "finished_at": {"type": ["string", "null"], "format": "date-time"},

@@ -27,7 +27,7 @@ from flask import Flask
 
 from app.settings import Settings
 
-TASK_MODULES = ["tasks.jobs", "tasks.periodic"]
+TASK_MODULES = ["tasks.jobs", "tasks.periodic", "tasks.spend"]
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -55,6 +55,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_schedule": {
             "reconcile": {
                 "task": "tasks.reconcile",
+                "schedule": interval,
+                "options": {"expires": interval},
+            },
+            # Issue 19: the bill and the breaker, as often as reconcile refreshes the snapshot.
+            "spend": {
+                "task": "tasks.spend",
                 "schedule": interval,
                 "options": {"expires": interval},
             },

@@ -28,6 +28,7 @@ from typing import Any
 from app.endpoints.routing import Fleet, RoutingError, build_fleet
 from app.lifecycle.status_budget import WINDOWS_PER_BUDGET
 from app.pipelines import declared, undeclared
+from deploy.runpod.prices import PriceError, price_per_second
 from deploy.runpod.vocabulary import DEFAULT_JOB_URL
 
 REPO = Path(__file__).resolve().parent.parent
@@ -133,7 +134,20 @@ class Settings:
     sentry_release: str = ""
     sentry_traces_sample_rate: float = 0.0
     log_level: str = "INFO"
-    gpu_price_per_second: float = 0.00031  # AMPERE_24 flex price, USD
+    # USD per GPU-second: the price book's (deploy/runpod/prices.py) for GPU_POOLS, unless
+    # GPU_PRICE_PER_SECOND overrides it (0: no override).
+    gpu_price_per_second: float = 0.0
+    gpu_pools: tuple[str, ...] = ("AMPERE_24",)
+    # Spend limits in USD (0: none); ``*_BY_ENDPOINT`` as ``name=usd`` pairs, e.g. video=20.
+    budget_usd_per_day: float = 0.0
+    budget_usd_per_month: float = 0.0
+    budget_usd_per_day_by_endpoint: tuple[str, ...] = ()
+    budget_usd_per_month_by_endpoint: tuple[str, ...] = ()
+    # The breaker: this many workers crashing within BREAKER_WINDOW_S with no job completing
+    # stop jobs going to their endpoint (app/endpoints/breaker.py).
+    breaker_crashes: int = 3
+    breaker_window_s: float = 600.0
+    breaker_scale_to_zero: bool = False
     # A quarter of RunPod's 2000 per 10 s per endpoint (why: the module docstring).
     status_budget_per_10s: int = 500
     use_webhooks: bool = True
@@ -257,6 +271,23 @@ class Settings:
             )
         if self.poll_cap_s < self.poll_base_s:
             raise SettingsError("POLL_CAP_S must be at least POLL_BASE_S")
+        for name in ("budget_usd_per_day_by_endpoint", "budget_usd_per_month_by_endpoint"):
+            for pair in getattr(self, name):
+                endpoint, _, usd = pair.partition("=")
+                try:
+                    ok = bool(endpoint.strip()) and float(usd) >= 0
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise SettingsError(
+                        f"{name.upper()} has {pair!r}: use name=usd pairs, e.g. video=20,light=5"
+                    )
+        try:  # every cost, budget and chart is priced with these
+            price_per_second(self.gpu_pools, override=self.gpu_price_per_second or None)
+        except PriceError as exc:
+            raise SettingsError(f"GPU_POOLS={','.join(self.gpu_pools)}: {exc}") from None
+        if self.breaker_crashes < 1:
+            raise SettingsError("BREAKER_CRASHES must be at least 1")
         if not self.pipelines:
             raise SettingsError("PIPELINES is empty: name at least one pipeline, e.g. echo")
         if undeclared(self.pipelines):

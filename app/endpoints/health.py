@@ -49,7 +49,7 @@ def on_runpod(settings: Settings) -> bool:
     return is_runpod(settings.runpod_endpoint_base_url, settings.runpod_rest_url)
 
 
-def _management(settings: Settings) -> ManagementAPI:
+def management(settings: Settings) -> ManagementAPI:
     return ManagementAPI(
         settings.runpod_api_key,
         settings.runpod_rest_url or None,
@@ -66,7 +66,7 @@ def snapshot_name(endpoint: str) -> str:
 def fetch_runpod_workers(settings: Settings, endpoint_id: str) -> dict[str, Any] | None:
     """RunPod's workers (REST v2) in the local endpoint's ``/workers`` shape, with the log
     tails of the first few; None when RunPod cannot say."""
-    api = _management(settings)
+    api = management(settings)
     try:
         listing = api.list_workers(endpoint_id)
     except (ManagementError, OSError) as exc:
@@ -110,7 +110,7 @@ def fetch_failed_job_logs(
     for job in jobs:
         if on_runpod(settings):
             lines = _runpod_logs(
-                _management(settings), api.endpoint_id, job.worker_id, FAILED_LOG_LINES
+                management(settings), api.endpoint_id, job.worker_id, FAILED_LOG_LINES
             )
         else:
             try:
@@ -124,7 +124,7 @@ def fetch_failed_job_logs(
 def fetch_balance(settings: Settings) -> dict[str, Any]:
     """Account balance and spend per hour (RunPod management API, GraphQL for now)."""
     try:
-        return _management(settings).balance()
+        return management(settings).balance()
     except (ManagementError, OSError) as exc:
         return {"error": f"cannot read the balance: {exc}"}
 

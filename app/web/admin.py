@@ -9,13 +9,16 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from sqlalchemy import func, select
 
 from app.db import get_session
+from app.endpoints import breaker
 from app.endpoints.diagnosis import queue_words
 from app.endpoints.health import FRESH_SNAPSHOT_S, ask_refresh, load_snapshot, snapshot_age_s
 from app.lifecycle.jobs import JobError, cancel_job, retry_job
 from app.lifecycle.polling import poll_plan
+from app.lifecycle.spend import resume as resume_endpoint
 from app.models import TERMINAL, Job, Status, utcnow
 from app.services import services
 from app.web import job_or_404
+from app.web import spend as spend_section
 from app.web.auth import (
     admin_required,
     check_admin_password,
@@ -162,6 +165,7 @@ def _dashboard_context() -> dict:
         },
         "settings": services().settings,
         "refresh_s": DASHBOARD_REFRESH_S,
+        **spend_section.context(db, services().settings),
     }
 
 
@@ -186,6 +190,17 @@ def dashboard_panel():
 def refresh():
     services().enqueue("tasks.refresh_endpoint")
     flash("Asked the endpoint for its health; this page shows it in a few seconds.")
+    return redirect(url_for("admin.dashboard"), code=303)
+
+
+@bp.post("/resume/<name>")
+@admin_required
+def resume(name: str):
+    """Close an endpoint's breaker (issue 19); one probe job goes first."""
+    if not breaker.load(get_session(), name).open:
+        abort(404)
+    state = resume_endpoint(get_session(), services(), name)
+    flash(f"Endpoint {name} resumed; probe job: {state.probe or 'none held'}.")
     return redirect(url_for("admin.dashboard"), code=303)
 
 

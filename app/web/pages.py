@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from app import pipelines
 from app.db import get_session
+from app.endpoints import billing
 from app.endpoints.health import FRESH_SNAPSHOT_S, ask_refresh, load_snapshot
 from app.lifecycle.jobs import JobError, cancel_job, retry_job
 from app.models import Job, Status
@@ -132,7 +133,8 @@ def _job_context(job: Job) -> dict:
         "words": words,
         "timings": timings(job),
         "attempts": attempt_rows(job, words),
-        "price": services().settings.gpu_price_per_second,
+        "price": billing.price(services().settings, job.endpoint),
+        "bill": billing.parts(get_session(), job),
         "result_url": result_url(job, external=False),
         "summary": result_summary(job) if job.status == Status.COMPLETED else [],
         "download_name": download_name(job),

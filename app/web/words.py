@@ -16,6 +16,10 @@ from app.models import AttemptState, Job, Status
 from app.storage import safe_name
 from app.web.live import MODEL_UNAVAILABLE, Live, live
 
+# Issue 19: a job held back, by a spent budget or an open breaker; nothing was sent yet.
+HELD = ("waiting: the ", "paused: ")
+HELD_DETAIL = "Nothing was sent to a GPU and nothing is billed; it starts by itself once released."
+
 
 @dataclass(frozen=True)
 class Description:
@@ -223,6 +227,8 @@ def describe(job: Job, live: Live | None = None) -> Description:
             "cancelling", "cancelling: asking the GPU endpoint to stop it", None, "warn"
         )
     if status == Status.PENDING:
+        if job.diagnosis and job.diagnosis.startswith(HELD):  # issue 19: a budget, the breaker
+            return Description("queued", job.diagnosis, HELD_DETAIL, "warn")
         if job.diagnosis:
             return Description(
                 "queued", "waiting: the GPU endpoint is unreachable", job.diagnosis, "warn"

@@ -108,7 +108,7 @@ def test_job_page_follows_the_job_in_words(app, client):
     page = client.get(f"/jobs/{job.id}").get_data(as_text=True)
     assert ">done<" in page
     assert "2.5 s" in page and "4.0 s" in page
-    assert "$0.00124" in page  # 4 s × $0.00031/s
+    assert "$0.00076" in page  # 4 s × $0.00019/s, AMPERE_24 flex in the price book
     assert "&#34;echo&#34;" in page or '"echo"' in page
     assert 'id="retry"' not in page and 'id="cancel"' not in page
 
