@@ -1,9 +1,10 @@
-"""The local endpoint's core: the job queue, hand-off to workers and job state.
+"""One endpoint of the local endpoint process: the asyncio shell around its pure parts.
 
-Everything runs on one asyncio loop. Handlers change state and poke one timer task,
-which applies due deadlines (``deadlines``) and the scaling plan (``scaling``); nothing
-polls at a fixed rate. The worker processes are the ``fleet``'s; crash-loop accounting
-lives in ``crashloop``, webhooks in ``webhooks``.
+The jobs and their queue are ``jobqueue``'s, the scaling decision ``scaling``'s, the
+deadlines ``deadlines``', the worker processes the ``fleet``'s. This shell wires them to
+the event loop: handlers change state and poke one timer task, which applies due
+deadlines and the scaling plan; nothing polls at a fixed rate. Each endpoint has its own
+queue, workers, policy and timer, so a job on one never waits behind another's.
 """
 
 from __future__ import annotations
@@ -11,24 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import itertools
 import logging
 import time
 import uuid
-from collections import Counter, deque
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-import aiohttp
+from collections import Counter
+from typing import TYPE_CHECKING, Any
 
 from deploy.local import deadlines as dl
-from deploy.local import scaling, webhooks
+from deploy.local import life, scaling, webhooks
 from deploy.local import workers as wk
 from deploy.local.crashloop import CrashLoop
 from deploy.local.fleet import Fleet
-from deploy.local.jobs import TRANSITIONS, Job
-from deploy.local.store import Store
+from deploy.local.jobqueue import JobQueue, load
+from deploy.local.jobs import Job
+from deploy.local.options import EndpointOptions
 from deploy.runpod.vocabulary import (
     CANCELLED,
     COMPLETED,
@@ -41,7 +38,10 @@ from deploy.runpod.vocabulary import (
     exit_meaning,
 )
 
-__all__ = ["QUEUE_DELAY", "REQUEST_COUNT", "Endpoint", "Options"]
+if TYPE_CHECKING:
+    from deploy.local.host import Host
+
+__all__ = ["QUEUE_DELAY", "REQUEST_COUNT", "Endpoint"]
 
 log = logging.getLogger("deploy.local")
 
@@ -49,116 +49,68 @@ STOP_RESEND_S = 5.0
 STOP_RESEND_INTERVAL_S = 0.5
 
 
-@dataclass
-class Options:
-    """Every knob of the local endpoint; the CLI flags map one to one."""
-
-    state_dir: Path
-    api_key: str
-    host: str = "127.0.0.1"
-    port: int = 8765
-    endpoint_id: str = "local"
-    workers_min: int = 0
-    workers_max: int = 1
-    idle_timeout: float = 5.0
-    execution_timeout: float = 600.0
-    scaler: str = QUEUE_DELAY
-    scaler_value: float = 4.0
-    gpus: list[str] = field(default_factory=list)
-    worker_command: list[str] = field(default_factory=list)
-    retention: float = 1800.0
-    runsync_retention: float = 60.0
-    webhook_retry_delay: float = 10.0
-    stop_grace: float = 5.0
-    crash_loop_threshold: int = 3
-    fail_fast_crash_loop: bool = False
-    take_timeout: float = 30.0
-    disabled: bool = False
-    rate_limits: bool = True
-    min_execution_timeout: float = 5.0
-    min_ttl: float = 10.0
-    worker_env: dict[str, str] = field(default_factory=dict)
-
-
 class Endpoint:
-    """State of one local endpoint. Create it, ``await start()``, ``await shutdown()``."""
+    """State of one endpoint. ``await start()``, ``await shutdown()``."""
 
-    def __init__(self, opts: Options) -> None:
+    def __init__(self, opts: EndpointOptions, host: Host) -> None:
         self.opts = opts
-        self.jobs: dict[str, Job] = {}
-        self.queue: deque[str] = deque()
-        self.counts: Counter[str] = Counter()
-        self.low_priority_queued = 0
+        self.id = opts.endpoint_id
+        self.host = host
+        self.jobs = JobQueue(host.store, self.id)
         self.requests: Counter[str] = Counter()
         self.worker_requests: Counter[str] = Counter()
-        self.retried_total = 0
         self.crash = CrashLoop(threshold=opts.crash_loop_threshold)
-        self.store = Store(opts.state_dir / "jobs.sqlite3")
-        self.log_dir = opts.state_dir / "workers"
-        self.base_url = f"http://127.0.0.1:{opts.port}"
-        self._seq = itertools.count(self.store.max_seq() + 1)
         self.deadlines = dl.Deadlines()
-        self._take_waiters: deque[wk.Worker] = deque()
+        self._take_waiters: list[wk.Worker] = []
         self._wake: asyncio.Event | None = None
         self._timer: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
-        self._http: aiohttp.ClientSession | None = None
         self._closing = False
         self.fleet = Fleet(
-            command=opts.worker_command,
-            env=lambda w: wk.worker_env(w, self.base_url, opts.endpoint_id, opts.worker_env),
-            gpus=opts.gpus,
+            endpoint_id=self.id,
+            command=opts.command(),
+            env=lambda w: wk.worker_env(w, host.base_url, self.id, opts.worker_env),
+            gpus=host.gpus,
             stop_grace=opts.stop_grace,
-            log_dir=self.log_dir,
-            store=self.store,
+            workers_max=opts.workers_max,
+            log_dir=host.log_dir,
+            store=host.store,
             on_exit=self._worker_exited,
             spawn_task=self._spawn_task,
             poke=self.poke,
         )
         self.workers = self.fleet.workers
 
+    @property
+    def log_dir(self):
+        return self.host.log_dir
+
     # ---- lifecycle -------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, adopt_unnamed: bool) -> None:
         self._wake = asyncio.Event()
-        killed = wk.kill_leftovers(self.store.recorded_workers())
-        if killed:
-            log.warning("killed %d worker(s) a previous endpoint process left behind", killed)
-        self.store.forget_all_workers()
-        self._recover()
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        now = time.time()
+        records = self.host.store.load_jobs(self.id, unnamed=adopt_unnamed)
+        for job in load(self.jobs, records):
+            self._requeue_or_fail(
+                job, f"the endpoint restarted while worker {job.worker_id} ran the job"
+            )
+        for job in self.jobs.jobs.values():
+            if job.terminal:
+                self._schedule_retention(job, now)
+            else:
+                self._schedule_ttl(job, now)
         self._timer = asyncio.create_task(self._timer_loop())
         self.poke()
 
     async def shutdown(self) -> None:
-        """Stop every worker (SIGTERM, then SIGKILL after the grace) and close the store."""
+        """Stop every worker (SIGTERM, then SIGKILL after the grace)."""
         self._closing = True
         await self.fleet.stop_all("endpoint shutting down")
         if self._timer:
             self._timer.cancel()
         for task in list(self._tasks):
             task.cancel()
-        if self._http:
-            await self._http.close()
-        self.store.close()
-
-    def _recover(self) -> None:
-        """Load persisted jobs: queued ones wait again; running ones lost their worker."""
-        now = time.time()
-        for rec in self.store.load_jobs():
-            job = Job(rec)
-            self.jobs[job.id] = job
-            self._count(job, +1)
-            if job.status == IN_PROGRESS:
-                self._requeue_or_fail(
-                    job, f"the endpoint restarted while worker {job.worker_id} ran the job"
-                )
-            elif job.status == IN_QUEUE:
-                self.queue.append(job.id)
-            if job.terminal:
-                self._schedule_retention(job, now)
-            else:
-                self._schedule_ttl(job, now)
 
     def _spawn_task(self, coro) -> asyncio.Task:
         task = asyncio.create_task(coro)
@@ -175,11 +127,11 @@ class Endpoint:
 
     def submit(self, payload: dict[str, Any], *, sync: bool, received: float) -> Job:
         now = time.time()
-        job_id = f"sync-{uuid.uuid4()}" if sync else str(uuid.uuid4())
         job = Job(
             {
-                "id": job_id,
-                "seq": next(self._seq),
+                "id": f"sync-{uuid.uuid4()}" if sync else str(uuid.uuid4()),
+                "endpoint": self.id,
+                "seq": self.host.next_seq(),
                 "status": IN_QUEUE,
                 "input": payload["input"],
                 "webhook": payload.get("webhook"),
@@ -189,14 +141,11 @@ class Endpoint:
             }
         )
         job.timings["received"] = received
-        self.jobs[job.id] = job
-        self._count(job, +1)
-        self.store.save_job(job.record())
+        self.host.store.save_job(job.record())
+        self.jobs.add(job)
         self._schedule_ttl(job, now)
-        self.queue.append(job.id)
         job.timings["enqueued"] = time.perf_counter()
-        self._dispatch()
-        self.poke()
+        self._queued_changed()
         return job
 
     def get(self, job_id: str) -> Job | None:
@@ -210,38 +159,17 @@ class Endpoint:
         self._finish(job, CANCELLED)
 
     def retry(self, job: Job) -> bool:
-        """Put a FAILED or TIMED_OUT job back in the queue (same id, old result removed)."""
-        if job.status not in (FAILED, TIMED_OUT):
+        if not self.jobs.retry(job):
             return False
-        self._set_status(job, IN_QUEUE)
-        job.output = job.error = job.worker_id = None
-        job.started_at = job.finished_at = None
-        job.progress = None
-        job.stream = []
-        job.stream_pos = 0
-        job.timings = {}
-        job.retried += 1
-        self.retried_total += 1
-        job.enqueued_mono = time.monotonic()
-        self.store.save_job(job.record())
-        self.queue.append(job.id)
-        self._dispatch()
-        self.poke()
+        self._queued_changed()
         return True
 
     def purge_queue(self) -> int:
-        """Remove every queued job; running ones are not touched (as on RunPod)."""
-        removed = [jid for jid in self.queue if self._queued(jid)]
-        for jid in removed:
-            self._count(self.jobs.pop(jid), -1)
-        self.queue.clear()
-        self.store.delete_jobs(removed)
+        removed = self.jobs.purge()
+        for job in removed:
+            _wake_waiters(job)
         self.poke()
         return len(removed)
-
-    def _queued(self, job_id: str) -> bool:
-        job = self.jobs.get(job_id)
-        return job is not None and job.status == IN_QUEUE
 
     async def wait_done(self, job: Job, timeout: float) -> None:
         if job.terminal:
@@ -252,14 +180,15 @@ class Endpoint:
             await asyncio.wait_for(job.done.wait(), timeout)
 
     def health(self) -> dict[str, Any]:
-        summary = self.worker_summary()
+        counts = self.jobs.counts()
+        summary = self.fleet.summary()
         return {
             "jobs": {
-                "completed": self.counts[COMPLETED],
-                "failed": self.counts[FAILED] + self.counts[TIMED_OUT],
-                "inProgress": self.counts[IN_PROGRESS],
-                "inQueue": self.counts[IN_QUEUE],
-                "retried": self.retried_total,
+                "completed": counts[COMPLETED],
+                "failed": counts[FAILED] + counts[TIMED_OUT],
+                "inProgress": counts[IN_PROGRESS],
+                "inQueue": counts[IN_QUEUE],
+                "retried": self.jobs.retried_total,
             },
             "workers": {
                 "idle": summary["idle"],
@@ -269,17 +198,26 @@ class Endpoint:
                 "throttled": summary["throttled"],
                 "unhealthy": summary["unhealthy"],
             },
-            "local": {"cancelled": self.counts[CANCELLED], "timedOut": self.counts[TIMED_OUT]},
+            "local": {"cancelled": counts[CANCELLED], "timedOut": counts[TIMED_OUT]},
         }
-
-    def worker_summary(self) -> dict[str, int]:
-        return self.fleet.summary()
 
     def describe_workers(self) -> dict[str, Any]:
         return {
             "workers": self.fleet.describe(),
             "summary": self.fleet.summary(),
             "crashLoop": self.crash.describe(),
+        }
+
+    def bill(self, since: float) -> dict[str, Any]:
+        """Each worker's billed life since ``since`` and the seconds attributed to jobs."""
+        return life.bill(self.host.store.load_lives(self.id, since), time.time())
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "requests": dict(self.requests),
+            "workerRequests": dict(self.worker_requests),
+            "jobs": {k: v for k, v in self.jobs.counts().items() if v},
+            "workers": {"started": self.fleet.started, "peak": self.fleet.peak},
         }
 
     # ---- worker protocol -----------------------------------------------------------
@@ -304,7 +242,7 @@ class Endpoint:
             self.poke()
         if w.stopping or self._closing:
             return []
-        jobs = self._pop_jobs(w, batch_size, take_at)
+        jobs = self._hand(w, batch_size, take_at)
         if jobs:
             return jobs
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -318,7 +256,7 @@ class Endpoint:
             # The worker hung up. Anything already handed to it goes back to the queue.
             if fut.done() and not fut.cancelled():
                 for job in fut.result():
-                    self._return_to_queue(job, w)
+                    self._put_back(job, w)
             raise
         finally:
             if w.take_waiter is fut:
@@ -331,59 +269,51 @@ class Endpoint:
         if w.took_any:
             return
         w.took_any = True
+        w.ready_at = w.life.ready_at = time.time()
+        self.fleet.save_life(w)
         self._refresh_state(w)
         if self.crash.reset():
             log.info("worker %s is taking jobs: crash loop over", w.id)
 
-    def _pop_jobs(self, w: wk.Worker, n: int, take_at: float) -> list[Job]:
-        jobs = []
-        while self.queue and len(jobs) < n:
-            job = self.jobs.get(self.queue.popleft())
-            if job is None or job.status != IN_QUEUE:
-                continue
-            self._assign(job, w, take_at)
-            jobs.append(job)
+    def _hand(self, w: wk.Worker, n: int, take_at: float) -> list[Job]:
+        now = time.time()
+        jobs = self.jobs.take(w.id, n, now)
+        for job in jobs:
+            if take_at:
+                job.timings["take"] = take_at
+            w.current_jobs.add(job.id)
+            w.life.job_started(job.id, now)
+            timeout = dl.execution_timeout_s(job.policy, self.opts.execution_timeout)
+            self._push(time.monotonic() + timeout, dl.EXEC, job.id, job.attempt)
+        if jobs:
+            self._refresh_state(w)
+            self.fleet.save_life(w)
         return jobs
 
-    def _dispatch(self) -> None:
-        """Hand queued jobs to workers already waiting in a job-take long-poll."""
-        while self.queue and self._take_waiters:
-            w = self._take_waiters.popleft()
+    def _queued_changed(self) -> None:
+        """Jobs joined the queue: hand them to workers waiting in a job-take long-poll."""
+        while self.jobs.queue and self._take_waiters:
+            w = self._take_waiters.pop(0)
             fut = w.take_waiter
             if fut is None or fut.done() or w.stopping or not w.alive:
                 continue
-            jobs = self._pop_jobs(w, w.take_batch, w.take_at)
-            if jobs:
-                w.take_waiter = None
-                fut.set_result(jobs)
-            else:
-                self._take_waiters.appendleft(w)
-                break
+            w.take_waiter = None
+            fut.set_result(self._hand(w, w.take_batch, w.take_at))
+        self.poke()
 
-    def _assign(self, job: Job, w: wk.Worker, take_at: float) -> None:
-        self._set_status(job, IN_PROGRESS)
-        job.worker_id = w.id
-        job.started_at = time.time()
-        job.attempt += 1
-        if take_at:
-            job.timings["take"] = take_at
-        w.current_jobs.add(job.id)
-        self._refresh_state(w)
-        self.store.update_job(job.id, status=IN_PROGRESS, worker_id=w.id, started_at=job.started_at)
-        timeout = dl.execution_timeout_s(job.policy, self.opts.execution_timeout)
-        self._push(time.monotonic() + timeout, dl.EXEC, job.id, job.attempt)
-
-    def _return_to_queue(self, job: Job, w: wk.Worker) -> None:
-        w.current_jobs.discard(job.id)
+    def _put_back(self, job: Job, w: wk.Worker) -> None:
+        """A worker hung up on a job it was handed: it goes back first in the queue."""
+        self._release(job, w)
         if job.status == IN_PROGRESS and job.worker_id == w.id:
-            self._set_status(job, IN_QUEUE)
-            job.worker_id = None
-            job.started_at = None
-            job.attempt += 1
-            self.store.update_job(job.id, status=IN_QUEUE, worker_id=None, started_at=None)
-            self.queue.appendleft(job.id)
-        self._refresh_state(w)
-        self._dispatch()
+            self.jobs.put_back(job, count_requeue=False)
+        self._queued_changed()
+
+    def _release(self, job: Job, w: wk.Worker | None) -> None:
+        if w is not None and job.id in w.current_jobs:
+            w.current_jobs.discard(job.id)
+            w.life.job_ended(job.id, time.time())
+            self.fleet.save_life(w)
+            self._refresh_state(w)
 
     def stop_signals(self, w: wk.Worker) -> list[str]:
         ids, w.pending_stops = w.pending_stops, []
@@ -488,61 +418,32 @@ class Endpoint:
 
     # ---- state changes -------------------------------------------------------------
 
-    def _count(self, job: Job, delta: int) -> None:
-        self.counts[job.status] += delta
-        if job.status == IN_QUEUE and job.low_priority:
-            self.low_priority_queued += delta
-
-    def _set_status(self, job: Job, status: str) -> None:
-        if status not in TRANSITIONS[job.status]:
-            raise ValueError(f"job {job.id}: {job.status} -> {status} is not allowed")
-        self._count(job, -1)
-        job.status = status
-        self._count(job, +1)
-
     def _finish(
         self, job: Job, status: str, *, output: Any = None, error: str | None = None
     ) -> None:
-        w = self.workers.get(job.worker_id or "")
-        if w is not None:
-            w.current_jobs.discard(job.id)
-            self._refresh_state(w)
-        self._set_status(job, status)
-        job.output = output
-        job.error = error
-        job.finished_at = time.time()
+        self._release(job, self.workers.get(job.worker_id or ""))
+        self.jobs.finish(job, status, time.time(), output=output, error=error)
         job.timings["finished"] = time.perf_counter()
-        self.store.update_job(
-            job.id, status=status, output=output, error=error, finished_at=job.finished_at
-        )
-        if job.done is not None:
-            job.done.set()
+        _wake_waiters(job)
         if job.webhook:
             payload = webhooks.body(job.payload(), job.input, job.webhook)
             self._spawn_task(self._send_webhook(job.webhook, payload))
-        self._schedule_retention(job, job.finished_at)
+        self._schedule_retention(job, job.finished_at or time.time())
 
     def _requeue_or_fail(self, job: Job, reason: str) -> None:
-        if job.requeues < 1:
-            self._set_status(job, IN_QUEUE)
-            job.requeues += 1
-            job.worker_id = None
-            job.started_at = None
-            job.attempt += 1
-            self.store.update_job(
-                job.id, status=IN_QUEUE, requeues=job.requeues, worker_id=None, started_at=None
-            )
-            self.queue.appendleft(job.id)
-            log.warning("job %s requeued once: %s", job.id, reason)
-        else:
+        if not self.jobs.may_requeue(job):
             self._finish(job, FAILED, error=f"{reason}; the job was already requeued once")
+            return
+        self._release(job, self.workers.get(job.worker_id or ""))
+        self.jobs.put_back(job, count_requeue=True)
+        log.warning("job %s requeued once: %s", job.id, reason)
 
     def _signal_stop(self, job: Job, why: str) -> None:
         """Tell the job's worker to stop it; the worker counts as busy until it has."""
         w = self.workers.get(job.worker_id or "")
         if w is None or not w.alive:
             return
-        w.current_jobs.discard(job.id)
+        self._release(job, w)
         w.stopped_jobs[job.id] = time.monotonic()
         w.pending_stops.append(job.id)
         if w.stop_waiter is not None and not w.stop_waiter.done():
@@ -551,8 +452,7 @@ class Endpoint:
         log.info("asking worker %s to stop job %s (%s)", w.id, job.id, why)
 
     async def _send_webhook(self, url: str, payload: dict[str, Any]) -> None:
-        assert self._http is not None
-        await webhooks.send(self._http, url, payload, self.opts.webhook_retry_delay)
+        await webhooks.send(self.host.http(), url, payload, self.opts.webhook_retry_delay)
 
     # ---- deadlines -----------------------------------------------------------------
 
@@ -607,11 +507,8 @@ class Endpoint:
                 )
 
     def _forget(self, job: Job) -> None:
-        self.jobs.pop(job.id, None)
-        self._count(job, -1)
-        self.store.delete_jobs([job.id])
-        if job.done is not None:
-            job.done.set()
+        self.jobs.remove(job)
+        _wake_waiters(job)
 
     async def _timer_loop(self) -> None:
         assert self._wake is not None
@@ -620,7 +517,7 @@ class Endpoint:
             try:
                 delay = self._tick()
             except Exception:  # noqa: BLE001 - the timer must survive one bad tick
-                log.exception("timer tick failed")
+                log.exception("endpoint %s: timer tick failed", self.id)
                 delay = 1.0
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
@@ -637,20 +534,21 @@ class Endpoint:
 
     def observe(self, now: float) -> scaling.Observed:
         """What the scaler needs to know, as plain values."""
-        live = self.fleet.serving()
-        oldest = self._oldest_scaling_job()
+        view = self.jobs.view()
         return scaling.Observed(
             now=now,
-            workers=tuple(scaling.WorkerView(w.id, w.state, w.idle_since) for w in live),
-            queued=self.counts[IN_QUEUE] - self.low_priority_queued,
-            queued_any=self.counts[IN_QUEUE],
-            in_progress=self.counts[IN_PROGRESS],
-            oldest_queued_at=oldest,
+            workers=tuple(
+                scaling.WorkerView(w.id, w.state, w.idle_since) for w in self.fleet.serving()
+            ),
+            queued=view.queued,
+            queued_any=view.queued_any,
+            in_progress=view.in_progress,
+            oldest_queued_at=view.oldest_queued_at,
             last_start_at=self.fleet.last_start_at,
             spawn_blocked_until=self.crash.next_spawn_at,
         )
 
-    def _policy(self) -> scaling.Policy:
+    def policy(self) -> scaling.Policy:
         o = self.opts
         return scaling.Policy(
             o.scaler, o.scaler_value, o.workers_min, o.workers_max, o.idle_timeout
@@ -660,33 +558,19 @@ class Endpoint:
         """Apply the scaling plan; returns the times at which to look again."""
         if self._closing:
             return []
-        plan = scaling.plan(self.observe(now), self._policy())
+        plan = scaling.plan(self.observe(now), self.policy())
         self.fleet.start(plan.start)
         for worker_id in plan.stop:
             self.fleet.stop(self.workers[worker_id], f"idle for {self.opts.idle_timeout:g}s")
         return [*plan.wake_at, *self.fleet.kill_overdue(now)]
 
-    def _oldest_scaling_job(self) -> float | None:
-        """Enqueue time of the oldest queued job that may trigger scaling."""
-        while self.queue and not self._queued(self.queue[0]):
-            self.queue.popleft()
-        if self.counts[IN_QUEUE] <= self.low_priority_queued:
-            return None
-        for job_id in self.queue:
-            job = self.jobs.get(job_id)
-            if job is not None and job.status == IN_QUEUE and not job.low_priority:
-                return job.enqueued_mono
-        return None
-
     def _worker_exited(self, w: wk.Worker, code: int) -> None:
         """The fleet saw a worker exit: requeue what it held, count a start-up crash."""
         meaning = exit_meaning(code)
-        for job_id in sorted(w.current_jobs):
-            job = self.jobs.get(job_id)
-            if job is not None and job.status == IN_PROGRESS and job.worker_id == w.id:
-                self._requeue_or_fail(
-                    job, f"worker {w.id} exited with code {code} ({meaning}) while running the job"
-                )
+        for job in self.jobs.held_by(w.id):
+            self._requeue_or_fail(
+                job, f"worker {w.id} exited with code {code} ({meaning}) while running the job"
+            )
         w.current_jobs.clear()
         w.stopped_jobs.clear()
         if w.stopping:
@@ -695,12 +579,12 @@ class Endpoint:
             w.crashed = code != 0 or not w.took_any
             w.state = "unhealthy" if w.crashed else "exited"
             if w.crashed:
-                w.last_error = w.last_error or f"exit code {code}: {meaning}"
+                collision = self.fleet.port_collision(w)
+                w.last_error = collision or w.last_error or f"exit code {code}: {meaning}"
                 log.warning("worker %s exited with code %s (%s)", w.id, code, meaning)
             if not w.took_any:
                 self._count_crash(w, code, meaning)
-        self._dispatch()
-        self.poke()
+        self._queued_changed()
 
     def _count_crash(self, w: wk.Worker, code: int, meaning: str) -> None:
         error = f"exit code {code}: {meaning}"
@@ -708,12 +592,12 @@ class Endpoint:
             error += f" ({w.last_error})"
         active = self.crash.record(error, wk.tail(w.log_path, 20), time.monotonic())
         if active and self.opts.fail_fast_crash_loop:
-            self._fail_queued_for_crash_loop()
+            reason = self.crash.reason()
+            for job_id in list(self.jobs.queue):
+                self._finish(self.jobs.jobs[job_id], FAILED, error=reason)
 
-    def _fail_queued_for_crash_loop(self) -> None:
-        reason = self.crash.reason()
-        for job_id in list(self.queue):
-            job = self.jobs.get(job_id)
-            if job is not None and job.status == IN_QUEUE:
-                self._finish(job, FAILED, error=reason)
-        self.queue.clear()
+
+def _wake_waiters(job: Job) -> None:
+    """A /runsync waiting on the job answers now (it ended or is gone)."""
+    if job.done is not None:
+        job.done.set()

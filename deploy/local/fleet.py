@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import signal
 import time
 from collections import Counter
@@ -22,26 +23,50 @@ from deploy.local.store import Store
 
 log = logging.getLogger("deploy.local")
 
-# A crashed worker counts as unhealthy in /health for this long after it exited.
+# A crashed worker counts as unhealthy in /health for this long after it exited, unless
+# a new worker takes its place first.
 UNHEALTHY_FOR_S = 300
 KEEP_EXITED = 20
+
+
+class GpuPool:
+    """The machine's GPUs, shared by every endpoint the process serves."""
+
+    def __init__(self, gpus: list[str]) -> None:
+        self.gpus = list(gpus)
+        self.in_use: set[str] = set()
+
+    def claim(self, n: int) -> list[str | None]:
+        """Up to ``n`` free GPUs (``n`` CPU-only slots when the machine has none)."""
+        if not self.gpus:
+            return [None] * n
+        free = [g for g in self.gpus if g not in self.in_use][:n]
+        self.in_use.update(free)
+        return list(free)
+
+    def release(self, gpu: str | None) -> None:
+        self.in_use.discard(gpu or "")
 
 
 class Fleet:
     def __init__(
         self,
         *,
+        endpoint_id: str,
         command: list[str],
         env: Callable[[wk.Worker], dict[str, str]],
-        gpus: list[str],
+        gpus: GpuPool,
         stop_grace: float,
+        workers_max: int,
         log_dir: Path,
         store: Store,
         on_exit: Callable[[wk.Worker, int], None],
         spawn_task: Callable[[Coroutine[Any, Any, None]], asyncio.Task],
         poke: Callable[[], None],
     ) -> None:
-        self.command = command
+        self.endpoint_id = endpoint_id
+        self.command = wk.absolute_command(command, Path.cwd())
+        self.workers_max = workers_max
         self.env = env
         self.gpus = gpus
         self.stop_grace = stop_grace
@@ -55,6 +80,8 @@ class Fleet:
         self.peak = 0
         self.throttled = 0
         self.last_start_at: float | None = None
+        # Crashed workers not yet replaced: RunPod reports each as one unhealthy worker.
+        self.unhealthy: list[wk.Worker] = []
 
     def get(self, worker_id: str) -> wk.Worker | None:
         return self.workers.get(worker_id)
@@ -68,14 +95,13 @@ class Fleet:
 
     def start(self, n: int) -> None:
         """Start up to ``n`` workers; those that get no free GPU count as throttled."""
-        if self.gpus:
-            used = {w.gpu for w in self.alive()}
-            free: list[str | None] = [g for g in self.gpus if g not in used]
-        else:
-            free = [None] * n
         started = 0
-        for gpu in free[:n]:
+        for gpu in self.gpus.claim(n):
+            if self.unhealthy:
+                self.unhealthy.pop(0)  # the new worker takes the crashed one's place
             w = wk.new_worker(self.log_dir, gpu)
+            w.life.endpoint = self.endpoint_id
+            self.save_life(w)
             self.workers[w.id] = w
             self.spawn_task(self._run(w))
             started += 1
@@ -108,11 +134,20 @@ class Fleet:
         w.stopping = True
         w.stop_reason = why
         w.state = "stopping"
+        w.life.stop_requested_at = time.time()
+        w.life.stop_reason = why
+        self.save_life(w)
         w.kill_at = time.monotonic() + self.stop_grace
         # SIGTERM first, so the SDK knows it is shutting down when its long-polls return.
         wk.signal_group(w.pid, signal.SIGTERM)
         _release_polls(w)
         self.poke()
+
+    def save_life(self, w: wk.Worker) -> None:
+        """Write the worker's billed life through at each change (start, ready, each job,
+        stop, exit), so it survives the endpoint."""
+        with contextlib.suppress(Exception):  # a closed store at shutdown loses nothing billed
+            self.store.save_life(w.life)
 
     def kill_overdue(self, now: float) -> list[float]:
         """SIGKILL stopping workers past their grace; returns the next kill times."""
@@ -143,11 +178,18 @@ class Fleet:
     def _exited(self, w: wk.Worker, code: int) -> None:
         w.exited_at = time.time()
         w.exit_code = code
+        w.life.exited(code, w.exited_at)
+        self.save_life(w)
         w.kill_at = None
+        self.gpus.release(w.gpu)
         _release_polls(w)
+        # Its container disk goes with it, as on RunPod; the log stays for /workers.
+        shutil.rmtree(w.work_dir, ignore_errors=True)
         with contextlib.suppress(Exception):
             self.store.forget_worker(w.id)
         self.on_exit(w, code)
+        if w.crashed:
+            self.unhealthy.append(w)
         exited = sorted((x for x in self.workers.values() if not x.alive), key=_exit_time)
         for old in exited[:-KEEP_EXITED]:
             self.workers.pop(old.id, None)
@@ -155,11 +197,12 @@ class Fleet:
     def summary(self) -> dict[str, int]:
         now = time.time()
         states = Counter(w.state for w in self.alive())
-        unhealthy = sum(
-            1
-            for w in self.workers.values()
-            if w.crashed and w.exited_at is not None and now - w.exited_at < UNHEALTHY_FOR_S
-        )
+        self.unhealthy = [
+            w for w in self.unhealthy if w.exited_at and now - w.exited_at < UNHEALTHY_FOR_S
+        ]
+        # Current workers only: never more than the endpoint's workersMax in all.
+        room = max(0, self.workers_max - sum(states.values()))
+        unhealthy = min(len(self.unhealthy), room)
         return {
             "running": states["running"],
             "idle": states["idle"],
@@ -169,6 +212,14 @@ class Fleet:
             "unhealthy": unhealthy,
             "total": sum(states.values()),
         }
+
+    def port_collision(self, w: wk.Worker) -> str | None:
+        """If ``w`` died unable to bind a port, which one (held by a sibling) and why."""
+        siblings: set[int] = set()
+        for other in self.alive():
+            if other is not w:
+                siblings |= wk.listening_ports(other.pid)
+        return wk.port_collision(wk.tail(w.log_path, 40), siblings)
 
     def describe(self) -> list[dict[str, Any]]:
         return [w.describe() for w in sorted(self.workers.values(), key=lambda w: w.started_at)]

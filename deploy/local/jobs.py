@@ -29,6 +29,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 # What ``Job.record()`` holds: the fields the store persists, one column each.
 RECORD_FIELDS = (
     "id",
+    "endpoint",
     "seq",
     "status",
     "input",
@@ -63,6 +64,7 @@ class Job:
 
     def __init__(self, rec: dict[str, Any]) -> None:
         self.id: str = rec["id"]
+        self.endpoint: str = rec.get("endpoint") or ""
         self.seq: int = rec["seq"]
         self.status: str = rec["status"]
         self.input: dict[str, Any] = rec["input"]

@@ -101,6 +101,10 @@ def plan(obs: Observed, policy: Policy) -> Plan:
             result.wake_at.append(obs.spawn_blocked_until)
         else:
             result.start = want - live
+            if policy.scaler == QUEUE_DELAY and want < policy.workers_max:
+                # The jobs still wait after this start: look again once they have waited
+                # scalerValue more seconds, or a slow start never brings up another worker.
+                result.wake_at.append(obs.now + policy.scaler_value)
         return result
     if obs.queued_any:
         return result

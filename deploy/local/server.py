@@ -20,6 +20,7 @@ from aiohttp import web
 from deploy.local import workers as wk
 from deploy.local.bodies import MB, BadBody, parse_json, read_json, read_limited
 from deploy.local.endpoint import Endpoint
+from deploy.local.host import Host
 from deploy.local.jobs import Job
 from deploy.local.limits import RateLimiter
 from deploy.runpod.vocabulary import IN_PROGRESS, IN_QUEUE
@@ -55,6 +56,7 @@ ROUTES: dict[str, Route] = {
     "health": Route("GET", 0, "health"),
     "workers": Route("GET", 0, "workers"),
     "stats": Route("GET", 0, "stats"),
+    "billing": Route("GET", 0, "billing"),
     "job-take": Route("GET", 1, "job_take", worker=True),
     "job-take-batch": Route("GET", 1, "job_take_batch", worker=True),
     "job-stop": Route("GET", 1, "job_stop", worker=True),
@@ -96,21 +98,23 @@ class BadInput(Exception):
 
 
 class Api:
-    """Request handlers bound to one :class:`Endpoint`."""
+    """Request handlers for the endpoints of one :class:`Host`; the first part of the
+    path names the endpoint."""
 
-    def __init__(self, endpoint: Endpoint) -> None:
-        self.ep = endpoint
-        self.key = endpoint.opts.api_key.encode()
-        self.limiter = RateLimiter() if endpoint.opts.rate_limits else None
+    def __init__(self, host: Host, api_key: str) -> None:
+        self.host = host
+        self.key = api_key.encode()
+        # RunPod's limits are per endpoint.
+        self.limiters = {
+            eid: RateLimiter() for eid, ep in host.endpoints.items() if ep.opts.rate_limits
+        }
 
     # ---- routing ---------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        opts = self.ep.opts
-        if opts.disabled:
-            return _json(NOT_FOUND, 404)
         parts = request.match_info["tail"].split("/")
-        if parts[0] != opts.endpoint_id or len(parts) < 2:
+        ep = self.host.endpoints.get(parts[0])
+        if ep is None or ep.opts.disabled or len(parts) < 2:
             return _json(NOT_FOUND, 404)
         name, args = parts[1], parts[2:]
         if name == "workers" and len(args) == 2 and args[1] == "logs":
@@ -120,7 +124,7 @@ class Api:
         if route is None:
             return _json(NOT_FOUND, 404)
         if route.worker:
-            return await self._worker_request(request, name, route, args)
+            return await self._worker_request(request, ep, name, route, args)
         if not self._authorized(request):
             return _error(401, "missing or wrong API key: send 'Authorization: Bearer <key>'")
         if request.method != route.method:
@@ -133,20 +137,21 @@ class Api:
             return _error(404, f"{name} needs an id: {name}/<id>")
         if len(args) > route.nargs or not all(ID_RE.match(arg) for arg in args):
             return _error(400, "ids are 1-128 characters of letters, digits, '-' and '_'")
-        if self.limiter is not None:
-            refusal = self.limiter.acquire(name)
+        limiter = self.limiters.get(ep.id)
+        if limiter is not None:
+            refusal = limiter.acquire(name)
             if refusal is not None:
-                self.ep.requests["429"] += 1
-                retry_after = str(self.limiter.retry_after(name))
+                ep.requests["429"] += 1
+                retry_after = str(limiter.retry_after(name))
                 return _error(429, refusal, **{"Retry-After": retry_after})
-        self.ep.requests[name] += 1
+        ep.requests[name] += 1
         try:
-            return await getattr(self, route.handler)(request, *args)
+            return await getattr(self, route.handler)(request, ep, *args)
         except (BadInput, BadBody) as exc:
             return _error(exc.status, str(exc))
         finally:
-            if self.limiter is not None:
-                self.limiter.release(name)
+            if limiter is not None:
+                limiter.release(name)
 
     def _authorized(self, request: web.Request) -> bool:
         value = request.headers.get("Authorization", "")
@@ -155,22 +160,25 @@ class Api:
         return bool(value) and hmac.compare_digest(value.strip().encode(), self.key)
 
     async def _worker_request(
-        self, request: web.Request, name: str, route: Route, args: list[str]
+        self, request: web.Request, ep: Endpoint, name: str, route: Route, args: list[str]
     ) -> web.StreamResponse:
         if request.method != route.method or len(args) != route.nargs:
             return _error(405 if request.method != route.method else 404, f"bad {name} request")
         key = request.headers.get("Authorization", "")
-        w = self.ep.worker_for_key(args[0], key.removeprefix("Bearer ").strip())
+        # A worker is known to its own endpoint only: it takes that endpoint's jobs.
+        w = ep.worker_for_key(args[0], key.removeprefix("Bearer ").strip())
         if w is None:
             # The SDK re-polls a refused job-take at once: slow it down so it cannot spin.
             await asyncio.sleep(1)
             return _error(401, "unknown worker or wrong worker key")
-        self.ep.worker_requests[name] += 1
-        return await getattr(self, route.handler)(request, w, *args[1:])
+        ep.worker_requests[name] += 1
+        return await getattr(self, route.handler)(request, ep, w, *args[1:])
 
     # ---- job API ---------------------------------------------------------------------
 
-    async def _job_request(self, request: web.Request, limit: int, what: str) -> dict[str, Any]:
+    async def _job_request(
+        self, request: web.Request, ep: Endpoint, limit: int, what: str
+    ) -> dict[str, Any]:
         too_large = f"{what} body is over {limit // MB} MB: send files as URLs"
         data = await read_json(request, limit, too_large)
         if not isinstance(data, dict):
@@ -187,135 +195,108 @@ class Api:
         return {
             "input": data["input"],
             "webhook": webhook,
-            "policy": self._policy(data.get("policy")),
+            "policy": _policy(ep, data.get("policy")),
             "s3Config": _s3_config(data.get("s3Config")),
         }
 
-    def _policy(self, policy: Any) -> dict[str, Any] | None:
-        """RunPod's bounds: executionTimeout 5 s to 7 days, ttl 10 s to 7 days."""
-        if policy is None:
-            return None
-        if not isinstance(policy, dict):
-            raise BadInput(400, "'policy' must be a JSON object")
-        opts = self.ep.opts
-        minimums = {
-            "executionTimeout": int(opts.min_execution_timeout * 1000),
-            "ttl": int(opts.min_ttl * 1000),
-        }
-        for key, minimum in minimums.items():
-            value = policy.get(key)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise BadInput(400, f"policy.{key} must be an integer number of ms")
-            if not minimum <= value <= MAX_POLICY_MS:
-                raise BadInput(
-                    400,
-                    f"policy.{key} must be between {minimum} ms and {MAX_POLICY_MS} ms "
-                    f"(7 days); got {value}",
-                )
-        low = policy.get("lowPriority")
-        if low is not None and not isinstance(low, bool):
-            raise BadInput(400, "policy.lowPriority must be true or false")
-        return policy
-
-    async def run(self, request: web.Request) -> web.Response:
+    async def run(self, request: web.Request, ep: Endpoint) -> web.Response:
         received = time.perf_counter()
-        payload = await self._job_request(request, RUN_LIMIT, "/run")
-        job = self.ep.submit(payload, sync=False, received=received)
+        payload = await self._job_request(request, ep, RUN_LIMIT, "/run")
+        job = ep.submit(payload, sync=False, received=received)
         # A waiting worker may already hold it; the answer describes the acceptance.
         return _json({"id": job.id, "status": IN_QUEUE})
 
-    async def runsync(self, request: web.Request) -> web.Response:
+    async def runsync(self, request: web.Request, ep: Endpoint) -> web.Response:
         received = time.perf_counter()
         wait = request.query.get("wait", "90000")
         try:
             wait_ms = min(300_000, max(1000, int(wait)))
         except ValueError:
             raise BadInput(400, "wait must be a number of milliseconds") from None
-        payload = await self._job_request(request, RUNSYNC_LIMIT, "/runsync")
-        job = self.ep.submit(payload, sync=True, received=received)
-        await self.ep.wait_done(job, wait_ms / 1000)
+        payload = await self._job_request(request, ep, RUNSYNC_LIMIT, "/runsync")
+        job = ep.submit(payload, sync=True, received=received)
+        await ep.wait_done(job, wait_ms / 1000)
         if job.terminal:
             job.timings["answered"] = time.perf_counter()
             return _json(job.payload())
         return _json({"id": job.id, "status": job.status})
 
-    def _job(self, job_id: str) -> Job:
-        job = self.ep.get(job_id)
-        if job is None:
-            raise BadInput(404, "request does not exist")
-        return job
+    async def status(self, request: web.Request, ep: Endpoint, job_id: str) -> web.Response:
+        return _json(_job(ep, job_id).payload())
 
-    async def status(self, request: web.Request, job_id: str) -> web.Response:
-        return _json(self._job(job_id).payload())
-
-    async def stream(self, request: web.Request, job_id: str) -> web.Response:
-        job = self._job(job_id)
+    async def stream(self, request: web.Request, ep: Endpoint, job_id: str) -> web.Response:
+        job = _job(ep, job_id)
         chunks = job.stream[job.stream_pos :]
         job.stream_pos = len(job.stream)
         return _json(
             {"id": job.id, "status": job.status, "stream": [{"output": c} for c in chunks]}
         )
 
-    async def cancel(self, request: web.Request, job_id: str) -> web.Response:
-        job = self._job(job_id)
-        self.ep.cancel(job)
+    async def cancel(self, request: web.Request, ep: Endpoint, job_id: str) -> web.Response:
+        job = _job(ep, job_id)
+        ep.cancel(job)
         return _json({"id": job.id, "status": job.status})
 
-    async def retry(self, request: web.Request, job_id: str) -> web.Response:
-        job = self._job(job_id)
-        if not self.ep.retry(job):
+    async def retry(self, request: web.Request, ep: Endpoint, job_id: str) -> web.Response:
+        job = _job(ep, job_id)
+        if not ep.retry(job):
             raise BadInput(
                 400, f"only FAILED or TIMED_OUT jobs can be retried; this one is {job.status}"
             )
         return _json({"id": job.id, "status": IN_QUEUE})
 
-    async def purge_queue(self, request: web.Request) -> web.Response:
-        return _json({"removed": self.ep.purge_queue(), "status": "completed"})
+    async def purge_queue(self, request: web.Request, ep: Endpoint) -> web.Response:
+        return _json({"removed": ep.purge_queue(), "status": "completed"})
 
-    async def health(self, request: web.Request) -> web.Response:
-        return _json(self.ep.health())
+    async def health(self, request: web.Request, ep: Endpoint) -> web.Response:
+        return _json(ep.health())
 
-    async def workers(self, request: web.Request) -> web.Response:
-        return _json(self.ep.describe_workers())
+    async def workers(self, request: web.Request, ep: Endpoint) -> web.Response:
+        return _json(ep.describe_workers())
 
-    async def worker_logs(self, request: web.Request, worker_id: str) -> web.Response:
+    async def worker_logs(self, request: web.Request, ep: Endpoint, worker_id: str) -> web.Response:
         try:
             lines = int(request.query.get("lines", "100"))
         except ValueError:
             raise BadInput(400, "lines must be a whole number") from None
         lines = max(0, min(lines, 5000))
-        path = self.ep.log_dir / f"{worker_id}.log"
-        if worker_id not in self.ep.workers and not path.is_file():
+        path = ep.log_dir / f"{worker_id}.log"
+        if worker_id not in ep.workers and not path.is_file():
             raise BadInput(404, f"no worker {worker_id}")
         return _json({"workerId": worker_id, "lines": wk.tail(path, lines, 4 * MB)})
 
-    async def stats(self, request: web.Request) -> web.Response:
-        return _json(
-            {
-                "requests": dict(self.ep.requests),
-                "workerRequests": dict(self.ep.worker_requests),
-                "jobs": {k: v for k, v in self.ep.counts.items() if v},
-                "workers": {"started": self.ep.fleet.started, "peak": self.ep.fleet.peak},
-            }
-        )
+    async def billing(self, request: web.Request, ep: Endpoint) -> web.Response:
+        """Extension: each worker's billed life and the seconds attributed to jobs."""
+        try:
+            since = float(request.query.get("since", "0"))
+        except ValueError:
+            raise BadInput(400, "since must be a Unix time in seconds") from None
+        if not 0 <= since < 1e11:
+            raise BadInput(400, "since must be a Unix time in seconds")
+        return _json(ep.bill(since))
+
+    async def stats(self, request: web.Request, ep: Endpoint) -> web.Response:
+        return _json(ep.stats())
 
     # ---- worker protocol -------------------------------------------------------------
 
-    async def job_take(self, request: web.Request, w: wk.Worker) -> web.StreamResponse:
-        jobs = await self.ep.take(w, 1, job_in_progress=_in_progress(request))
+    async def job_take(
+        self, request: web.Request, ep: Endpoint, w: wk.Worker
+    ) -> web.StreamResponse:
+        jobs = await ep.take(w, 1, job_in_progress=_in_progress(request))
         if not jobs:
             return web.Response(status=204)
         jobs[0].timings["handed"] = time.perf_counter()
         return _json(jobs[0].for_worker())
 
-    async def job_take_batch(self, request: web.Request, w: wk.Worker) -> web.StreamResponse:
+    async def job_take_batch(
+        self, request: web.Request, ep: Endpoint, w: wk.Worker
+    ) -> web.StreamResponse:
         try:
             size = max(1, min(int(request.query.get("batch_size", "1")), 100))
         except ValueError:
             return _error(400, "batch_size must be a whole number")
-        jobs = await self.ep.take(w, size, job_in_progress=_in_progress(request))
+        jobs = await ep.take(w, size, job_in_progress=_in_progress(request))
         if not jobs:
             return web.Response(status=204)
         now = time.perf_counter()
@@ -323,8 +304,10 @@ class Api:
             job.timings["handed"] = now
         return _json([j.for_worker() for j in jobs])
 
-    async def job_stop(self, request: web.Request, w: wk.Worker) -> web.StreamResponse:
-        ids = await self.ep.wait_stop_signals(w)
+    async def job_stop(
+        self, request: web.Request, ep: Endpoint, w: wk.Worker
+    ) -> web.StreamResponse:
+        ids = await ep.wait_stop_signals(w)
         if not ids:
             return web.Response(status=204)
         return _json({"jobsToStop": ids})
@@ -337,28 +320,68 @@ class Api:
         )
         return parse_json(raw, "result body") if raw else {}
 
-    async def job_done(self, request: web.Request, w: wk.Worker, job_id: str) -> web.Response:
+    async def job_done(
+        self, request: web.Request, ep: Endpoint, w: wk.Worker, job_id: str
+    ) -> web.Response:
         try:
             body = await self._worker_body(request)
         except BadBody as exc:
-            job = self.ep.get(job_id)
+            job = ep.get(job_id)
             if job is not None and job.worker_id == w.id and job.status == IN_PROGRESS:
-                self.ep.job_done(w, job_id, {"error": str(exc)})
+                ep.job_done(w, job_id, {"error": str(exc)})
             return _error(exc.status, str(exc))
-        self.ep.job_done(w, job_id, body)
+        ep.job_done(w, job_id, body)
         return _json({"ok": True})
 
-    async def job_stream(self, request: web.Request, w: wk.Worker, job_id: str) -> web.Response:
+    async def job_stream(
+        self, request: web.Request, ep: Endpoint, w: wk.Worker, job_id: str
+    ) -> web.Response:
         try:
             body = await self._worker_body(request)
         except BadBody as exc:
             return _error(exc.status, str(exc))
-        self.ep.job_stream(w, job_id, body)
+        ep.job_stream(w, job_id, body)
         return _json({"ok": True})
 
-    async def ping(self, request: web.Request, w: wk.Worker) -> web.Response:
-        self.ep.ping(w, dict(request.query))
+    async def ping(self, request: web.Request, ep: Endpoint, w: wk.Worker) -> web.Response:
+        ep.ping(w, dict(request.query))
         return _json({"ok": True})
+
+
+def _policy(ep: Endpoint, policy: Any) -> dict[str, Any] | None:
+    """RunPod's bounds: executionTimeout 5 s to 7 days, ttl 10 s to 7 days."""
+    if policy is None:
+        return None
+    if not isinstance(policy, dict):
+        raise BadInput(400, "'policy' must be a JSON object")
+    opts = ep.opts
+    minimums = {
+        "executionTimeout": int(opts.min_execution_timeout * 1000),
+        "ttl": int(opts.min_ttl * 1000),
+    }
+    for key, minimum in minimums.items():
+        value = policy.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BadInput(400, f"policy.{key} must be an integer number of ms")
+        if not minimum <= value <= MAX_POLICY_MS:
+            raise BadInput(
+                400,
+                f"policy.{key} must be between {minimum} ms and {MAX_POLICY_MS} ms "
+                f"(7 days); got {value}",
+            )
+    low = policy.get("lowPriority")
+    if low is not None and not isinstance(low, bool):
+        raise BadInput(400, "policy.lowPriority must be true or false")
+    return policy
+
+
+def _job(ep: Endpoint, job_id: str) -> Job:
+    job = ep.get(job_id)
+    if job is None:
+        raise BadInput(404, "request does not exist")
+    return job
 
 
 def _in_progress(request: web.Request) -> bool:
@@ -370,8 +393,8 @@ async def not_found(request: web.Request) -> web.Response:
     return _json(NOT_FOUND, 404)
 
 
-def build_app(endpoint: Endpoint) -> web.Application:
-    api = Api(endpoint)
+def build_app(host: Host, api_key: str) -> web.Application:
+    api = Api(host, api_key)
     application = web.Application(client_max_size=RUNSYNC_LIMIT + MB)
     application.router.add_route("*", "/v2/{tail:.*}", api.handle)
     application.router.add_route("*", "/{tail:.*}", not_found)

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from deploy.local.jobs import RECORD_FIELDS
+from deploy.local.life import WorkerLife
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
+    endpoint TEXT NOT NULL DEFAULT '',
     seq INTEGER NOT NULL,
     status TEXT NOT NULL,
     input TEXT NOT NULL,
@@ -42,6 +44,12 @@ CREATE TABLE IF NOT EXISTS job_payloads (
     kind TEXT NOT NULL,
     body TEXT NOT NULL,
     PRIMARY KEY (id, kind)
+);
+CREATE TABLE IF NOT EXISTS worker_lives (
+    id TEXT PRIMARY KEY,
+    endpoint TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    life TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS workers (
     id TEXT PRIMARY KEY,
@@ -67,6 +75,8 @@ class Store:
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(jobs)")}
         if "s3_config" not in columns:  # a state dir from before s3Config was kept
             self.db.execute("ALTER TABLE jobs ADD COLUMN s3_config TEXT")
+        if "endpoint" not in columns:  # from before one process served several endpoints
+            self.db.execute("ALTER TABLE jobs ADD COLUMN endpoint TEXT NOT NULL DEFAULT ''")
         cols = ", ".join(RECORD_FIELDS)
         marks = ", ".join("?" for _ in RECORD_FIELDS)
         self._insert_sql = f"INSERT OR REPLACE INTO jobs ({cols}) VALUES ({marks})"  # noqa: S608
@@ -74,9 +84,17 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
-    def load_jobs(self) -> list[dict[str, Any]]:
+    def load_jobs(
+        self, endpoint: str | None = None, *, unnamed: bool = True
+    ) -> list[dict[str, Any]]:
+        """The jobs of ``endpoint`` (all if None); ``unnamed``: with the rows written
+        before jobs named their endpoint."""
         cols = ", ".join(RECORD_FIELDS)
-        rows = self.db.execute(f"SELECT {cols} FROM jobs ORDER BY seq")  # noqa: S608
+        where, args = "", []
+        if endpoint is not None:
+            where = "WHERE endpoint = ?" + (" OR endpoint = ''" if unnamed else "")
+            args = [endpoint]
+        rows = self.db.execute(f"SELECT {cols} FROM jobs {where} ORDER BY seq", args)  # noqa: S608
         payloads: dict[tuple[str, str], str] = {
             (job_id, kind): body
             for job_id, kind, body in self.db.execute("SELECT id, kind, body FROM job_payloads")
@@ -167,3 +185,23 @@ class Store:
 
     def forget_all_workers(self) -> None:
         self.db.execute("DELETE FROM workers")
+
+    # ---- each worker's billed life (kept LIVES_KEPT_S after it started) ----------------
+
+    def save_life(self, life: WorkerLife) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO worker_lives (id, endpoint, started_at, life) "
+            "VALUES (?, ?, ?, ?)",
+            (life.worker_id, life.endpoint, life.started_at, life.to_json()),
+        )
+
+    def load_lives(self, endpoint: str, since: float = 0.0) -> list[WorkerLife]:
+        rows = self.db.execute(
+            "SELECT life FROM worker_lives WHERE endpoint = ? AND started_at >= ? "
+            "ORDER BY started_at",
+            (endpoint, since),
+        )
+        return [WorkerLife.from_json(text) for (text,) in rows]
+
+    def forget_lives_before(self, when: float) -> None:
+        self.db.execute("DELETE FROM worker_lives WHERE started_at < ?", (when,))

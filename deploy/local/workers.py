@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -16,9 +17,18 @@ from pathlib import Path
 
 import psutil
 
+from deploy.local.life import WorkerLife
 from deploy.runpod.vocabulary import exit_meaning
 
 PR_SET_PDEATHSIG = 1
+# The local states as RunPod's REST v2 ``WorkerStatus`` (a stopping worker still bills).
+RUNPOD_STATUS = {
+    "initializing": "INITIALIZING",
+    "idle": "IDLE",
+    "running": "RUNNING",
+    "stopping": "RUNNING",
+    "unhealthy": "UNHEALTHY",
+}
 
 
 def shell_exit_code(returncode: int) -> int:
@@ -73,7 +83,10 @@ class Worker:
     key: str
     gpu: str | None
     log_path: Path
+    # Its own working and temporary directory, as a container would have; removed at exit.
+    work_dir: Path
     started_at: float = field(default_factory=time.time)
+    ready_at: float | None = None
     proc: asyncio.subprocess.Process | None = None
     state: str = "initializing"
     took_any: bool = False
@@ -99,6 +112,10 @@ class Worker:
     stop_waiter: asyncio.Future | None = None
     last_error: str = ""
     crashed: bool = False
+    life: WorkerLife = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.life = WorkerLife(self.started_at, worker_id=self.id, gpu=self.gpu)
 
     @property
     def pid(self) -> int | None:
@@ -109,8 +126,15 @@ class Worker:
         return self.exited_at is None
 
     def describe(self, log_lines: int = 10) -> dict:
+        now = time.time()
         return {
             "id": self.id,
+            # RunPod's REST v2 worker fields where it has them (``status``, ``gpuCount``,
+            # ``isStale``, ``uptimeSeconds``); ``startedAt`` stays epoch seconds here.
+            "status": RUNPOD_STATUS.get(self.state) if self.alive else None,
+            "gpuCount": 0 if self.gpu is None else 1,
+            "isStale": False,
+            "uptimeSeconds": int((self.exited_at or now) - self.started_at),
             "state": self.state,
             "pid": self.pid,
             "gpu": self.gpu,
@@ -122,7 +146,10 @@ class Worker:
             "jobsDone": self.jobs_done,
             "currentJobs": sorted(self.current_jobs),
             "stoppedJobsStillRunning": sorted(self.stopped_jobs),
+            "lastError": self.last_error,
+            "workDir": str(self.work_dir),
             "logTail": tail(self.log_path, log_lines),
+            "life": self.life.describe(now),
         }
 
 
@@ -133,6 +160,7 @@ def new_worker(log_dir: Path, gpu: str | None) -> Worker:
         key=secrets.token_urlsafe(24),
         gpu=gpu,
         log_path=log_dir / f"{worker_id}.log",
+        work_dir=log_dir / worker_id,
     )
 
 
@@ -164,6 +192,11 @@ def worker_env(
     env.setdefault("RUNPOD_PING_INTERVAL", "10000")
     if worker.gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = worker.gpu
+    tmp = str(worker.work_dir / "tmp")
+    env.update({"TMPDIR": tmp, "TEMP": tmp, "TMP": tmp})
+    # The worker runs in its own directory: modules of the directory the endpoint was
+    # started from (``-m gpu_worker``) stay importable.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
     env.update(extra)
     # The endpoint's own key must never reach a worker.
     env.pop("RUNPOD_API_KEY", None)
@@ -173,9 +206,11 @@ def worker_env(
 async def spawn(worker: Worker, command: list[str], env: dict[str, str]) -> None:
     """Start the worker in its own process group, stdout and stderr to its log file."""
     worker.log_path.parent.mkdir(parents=True, exist_ok=True)
+    (worker.work_dir / "tmp").mkdir(parents=True, exist_ok=True)
     with worker.log_path.open("ab") as log:
         worker.proc = await asyncio.create_subprocess_exec(
             *command,
+            cwd=worker.work_dir,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -205,3 +240,57 @@ def kill_leftovers(recorded: list[tuple[str, int]]) -> int:
             signal_group(pid, signal.SIGKILL)
             killed += 1
     return killed
+
+
+def absolute_command(command: list[str], base: Path) -> list[str]:
+    """Relative paths in a worker command that exist under ``base`` made absolute: each
+    worker runs in its own directory, but ``python handler.py`` means the one here."""
+    out: list[str] = []
+    for arg in command:
+        after_option = bool(out) and out[-1] in ("-m", "-c")  # a module name or code
+        if not after_option and not os.path.isabs(arg) and (base / arg).is_file():
+            arg = str(base / arg)
+        out.append(arg)
+    return out
+
+
+ADDRESS_IN_USE = re.compile(r"EADDRINUSE|address already in use|Errno 98", re.IGNORECASE)
+PORT_IN_TEXT = re.compile(r"(?:port\s*[=:]?\s*|:)(\d{2,5})\b", re.IGNORECASE)
+
+
+def listening_ports(pid: int | None) -> set[int]:
+    """TCP ports a worker's process group listens on (the worker and its children)."""
+    if pid is None:
+        return set()
+    ports: set[int] = set()
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return ports
+    for proc in procs:
+        try:
+            conns = proc.net_connections(kind="inet")
+        except psutil.Error:
+            continue
+        ports |= {c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN}
+    return ports
+
+
+def port_collision(log_lines: list[str], siblings: set[int]) -> str | None:
+    """Why a worker died, if it could not bind a port: which port and the way out.
+
+    Workers share this machine's network (a network namespace per worker would cut it
+    off from the endpoint), so two workers binding a fixed port collide."""
+    hits = [line for line in log_lines if ADDRESS_IN_USE.search(line)]
+    if not hits:
+        return None
+    named = {int(m) for line in log_lines for m in PORT_IN_TEXT.findall(line)}
+    ports = sorted((named & siblings) or siblings or named)
+    which = f"port {', '.join(map(str, ports))}" if ports else "a port"
+    return (
+        f"{which} already in use (address already in use): workers of a local endpoint "
+        "share this machine's network, so two workers binding the same fixed port "
+        "collide. Run this endpoint with --workers-max 1, or make the worker's port "
+        "configurable."
+    )

@@ -3,13 +3,21 @@
     with local_endpoint(tmp_path, workers_max=2, idle_timeout=1) as ep:
         job = ep.api().run({"pipeline": "echo", "params": {"x": 1}})
 
-Options map to the CLI flags (``workers_max=2`` -> ``--workers-max 2``; ``True`` -> a bare
-flag such as ``--disabled``); ``env=`` adds worker environment. Workers are real
-``runpod`` SDK processes started by the endpoint. Every process is stopped on exit.
+Keyword options are the fields of ``deploy.local.options.EndpointOptions`` (a name that
+is not one fails at once); ``env=`` adds worker environment, ``gpus=`` picks GPUs
+(``none`` by default). Several endpoints in one process:
+
+    with local_endpoints(tmp_path, [endpoint_spec("video", workers_max=1),
+                                    endpoint_spec("light", workers_max=2)]) as ep:
+        ep.api("light").run(...)
+
+The options travel to the child as the declared dataclasses written to a JSON file
+(``--config``), not as flags to parse back. Workers are real ``runpod`` SDK processes
+started by the endpoint. Every process is stopped on exit.
 
 The endpoint behaves like RunPod unless told otherwise: a test that needs a departure
-names it (``fail_fast_crash_loop=True``, ``no_rate_limits=True``, ``min_ttl=1``,
-``min_execution_timeout=1``, ``runsync_retention=2``), as docs/local-endpoint.md's table lists.
+names it (``fail_fast_crash_loop=True``, ``rate_limits=False``, ``min_ttl=1``,
+``min_execution_timeout=1``, ``runsync_retention=2``), as docs/local-endpoint.md lists.
 """
 
 from __future__ import annotations
@@ -20,18 +28,30 @@ import secrets
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import requests
 
+from deploy.local.options import Config, EndpointOptions, ServerOptions
 from deploy.runpod.jobapi import JobAPI
 from deploy.runpod.vocabulary import TERMINAL
-from deploy.stack.commands import local_endpoint_argv
+from deploy.stack.commands import python_module
 from deploy.stack.net import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def endpoint_spec(
+    endpoint_id: str = "local", *, env: dict[str, str] | None = None, **options: Any
+) -> EndpointOptions:
+    """One endpoint's options; ``env`` is its workers' extra environment."""
+    if "no_rate_limits" in options:  # the flag's spelling, kept for callers that use it
+        options["rate_limits"] = not options.pop("no_rate_limits")
+    if options.get("worker_command") is None:
+        options.pop("worker_command", None)
+    return EndpointOptions(endpoint_id=endpoint_id, worker_env=dict(env or {}), **options)
 
 
 class LocalEndpoint:
@@ -45,39 +65,32 @@ class LocalEndpoint:
         api_key: str | None = None,
         port: int | None = None,
         env: dict[str, str] | None = None,
+        gpus: str = "none",
+        endpoints: Sequence[EndpointOptions] | None = None,
         **options: Any,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.endpoint_id = endpoint_id
         self.api_key = api_key or f"test-{secrets.token_hex(8)}"
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v2"
-        self.worker_env = dict(env or {})
-        self.options = options
+        if endpoints is None:
+            endpoints = [endpoint_spec(endpoint_id, env=env, **options)]
+        elif options or env:
+            raise TypeError("give each endpoint's options in its endpoint_spec(...)")
+        self.config = Config(
+            server=ServerOptions(
+                state_dir=self.state_dir.resolve(), api_key=self.api_key, port=self.port, gpus=gpus
+            ),
+            endpoints=list(endpoints),
+        )
+        self.endpoint_id = self.config.endpoints[0].endpoint_id
         self.process: subprocess.Popen | None = None
         self.log_path = self.state_dir / "endpoint.log"
+        self.config_path = self.state_dir / "endpoint.json"
 
     def command(self) -> list[str]:
-        cmd = local_endpoint_argv(
-            self.port,
-            self.state_dir,
-            self.api_key,
-            self.endpoint_id,
-            "--gpus",
-            str(self.options.get("gpus", "none")),
-        )
-        for name, value in self.options.items():
-            if name == "gpus" or value is None or value is False:
-                continue
-            flag = "--" + name.replace("_", "-")
-            if value is True:
-                cmd.append(flag)
-            else:
-                cmd += [flag, str(value)]
-        for name, value in self.worker_env.items():
-            cmd += ["--worker-env", f"{name}={value}"]
-        return cmd
+        return [*python_module("deploy"), "local", "--config", str(self.config_path)]
 
     def start(self, timeout: float = 20.0) -> None:
         env = dict(os.environ)
@@ -89,6 +102,10 @@ class LocalEndpoint:
             }
         )
         env.pop("RUNPOD_API_KEY", None)
+        # The file holds the API key: readable by this user only.
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self.config.to_json())
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 self.command(),
@@ -120,26 +137,28 @@ class LocalEndpoint:
         except OSError:
             return ""
 
-    def url(self, route: str) -> str:
-        """Full URL of ``route`` under this endpoint, e.g. ``url("health")``."""
-        return f"{self.base_url}/{self.endpoint_id}/{route.lstrip('/')}"
+    def url(self, route: str, endpoint: str | None = None) -> str:
+        """Full URL of ``route`` under an endpoint (the first), e.g. ``url("health")``."""
+        return f"{self.base_url}/{endpoint or self.endpoint_id}/{route.lstrip('/')}"
 
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"}
 
-    def api(self, **kwargs: Any) -> JobAPI:
-        """The project's job-API client pointed at this endpoint."""
-        return JobAPI(self.endpoint_id, self.api_key, self.base_url, **kwargs)
+    def api(self, endpoint: str | None = None, **kwargs: Any) -> JobAPI:
+        """The project's job-API client pointed at an endpoint (the first by default)."""
+        return JobAPI(endpoint or self.endpoint_id, self.api_key, self.base_url, **kwargs)
 
-    def get(self, route: str, **kwargs: Any) -> requests.Response:
-        return requests.get(self.url(route), headers=self.headers, timeout=30, **kwargs)
+    def get(self, route: str, endpoint: str | None = None, **kwargs: Any) -> requests.Response:
+        url = self.url(route, endpoint)
+        return requests.get(url, headers=self.headers, timeout=30, **kwargs)
 
-    def post(self, route: str, **kwargs: Any) -> requests.Response:
-        return requests.post(self.url(route), headers=self.headers, timeout=30, **kwargs)
+    def post(self, route: str, endpoint: str | None = None, **kwargs: Any) -> requests.Response:
+        url = self.url(route, endpoint)
+        return requests.post(url, headers=self.headers, timeout=30, **kwargs)
 
-    def workers(self) -> dict[str, Any]:
-        return self.get("workers").json()
+    def workers(self, endpoint: str | None = None) -> dict[str, Any]:
+        return self.get("workers", endpoint).json()
 
     def wait_for(self, predicate, timeout: float = 30.0, interval: float = 0.05, what: str = ""):
         """Poll ``predicate()`` until it returns something truthy; ``TimeoutError`` if not."""
@@ -152,14 +171,16 @@ class LocalEndpoint:
                 raise TimeoutError(f"timed out after {timeout}s waiting for {what or predicate}")
             time.sleep(interval)
 
-    def wait_status(self, job_id: str, statuses=None, timeout: float = 30.0) -> dict[str, Any]:
+    def wait_status(
+        self, job_id: str, statuses=None, timeout: float = 30.0, endpoint: str | None = None
+    ) -> dict[str, Any]:
         """Poll ``status`` until the job reaches one of ``statuses`` (default: terminal)."""
         wanted = set(statuses or TERMINAL)
         last: dict[str, Any] = {}
 
         def reached():
             nonlocal last
-            last = self.get(f"status/{job_id}").json()
+            last = self.get(f"status/{job_id}", endpoint).json()
             return last if last.get("status") in wanted else None
 
         try:
@@ -198,3 +219,13 @@ def local_endpoint(state_dir: Path | str, **options: Any) -> Iterator[LocalEndpo
         yield ep
     finally:
         ep.stop()
+
+
+@contextlib.contextmanager
+def local_endpoints(
+    state_dir: Path | str, endpoints: Sequence[EndpointOptions], **server: Any
+) -> Iterator[LocalEndpoint]:
+    """One local endpoint process serving several endpoints (``endpoint_spec`` each);
+    ``server``: ``api_key``, ``port``, ``gpus``."""
+    with local_endpoint(state_dir, endpoints=endpoints, **server) as ep:
+        yield ep

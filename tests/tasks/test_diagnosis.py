@@ -57,8 +57,11 @@ def test_crash_looping_workers_are_diagnosed_on_the_job_page(tmp_path):
     with stack(tmp_path, endpoint_options=options) as s:
         job_id = s.upload()
         s.wait_job(job_id, "IN_QUEUE", timeout=60)
+        # /workers lists every crashed worker; its summary counts current ones only.
         s.endpoint.wait_for(
-            lambda: s.endpoint.workers()["summary"]["unhealthy"] >= 2, 60, what="two crashes"
+            lambda: sum(w["state"] == "unhealthy" for w in s.endpoint.workers()["workers"]) >= 2,
+            60,
+            what="two crashes",
         )
         s.worker.process.wait_until(
             lambda: s.reconcile() is not None and s.job(job_id).diagnosis, "a diagnosis", 60

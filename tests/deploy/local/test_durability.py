@@ -92,7 +92,11 @@ def test_crash_loop_keeps_jobs_queued_and_workers_unhealthy_like_runpod(tmp_path
         ep.wait_for(lambda: ep.workers()["crashLoop"]["active"], timeout=60, what="a crash loop")
         assert ep.get(f"status/{job}").json()["status"] == "IN_QUEUE"
         health = ep.api().health()
-        assert health["workers"]["unhealthy"] >= 3 and health["jobs"]["inQueue"] == 1
+        # Current workers only, as RunPod reports them: the one slot is unhealthy, not
+        # every dead worker of the loop.
+        workers = health["workers"]
+        assert workers["unhealthy"] + workers["initializing"] == 1
+        assert health["jobs"]["inQueue"] == 1
         info = ep.workers()
         assert "exit code 2" in info["crashLoop"]["lastError"]
         assert any("No such file" in line for line in info["crashLoop"]["logTail"])
@@ -104,6 +108,32 @@ def test_crash_loop_keeps_jobs_queued_and_workers_unhealthy_like_runpod(tmp_path
             what="another restart",
         )
         assert ep.get(f"status/{job}").json()["status"] == "IN_QUEUE"
+
+
+def test_health_counts_current_workers_only_in_a_crash_loop(tmp_path):
+    # Two jobs want two workers; each crashes at start, again and again. /health must
+    # never report more workers than workersMax 2, however many have died.
+    with local_endpoint(
+        tmp_path / "state",
+        worker_command=f"{sys.executable} -c 'raise SystemExit(3)'",
+        workers_max=2,
+        scaler="REQUEST_COUNT",
+        scaler_value=1,
+        stop_grace=1,
+    ) as ep:
+        api = ep.api()
+        for i in range(2):
+            api.run({"pipeline": "echo", "i": i})
+        samples = []
+
+        def six_crashes():
+            workers = api.health()["workers"]
+            samples.append(sum(workers[k] for k in ("idle", "running", "initializing")))
+            samples[-1] += workers["unhealthy"]
+            return ep.get("stats").json()["workers"]["started"] >= 6
+
+        ep.wait_for(six_crashes, 60, what="six crashes")
+        assert max(samples) <= 2, samples
 
 
 def test_fail_fast_crash_loop_fails_queued_jobs_with_exit_meaning_and_log_tail(tmp_path):
@@ -127,7 +157,7 @@ def test_fail_fast_crash_loop_fails_queued_jobs_with_exit_meaning_and_log_tail(t
         assert info["crashLoop"]["consecutiveCrashes"] >= 3
         assert any("No such file" in line for line in info["crashLoop"]["logTail"])
         assert all(w["exitCode"] == 2 for w in info["workers"])
-        assert ep.api().health()["workers"]["unhealthy"] >= 3
+        assert ep.api().health()["workers"]["unhealthy"] == 1  # workersMax 1: one slot
 
 
 def test_burst_of_50_never_exceeds_workers_max_and_loses_nothing(tmp_path):

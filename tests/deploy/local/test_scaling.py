@@ -106,3 +106,24 @@ def test_crash_loop_backoff_delays_the_start():
     obs = Observed(now=10, queued=1, queued_any=1, oldest_queued_at=5, spawn_blocked_until=12)
     result = plan(obs, QD)
     assert result.start == 0 and result.wake_at == [12]
+
+
+def test_queue_delay_looks_again_after_starting_a_worker_while_a_job_waits():
+    # The first job starts a worker; if nothing else happens (a slow start, no other
+    # request), the plan must still come back after scalerValue seconds to add one.
+    first = plan(Observed(now=10, queued=1, queued_any=1, oldest_queued_at=10), QD)
+    assert first.start == 1 and first.next_wake == 12
+    later = Observed(
+        now=12,
+        workers=workers(INITIALIZING),
+        queued=1,
+        queued_any=1,
+        oldest_queued_at=10,
+        last_start_at=10,
+    )
+    assert plan(later, QD).start == 1
+
+
+def test_queue_delay_does_not_look_again_once_at_workers_max():
+    one = Policy(QUEUE_DELAY, scaler_value=2, workers_max=1)
+    assert plan(Observed(now=10, queued=1, queued_any=1, oldest_queued_at=10), one).wake_at == []

@@ -53,3 +53,14 @@ def test_low_priority_job_waits_for_a_worker_it_does_not_start(tmp_path):
         normal = api.run({"mode": "echo"})
         assert ep.wait_status(normal["id"], timeout=60)["status"] == "COMPLETED"
         assert ep.wait_status(low["id"], timeout=60)["status"] == "COMPLETED"
+
+
+def test_queue_delay_adds_a_worker_for_one_request_waiting_behind_a_slow_start(tmp_path):
+    # RunPod: "adds a worker when a request has waited scalerValue seconds". One request,
+    # nothing else arriving: the endpoint must re-plan on its own timer, not on arrival.
+    with endpoint(
+        tmp_path, "async", env={"STARTUP_DELAY": "5"}, workers_max=2, scaler_value=1
+    ) as ep:
+        ep.api().run({"mode": "sleep", "seconds": 0.1})
+        ep.wait_for(lambda: _summary(ep)["initializing"] == 2, 30, what="a second worker")
+        assert ep.get("stats").json()["workers"]["started"] == 2
