@@ -54,11 +54,18 @@ SHARED = (
     "PIPELINES",
     "RUNPOD_API_KEY",
     "RUNPOD_ENDPOINT_ID",
+    "RUNPOD_ENDPOINTS",
+    "ENDPOINT_SPECS_DIR",
     "RUNPOD_ENDPOINT_BASE_URL",
     "MAX_UPLOAD_BYTES",
     "GPU_PRICE_PER_SECOND",
 )
 _PR_SET_CHILD_SUBREAPER = 36
+# The development endpoints, served by one local endpoint process: each a spec in
+# deploy/endpoints naming its pipelines, with its own queue, workers and scaler, so an echo
+# job never waits behind a long video job. (name, most workers)
+DEV_ENDPOINTS = (("video", 1), ("light", 2))
+IDLE_TIMEOUT_S = 5
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -149,10 +156,10 @@ def stack_env(args: argparse.Namespace, dev: dict[str, str]) -> tuple[dict[str, 
         names.insert(0, "redis")
     if not given.get("RUNPOD_API_KEY"):
         port = free_port()
+        env.update(local_endpoints(given))
         env.update(
             ENDPOINT_PORT=str(port),
             RUNPOD_API_KEY=dev["LOCAL_ENDPOINT_API_KEY"],
-            RUNPOD_ENDPOINT_ID=given.get("RUNPOD_ENDPOINT_ID", "local"),
             RUNPOD_ENDPOINT_BASE_URL=f"http://127.0.0.1:{port}/v2",
             # The local endpoint's workers run on this machine, without a GPU check.
             RUNPOD_SKIP_AUTO_SYSTEM_CHECKS="true",
@@ -160,6 +167,23 @@ def stack_env(args: argparse.Namespace, dev: dict[str, str]) -> tuple[dict[str, 
         )
         names.insert(1 if "redis" in names else 0, "endpoint")
     return env, names
+
+
+def local_endpoints(given: dict[str, str]) -> dict[str, str]:
+    """The app's endpoints and the local endpoint's flags (``LOCAL_ENDPOINT_ARGS``, read by
+    Procfile.dev): ``video`` and ``light`` by default; one endpoint named as
+    ``RUNPOD_ENDPOINT_ID`` says when that is set (the configuration of before issue 18)."""
+    if given.get("RUNPOD_ENDPOINT_ID"):
+        endpoint_id = given["RUNPOD_ENDPOINT_ID"]
+        args = f"--endpoint-id={endpoint_id} --workers-max 1 --idle-timeout {IDLE_TIMEOUT_S}"
+        return {"RUNPOD_ENDPOINT_ID": endpoint_id, "LOCAL_ENDPOINT_ARGS": args}
+    args = [f"--idle-timeout {IDLE_TIMEOUT_S}"]
+    args += [f"--endpoint {name} --workers-max {most}" for name, most in DEV_ENDPOINTS]
+    return {
+        "RUNPOD_ENDPOINTS": given.get("RUNPOD_ENDPOINTS")
+        or ",".join(f"{name}={name}" for name, _ in DEV_ENDPOINTS),
+        "LOCAL_ENDPOINT_ARGS": " ".join(args),
+    }
 
 
 def create_tables(env: dict[str, str]) -> None:
@@ -234,15 +258,17 @@ def announce_when_ready(
     while not stop.is_set() and time.monotonic() < deadline:
         if port_in_use(args.port):
             url = f"http://{args.host}:{args.port}/"
-            endpoint = (
-                f"{env.get('RUNPOD_ENDPOINT_BASE_URL', DEFAULT_JOB_URL)}"
-                f"/{env.get('RUNPOD_ENDPOINT_ID', '')}"
-            )
+            base = env.get("RUNPOD_ENDPOINT_BASE_URL", DEFAULT_JOB_URL)
+            pairs = [p.partition("=") for p in env.get("RUNPOD_ENDPOINTS", "").split(",") if p]
+            named = [(name, f"{base}/{eid}") for name, _, eid in pairs] or [
+                ("default", f"{base}/{env.get('RUNPOD_ENDPOINT_ID', '')}")
+            ]
+            endpoint = named[0][1]
             banner = [
                 "",
                 f"  The app is up:   {url}",
                 f"  Admin login:     {url}admin  password: {env['ADMIN_PASSWORD']}",
-                f"  GPU endpoint:    {endpoint}",
+                *(f"  GPU endpoint:    {url_} ({name})" for name, url_ in named),
                 f"  Redis:           {env['REDIS_URL']}",
                 f"  State:           {args.instance_dir.resolve()}",
                 "  In another terminal in this folder (they use this stack):",

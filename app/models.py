@@ -78,6 +78,12 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
     status: Mapped[str] = mapped_column(String(16), default=Status.PENDING, nullable=False)
     pipeline: Mapped[str] = mapped_column(String(64), nullable=False)
+    # The NAME of the endpoint that serves the pipeline (app.endpoints.routing), fixed when
+    # the job is made: its submit, polls, cancel and purge go there. "default" with one
+    # endpoint, and for rows older than migration 0005_fleet.
+    endpoint: Mapped[str] = mapped_column(
+        String(64), default="default", server_default="default", nullable=False
+    )
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     input_key: Mapped[str | None] = mapped_column(String(512))
@@ -145,6 +151,7 @@ class Job(Base):
         Index("ix_jobs_created", "created_at"),
         Index("ix_jobs_runpod_id", "runpod_id"),
         Index("ix_jobs_owner_created", "owner", "created_at"),
+        Index("ix_jobs_endpoint_status", "endpoint", "status"),
     )
     __mapper_args__ = {"version_id_col": version}
 

@@ -185,6 +185,10 @@ def document(settings: Settings) -> dict[str, Any]:
                         "message": {"type": "string", "description": "the status in words"},
                         "detail": {"type": ["string", "null"], "description": "why; what to do"},
                         "pipeline": {"type": "string"},
+                        "endpoint": {
+                            "type": "string",
+                            "description": "the GPU endpoint (by name) serving the pipeline",
+                        },
                         "params": {"type": "object"},
                         "input": {"type": "object"},
                         "progress": {"type": ["object", "null"]},

@@ -19,9 +19,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from app.endpoints.routing import Fleet, RoutingError, build_fleet
 from app.lifecycle.status_budget import WINDOWS_PER_BUDGET
 from app.pipelines import declared, undeclared
 from deploy.runpod.vocabulary import DEFAULT_JOB_URL
@@ -88,7 +90,11 @@ class Settings:
     database_url: str = f"sqlite:///{REPO}/instance/app.db"
     redis_url: str = "redis://127.0.0.1:6379/0"
     runpod_api_key: str = field(default="", repr=False)
-    runpod_endpoint_id: str = ""
+    runpod_endpoint_id: str = ""  # one endpoint, named "default", serving every pipeline
+    # Several: "video=<id>,light=<id>", each a spec in ENDPOINT_SPECS_DIR naming its
+    # pipelines (app/endpoints/routing.py).
+    runpod_endpoints: str = ""
+    endpoint_specs_dir: str = f"{REPO}/deploy/endpoints"
     runpod_endpoint_base_url: str = DEFAULT_JOB_URL
     # RunPod's management APIs (REST v2, GraphQL); set only to point at stand-ins for them.
     runpod_rest_url: str = ""
@@ -225,6 +231,30 @@ class Settings:
                 "(docs/gpu-worker.md, Add your model)"
             )
 
+        self._check_fleet()
+
+    def _check_fleet(self) -> None:
+        try:
+            self.__dict__["fleet"] = build_fleet(
+                pairs=self.runpod_endpoints,
+                single_id=self.runpod_endpoint_id,
+                offered=self.pipelines,
+                specs_dir=Path(self.endpoint_specs_dir),
+            )
+        except RoutingError as exc:
+            raise SettingsError(str(exc)) from None
+
+    @cached_property
+    def fleet(self) -> Fleet:
+        """The endpoints and the pipelines each serves (built, and checked, by ``check``)."""
+        self._check_fleet()
+        return self.__dict__["fleet"]
+
     @property
     def endpoint_configured(self) -> bool:
-        return bool(self.runpod_api_key and self.runpod_endpoint_id)
+        """An API key and at least one endpoint id: jobs can go somewhere."""
+        return bool(self.runpod_api_key and any(e.endpoint_id for e in self.fleet.endpoints))
+
+    def configured(self, endpoint: str) -> bool:
+        """Jobs of ``endpoint`` (a name) can be sent: an API key and that endpoint's id."""
+        return bool(self.runpod_api_key and self.fleet.get(endpoint).endpoint_id)

@@ -94,6 +94,7 @@ def create_job(
         id=str(uuid.uuid4()),
         status=Status.PENDING,
         pipeline=pipeline.name,
+        endpoint=services.fleet.for_pipeline(pipeline.name).name,
         params=params,
         owner=owner,
         input_name=filename[:255],

@@ -367,8 +367,9 @@ def mark_unreachable(session: Session, job: Job, services: Services) -> bool:
     settings = services.settings
     now = utcnow()
     job.unreachable_since = job.unreachable_since or now
+    name = services.endpoint_of(job)
     job.diagnosis = endpoint_unreachable(
-        settings.runpod_endpoint_id, settings.endpoint_unreachable_grace_s
+        services.fleet.get(name).endpoint_id, settings.endpoint_unreachable_grace_s, name
     )
     session.commit()
     since = job.unreachable_since

@@ -143,17 +143,18 @@ def back_to_pending(session: Session, job: Job, reason: str) -> bool:
 
 def submit(session: Session, job_id: str, services: Services) -> str:
     """Submit one job; returns what happened (for logs). ``RetryLater`` asks for a retry."""
-    settings, storage, api = services.settings, services.storage, services.api
+    settings, storage = services.settings, services.storage
     if not claim(session, job_id):
         return "not pending: another task has it, or it was cancelled"
     job = session.get(Job, job_id)
     session.refresh(job)
+    endpoint = services.endpoint_of(job)  # the job goes to its pipeline's endpoint
     number = max((a.number for a in job.attempts), default=0) + 1
     attempt = Attempt(job=job, number=number, state=AttemptState.CLAIMED)
     session.add(attempt)
     session.commit()
     crash_point(settings, "after_claim")
-    if not settings.endpoint_configured:
+    if not settings.configured(endpoint):
         if back_to_pending(session, job, "no endpoint configured"):
             mark_unreachable(session, job, services)
         return "no endpoint configured"
@@ -161,7 +162,9 @@ def submit(session: Session, job_id: str, services: Services) -> str:
     attempt.state = AttemptState.UNKNOWN  # from here on the endpoint may have the job
     session.commit()
     try:
-        answer = api.run(body, webhook=webhook_url(job, settings), policy=policy(settings))
+        answer = services.api_for(endpoint).run(
+            body, webhook=webhook_url(job, settings), policy=policy(settings)
+        )
     except SubmitOutcomeUnknown as exc:
         attempt.error = str(exc)[:2000]
         session.commit()

@@ -106,6 +106,32 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
+def _endpoint_panel(db, name: str, active: list[Job]) -> dict:
+    """One endpoint's panel: its health, workers, queue, polling and diagnosis."""
+    fleet = services().fleet
+    endpoint = fleet.get(name)
+    snapshot = load_snapshot(db, name) or {}
+    banners = [snapshot[key] for key in ("error", "diagnosis") if snapshot.get(key)]
+    for job in active:
+        if job.endpoint == name and job.diagnosis and job.diagnosis not in banners:
+            banners.append(job.diagnosis)
+    return {
+        "name": name,
+        # Element ids stay as they were with one endpoint; with several each gets a suffix.
+        "suffix": f"-{name}" if fleet.several else "",
+        "endpoint_id": snapshot.get("endpoint_id") or endpoint.endpoint_id,
+        "pipelines": endpoint.pipelines,
+        "snapshot": snapshot,
+        "snapshot_age": _duration(snapshot_age_s(db, name)),
+        "workers": queue_words(snapshot.get("health"), snapshot.get("workers")),
+        "worker_rows": _worker_rows(snapshot, active),
+        "banners": banners,
+        "polling": poll_plan(db, services().settings, name),
+        # Issue 19 fills this in: the endpoint's spend from its billing records.
+        "spend": None,
+    }
+
+
 def _dashboard_context() -> dict:
     db = get_session()
     counts = dict(db.execute(select(Job.status, func.count()).group_by(Job.status)).all())
@@ -116,27 +142,16 @@ def _dashboard_context() -> dict:
         .limit(100)
     ).all()
     recent = db.scalars(select(Job).order_by(Job.created_at.desc()).limit(30)).all()
-    snapshot = load_snapshot(db) or {}
-    banners = []
-    if snapshot.get("error"):
-        banners.append(snapshot["error"])
-    if snapshot.get("diagnosis"):
-        banners.append(snapshot["diagnosis"])
-    for job in active:
-        if job.diagnosis and job.diagnosis not in banners:
-            banners.append(job.diagnosis)
+    fleet = services().fleet
+    panels = [_endpoint_panel(db, name, active) for name in fleet.names]
     spend = db.scalar(select(func.coalesce(func.sum(Job.cost_usd), 0.0)))
     return {
         "counts": {s.value: counts.get(s.value, 0) for s in Status},
         "active": active,
         "recent": recent,
-        "snapshot": snapshot,
-        "snapshot_age": _duration(snapshot_age_s(db)),
-        "workers": queue_words(snapshot.get("health"), snapshot.get("workers")),
-        "worker_rows": _worker_rows(snapshot, active),
-        "banners": banners,
+        "panels": panels,
+        "several": fleet.several,
         "spend": spend,
-        "polling": poll_plan(db, services().settings),
         "describe": describe,
         "settings": services().settings,
         "refresh_s": DASHBOARD_REFRESH_S,
@@ -146,7 +161,7 @@ def _dashboard_context() -> dict:
 @bp.get("/")
 @admin_required
 def dashboard():
-    ask_refresh(get_session(), services().enqueue, FRESH_SNAPSHOT_S)
+    ask_refresh(get_session(), services().enqueue, FRESH_SNAPSHOT_S, services().fleet.names)
     return render_template("admin.html", **_dashboard_context())
 
 
@@ -155,7 +170,7 @@ def dashboard():
 def dashboard_panel():
     """The dashboard's live part; its script re-fetches it every few seconds, and while it
     does the endpoint snapshot is kept at most ``FRESH_SNAPSHOT_S`` old."""
-    ask_refresh(get_session(), services().enqueue, FRESH_SNAPSHOT_S)
+    ask_refresh(get_session(), services().enqueue, FRESH_SNAPSHOT_S, services().fleet.names)
     return render_template("_admin_panel.html", **_dashboard_context())
 
 
@@ -170,8 +185,15 @@ def refresh():
 @bp.post("/purge")
 @admin_required
 def purge():
-    services().enqueue("tasks.purge_queue")
-    flash("Purging the endpoint's queue: queued jobs will show as cancelled.")
+    fleet = services().fleet
+    name = request.form.get("endpoint", "").strip() or (None if fleet.several else fleet.names[0])
+    if name is None:
+        abort(400, description=f"purge which endpoint? name one of {', '.join(fleet.names)}")
+    if name not in fleet:
+        abort(400, description=fleet.unknown_words(name))
+    services().enqueue("tasks.purge_queue", name)
+    which = f"endpoint {name}'s queue" if fleet.several else "the endpoint's queue"
+    flash(f"Purging {which}: its queued jobs will show as cancelled.")
     return redirect(url_for("admin.dashboard"), code=303)
 
 

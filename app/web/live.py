@@ -77,12 +77,19 @@ def live(session: Session, job: Job) -> Live | None:
         ahead = session.scalar(
             select(func.count())
             .select_from(Job)
-            .where(Job.status.in_([s.value for s in QUEUED]), Job.id != job.id, since < mine)
+            .where(
+                Job.status.in_([s.value for s in QUEUED]),
+                Job.endpoint == job.endpoint,  # each endpoint has its own queue
+                Job.id != job.id,
+                since < mine,
+            )
         )
     running = session.scalar(
-        select(func.count()).select_from(Job).where(Job.status == Status.IN_PROGRESS)
+        select(func.count())
+        .select_from(Job)
+        .where(Job.status == Status.IN_PROGRESS, Job.endpoint == job.endpoint)
     )
-    snapshot = load_snapshot(session) or {}
+    snapshot = load_snapshot(session, job.endpoint) or {}
     idle, starting = None, 0
     if snapshot.get("health"):
         summary = worker_summary(snapshot.get("health"), snapshot.get("workers"))

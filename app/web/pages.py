@@ -81,7 +81,7 @@ def _job_context(job: Job) -> dict:
     if job.status == Status.IN_QUEUE:
         # "A worker is starting" or "about to be taken" rests on the endpoint snapshot: keep
         # it a few seconds fresh while someone waits (rate-limited; /health, not /status).
-        ask_refresh(get_session(), services().enqueue, FRESH_SNAPSHOT_S)
+        ask_refresh(get_session(), services().enqueue, FRESH_SNAPSHOT_S, [job.endpoint])
     now = live(get_session(), job)
     words = describe(job, now)
     admin = is_admin()
@@ -107,7 +107,7 @@ def _operator_details(job: Job) -> dict | None:
     detail = (job.error_detail or "").strip()
     if detail and job.error and detail in job.error:
         detail = ""  # already the one-line error: saying it twice helps no one
-    logs = (load_snapshot(get_session()) or {}).get("job_logs") or {}
+    logs = (load_snapshot(get_session(), job.endpoint) or {}).get("job_logs") or {}
     return {"detail": detail, "log": logs.get(job.id)}
 
 
@@ -116,9 +116,8 @@ def job_page(job_id: str):
     context = _job_context(job_or_404(job_id))
     operator = context["operator"]
     if operator and not operator["log"] and context["job"].worker_id:
-        ask_refresh(
-            get_session(), services().enqueue, FRESH_SNAPSHOT_S
-        )  # fetches the worker's log tail
+        # Fetches the worker's log tail.
+        ask_refresh(get_session(), services().enqueue, FRESH_SNAPSHOT_S, [context["job"].endpoint])
     return render_template("job.html", **context)
 
 
@@ -143,6 +142,10 @@ def job_list():
     settings = services().settings
     status = request.args.get("status", "").strip().upper()
     pipeline = request.args.get("pipeline", "").strip()
+    endpoint = request.args.get("endpoint", "").strip()
+    fleet = services().fleet
+    if endpoint and endpoint not in fleet:
+        abort(400, description=fleet.unknown_words(endpoint))
     if status and status not in Status.__members__:
         abort(400, description=f"status {status!r}: use one of {', '.join(Status)}")
     if pipeline and pipeline not in settings.pipelines:
@@ -154,6 +157,8 @@ def job_list():
         query = query.where(Job.status == status)
     if pipeline:
         query = query.where(Job.pipeline == pipeline)
+    if endpoint:
+        query = query.where(Job.endpoint == endpoint)
     jobs = session.scalars(query).all()
     return render_template(
         "jobs.html",
@@ -166,6 +171,8 @@ def job_list():
         pipelines=settings.pipelines,
         status=status,
         pipeline=pipeline,
+        endpoints=fleet.names if fleet.several else [],
+        endpoint=endpoint,
     )
 
 

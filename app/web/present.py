@@ -49,6 +49,7 @@ def job_json(job: Job, live: Live | None = None) -> dict[str, Any]:
         "message": words.headline,
         "detail": words.detail,
         "pipeline": job.pipeline,
+        "endpoint": job.endpoint,
         "params": job.params,
         "input": {"name": job.input_name, "size": job.input_size, "type": job.input_content_type},
         "progress": job.progress,

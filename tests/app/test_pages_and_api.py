@@ -174,7 +174,7 @@ def test_webhook_for_a_duplicate_execution_is_cancelled_and_ignored(app, client,
     job = sent(app, only_job(app))
     other = {"id": "rp-dup", "status": "COMPLETED", "output": {"evil": 1}}
     assert webhook(client, job, other).json["outcome"] == "duplicate"
-    assert ("tasks.cancel_remote", "rp-dup") in enqueued
+    assert ("tasks.cancel_remote", "rp-dup", "default") in enqueued
     job = only_job(app)
     assert job.status == Status.IN_QUEUE and job.result is None
 
@@ -287,7 +287,7 @@ def test_admin_login_dashboard_and_actions(app, client, enqueued):
     assert "Admin dashboard" in page and "No health report yet" in page
     token = csrf_token(client, "/admin/")
     assert client.post("/admin/purge", data={"csrf_token": token}).status_code == 303
-    assert ("tasks.purge_queue",) in enqueued
+    assert ("tasks.purge_queue", "default") in enqueued
     job = only_job(app)
     client.post(f"/admin/jobs/{job.id}/cancel", data={"csrf_token": token})
     assert only_job(app).status == Status.CANCELLED

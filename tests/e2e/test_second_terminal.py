@@ -64,10 +64,11 @@ def test_the_banner_commands_work_in_a_second_terminal(tmp_path):
 
         health = run(commands[1].split(), env)
         assert health.returncode == 0, health.stdout + health.stderr
-        assert "endpoint local: workers:" in health.stdout
+        for name in ("video", "light"):  # make run serves two endpoints (issue 18)
+            assert f"endpoint {name} ({name}): workers:" in health.stdout, health.stdout
 
         doctor = run(commands[2].split(), env)
-        assert "/v2/local" in commands[2]
+        assert "/v2/video" in commands[2]
         report = doctor.stdout + doctor.stderr
         assert doctor.returncode == 0, report
         for billing in ("balance", "add funds", "negative"):
