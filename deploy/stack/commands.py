@@ -159,12 +159,14 @@ def celery_beat_argv(
 def local_endpoint_argv(
     port: int | str,
     state_dir: Path | str,
-    api_key: str,
     endpoint_id: str,
     *options: str,
     program: Sequence[str] | None = None,
 ) -> list[str]:
-    """The local RunPod-compatible endpoint (``python -m deploy local``) with more flags."""
+    """The local RunPod-compatible endpoint (``python -m deploy local``) with more flags.
+
+    Its API key comes from ``$RUNPOD_API_KEY`` in the process's environment, never argv:
+    a command line is world-readable (``ps``, /proc/PID/cmdline)."""
     return [
         *(program or python_module("deploy")),
         "local",
@@ -172,7 +174,6 @@ def local_endpoint_argv(
         str(port),
         "--state-dir",
         str(state_dir),
-        f"--api-key={api_key}",
         f"--endpoint-id={endpoint_id}",
         *options,
     ]
