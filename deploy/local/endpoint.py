@@ -567,10 +567,15 @@ class Endpoint:
     def _worker_exited(self, w: wk.Worker, code: int) -> None:
         """The fleet saw a worker exit: requeue what it held, count a start-up crash."""
         meaning = exit_meaning(code)
+        # An exit code explains a worker that died on its own; one this endpoint stopped
+        # (idle, shutting down) was SIGKILLed past its grace, not out of memory: say that.
+        how = (
+            f"was stopped by the endpoint ({w.stop_reason})"
+            if w.stopping
+            else f"exited with code {code} ({meaning})"
+        )
         for job in self.jobs.held_by(w.id):
-            self._requeue_or_fail(
-                job, f"worker {w.id} exited with code {code} ({meaning}) while running the job"
-            )
+            self._requeue_or_fail(job, f"worker {w.id} {how} while running the job")
         w.current_jobs.clear()
         w.stopped_jobs.clear()
         if w.stopping:
