@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from sqlalchemy import func, select
 
+from app import taskhealth
 from app.db import get_session
 from app.endpoints.diagnosis import queue_words
 from app.endpoints.health import FRESH_SNAPSHOT_S, ask_refresh, load_snapshot, snapshot_age_s
@@ -23,8 +33,9 @@ from app.web.auth import (
     login_locked,
     start_admin_session,
 )
+from app.web.live import unpicked_s
 from app.web.ratelimit import in_words
-from app.web.words import describe
+from app.web.words import describe, waited_words
 from deploy.runpod.vocabulary import WorkerRow
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -96,14 +107,29 @@ def _worker_rows(snapshot: dict, active: list[Job]) -> list[dict]:
 
 
 def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    seconds = max(int(seconds), 0)
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return "–" if seconds is None else waited_words(seconds)
+
+
+def _celery_context(db, active: list[Job]) -> dict:
+    """Task workers seen, queue lengths and beat's last tick (app.taskhealth), and the jobs
+    no task worker has taken within the grace: what a paused Celery worker looks like."""
+    settings = services().settings
+    health = taskhealth.read(
+        services().redis, taskhealth.queue_names(current_app.extensions["celery"])
+    )
+    unpicked = [job for job in active if unpicked_s(job) is not None]
+    beat_late = (
+        health.beat_age_s is None or health.beat_age_s > 2 * settings.reconcile_interval_s + 10
+    )
+    return {
+        "tasks": health,
+        "unpicked": unpicked,
+        "beat_late": beat_late,
+        "pickup_grace": _duration(settings.task_pickup_grace_s),
+        "beat_every": _duration(settings.reconcile_interval_s),
+        "heartbeat_every": _duration(taskhealth.HEARTBEAT_S),
+        "duration": _duration,
+    }
 
 
 def _endpoint_panel(db, name: str, active: list[Job]) -> dict:
@@ -146,6 +172,7 @@ def _dashboard_context() -> dict:
     panels = [_endpoint_panel(db, name, active) for name in fleet.names]
     spend = db.scalar(select(func.coalesce(func.sum(Job.cost_usd), 0.0)))
     return {
+        **_celery_context(db, active),
         "counts": {s.value: counts.get(s.value, 0) for s in Status},
         "active": active,
         "recent": recent,

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.endpoints.diagnosis import worker_summary
 from app.endpoints.health import load_snapshot
 from app.models import Job, Status, utcnow
+from app.services import services
 
 RECENT_RUNS = 20  # how many completed jobs of a pipeline the estimate looks at
 QUEUED = (Status.SUBMITTING, Status.IN_QUEUE)
@@ -33,6 +34,8 @@ class Live:
     starting_workers: int
     typical_s: float | None  # median execution time of recent runs of this pipeline
     elapsed_s: float | None  # how long this job has been running
+    # How long a PENDING job has waited for a Celery task worker, once past the grace.
+    unpicked_s: float | None = None
 
     @property
     def eta_s(self) -> float | None:
@@ -106,4 +109,19 @@ def live(session: Session, job: Job) -> Live | None:
         starting_workers=starting,
         typical_s=typical_run_s(session, job.pipeline),
         elapsed_s=elapsed,
+        unpicked_s=unpicked_s(job),
     )
+
+
+def unpicked_s(job: Job) -> float | None:
+    """Seconds a PENDING job has waited for a task worker to take it, past the grace.
+
+    It waits from its creation, or from its last attempt's end when it was retried."""
+    if job.status != Status.PENDING:
+        return None
+    since = _aware(job.created_at)
+    attempt = job.current_attempt
+    if attempt is not None:
+        since = max(since, _aware(attempt.updated_at))
+    waited = (utcnow() - since).total_seconds()
+    return waited if waited >= services().settings.task_pickup_grace_s else None

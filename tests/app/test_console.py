@@ -194,3 +194,24 @@ def test_an_empty_dashboard_says_there_are_no_jobs_yet(client):
     login_admin(client)
     recent = client.get("/admin/panel").get_data(as_text=True).split('id="recent"')[1]
     assert "No jobs yet." in recent.split("</table>")[0]
+
+
+def test_the_dashboard_shows_task_workers_queues_and_beat_from_redis(app, client):
+    from app import taskhealth
+
+    with app.app_context():
+        from app.services import services
+
+        redis = services().redis
+        now = time.time()
+        redis.hset(taskhealth.WORKERS_KEY, "celery@alive", now - 2)
+        redis.hset(taskhealth.WORKERS_KEY, "celery@gone", now - 600)
+        redis.set(taskhealth.BEAT_KEY, now - 12)
+        redis.rpush("celery", "m1", "m2")
+    login_admin(client)
+    panel = client.get("/admin/panel").get_data(as_text=True)
+    section = panel.split('id="celery"')[1].split("</section>")[0]
+    assert "Workers seen: 1 (celery@alive)" in section, section
+    assert "celery@gone silent for 10 min" in section
+    assert "celery 2" in section
+    assert "last sent a task 12 s ago" in section
