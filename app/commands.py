@@ -100,8 +100,9 @@ def purge_command(endpoint: str | None) -> None:
     _endpoint_api(name)  # refuses when that endpoint is not configured
     with session_scope() as session:
         result = purge(session, services(), name)
+    which = f"purged endpoint {name}: it" if services().fleet.several else "purged: the endpoint"
     click.echo(
-        f"purged endpoint {name}: it removed {result['removed']} queued job(s); "
+        f"{which} removed {result['removed']} queued job(s); "
         f"{result['cancelled']} job(s) here are now CANCELLED"
     )
 

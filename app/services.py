@@ -98,39 +98,31 @@ class Services:
             self._clients[key] = make()
         return self._clients[key]
 
-    def api_for(self, name: str) -> JobAPI:
-        """The job-API client of endpoint ``name`` (the one client, per endpoint; an unknown
-        name raises ``UnknownEndpoint``)."""
+    def _job_api(self, kind: str, name: str, backoff: Backoff) -> JobAPI:
         endpoint_id = self.fleet.get(name).endpoint_id
         return self._client(
-            "api",
+            kind,
             name,
             lambda: JobAPI(
                 endpoint_id,
                 self.settings.runpod_api_key,
                 self.settings.runpod_endpoint_base_url,
                 read_timeout=10.0,
-                backoff=Backoff(base=0.25, cap=2.0, attempts=3),
+                backoff=backoff,
             ),
         )
+
+    def api_for(self, name: str) -> JobAPI:
+        """The job-API client of endpoint ``name`` (the one client, per endpoint; an unknown
+        name raises ``UnknownEndpoint``)."""
+        return self._job_api("api", name, Backoff(base=0.25, cap=2.0, attempts=3))
 
     def status_api_for(self, name: str) -> JobAPI:
         """The client polls of endpoint ``name`` use: one attempt per call. ``JobAPI``'s own
         retries would send more ``/status`` requests than the budget granted; here a failed
         poll is retried by the next poll, which asks the budget again
         (``app/lifecycle/status_budget.py``)."""
-        endpoint_id = self.fleet.get(name).endpoint_id
-        return self._client(
-            "status_api",
-            name,
-            lambda: JobAPI(
-                endpoint_id,
-                self.settings.runpod_api_key,
-                self.settings.runpod_endpoint_base_url,
-                read_timeout=10.0,
-                backoff=Backoff(attempts=1),
-            ),
-        )
+        return self._job_api("status_api", name, Backoff(attempts=1))
 
     def budget_for(self, name: str) -> StatusBudget:
         """Endpoint ``name``'s ``/status`` budget: RunPod counts its limits per endpoint, so
