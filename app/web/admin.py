@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlparse
+from urllib.parse import urlencode, urlparse
 
 from flask import (
     Blueprint,
@@ -33,6 +33,7 @@ from app.web.auth import (
     login_locked,
     start_admin_session,
 )
+from app.web.console import day_charts, endpoint_settings, parse_line
 from app.web.live import unpicked_s
 from app.web.ratelimit import in_words
 from app.web.words import describe, waited_words
@@ -100,7 +101,9 @@ def _worker_rows(snapshot: dict, active: list[Job]) -> list[dict]:
                 "age": _duration(age),
                 "exit": worker.exit_code,
                 "exit_meaning": worker.exit_meaning,
-                "log": list(worker.log_tail),
+                "stop_reason": raw.get("stopReason") or "",
+                "exited": worker.exited_at is not None or state == "exited",
+                "log": [parse_line(line) for line in worker.log_tail],
             }
         )
     return rows
@@ -151,6 +154,7 @@ def _endpoint_panel(db, name: str, active: list[Job]) -> dict:
         "snapshot_age": _duration(snapshot_age_s(db, name)),
         "workers": queue_words(snapshot.get("health"), snapshot.get("workers")),
         "worker_rows": _worker_rows(snapshot, active),
+        "settings_rows": endpoint_settings(snapshot.get("workers")),
         "banners": banners,
         "polling": poll_plan(db, services().settings, name),
         # Issue 19 fills this in: the endpoint's spend from its billing records.
@@ -189,7 +193,7 @@ def _dashboard_context() -> dict:
 @admin_required
 def dashboard():
     ask_refresh(get_session(), services().enqueue, FRESH_SNAPSHOT_S, services().fleet.names)
-    return render_template("admin.html", **_dashboard_context())
+    return render_template("admin.html", charts=day_charts(get_session()), **_dashboard_context())
 
 
 @bp.get("/panel")
@@ -209,17 +213,60 @@ def refresh():
     return redirect(url_for("admin.dashboard"), code=303)
 
 
-@bp.post("/purge")
-@admin_required
-def purge():
+def _purge_target() -> str:
+    """The endpoint a purge is about: the one named, or the only one; else a 400."""
     fleet = services().fleet
-    name = request.form.get("endpoint", "").strip() or (None if fleet.several else fleet.names[0])
+    name = request.values.get("endpoint", "").strip() or (None if fleet.several else fleet.names[0])
     if name is None:
         abort(400, description=f"purge which endpoint? name one of {', '.join(fleet.names)}")
     if name not in fleet:
         abort(400, description=fleet.unknown_words(name))
+    return name
+
+
+def _purgeable(name: str) -> list[Job]:
+    """The jobs a purge of ``name`` cancels: this app's jobs waiting in its queue (the ones
+    ``app.lifecycle.reconcile.purge`` polls to CANCELLED)."""
+    return list(
+        get_session().scalars(
+            select(Job)
+            .where(
+                Job.status == Status.IN_QUEUE,
+                Job.runpod_id.is_not(None),
+                Job.endpoint == name,
+            )
+            .order_by(Job.created_at)
+        )
+    )
+
+
+@bp.get("/purge")
+@admin_required
+def purge_confirm():
+    """The step before a purge: how many jobs it cancels, which, and a button that does it
+    (a plain form: it works without JavaScript)."""
+    name = _purge_target()
+    snapshot = load_snapshot(get_session(), name) or {}
+    at_endpoint = ((snapshot.get("health") or {}).get("jobs") or {}).get("inQueue")
+    return render_template(
+        "purge.html",
+        endpoint=name,
+        several=services().fleet.several,
+        jobs=_purgeable(name),
+        at_endpoint=at_endpoint,
+    )
+
+
+@bp.post("/purge")
+@admin_required
+def purge():
+    name = _purge_target()
+    if request.form.get("confirm") != "yes":
+        # Only the confirmation page's button purges; anything else is asked first.
+        # ``endpoint`` is url_for's own argument name, so the query is added by hand.
+        return redirect(f"{url_for('admin.purge_confirm')}?{urlencode({'endpoint': name})}", 303)
     services().enqueue("tasks.purge_queue", name)
-    which = f"endpoint {name}'s queue" if fleet.several else "the endpoint's queue"
+    which = f"endpoint {name}'s queue" if services().fleet.several else "the endpoint's queue"
     flash(f"Purging {which}: its queued jobs will show as cancelled.")
     return redirect(url_for("admin.dashboard"), code=303)
 
