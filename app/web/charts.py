@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from markupsafe import Markup, escape
 
 WIDTH, HEIGHT = 640, 220
-LEFT, RIGHT, TOP, BOTTOM = 48, 8, 10, 28
+LEFT, RIGHT, TOP, BOTTOM = 56, 8, 12, 32
 PALETTE = ("#3b7ddd", "#2e9e5b", "#d9822b", "#c4403a")
 DASHES = ("", "6 3", "2 3", "8 3 2 3")
 
@@ -118,9 +118,9 @@ def _figure(
             f'<text x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">'
             f"{_fmt(tick)}{escape(unit)}</text>"
         )
-    every = max(1, len(labels) // 8)  # at most about eight x labels, so they never overlap
+    every = max(1, len(labels) // 6)  # at most about six x labels, so they never overlap
     for i, label in enumerate(labels):
-        if i % every == 0:
+        if (len(labels) - 1 - i) % every == 0:  # counted from the newest, which is labelled
             axis.append(
                 f'<text x="{LEFT + (i + 0.5) * step:.1f}" y="{HEIGHT - 8}" '
                 f'text-anchor="middle">{escape(label)}</text>'
@@ -145,7 +145,7 @@ def _figure(
         f'<figure class="chart" id="{cid}">'
         f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
         f'aria-labelledby="{cid}-title {cid}-desc" '
-        'style="width:100%;height:auto;font-size:11px;fill:currentColor">'
+        'style="width:100%;height:auto;font-size:15px;fill:currentColor">'
         f'<title id="{cid}-title">{escape(title)}</title>'
         f'<desc id="{cid}-desc">{escape(desc)}</desc>'
         f"{''.join(axis)}{marks}</svg>"
