@@ -14,41 +14,25 @@ from pathlib import Path
 
 import pytest
 
-from deploy.stack.services import whole_stack
 from tests.e2e.test_browser import CHROMIUM_ARGS, browser, make_video  # noqa: F401
 from tests.e2e.test_live_pages import ADMIN_PASSWORD, SHOTS
 from tests.tasks.conftest import Stack
+from tests.tasks.conftest import stack as running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 GRACE_S = 3
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator:
-    tmp = tmp_path_factory.mktemp("taskhealth")
-    with whole_stack(
-        tmp,
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    with running_stack(
+        tmp_path_factory.mktemp("taskhealth"),
         endpoint_options={"workers_max": 1, "idle_timeout": 2, "stop_grace": 1},
-        # Beat's first tick comes one reconcile interval after it starts.
-        extra_env={
-            "TASK_PICKUP_GRACE_S": str(GRACE_S),
-            "RECONCILE_INTERVAL_S": "5",
-            "PIPELINES": "echo",
-        },
+        # Beat ticks every RECONCILE_INTERVAL_S (2 s here).
+        extra_env={"TASK_PICKUP_GRACE_S": str(GRACE_S), "PIPELINES": "echo"},
         beat=True,
-    ) as parts:
-        running = Stack(
-            tmp=tmp,
-            env=parts.env,
-            redis=parts.redis,
-            endpoint=parts.endpoint,
-            web=parts.web,
-            worker=parts.worker,
-        )
-        try:
-            yield running
-        finally:
-            running.close()
+    ) as running:
+        yield running
 
 
 def screenshots(page, name: str) -> None:
@@ -95,12 +79,7 @@ def test_a_paused_task_worker_is_named_on_the_dashboard_and_the_job_page(
 ):
     clip = make_video(tmp_path / "clip.mp4", frames=8)
     context = browser.new_context(base_url=stack.web.url(""))
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    page.goto("/admin/")
-    page.fill("input[name=password]", ADMIN_PASSWORD)
-    page.locator("form [type=submit]").click()
-    page.wait_for_url(re.compile(r"/admin/$"))
+    page = login(context)
     celery = page.locator("#celery")
     # Running: the worker is seen, the queue is empty, beat has ticked.
     page.wait_for_function(
