@@ -13,6 +13,9 @@
   ``concurrency_modifier`` of 3 (``--rp_serve_api`` has no queue and runs one at a time).
 - payload_rtt: ``/runsync`` round trip of a 1, 8 and 19 MiB input and output, beside
   ``--rp_serve_api``'s ``/runsync`` with the same handler.
+- endpoints: one process serving ``video`` and ``light``; ``echo`` runsync latency on
+  ``light`` at a steady rate alone, then while ``video`` runs long jobs with more queued
+  (target: p50 within 1.1x of alone).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from pathlib import Path
 import psutil
 import requests
 
-from deploy.stack.local_endpoint import ROOT, local_endpoint
+from deploy.stack.local_endpoint import ROOT, endpoint_spec, local_endpoint, local_endpoints
 from deploy.stack.net import free_port, wait_for_port
 
 ECHO = {"input": {"pipeline": "echo", "params": {"bench": True}}}
@@ -229,7 +232,7 @@ def run_acceptance(state: Path, total: int) -> dict:
         state,
         worker_command="sleep 600",
         crash_loop_threshold=1000,
-        no_rate_limits=True,
+        rate_limits=False,
         stop_grace=1,
     ) as ep:
         local = _post_concurrently(ep.url("run"), ep.headers, total, 16)
@@ -256,7 +259,7 @@ def concurrency(state: Path, jobs: int) -> dict:
         workers_min=4,
         workers_max=4,
         idle_timeout=60,
-        no_rate_limits=True,
+        rate_limits=False,
         env={"SHAPE": "batch"},
     ) as ep:
         ep.wait_for(lambda: ep.workers()["summary"]["idle"] == 4, 120, what="4 warm workers")
@@ -332,6 +335,53 @@ def payload_rtt(state: Path, samples: int) -> dict:
     return figures
 
 
+def endpoints(state: Path, jobs: int) -> dict:
+    """``echo`` on ``light`` alone, then beside a busy ``video``, in one endpoint process."""
+    video = endpoint_spec(
+        "video",
+        worker_command=f"{sys.executable} -u {SHAPES_WORKER}",
+        env={"SHAPE": "async"},
+        workers_max=1,
+        idle_timeout=120,
+    )
+    light = endpoint_spec("light", workers_min=2, workers_max=2, idle_timeout=120)
+    with local_endpoints(state, [video, light]) as ep:
+        ep.wait_for(lambda: ep.workers("light")["summary"]["idle"] == 2, 60, what="warm workers")
+        session = requests.Session()
+
+        def light_latencies() -> list[float]:
+            out = []
+            for _ in range(jobs):
+                start = time.perf_counter()
+                body = session.post(
+                    ep.url("runsync", "light"), json=ECHO, headers=ep.headers, timeout=120
+                ).json()
+                if body.get("status") != "COMPLETED":
+                    raise RuntimeError(f"echo on light did not complete: {body}")
+                out.append((time.perf_counter() - start) * 1000)
+                time.sleep(0.1)  # a steady rate, not a flood
+            return out
+
+        light_latencies()  # warm both workers' imports and connections
+        alone = light_latencies()
+        video_api = ep.api("video")
+        for i in range(4):
+            video_api.run({"mode": "sleep", "seconds": 600, "i": i})
+        ep.wait_for(
+            lambda: ep.get("health", "video").json()["jobs"]["inProgress"] == 1,
+            60,
+            what="a long job running on video",
+        )
+        beside = light_latencies()
+        ep.post("purge-queue", "video")
+    a, b = _summary(alone), _summary(beside)
+    return {
+        "light_alone_ms": a,
+        "light_beside_busy_video_ms": b,
+        "p50_ratio": round(b["p50"] / a["p50"], 3),
+    }
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench endpoint")
     parser.add_argument("--jobs", type=int, default=20, help="sequential runsync jobs (20)")
@@ -340,18 +390,35 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--run-requests", type=int, default=800, help="/run acceptance (800)")
     parser.add_argument("--batch-jobs", type=int, default=240, help="4-worker jobs (240)")
     parser.add_argument("--payload-samples", type=int, default=3, help="per size (3)")
+    parser.add_argument("--endpoint-jobs", type=int, default=20, help="echo jobs per phase (20)")
+    parser.add_argument("--only", default="", help="comma-separated sections to run (default: all)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-endpoint-") as tmp:
         root = Path(tmp)
-        figures = {
-            "overhead": overhead(root / "overhead", args.jobs),
-            "rp_serve_api": serve_api(args.jobs),
-            **cold_and_scale_down(root / "cold", args.idle_timeout),
-            "idle": idle_cost(root / "idle", args.idle_seconds),
-            "run_acceptance": run_acceptance(root / "accept", args.run_requests),
-            "concurrency": concurrency(root / "batch", args.batch_jobs),
-            "payload_rtt": payload_rtt(root / "payload", args.payload_samples),
+        sections = {
+            "overhead": lambda: {"overhead": overhead(root / "overhead", args.jobs)},
+            "rp_serve_api": lambda: {"rp_serve_api": serve_api(args.jobs)},
+            "cold_start": lambda: cold_and_scale_down(root / "cold", args.idle_timeout),
+            "idle": lambda: {"idle": idle_cost(root / "idle", args.idle_seconds)},
+            "run_acceptance": lambda: {
+                "run_acceptance": run_acceptance(root / "accept", args.run_requests)
+            },
+            "concurrency": lambda: {"concurrency": concurrency(root / "batch", args.batch_jobs)},
+            "payload_rtt": lambda: {
+                "payload_rtt": payload_rtt(root / "payload", args.payload_samples)
+            },
+            "endpoints": lambda: {"endpoints": endpoints(root / "endpoints", args.endpoint_jobs)},
         }
+        only = [name for name in args.only.split(",") if name]
+        unknown = sorted(set(only) - set(sections))
+        if unknown:
+            parser.error(
+                f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(sections)}"
+            )
+        figures: dict = {}
+        for name, run in sections.items():
+            if not only or name in only:
+                figures.update(run())
     figures["notes"] = {
         "concurrency": "the SDK worker sleeps 1 s whenever its slots are full before it asks "
         "again (rp_scale.get_jobs), so 4 workers x 3 slots top out near 12 jobs/s whatever "

@@ -45,7 +45,6 @@ __all__ = ["QUEUE_DELAY", "REQUEST_COUNT", "Endpoint"]
 
 log = logging.getLogger("deploy.local")
 
-STOP_RESEND_S = 5.0
 STOP_RESEND_INTERVAL_S = 0.5
 
 
@@ -257,7 +256,7 @@ class Endpoint:
         self._first_take(w)
         if not job_in_progress and w.stopped_jobs:
             w.stopped_jobs.clear()
-            self._refresh_state(w)
+            w.settle(time.monotonic())
             self.poke()
         if w.stopping or self._closing:
             return []
@@ -290,7 +289,7 @@ class Endpoint:
         w.took_any = True
         w.ready_at = w.life.ready_at = time.time()
         self.fleet.save_life(w)
-        self._refresh_state(w)
+        w.settle(time.monotonic())
         if self.crash.reset():
             log.info("worker %s is taking jobs: crash loop over", w.id)
 
@@ -305,7 +304,7 @@ class Endpoint:
             timeout = dl.execution_timeout_s(job.policy, self.opts.execution_timeout)
             self._push(time.monotonic() + timeout, dl.EXEC, job.id, job.attempt)
         if jobs:
-            self._refresh_state(w)
+            w.settle(time.monotonic())
             self.fleet.save_life(w)
         return jobs
 
@@ -332,29 +331,15 @@ class Endpoint:
             w.current_jobs.discard(job.id)
             w.life.job_ended(job.id, time.time())
             self.fleet.save_life(w)
-            self._refresh_state(w)
-
-    def stop_signals(self, w: wk.Worker) -> list[str]:
-        ids, w.pending_stops = w.pending_stops, []
-        # The SDK ignores a stop for a job it took but has not started yet ("No in-progress
-        # job"), so each stop is sent again for a few seconds; a repeat is harmless.
-        now = time.monotonic()
-        for job_id in ids:
-            w.resend_stops.setdefault(job_id, now + STOP_RESEND_S)
-        for job_id, until in list(w.resend_stops.items()):
-            if until <= now:
-                del w.resend_stops[job_id]
-            elif job_id not in ids:
-                ids.append(job_id)
-        return ids
+            w.settle(time.monotonic())
 
     async def wait_stop_signals(self, w: wk.Worker) -> list[str]:
         if w.stopping or self._closing:
             # An empty answer makes the SDK sleep 1 s before it sees it is shutting down;
             # a non-empty one (an id that names no job, so nothing is cancelled) does not.
-            return self.stop_signals(w) or [f"{w.id}-shutdown"]
+            return w.drain_stops(time.monotonic()) or [f"{w.id}-shutdown"]
         if w.pending_stops:
-            return self.stop_signals(w)
+            return w.drain_stops(time.monotonic())
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         w.stop_waiter = fut
         timeout = STOP_RESEND_INTERVAL_S if w.resend_stops else self.opts.take_timeout
@@ -364,13 +349,13 @@ class Endpoint:
             if w.stop_waiter is fut:
                 w.stop_waiter = None
         if w.stopping or self._closing:
-            return self.stop_signals(w) or [f"{w.id}-shutdown"]
-        return self.stop_signals(w)
+            return w.drain_stops(time.monotonic()) or [f"{w.id}-shutdown"]
+        return w.drain_stops(time.monotonic())
 
     def job_done(self, w: wk.Worker, job_id: str, body: Any) -> None:
         """A POST to job-done: a progress update, or the job's final result."""
         if w.stopped_jobs.pop(job_id, None) is not None:
-            self._refresh_state(w)
+            w.settle(time.monotonic())
             self.poke()
         job = self.jobs.get(job_id)
         if job is None or job.worker_id != w.id or job.status != IN_PROGRESS:
@@ -420,20 +405,8 @@ class Endpoint:
         for jid in ended:
             del w.stopped_jobs[jid]
         if ended:
-            self._refresh_state(w)
+            w.settle(time.monotonic())
             self.poke()
-
-    def _refresh_state(self, w: wk.Worker) -> None:
-        """initializing until its first take; then running while it holds or still runs
-        jobs (those it was told to stop included), else idle."""
-        if not w.alive or w.stopping or not w.took_any:
-            return
-        if w.current_jobs or w.stopped_jobs:
-            w.state = scaling.RUNNING
-            w.idle_since = None
-        elif w.state != scaling.IDLE:
-            w.state = scaling.IDLE
-            w.idle_since = time.monotonic()
 
     # ---- state changes -------------------------------------------------------------
 
@@ -467,7 +440,7 @@ class Endpoint:
         w.pending_stops.append(job.id)
         if w.stop_waiter is not None and not w.stop_waiter.done():
             w.stop_waiter.set_result(None)
-        self._refresh_state(w)
+        w.settle(time.monotonic())
         log.info("asking worker %s to stop job %s (%s)", w.id, job.id, why)
 
     async def _send_webhook(self, url: str, payload: dict[str, Any]) -> None:
@@ -595,19 +568,13 @@ class Endpoint:
         )
         for job in self.jobs.held_by(w.id):
             self._requeue_or_fail(job, f"worker {w.id} {how} while running the job")
-        w.current_jobs.clear()
-        w.stopped_jobs.clear()
-        if w.stopping:
-            w.state = "exited"
-        else:
-            w.crashed = code != 0 or not w.took_any
-            w.state = "unhealthy" if w.crashed else "exited"
-            if w.crashed:
-                collision = self.fleet.port_collision(w)
-                w.last_error = collision or w.last_error or f"exit code {code}: {meaning}"
-                log.warning("worker %s exited with code %s (%s)", w.id, code, meaning)
-            if not w.took_any:
-                self._count_crash(w, code, meaning)
+        if w.exited(code):
+            w.last_error = (
+                self.fleet.port_collision(w) or w.last_error or f"exit code {code}: {meaning}"
+            )
+            log.warning("worker %s exited with code %s (%s)", w.id, code, meaning)
+        if not w.stopping and not w.took_any:
+            self._count_crash(w, code, meaning)
         self._queued_changed()
 
     def _count_crash(self, w: wk.Worker, code: int, meaning: str) -> None:

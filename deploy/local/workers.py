@@ -18,9 +18,13 @@ from pathlib import Path
 import psutil
 
 from deploy.local.life import WorkerLife
+from deploy.local.scaling import IDLE, RUNNING
 from deploy.runpod.vocabulary import exit_meaning
 
 PR_SET_PDEATHSIG = 1
+# The SDK ignores a stop for a job it took but has not started yet ("No in-progress
+# job"), so each stop is sent again for this long; a repeat is harmless.
+STOP_RESEND_S = 5.0
 # The local states as RunPod's REST v2 ``WorkerStatus`` (a stopping worker still bills).
 RUNPOD_STATUS = {
     "initializing": "INITIALIZING",
@@ -116,6 +120,40 @@ class Worker:
 
     def __post_init__(self) -> None:
         self.life = WorkerLife(self.started_at, worker_id=self.id, gpu=self.gpu)
+
+    def settle(self, now: float) -> None:
+        """initializing until its first take; then running while it holds or still runs
+        jobs (those it was told to stop included), else idle since ``now``."""
+        if not self.alive or self.stopping or not self.took_any:
+            return
+        if self.current_jobs or self.stopped_jobs:
+            self.state = RUNNING
+            self.idle_since = None
+        elif self.state != IDLE:
+            self.state = IDLE
+            self.idle_since = now
+
+    def drain_stops(self, now: float) -> list[str]:
+        """The job ids to answer a job-stop poll with: new stops, and earlier ones still
+        within ``STOP_RESEND_S``."""
+        ids, self.pending_stops = self.pending_stops, []
+        for job_id in ids:
+            self.resend_stops.setdefault(job_id, now + STOP_RESEND_S)
+        for job_id, until in list(self.resend_stops.items()):
+            if until <= now:
+                del self.resend_stops[job_id]
+            elif job_id not in ids:
+                ids.append(job_id)
+        return ids
+
+    def exited(self, code: int) -> bool:
+        """The process is gone: what it held is no longer its; True if it crashed (it
+        was not being stopped, and it failed or never took a job)."""
+        self.current_jobs.clear()
+        self.stopped_jobs.clear()
+        self.crashed = not self.stopping and (code != 0 or not self.took_any)
+        self.state = "unhealthy" if self.crashed else "exited"
+        return self.crashed
 
     @property
     def pid(self) -> int | None:

@@ -50,8 +50,6 @@ def endpoint_spec(
     endpoint_id: str = "local", *, env: dict[str, str] | None = None, **options: Any
 ) -> EndpointOptions:
     """One endpoint's options; ``env`` is its workers' extra environment."""
-    if "no_rate_limits" in options:  # the flag's spelling, kept for callers that use it
-        options["rate_limits"] = not options.pop("no_rate_limits")
     if options.get("worker_command") is None:
         options.pop("worker_command", None)
     return EndpointOptions(endpoint_id=endpoint_id, worker_env=dict(env or {}), **options)

@@ -1,4 +1,5 @@
-"""The local endpoint's job queue and job states as plain data: no event loop, no process.
+"""The local endpoint's job queue, job states, worker states and billed lives as plain
+data: no event loop, no process.
 
 A real ``Store`` on a temporary file stands behind it (SQLite, no server)."""
 
@@ -10,6 +11,7 @@ from deploy.local.jobqueue import JobQueue, load
 from deploy.local.jobs import Job
 from deploy.local.life import WorkerLife
 from deploy.local.store import Store
+from deploy.local.workers import STOP_RESEND_S, new_worker
 from deploy.runpod.vocabulary import CANCELLED, COMPLETED, FAILED, IN_PROGRESS, IN_QUEUE
 
 
@@ -142,3 +144,39 @@ def test_a_worker_that_never_took_a_job_is_all_idle_and_a_live_one_bills_so_far(
     live = WorkerLife(started_at=0.0, ready_at=1.0)
     live.job_started("a", 1.0)
     assert live.attribute(now=3.0) == {"a": 3.0}
+
+
+def test_a_worker_is_busy_while_it_holds_or_still_runs_a_job_and_idle_after(tmp_path):
+    w = new_worker(tmp_path, None)
+    w.settle(now=1.0)
+    assert w.state == "initializing"  # until its first job-take
+    w.took_any = True
+    w.current_jobs.add("a")
+    w.settle(now=2.0)
+    assert (w.state, w.idle_since) == ("running", None)
+    w.current_jobs.clear()
+    w.stopped_jobs["a"] = 2.0  # told to stop, not yet stopped: still busy
+    w.settle(now=3.0)
+    assert w.state == "running"
+    w.stopped_jobs.clear()
+    w.settle(now=4.0)
+    assert (w.state, w.idle_since) == ("idle", 4.0)
+
+
+def test_stop_signals_are_sent_again_for_a_while_then_dropped(tmp_path):
+    w = new_worker(tmp_path, None)
+    w.pending_stops = ["a"]
+    assert w.drain_stops(now=0.0) == ["a"]
+    assert w.drain_stops(now=STOP_RESEND_S - 0.1) == ["a"]  # the SDK may have missed it
+    assert w.drain_stops(now=STOP_RESEND_S) == []
+
+
+def test_an_exit_is_a_crash_unless_the_worker_was_being_stopped(tmp_path):
+    w = new_worker(tmp_path, None)
+    assert w.exited(0) and w.state == "unhealthy"  # never took a job
+    w = new_worker(tmp_path, None)
+    w.took_any, w.current_jobs = True, {"a"}
+    assert not w.exited(0) and w.state == "exited" and not w.current_jobs
+    w = new_worker(tmp_path, None)
+    w.stopping = True
+    assert not w.exited(137) and w.state == "exited"

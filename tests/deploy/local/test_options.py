@@ -3,15 +3,18 @@ built from the declaration; today's flags still describe one endpoint."""
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
+import requests
 
 from deploy.cli import build_parser, main
-from deploy.local.options import Config, EndpointOptions, ServerOptions
+from deploy.local.options import Config, EndpointOptions, ServerOptions, config_from_args
+from deploy.stack.commands import python_module
+from deploy.stack.net import free_port, wait_for_port
 
 
 def parse(*argv: str) -> Config:
-    from deploy.local.options import config_from_args
-
     return config_from_args(build_parser().parse_args(["local", *argv]))
 
 
@@ -83,3 +86,42 @@ def test_help_shows_each_default_once_from_the_declaration(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "most workers (default: 1)" in out
     assert "--endpoint ID" in out and "departures from RunPod" in out
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("[endpoints.a]\nworkers_maxx = 1\n", "unknown endpoint setting(s): workers_maxx"),
+        ("[endpoints.a]\nworkers_max = 0\n", "a: --workers-max must be at least 1"),
+        ("[nonsense]\n", "expected only [server] and [endpoints.<id>] tables"),
+        ("[endpoints.a\n", "cannot read"),
+    ],
+)
+def test_a_bad_config_file_is_a_clear_cli_error(text, words, tmp_path, capsys):
+    path = tmp_path / "local.toml"
+    path.write_text(text)
+    with pytest.raises(SystemExit) as exc:
+        main(["local", "--state-dir", str(tmp_path / "state"), "--config", str(path)])
+    assert exc.value.code == 2 and words in capsys.readouterr().err
+    assert not (tmp_path / "state").exists()
+
+
+def test_the_command_line_serves_each_endpoint_it_names(tmp_path):
+    port = free_port()
+    argv = [*python_module("deploy"), "local", "--port", str(port), "--api-key", "k"]
+    argv += ["--state-dir", str(tmp_path), "--gpus", "none"]
+    argv += ["--endpoint", "video", "--workers-max", "1", "--endpoint", "light"]
+    with (
+        (tmp_path / "out.log").open("wb") as log,
+        subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT) as proc,
+    ):
+        try:
+            wait_for_port(port, timeout=30)
+            auth = {"Authorization": "Bearer k"}
+            base = f"http://127.0.0.1:{port}/v2"
+            for name in ("video", "light"):
+                assert requests.get(f"{base}/{name}/health", headers=auth, timeout=10).ok
+            assert requests.get(f"{base}/local/health", headers=auth, timeout=10).status_code == 404
+        finally:
+            proc.terminate()
+            proc.wait(15)

@@ -50,7 +50,7 @@ def test_cancel_is_limited_to_100_per_10_seconds(ep):
 
 
 def test_no_rate_limits_flag_turns_429_off(tmp_path):
-    with endpoint(tmp_path, "async", no_rate_limits=True) as ep:
+    with endpoint(tmp_path, "async", rate_limits=False) as ep:
         assert {ep.post("purge-queue").status_code for _ in range(5)} == {200}
 
 
