@@ -22,6 +22,7 @@ import contextlib
 import ctypes
 import os
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -34,7 +35,7 @@ import redis
 from app.taskhealth import SEEN_WITHIN_S, WORKERS_KEY
 from deploy import devenv
 from deploy.runpod.vocabulary import DEFAULT_JOB_URL
-from deploy.stack.commands import migrate_argv, redis_server_binary
+from deploy.stack.commands import endpoints_flags, migrate_argv, redis_server_binary
 from deploy.stack.net import free_port, port_in_use
 from deploy.stack.processes import descendants
 
@@ -178,14 +179,12 @@ def local_endpoints(given: dict[str, str]) -> dict[str, str]:
     ``RUNPOD_ENDPOINT_ID`` says when that is set (the configuration of before issue 18)."""
     if given.get("RUNPOD_ENDPOINT_ID"):
         endpoint_id = given["RUNPOD_ENDPOINT_ID"]
-        args = f"--endpoint-id={endpoint_id} --workers-max 1 --idle-timeout {IDLE_TIMEOUT_S}"
-        return {"RUNPOD_ENDPOINT_ID": endpoint_id, "LOCAL_ENDPOINT_ARGS": args}
-    args = [f"--idle-timeout {IDLE_TIMEOUT_S}"]
-    args += [f"--endpoint {name} --workers-max {most}" for name, most in DEV_ENDPOINTS]
+        args = endpoints_flags([(endpoint_id, 1)], IDLE_TIMEOUT_S)
+        return {"RUNPOD_ENDPOINT_ID": endpoint_id, "LOCAL_ENDPOINT_ARGS": shlex.join(args)}
     return {
         "RUNPOD_ENDPOINTS": given.get("RUNPOD_ENDPOINTS")
         or ",".join(f"{name}={name}" for name, _ in DEV_ENDPOINTS),
-        "LOCAL_ENDPOINT_ARGS": " ".join(args),
+        "LOCAL_ENDPOINT_ARGS": shlex.join(endpoints_flags(DEV_ENDPOINTS, IDLE_TIMEOUT_S)),
     }
 
 

@@ -4,7 +4,6 @@ no secret shows on a command line."""
 
 from __future__ import annotations
 
-import contextlib
 import re
 import subprocess
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.stack.processes import descendants
+from deploy.stack.processes import command_line, descendants
 from deploy.stack.services import DevServer
 from tests.e2e.test_browser import make_video
 
@@ -42,15 +41,6 @@ def run(command: str, env: dict[str, str], timeout: float = 240) -> subprocess.C
         timeout=timeout,
         check=False,
     )
-
-
-def command_lines(pids: list[int]) -> list[str]:
-    """What ``ps`` shows of each process: its command line, readable by every local user."""
-    lines = []
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            lines.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
-    return lines
 
 
 @pytest.mark.slow
@@ -85,7 +75,7 @@ def test_the_banner_commands_work_in_a_second_terminal(tmp_path):
             for line in (server.instance / "dev-secrets.env").read_text().splitlines()
             if "=" in line and not line.startswith("#")
         )
-        for line in command_lines(descendants(server.process.pid)):
+        for line in map(command_line, descendants(server.process.pid)):
             for name, value in secrets.items():
                 assert value not in line, f"{name} in a command line: {line[:80]}"
 

@@ -52,8 +52,8 @@ DEVELOPMENT = {
         commands.local_endpoint_argv(
             "$ENDPOINT_PORT",
             "$DEV_STATE_DIR/endpoint",
-            "$RUNPOD_ENDPOINT_ID",
-            *("--workers-max", "1", "--idle-timeout", "5"),
+            None,
+            "$LOCAL_ENDPOINT_ARGS",  # app.devserver builds it with commands.endpoints_flags
             program=commands.python_module("deploy", "python"),
         )
     ],
