@@ -258,10 +258,12 @@ def banner(args: argparse.Namespace, env: dict[str, str], heading: str) -> str:
     nothing activated: absolute paths into this checkout's virtual environment."""
     url = f"http://{args.host}:{args.port}/"
     base = env.get("RUNPOD_ENDPOINT_BASE_URL", DEFAULT_JOB_URL)
-    several = env.get("RUNPOD_ENDPOINTS")
-    endpoint = f"{base} ({several})" if several else f"{base}/{env.get('RUNPOD_ENDPOINT_ID', '')}"
+    pairs = [p.partition("=") for p in env.get("RUNPOD_ENDPOINTS", "").split(",") if p]
+    named = [(name, f"{base}/{eid}") for name, _, eid in pairs] or [
+        ("default", f"{base}/{env.get('RUNPOD_ENDPOINT_ID', '')}")
+    ]
     # With several endpoints doctor reads them (and the base URL) from the stack's env file.
-    doctor = "doctor --all" if several else f"doctor --local {endpoint}"
+    doctor = "doctor --all" if len(named) > 1 else f"doctor --local {named[0][1]}"
     # Not resolved: .venv/bin/python may link to a shared interpreter whose bin/ lacks flask.
     bin_dir = Path(sys.executable).parent
     return "\n".join(
@@ -269,7 +271,7 @@ def banner(args: argparse.Namespace, env: dict[str, str], heading: str) -> str:
             "",
             f"  {heading}   {url}",
             f"  Admin login:     {url}admin  password: {env['ADMIN_PASSWORD']}",
-            f"  GPU endpoint:    {endpoint}",
+            *(f"  GPU endpoint:    {url_} ({name})" for name, url_ in named),
             f"  Redis:           {env['REDIS_URL']}",
             f"  State:           {args.instance_dir.resolve()}",
             "  In another terminal (nothing to activate; they use this stack):",
