@@ -172,4 +172,6 @@ def _nice_max(value: float) -> float:
 
 
 def _fmt(value: float) -> str:
-    return f"{value:.0f}" if abs(value) >= 10 or float(value).is_integer() else f"{value:.1f}"
+    if abs(value) >= 10 or float(value).is_integer():
+        return f"{value:.0f}"
+    return f"{value:.2f}".rstrip("0").rstrip(".")  # 0.25 stays 0.25, 1.50 reads 1.5
