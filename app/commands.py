@@ -14,6 +14,7 @@ import mimetypes
 import shutil
 import sys
 import time
+from typing import Any
 
 import click
 from flask import Flask
@@ -240,9 +241,23 @@ def submit_command(
         _follow(job_id, timeout)
 
 
+def show_progress(bar: Any, done: int, percent: object, label: str) -> int:
+    """Move ``bar`` to ``percent`` under ``label`` in one redraw, and return the new figure.
+    The label is set before the bar moves: click draws on ``update``, so a label set after
+    it would show one step late (the bar at 100 % still saying "running")."""
+    moved = isinstance(percent, int | float) and int(percent) > done
+    relabel = bar.label != label
+    bar.label = label
+    if moved:
+        bar.update(int(percent) - done)  # type: ignore[arg-type]
+        return int(percent)  # type: ignore[arg-type]
+    if relabel:
+        bar.render_progress()
+    return done
+
+
 def _follow(job_id: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    last_words = None
     with click.progressbar(length=100, label="queued", file=sys.stderr) as bar:
         done = 0
         while time.monotonic() < deadline:
@@ -252,12 +267,7 @@ def _follow(job_id: str, timeout: float) -> None:
                 percent = (job.progress or {}).get("percent") if job.progress else None
                 if job.terminal:
                     percent = 100
-                if isinstance(percent, int | float) and percent > done:
-                    bar.update(int(percent) - done)
-                    done = int(percent)
-                if words.headline != last_words:
-                    bar.label = words.headline[:40]
-                    last_words = words.headline
+                done = show_progress(bar, done, percent, words.headline[:40])
                 if job.terminal:
                     break
             time.sleep(0.5)

@@ -23,6 +23,7 @@ from app.settings import Settings
 from app.storage import make_storage, remove_orphaned_staging
 from app.units import human_bytes
 from app.web import admin, api, callbacks, errors, files, guards, pages, webhooks
+from app.web.present import when
 from app.web.uploads import UploadRequest, discard_staged
 from deploy import devenv
 
@@ -68,6 +69,7 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     guards.init_app(app)
     app.add_template_filter(human_bytes, "human_bytes")
+    app.add_template_filter(when, "when")
     # Uploads cut off by a killed web process (SIGKILL, or a deploy's SIGTERM past its
     # grace) leave their staged part behind; whoever starts next on this host removes it.
     remove_orphaned_staging(services_of(app).storage)

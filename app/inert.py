@@ -37,19 +37,20 @@ def content_type_for(name: str) -> str:
     return (guessed or DOWNLOAD_TYPE).lower()
 
 
-def disposition(name: str) -> tuple[str, str]:
-    """``(Content-Type, Content-Disposition)`` for serving the file called ``name``."""
+def disposition(name: str, filename: str | None = None) -> tuple[str, str]:
+    """``(Content-Type, Content-Disposition)`` for serving the file called ``name``, saved
+    as ``filename`` (default: the key's last part)."""
     content_type = content_type_for(name)
-    filename = name.rsplit("/", 1)[-1] or "file"
+    filename = filename or name.rsplit("/", 1)[-1] or "file"
     quoted = quote(filename, safe="")
     if content_type in INLINE_TYPES:
         return content_type, f"inline; filename*=UTF-8''{quoted}"
     return DOWNLOAD_TYPE, f"attachment; filename*=UTF-8''{quoted}"
 
 
-def file_headers(name: str) -> dict[str, str]:
+def file_headers(name: str, filename: str | None = None) -> dict[str, str]:
     """Every header a stored file's response carries."""
-    content_type, how = disposition(name)
+    content_type, how = disposition(name, filename)
     return {
         "Content-Type": content_type,
         "Content-Disposition": how,

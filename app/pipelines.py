@@ -38,7 +38,12 @@ FALSE_WORDS = ("0", "false", "no", "off")
 
 
 class ParamError(ValueError):
-    """A parameter is unknown, of the wrong type or out of range; the message says which."""
+    """A parameter is unknown, of the wrong type or out of range; the message says which.
+    ``problems`` lists each problem when there are several (``str()`` joins them)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
 
 
 @dataclass(frozen=True)
@@ -165,12 +170,20 @@ class Pipeline:
                 f"unknown parameter(s) {', '.join(map(str, unknown))} for pipeline "
                 f"{self.name!r}; known: {', '.join(properties) or 'none'}"
             )
-        typed = {name: _typed(name, properties[name], value) for name, value in raw.items()}
+        # Every problem at once, so a person fixes them in one go rather than one a post.
+        problems: list[str] = []
+        typed = {}
+        for name, value in raw.items():
+            try:
+                typed[name] = _typed(name, properties[name], value)
+            except ParamError as exc:
+                problems.append(str(exc))
         errors = sorted(_validator(json.dumps(schema)).iter_errors(typed), key=_error_order)
-        if errors:
-            error = errors[0]
+        for error in errors:
             name = str(error.path[0]) if error.path else "params"
-            raise ParamError(_explain(name, properties.get(name, {}), error))
+            problems.append(_explain(name, properties.get(name, {}), error))
+        if problems:
+            raise ParamError("; ".join(problems), problems)
         return typed
 
 

@@ -27,6 +27,13 @@ workers running the echo pipeline, a Celery worker and beat, gunicorn) and print
   ``video`` has long jobs running and queued, in the same run: p50/p99 of each echo job's
   completion latency (API request to the app's row COMPLETED) and the ratio of the p50s
   (target: at most 1.1).
+- ``eta``: the waiting page's estimate against what happened. One GPU worker; a history of
+  echo jobs of varied length, then a batch submitted at once. Every second each queued
+  job's page data (``GET /jobs/<id>.json``, what the page words) gives its estimated start
+  and end; once all ended, each estimate is compared with the job row's ``started_at`` and
+  ``finished_at``: absolute error as a share of the time that was actually left, median and
+  p90, for jobs queued behind others (target: median ≤ 25 %), and how often the truth fell
+  inside the range the page showed.
 
 Timestamps on both sides are wall-clock times of this one machine.
 """
@@ -64,7 +71,7 @@ PNG = bytes.fromhex(
     "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
 )
 MEASUREMENT_ROUTES = frozenset({"stats", "workers", "logs"})
-SECTIONS = ("latency", "burst", "upload", "progress", "inflight", "endpoints")
+SECTIONS = ("latency", "burst", "upload", "progress", "inflight", "endpoints", "eta")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -89,6 +96,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--endpoint-rounds", type=int, default=3, help="alone/busy phases in turn (3)")
     p.add_argument("--video-job-s", type=float, default=120, help="each video job's length")
+    p.add_argument("--eta-jobs", type=int, default=6, help="jobs queued at once for eta (6)")
     p.add_argument("--keep", action="store_true", help="keep the working folder and its logs")
     return p.parse_args(argv)
 
@@ -350,6 +358,68 @@ def measure_progress(s: Stack, jobs: int, sleep_s: float = 6.0) -> dict[str, Any
         "polls_scheduled_by_the_app": polls,
         "extra_status_calls": max(status_calls - polls, 0),
     }
+
+
+def measure_eta(s: Stack, jobs: int) -> dict[str, Any]:
+    """The queue estimate's error: see the module docstring (``eta``)."""
+    import random
+
+    rng = random.Random(21)
+    lengths = [4.0, 5.0, 6.0, 7.0, 8.0]  # echo's sleep_s: run times that vary, as real ones do
+    history = [s.submit({"sleep_s": rng.choice(lengths)})[0] for _ in range(5)]
+    s.wait_terminal(history, timeout=300)
+    batch = [s.submit({"sleep_s": rng.choice(lengths)})[0] for _ in range(jobs)]
+    readings: list[dict[str, Any]] = []
+    session = requests.Session()
+    deadline = time.monotonic() + 60 + jobs * 30
+    while time.monotonic() < deadline:
+        open_jobs = 0
+        for job_id in batch:
+            data = session.get(s.web.url(f"/jobs/{job_id}.json"), timeout=30).json()
+            now = time.time()
+            queue = data.get("queue") or {}
+            if data.get("terminal"):
+                continue
+            open_jobs += 1
+            if data["status"] == "IN_QUEUE" and queue.get("eta_s") is not None:
+                readings.append({"job": job_id, "at": now, **queue})
+        if not open_jobs:
+            break
+        time.sleep(1.0)
+    session.close()
+    with contextlib.closing(s.app_db()) as db:
+        rows = {
+            row[0]: (_wall(row[1]), _wall(row[2]))
+            for row in db.execute(
+                # Only "?" placeholders are formatted in; the ids are bound.
+                f"SELECT id, started_at, finished_at FROM jobs WHERE id IN ({','.join('?' * len(batch))})"  # noqa: S608, E501
+                " AND started_at IS NOT NULL AND finished_at IS NOT NULL",
+                batch,
+            ).fetchall()
+        }
+    end_errors, start_errors, inside = [], [], 0
+    behind = [r for r in readings if r["ahead"] >= 1 and r["job"] in rows]
+    for r in behind:
+        started, finished = rows[r["job"]]
+        left = finished - r["at"]
+        end_errors.append(abs(r["eta_s"] - left) / left * 100)
+        wait = started - r["at"]
+        if wait > 1 and r.get("starts_s") is not None:
+            start_errors.append(abs(r["starts_s"] - wait) / wait * 100)
+        low, high = r["done_in_s"]
+        inside += low <= left <= high
+    return {
+        "jobs": jobs,
+        "readings_behind_others": len(behind),
+        "done_error_pct": percentiles(end_errors) | {"p90": _pick(end_errors, 0.9)},
+        "start_error_pct": percentiles(start_errors) | {"p90": _pick(start_errors, 0.9)},
+        "truth_inside_range_pct": round(100 * inside / len(behind), 1) if behind else None,
+    }
+
+
+def _pick(values: list[float], q: float) -> float | None:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1) if ordered else None
 
 
 def _wall(value: str | datetime) -> float:
@@ -700,6 +770,9 @@ def main(argv: list[str]) -> int:
                     video_jobs=3,
                     rounds=args.endpoint_rounds,
                 )
+        if "eta" in only:
+            with stack(workdir / "eta", args, endpoint_options={"workers_max": 1}) as s:
+                results["eta"] = measure_eta(s, args.eta_jobs)
     finally:
         if args.keep:
             print(f"logs and state kept in {workdir}", file=sys.stderr)
@@ -714,6 +787,7 @@ def main(argv: list[str]) -> int:
         "progress_p50_ms": 1000,
         "extra_status_calls_for_progress": 0,
         "endpoints_light_p50_ratio": 1.1,
+        "eta_done_error_median_pct": 25,
     }
     print(json.dumps(results, indent=2))
     return 0

@@ -53,6 +53,7 @@ class ModelLoadError(JobError):
     """The pipeline's models could not be downloaded or loaded; the worker should be replaced."""
 
     refresh_worker = True
+    kind = "model_unavailable"  # the app marks the pipeline unavailable on its form
 
 
 class WorkerConfigError(JobError):

@@ -33,9 +33,12 @@ def find_job(session: Session, job_id: str) -> Job | None:
 class JobError(Exception):
     """A request the service refuses; ``status_code`` is the HTTP answer."""
 
-    def __init__(self, message: str, status_code: int = 400) -> None:
+    def __init__(
+        self, message: str, status_code: int = 400, problems: list[str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.problems = problems or [message]  # each problem, for a form to list them all
 
 
 def content_type_of(filename: str, declared: str | None) -> str:
@@ -69,15 +72,25 @@ def create_job(
     On any refusal the staged file is left for the caller to discard: nothing is stored.
     """
     settings = services.settings
+    problems = []
     if not staged_path or not filename:
-        raise JobError("no file: choose a video or image to upload (form field 'file')")
+        problems.append("no file: choose a video or image to upload (form field 'file')")
     try:
         pipeline = pipelines.get(pipeline_name, settings.pipelines, settings)
         params = pipeline.parse_params(raw_params)
     except pipelines.ParamError as exc:
-        raise JobError(str(exc)) from None
-    content_type = content_type_of(filename, declared_type)
-    check_type(content_type, settings)
+        problems.extend(exc.problems)
+    content_type = content_type_of(filename, declared_type) if filename else ""
+    status = 400
+    if filename:
+        try:
+            check_type(content_type, settings)
+        except JobError as exc:
+            problems.append(str(exc))
+            status = exc.status_code if len(problems) == 1 else status  # alone: its own 415
+    if problems:  # every problem at once: a form shows them all
+        raise JobError("; ".join(problems), status, problems=problems)
+    assert staged_path and filename  # for the type checker: a missing file is a problem
     if os.path.getsize(staged_path) == 0:
         raise JobError("the file is empty")
     kind = "any"

@@ -123,7 +123,7 @@ def _apply(
     if not _check_identity(job, payload.get("id")):
         return Outcome.DUPLICATE
     current = Status(job.status)
-    _record_timings(job, payload, settings)
+    _record_timings(job, payload, settings, final=new in TERMINAL)
     if new == current:
         if new == Status.IN_PROGRESS and _record_progress(job, payload):
             return Outcome.APPLIED
@@ -179,11 +179,13 @@ def _mirror_on_attempt(job: Job) -> None:
             attempt.error = job.error[:2000]
 
 
-def _record_timings(job: Job, payload: dict[str, Any], settings: Settings) -> None:
+def _record_timings(job: Job, payload: dict[str, Any], settings: Settings, *, final: bool) -> None:
     delay, execution = payload.get("delayTime"), payload.get("executionTime")
     if isinstance(delay, int | float) and delay >= 0:
         job.delay_ms = int(delay)
-    if isinstance(execution, int | float) and execution >= 0:
+    # An IN_PROGRESS status carries the execution time so far: stored, it would read as the
+    # final figure and freeze the page's ticking clock. Only a terminal status's is kept.
+    if final and isinstance(execution, int | float) and execution >= 0:
         job.execution_ms = int(execution)
         job.cost_usd = round(execution / 1000 * settings.gpu_price_per_second, 6)
     if isinstance(payload.get("workerId"), str):

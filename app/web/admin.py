@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import urlencode, urlparse
 
 from flask import (
@@ -34,9 +35,9 @@ from app.web.auth import (
     start_admin_session,
 )
 from app.web.console import day_charts, endpoint_settings, parse_line
-from app.web.live import unpicked_s
+from app.web.live import unavailable_pipelines, unpicked_s
 from app.web.ratelimit import in_words
-from app.web.words import describe, waited_words
+from app.web.words import describe_now, operator_fix, waited_words, worker_said
 from deploy.runpod.vocabulary import WorkerRow
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -183,7 +184,12 @@ def _dashboard_context() -> dict:
         "panels": panels,
         "several": fleet.several,
         "spend": spend,
-        "describe": describe,
+        "describe": functools.partial(describe_now, db),  # the job page's queue words
+        # Pipelines a worker could not load, each with its failed job and what to do.
+        "unavailable": {
+            name: (job, operator_fix(job), worker_said(job))
+            for name, job in unavailable_pipelines(db, services().settings.pipelines).items()
+        },
         "settings": services().settings,
         "refresh_s": DASHBOARD_REFRESH_S,
     }

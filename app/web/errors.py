@@ -8,6 +8,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app.units import human_bytes
 from app.web.pages import form_page
+from app.web.uploads import fields_before_file
 
 JSON_PREFIXES = ("/api", "/webhooks", "/files", "/callbacks")
 
@@ -44,9 +45,11 @@ def register(app: Flask) -> None:
             "Choose a smaller file."
         )
         if request.method == "POST" and request.endpoint == "pages.upload" and not _wants_json():
-            # The form again, with the message where the person is looking (the body was
-            # not read, so the typed values are not known here; the page's script keeps them).
-            return form_page(413, values={}, error=message)
+            # The form again, with the message where the person is looking and the values
+            # typed before the file (the form sends the file last; the file is not kept).
+            sent = fields_before_file(request)
+            values = {k: v for k, v in sent.items() if k == "pipeline" or k.startswith("param.")}
+            return form_page(413, values=values, error=message)
         return answer(413, message)
 
     @app.errorhandler(HTTPException)

@@ -13,6 +13,7 @@ from app.lifecycle.jobs import find_job
 from app.services import services
 from app.storage import InvalidKey, LocalStorage, TooLarge, check_key
 from app.units import human_bytes
+from app.web.words import download_name
 
 bp = Blueprint("files", __name__, url_prefix="/files")
 
@@ -50,13 +51,23 @@ def get(key: str):
     path = storage.path(key)
     if not path.is_file():
         abort(404, description="no such file")
-    headers = inert.file_headers(key)
+    headers = inert.file_headers(key, _download_name(key))
     # conditional=True answers Range requests with 206 and a Content-Range.
     response = send_file(
         path, mimetype=headers["Content-Type"], conditional=True, etag=True, max_age=0
     )
     response.headers.update(headers)  # inert: nosniff, sandbox, attachment unless media
     return response
+
+
+def _download_name(key: str) -> str | None:
+    """A result is saved as ``<input name>-<pipeline>.<ext>``, not ``result.mp4``; the name
+    comes from the job row, never from the request."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[2] != "output":
+        return None
+    job = find_job(get_session(), parts[1])
+    return download_name(job) if job is not None and job.output_key == key else None
 
 
 @bp.put("/<path:key>")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from sqlalchemy import select
 
@@ -15,9 +17,21 @@ from app.web import job_or_404
 from app.web.auth import is_admin, may_act_on, my_job_ids, remember_job
 from app.web.console import exception_line, log_text, parse_line
 from app.web.forms import create_from_upload
-from app.web.live import live
+from app.web.live import live, unavailable_pipelines
 from app.web.present import job_json, result_url
-from app.web.words import attempt_rows, describe, duration_s, owner_words, timings
+from app.web.words import (
+    attempt_rows,
+    describe,
+    describe_now,
+    download_name,
+    duration_s,
+    operator_fix,
+    owner_words,
+    result_summary,
+    technical_error,
+    timings,
+    worker_said,
+)
 
 bp = Blueprint("pages", __name__)
 
@@ -38,16 +52,33 @@ def _reusable(job_id: str | None) -> Job | None:
 
 
 def form_page(
-    status: int = 200, *, values: dict, reuse: Job | None = None, error: str | None = None
+    status: int = 200,
+    *,
+    values: dict,
+    reuse: Job | None = None,
+    error: str | None = None,
+    errors: list[str] | None = None,
 ):
-    """The upload form with ``values`` filled in and ``error`` shown above it."""
+    """The upload form with ``values`` filled in and ``error`` (or each of ``errors``) shown
+    above it; pipelines a worker could not load are marked unavailable."""
+    settings = services().settings
+    catalogue = _catalogue()
+    any_types = ",".join(settings.allowed_upload_types)  # what a pipeline taking "any" takes
     page = render_template(
         "upload.html",
-        pipelines=_catalogue(),
-        settings=services().settings,
+        pipelines=catalogue,
+        settings=settings,
         values=values,
         reuse=reuse,
         error=error,
+        errors=errors or ([error] if error else []),
+        unavailable=unavailable_pipelines(get_session(), [p.name for p in catalogue]),
+        accepts={p.name: p.accept or any_types for p in catalogue},
+        any_types=any_types,
+        fix=operator_fix,
+        worker_said=worker_said,
+        admin=is_admin(),
+        type_words=" or ".join(kind.removesuffix("/*") for kind in settings.allowed_upload_types),
     )
     return page, status
 
@@ -64,6 +95,13 @@ def upload_form():
     return form_page(values=values, reuse=reuse)
 
 
+@bp.get("/favicon.ico")
+def favicon():
+    """Browsers and tools that ask for /favicon.ico without reading the page's link get the
+    same icon rather than a 404 in every log."""
+    return redirect(url_for("static", filename="favicon.svg"), code=301)
+
+
 @bp.post("/jobs")
 def upload():
     reuse = _reusable(request.form.get("from_job"))
@@ -72,7 +110,9 @@ def upload():
     except JobError as exc:
         # The form comes back with the pipeline and values as they were sent.
         values = {k: v for k, v in request.form.items() if k != "csrf_token"}
-        return form_page(exc.status_code, values=values, reuse=reuse, error=str(exc))
+        return form_page(
+            exc.status_code, values=values, reuse=reuse, error=str(exc), errors=exc.problems
+        )
     services().enqueue("tasks.submit", job.id)
     remember_job(job.id)
     return redirect(url_for("pages.job_page", job_id=job.id), code=303)
@@ -95,6 +135,8 @@ def _job_context(job: Job) -> dict:
         "attempts": attempt_rows(job, words),
         "price": services().settings.gpu_price_per_second,
         "result_url": result_url(job, external=False),
+        "summary": result_summary(job) if job.status == Status.COMPLETED else [],
+        "download_name": download_name(job),
         "can_act": may_act_on(job.id),
         "admin": admin,
     }
@@ -118,6 +160,8 @@ def _operator_details(job: Job) -> dict | None:
         # The line that names the failure, wherever it is: the traceback the worker reported,
         # the one-line error, or the worker's log (an SDK JSON line may hold a traceback).
         "exception": exception_line(job.error_detail, job.error, log_text(lines)),
+        "fix": operator_fix(job),
+        "error": technical_error(job),
     }
 
 
@@ -173,7 +217,7 @@ def job_list():
     return render_template(
         "jobs.html",
         jobs=jobs,
-        describe=describe,
+        describe=functools.partial(describe_now, session),
         duration=duration_s,
         owner=owner_words,
         admin=is_admin(),

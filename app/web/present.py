@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from markupsafe import Markup
+
 from app.models import RETRYABLE, Job, Status
 from app.services import services
 from app.web.live import Live
@@ -25,6 +27,21 @@ def iso(moment: datetime | None) -> str | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat()
+
+
+def when(moment: datetime | None, form: str = "full") -> Markup:
+    """A ``<time>`` element in UTC, which the page's script shows in the reader's time zone
+    (static/time.js) with UTC kept on hover; ``form="clock"`` shows the time of day only."""
+    if moment is None:
+        return Markup("–")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    full = moment.strftime("%Y-%m-%d %H:%M:%S")
+    shown = moment.strftime("%H:%M:%S") if form == "clock" else full
+    return Markup('<time datetime="{}" title="{} UTC" data-form="{}">{} UTC</time>').format(
+        moment.isoformat().replace("+00:00", "Z"), full, form, shown
+    )
 
 
 def job_urls(job: Job) -> dict[str, str | None]:
@@ -59,11 +76,23 @@ def job_json(job: Job, live: Live | None = None) -> dict[str, Any]:
         "error": job.error,
         "diagnosis": job.diagnosis,
         "timings": timings(job),
+        # While it runs: seconds so far (the execution time above is only ever the final one).
+        "running_s": None if live is None else live.elapsed_s,
         "gpu_price_per_second": services().settings.gpu_price_per_second,
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
         "urls": job_urls(job),
-        "queue": None if live is None else {"ahead": live.ahead, "eta_s": live.eta_s},
+        "queue": None
+        if live is None
+        else {
+            "ahead": live.ahead,
+            "position": live.position,
+            "queued": live.queued,
+            "starts_in_s": live.start_in_s,
+            "starts_s": live.starts_s,
+            "done_in_s": live.done_in_s,
+            "eta_s": live.eta_s,
+        },
         "terminal": job.terminal,
     }

@@ -10,27 +10,30 @@ from app.models import Job, Snapshot, Status, utcnow
 from tests.app.conftest import login_admin
 from tests.app.test_pages_and_api import only_job, sent, upload, webhook
 
-WORKERS = {
-    "workers": [
-        {
-            "id": "wabc123",
-            "state": "running",
-            "startedAt": time.time() - 300,
-            "currentJobs": ["rp-1"],
-            "logTail": ["booting", "loaded model", "frame 12 of 40"],
-        },
-        {
-            "id": "wdead99",
-            "state": "exited",
-            "startedAt": time.time() - 900,
-            "exitedAt": time.time() - 600,
-            "exitCode": 137,
-            "exitMeaning": "the worker was killed for lack of memory",
-            "logTail": ["Killed"],
-        },
-    ],
-    "summary": {"running": 1, "idle": 0},
-}
+
+def workers_report() -> dict:
+    """Two workers, their ages counted from now (a module constant would age with the run)."""
+    return {
+        "workers": [
+            {
+                "id": "wabc123",
+                "state": "running",
+                "startedAt": time.time() - 300,
+                "currentJobs": ["rp-1"],
+                "logTail": ["booting", "loaded model", "frame 12 of 40"],
+            },
+            {
+                "id": "wdead99",
+                "state": "exited",
+                "startedAt": time.time() - 900,
+                "exitedAt": time.time() - 600,
+                "exitCode": 137,
+                "exitMeaning": "the worker was killed for lack of memory",
+                "logTail": ["Killed"],
+            },
+        ],
+        "summary": {"running": 1, "idle": 0},
+    }
 
 
 def snapshot(app, **extra) -> None:
@@ -38,7 +41,11 @@ def snapshot(app, **extra) -> None:
         from app.db import get_session
 
         session = get_session()
-        data = {"health": {"workers": {"running": 1}, "jobs": {}}, "workers": WORKERS, **extra}
+        data = {
+            "health": {"workers": {"running": 1}, "jobs": {}},
+            "workers": workers_report(),
+            **extra,
+        }
         session.merge(Snapshot(name="endpoint", data=data, updated_at=utcnow()))
         session.commit()
 
@@ -141,7 +148,8 @@ def test_a_worker_reporting_a_job_shows_as_running_it_before_the_next_snapshot(a
 
     upload(client)
     job = sent(app, only_job(app))
-    idle = {**WORKERS, "workers": [{**WORKERS["workers"][0], "state": "idle", "currentJobs": []}]}
+    report = workers_report()
+    idle = {**report, "workers": [{**report["workers"][0], "state": "idle", "currentJobs": []}]}
     with app.app_context():
         from app.db import get_session
 
@@ -329,7 +337,7 @@ def test_purge_asks_first_saying_how_many_jobs_it_cancels(app, client, enqueued)
 
 def test_the_dashboard_shows_the_endpoints_settings_and_charts_of_the_last_day(app, client):
     workers = {
-        **WORKERS,
+        **workers_report(),
         "endpoint": {
             "workers": {"min": 0, "max": 3, "idleTimeout": 5},
             "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},

@@ -162,11 +162,15 @@ def test_queued_jobs_say_how_many_are_ahead_with_an_estimate(app, client):
     upload(client)
     job = sent(app, only_job_named(app, ahead))
     panel = client.get(f"/jobs/{job.id}/panel").get_data(as_text=True)
-    assert "waiting behind 2 jobs in the GPU queue" in panel
+    assert "waiting behind 2 jobs: 3 of 3 in the GPU queue" in panel
+    assert "every GPU worker is busy" in panel
     assert "cold start" not in panel
-    assert "Estimated time until done: about 36 s" in panel  # (2 ahead + this one) × 12 s
+    # Two jobs ahead on the one busy worker: it starts after 2 runs and ends after 3, as a
+    # range from the quartiles of the recent runs (11 s and 26 s; the median is 12 s).
+    assert "Starts in about 22–52 s, done in about 33–78 s (from the last 3 runs" in panel
     first = client.get(f"/jobs/{ahead[0]}/panel").get_data(as_text=True)
-    assert "waiting for a busy GPU worker" in first
+    assert "waiting for a busy GPU worker" in first and "1 of 3 in the GPU queue" in first
+    assert "cold start" not in first
 
 
 def test_a_queued_job_with_no_idle_worker_says_a_worker_is_starting(app, client):
@@ -330,3 +334,13 @@ def test_a_too_large_upload_comes_back_as_the_form_with_the_limit(client, settin
     assert 'id="upload-form"' in page
     assert "larger than the limit of 256 KiB; nothing was stored" in page
     assert not [p for p in storage_files(settings) if ".staging" not in str(p)]
+
+
+def test_the_estimate_plays_the_queue_forward_on_every_worker():
+    from app.web.live import play_forward
+
+    # Two workers, 3 s and 8 s left on their jobs; three 12 s jobs ahead take the first free
+    # worker each (at 3, 8 and 15 s); this one starts when the next is free (20 s).
+    assert play_forward([3, 8], 2, [12, 12, 12], 12) == (20, 32)
+    # An idle worker (no running job) takes it at once.
+    assert play_forward([5], 2, [], 10) == (0, 10)

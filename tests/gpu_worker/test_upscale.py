@@ -134,6 +134,7 @@ def test_a_failed_model_load_fails_jobs_and_asks_for_a_new_worker(sr_hub, files,
     sr_hub.reported_size[SR_FILE] = 40 * 10**12
     first = run_job(upscale_job(files, clip_bytes))
     assert first["refresh_worker"] is True
+    assert first["error_kind"] == "model_unavailable"  # the app marks upscale unavailable
     assert first["error"].startswith("pipeline upscale: model loading failed: not enough space")
     calls = len(sr_hub.requests)
     second = run_job(upscale_job(files, clip_bytes))

@@ -1,10 +1,13 @@
 // The job page follows its job live: it re-fetches the status panel from this app (never
-// from RunPod) every second until the job ends, then reloads once so the buttons match.
-// Between fetches the execution time and cost tick on from the figures the server sent.
+// from RunPod) every second until the job ends, then swaps in the finished page's body (the
+// result and the buttons) without a reload. Between fetches the execution time and cost tick
+// on from the figures the server sent. The headline goes to a polite live region when it
+// changes, so a screen reader hears "running", then "done", without the panel being read.
 (function () {
   "use strict";
   var panel = document.getElementById("job-panel");
   if (!panel) return;
+  var live = document.getElementById("status-live");
   var fetchedAt = performance.now();
 
   function tick() {
@@ -17,6 +20,24 @@
     if (cost && !isNaN(price)) cost.textContent = "$" + (seconds * price).toFixed(5) + " so far";
   }
 
+  function announce() {
+    var headline = document.getElementById("headline");
+    if (live && headline && live.textContent !== headline.textContent) {
+      live.textContent = headline.textContent;
+    }
+  }
+
+  async function finish() {
+    // The job ended: the finished page has the result and the Retry button.
+    var response = await fetch(location.href, { cache: "no-store" });
+    var doc = new DOMParser().parseFromString(await response.text(), "text/html");
+    var body = doc.getElementById("job-body");
+    if (!body) { location.reload(); return; }
+    document.getElementById("job-body").replaceWith(body);
+    if (window.localTimes) window.localTimes(body);
+    announce();
+  }
+
   async function refresh() {
     try {
       var response = await fetch(panel.dataset.src, { cache: "no-store" });
@@ -24,8 +45,10 @@
         var html = await response.text();
         fetchedAt = performance.now();
         panel.innerHTML = html;
+        if (window.localTimes) window.localTimes(panel);
+        announce();
         if (response.headers.get("X-Job-Terminal") === "1") {
-          location.reload();
+          await finish();
           return;
         }
       }
