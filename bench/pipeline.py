@@ -71,7 +71,7 @@ PNG = bytes.fromhex(
     "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
 )
 MEASUREMENT_ROUTES = frozenset({"stats", "workers", "logs"})
-SECTIONS = ("latency", "burst", "upload", "progress", "inflight", "endpoints", "eta")
+SECTIONS = ("latency", "burst", "upload", "progress", "inflight", "eta", "endpoints")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -147,9 +147,8 @@ def live(session: Session, job: Job) -> Live | None:
     ahead_rows: Sequence[str] = []
     queued = 0
     if is_queued:
-        # The endpoint's queue (the app's own rows: RunPod's position is not published). With
-        # several endpoints (issue 18's Job.endpoint) these counts and the running rows below
-        # take only the rows of job.endpoint.
+        # The endpoint's queue (the app's own rows: RunPod's position is not published): each
+        # endpoint has its own queue and workers, so only the rows of job.endpoint count.
         ahead_rows = session.scalars(
             select(Job.pipeline)
             .where(
