@@ -6,6 +6,7 @@ session at teardown. Tasks and commands use ``session_scope()``.
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import storable
+
 
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL and a busy timeout so web, worker and beat
@@ -23,7 +26,13 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(parsed.database)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # It holds webhook tokens and admin sessions: owner-only, like its -wal and -shm
+        # files, which SQLite creates with the database file's mode.
+        path.touch(mode=0o600, exist_ok=True)
+        if path.stat().st_mode & 0o077 and path.owner() == getpass.getuser():
+            path.chmod(0o600)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
     @event.listens_for(engine, "connect")
@@ -42,6 +51,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        storable.install(self.sessionmaker)  # no NUL or lone surrogate reaches a row
 
     def dispose(self) -> None:
         """Drop pooled connections (after a fork: the child must not share the parent's)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import commands, db
 from app.extensions import csrf
@@ -62,6 +63,11 @@ def create_app(
     register_blueprints(app)
     register_errorhandlers(app)
     register_commands(app)
+    if settings.trusted_proxy_count:
+        # Behind N proxies the peer is the nearest proxy: take the client's address (and
+        # scheme) from the headers those N appended, and nothing a client wrote before them.
+        n = settings.trusted_proxy_count
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
     return app
 
 

@@ -111,7 +111,9 @@ def init_sentry(component: str, settings: Settings | None = None) -> bool:
         )
         _state["sentry_dsn"] = dsn
         _tag_beat()
-    sentry_sdk.set_tag("component", component)
+    # On the global scope: gevent's web workers (gunicorn.conf.py) run each request in a
+    # greenlet with its own context, which a tag on the current scope would not reach.
+    sentry_sdk.get_global_scope().set_tag("component", component)
     return True
 
 

@@ -16,7 +16,9 @@ deployment, dashboards), so this app keeps well clear of it, and at 500 it still
 
 from __future__ import annotations
 
+import math
 import os
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
@@ -50,6 +52,10 @@ PLACEHOLDER_SECRETS = frozenset(
 DEV_SECRET_KEY = "dev-only-not-secret"  # noqa: S105 - refused outside development/test
 DEV_ADMIN_PASSWORD = "admin"  # noqa: S105 - refused outside development/test
 MIN_ADMIN_PASSWORD = 12
+# Estimated bits (``guess_bits``) a production secret needs. ADMIN_PASSWORD is guessed
+# online through a rate-limited form; SECRET_KEY offline against a signed cookie or URL.
+MIN_ADMIN_PASSWORD_BITS = 40
+MIN_SECRET_KEY_BITS = 64
 # Below this a one-second window of app.lifecycle.status_budget could not hold one request.
 MIN_STATUS_BUDGET = WINDOWS_PER_BUDGET
 
@@ -75,6 +81,20 @@ def _number(name: str, raw: str, kind: type, minimum: float | None = None) -> An
     if minimum is not None and value < minimum:
         raise SettingsError(f"{name}={raw!r} must be at least {minimum}")
     return value
+
+
+def guess_bits(secret: str) -> float:
+    """A rough estimate of how many bits of guessing ``secret`` takes: the entropy per
+    character of its own character mix, times the characters a guesser could not predict
+    from the one before (a repeat or a neighbour, as in "aaaa", "abcd" or "4321", adds
+    none). "aaaaaaaaaaaa" scores 0, "abcdefghijkl" 4, ``secrets.token_urlsafe(18)`` 70+."""
+    if not secret:
+        return 0.0
+    n = len(secret)
+    per_char = -sum(c / n * math.log2(c / n) for c in Counter(secret).values())
+    pairs = zip(secret, secret[1:], strict=False)
+    surprising = 1 + sum(1 for a, b in pairs if abs(ord(b) - ord(a)) > 1)
+    return per_char * surprising
 
 
 def _list(raw: str) -> tuple[str, ...]:
@@ -141,6 +161,9 @@ class Settings:
     login_attempts_per_5min: int = 10
     # Uploads allowed per hour from one client IP without an API token (0: no limit).
     upload_rate_per_hour: int = 60
+    # Proxies in front of the app that append to X-Forwarded-For/-Proto (0: none, so those
+    # headers are ignored). Per-address limits read the client's address past this many.
+    trusted_proxy_count: int = 0
     webhook_base_url: str = ""  # where the endpoint reaches this app; PUBLIC_BASE_URL if empty
     test_crash_at: str = ""  # APP_ENV=test only: SIGKILL the task at a named point
 
@@ -198,6 +221,12 @@ class Settings:
                 )
             if len(self.secret_key) < 16:
                 raise SettingsError("SECRET_KEY is too short: use at least 16 random characters")
+            if guess_bits(self.secret_key) < MIN_SECRET_KEY_BITS:
+                raise SettingsError(
+                    "SECRET_KEY is too easy to guess (repeated or sequential characters): "
+                    'use a long random value, e.g. python -c "import secrets; '
+                    'print(secrets.token_urlsafe(48))"'
+                )
             if (
                 self.admin_password.lower() in PLACEHOLDER_SECRETS
                 or self.admin_password == DEV_ADMIN_PASSWORD
@@ -207,6 +236,12 @@ class Settings:
                 raise SettingsError(
                     f"ADMIN_PASSWORD is too short: use at least {MIN_ADMIN_PASSWORD} characters, "
                     'e.g. python -c "import secrets; print(secrets.token_urlsafe(18))"'
+                )
+            if guess_bits(self.admin_password) < MIN_ADMIN_PASSWORD_BITS:
+                raise SettingsError(
+                    "ADMIN_PASSWORD is too easy to guess (repeated or sequential characters, "
+                    "or too few different ones): use a pass phrase of several words or "
+                    'python -c "import secrets; print(secrets.token_urlsafe(18))"'
                 )
             if self.test_crash_at:
                 raise SettingsError("TEST_CRASH_AT is only honoured with APP_ENV=test")

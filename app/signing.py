@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
+
+# What ``sign`` writes: ASCII digits and lowercase hex. ``str.isdigit`` would also pass "²"
+# or "①", which ``int`` then refuses (a 500); anything else is refused here as malformed.
+_EXPIRES = re.compile(r"[0-9]{1,12}")
+_SIGNATURE = re.compile(r"[0-9a-f]{64}")
 
 
 class SignatureError(Exception):
@@ -30,10 +36,10 @@ def sign(secret: str, method: str, key: str, ttl_s: int, now: float | None = Non
 
 def verify(secret: str, method: str, key: str, exp: str | None, sig: str | None) -> None:
     """Raise ``SignatureError`` unless ``sig`` is valid for ``method`` on ``key`` and unexpired."""
-    if not exp or not sig or not exp.isdigit():
+    if not exp or not sig or not _EXPIRES.fullmatch(exp) or not _SIGNATURE.fullmatch(sig):
         raise SignatureError("missing or malformed signature")
     expected = _mac(secret, method, key, int(exp))
-    if not hmac.compare_digest(expected, sig):
+    if not hmac.compare_digest(expected.encode(), sig.encode()):
         raise SignatureError("signature does not match")
     if int(exp) < time.time():
         raise SignatureError("link expired")

@@ -1,4 +1,4 @@
-"""``python -m bench chaos|endpoint|pipeline|worker``: benchmarks that print JSON figures."""
+"""``python -m bench chaos|endpoint|hostile|pipeline|worker``: benchmarks printing JSON figures."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 SUITES = {
     "chaos": "bench.chaos",
     "endpoint": "bench.endpoint",
+    "hostile": "bench.hostile",
     "pipeline": "bench.pipeline",
     "worker": "bench.worker",
 }

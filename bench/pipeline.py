@@ -205,7 +205,6 @@ def stack(
         endpoints=endpoints,
         extra_env=extra,
         concurrency=args.concurrency,
-        web_threads=8,
         external_redis=False,
     ) as parts:
         yield Stack(

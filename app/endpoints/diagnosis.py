@@ -9,7 +9,6 @@ pages, most useful first.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from app.endpoints.routing import DEFAULT
@@ -68,7 +67,7 @@ def facts_of(
 ) -> rules.Facts:
     facts = rules.Facts(target=target, endpoint_id="", health=health, waiting=queued)
     if workers:
-        rules.add_report(facts, workers, LOG_LINES, time.time())
+        rules.add_report(facts, workers, LOG_LINES)
     return facts
 
 
@@ -118,8 +117,11 @@ def diagnose(
 
 
 def worker_summary(health: dict[str, Any] | None, workers: dict[str, Any] | None) -> dict[str, int]:
-    """Workers by state, as the diagnosis counts them."""
-    return facts_of(health, workers, 0).worker_counts
+    """Workers by state, as the diagnosis counts them: from the report's summary and
+    ``/health`` alone, so a page view does not parse the worker rows for it."""
+    facts = rules.Facts(target="local", endpoint_id="", health=health)
+    rules.add_summary(facts, workers or {})
+    return facts.worker_counts
 
 
 def queue_words(health: dict[str, Any] | None, workers: dict[str, Any] | None) -> str:

@@ -22,6 +22,7 @@ from app.lifecycle.status import apply_status
 from app.models import AttemptState, Job, Status, utcnow
 from app.services import Services
 from app.settings import Settings
+from app.storable import display_name
 from app.storage import safe_name
 
 
@@ -95,7 +96,10 @@ def create_job(
         raise JobError("the file is empty")
     kind = "any"
     if not pipeline.takes("any"):
-        info = media.probe(staged_path)
+        try:
+            info = media.probe(staged_path)
+        except media.TooLarge as exc:
+            raise JobError(str(exc), 413) from None
         if info is None:
             raise JobError(pipeline.unreadable(content_type.split("/")[0]), 415)
         kind = info.kind
@@ -110,7 +114,7 @@ def create_job(
         endpoint=services.fleet.for_pipeline(pipeline.name).name,
         params=params,
         owner=owner,
-        input_name=filename[:255],
+        input_name=display_name(filename)[:255],  # no RTL override or NUL reaches a page
         input_content_type=content_type,
     )
     out_type = pipeline.output_type(kind, content_type)

@@ -13,9 +13,11 @@ import binascii
 import enum
 import json
 import logging
+import math
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -43,6 +45,11 @@ class Outcome(enum.StrEnum):
     DUPLICATE = "duplicate"  # a payload for a RunPod job that is not this job's current one
 
 
+# The timing columns are 32-bit integers; a figure past this (24.8 days) is not a timing.
+MAX_MS = 2**31 - 1
+TIMINGS = ("delayTime", "executionTime", "coldStartMs", "coldStartTime")
+
+
 class PayloadError(ValueError):
     """The payload is not a RunPod status (the webhook answers 400)."""
 
@@ -63,6 +70,10 @@ def apply_status(
     status = payload.get("status")
     if not isinstance(status, str) or status not in Status.__members__:
         raise PayloadError(f"unknown status {status!r}")
+    for name in TIMINGS:
+        value = payload.get(name)
+        if isinstance(value, float) and not (math.isfinite(value) and value <= MAX_MS):
+            raise PayloadError(f"{name}={value!r} is not a duration in milliseconds")
     for _ in range(5):
         try:
             outcome = _apply(
@@ -75,11 +86,42 @@ def apply_status(
             session.rollback()
             session.refresh(job)
             continue
+        except (sa_exc.StatementError, UnicodeError, OverflowError) as exc:
+            if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+                raise  # the database is unreachable: the caller retries later
+            session.rollback()
+            return _fail_unstorable(session, job, status, source, exc, services)
         log.info("job %s: %s %s from %s", job.id, outcome, status, source)
         if retry_own_failure and outcome == Outcome.APPLIED:
             auto_retry(session, job, services)
         return outcome
     raise RuntimeError(f"job {job.id}: could not apply {status} after 5 concurrent updates")
+
+
+def _fail_unstorable(
+    session: Session,
+    job: Job,
+    status: str,
+    source: str,
+    exc: BaseException,
+    services: Services,
+) -> Outcome:
+    """The database refused what a status carried (``app.storable`` cleans text, so this is
+    a value nothing foresaw): end the job FAILED, saying so, rather than leave it running
+    while every poll fails on the same error."""
+    cause = type(getattr(exc, "orig", None) or exc).__name__
+    log.warning("job %s: %s from %s could not be stored (%s)", job.id, status, source, cause)
+    session.refresh(job)
+    reason = (
+        f"failed: the endpoint's {status} report for this job holds a value the database "
+        f"cannot store ({cause}). Press Retry; if it happens again, an operator can read the "
+        "worker's log lines on the admin dashboard."
+    )
+    failed = {"status": "FAILED", "reason": reason}
+    outcome = _apply(session, job, failed, Status.FAILED, services.settings, services.storage)
+    _mirror_on_attempt(job)
+    session.commit()
+    return outcome
 
 
 def _check_identity(job: Job, runpod_id: str | None) -> bool:
@@ -179,20 +221,31 @@ def _mirror_on_attempt(job: Job) -> None:
             attempt.error = job.error[:2000]
 
 
+def _milliseconds(value: Any) -> int | None:
+    """A payload's timing as whole milliseconds, or None for anything that is not one
+    (a string, a bool, a negative figure, ``1e308``, ``Infinity``, ``NaN``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not (isinstance(value, int) or math.isfinite(value)) or not 0 <= value <= MAX_MS:
+        return None
+    return int(value)
+
+
 def _record_timings(job: Job, payload: dict[str, Any], settings: Settings, *, final: bool) -> None:
-    delay, execution = payload.get("delayTime"), payload.get("executionTime")
-    if isinstance(delay, int | float) and delay >= 0:
-        job.delay_ms = int(delay)
+    delay = _milliseconds(payload.get("delayTime"))
+    execution = _milliseconds(payload.get("executionTime"))
+    if delay is not None:
+        job.delay_ms = delay
     # An IN_PROGRESS status carries the execution time so far: stored, it would read as the
     # final figure and freeze the page's ticking clock. Only a terminal status's is kept.
-    if final and isinstance(execution, int | float) and execution >= 0:
-        job.execution_ms = int(execution)
+    if final and execution is not None:
+        job.execution_ms = execution
         job.cost_usd = round(execution / 1000 * settings.gpu_price_per_second, 6)
     if isinstance(payload.get("workerId"), str):
         job.worker_id = payload["workerId"][:128]
-    cold = payload.get("coldStartMs", payload.get("coldStartTime"))
-    if isinstance(cold, int | float) and cold >= 0:
-        job.cold_start_ms = int(cold)
+    cold = _milliseconds(payload.get("coldStartMs", payload.get("coldStartTime")))
+    if cold is not None:
+        job.cold_start_ms = cold
 
 
 def _record_progress(job: Job, payload: dict[str, Any]) -> bool:

@@ -52,7 +52,8 @@ def create(owner: str):
 @token_required
 def list_jobs(owner: str):
     limit = request.args.get("limit", "50")
-    if not limit.isdigit() or not 1 <= int(limit) <= 500:
+    # ASCII digits only: str.isdigit() also passes "²", which int() refuses (a 500).
+    if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= 500:
         return _error("limit must be a whole number from 1 to 500", 400)
     query = select(Job).where(Job.owner == owner).order_by(Job.created_at.desc())
     status = request.args.get("status", "").strip().upper()

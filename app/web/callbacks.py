@@ -29,6 +29,7 @@ from app.lifecycle.claims import claim as claim_attempt
 from app.lifecycle.status import Outcome, apply_progress
 from app.models import Attempt
 from app.services import services
+from app.storable import storable_text
 
 bp = Blueprint("callbacks", __name__, url_prefix="/callbacks")
 MAX_BODY = 64 * 1024
@@ -54,7 +55,12 @@ def claim(attempt_id: int):
     _verify(attempt_id, "claim")
     body = json_object(request, MAX_BODY)
     runpod_id = body.get("runpod_id")
-    if not isinstance(runpod_id, str) or not runpod_id.strip() or len(runpod_id) > 128:
+    if (
+        not isinstance(runpod_id, str)
+        or not runpod_id.strip()
+        or len(runpod_id) > 128
+        or storable_text(runpod_id) != runpod_id  # a NUL or half a surrogate pair: not an id
+    ):
         abort(400, description="runpod_id: expected the RunPod job id (a string of 1-128 chars)")
     verdict, message = claim_attempt(
         get_session(),

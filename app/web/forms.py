@@ -12,6 +12,7 @@ from app.db import get_session
 from app.lifecycle.jobs import JobError, create_job
 from app.models import Job
 from app.services import services
+from app.storable import has_lone_surrogate
 
 PARAM_PREFIX = "param."
 
@@ -46,6 +47,9 @@ def read_upload(request: Request, default_pipeline: str) -> UploadInput:
             raise JobError(f'{exc}; send a JSON object, e.g. {{"sleep_s": 1}}') from None
         if not isinstance(parsed, dict):
             raise JobError('params must be a JSON object, e.g. {"sleep_s": 1}')
+        if has_lone_surrogate(parsed):
+            # Half a UTF-16 pair ("\ud800") is not text: no database or endpoint can take it.
+            raise JobError("params holds a lone surrogate (\\ud800-\\udfff escape): send text")
         params.update(parsed)
     pipeline = request.form.get("pipeline", "").strip() or default_pipeline
     own = f"{PARAM_PREFIX}{pipeline}."

@@ -1,11 +1,25 @@
-"""Checks that must run before a form body is read: a browser post without the form's
-security token, or beyond the anonymous upload rate, is refused while its body is still
-unread, so a 500 MiB anonymous post never reaches the disk (Flask-WTF's own CSRF check
-reads the whole form first). The full CSRF check still follows for posts that pass."""
+"""Checks that run before a request's body is read (issue 9, issue 16 finding 2).
+
+One place refuses, while the body is still unread, every browser post that cannot succeed
+or that is larger than its route needs:
+
+- a post to a route that needs the session's form token, when the session has none, or the
+  token sent in ``X-CSRFToken`` is not the session's (a made-up header used to let a whole
+  upload reach the disk before Flask-WTF's own check, which reads the whole form first);
+- a post larger than ``SMALL_BODY_BYTES`` to any form route but the upload (login, logout,
+  cancel, retry, the admin's buttons): 413, and the cap also bounds a body sent without a
+  ``Content-Length`` while it streams;
+- more than ``ADMIN_FORM_POSTS_PER_5MIN`` posts to /admin/login or /admin/logout, or more
+  than ``UPLOAD_RATE_PER_HOUR`` anonymous uploads, from one client address: 429.
+
+Machine-to-machine routes (tokens, signatures) check their credential before reading
+anything and cap their own bodies. The full CSRF check still follows for posts that pass.
+"""
 
 from __future__ import annotations
 
 from flask import Flask, request, session
+from flask_wtf.csrf import ValidationError, validate_csrf
 
 from app.services import services
 from app.web.errors import answer
@@ -14,6 +28,12 @@ from app.web.ratelimit import in_words, over_limit
 # Machine-to-machine routes: token or signature authenticated, no CSRF (see create_app).
 EXEMPT_BLUEPRINTS = frozenset({"api", "files", "webhooks", "callbacks"})
 UPLOAD_ENDPOINT = "pages.upload"
+# Form posts that are not uploads carry a token, a password, a "next" path: a few hundred
+# bytes. Anything past this is refused before it is read.
+SMALL_BODY_BYTES = 64 * 1024
+ADMIN_FORM_ENDPOINTS = frozenset({"admin.login", "admin.logout"})
+ADMIN_FORM_POSTS_PER_5MIN = 30  # per client address, failed or not
+STALE_FORM = "the form's security token is missing or stale: reload the page and try again"
 
 
 def _refuse(code: int, message: str):
@@ -26,18 +46,31 @@ def _refuse(code: int, message: str):
 
 
 def check_before_body():
-    if request.method != "POST" or request.url_rule is None:
-        return None  # not a post, or no such route: the 404/405 says so
+    if request.method in ("GET", "HEAD", "OPTIONS") or request.url_rule is None:
+        return None  # no body to guard, or no such route: the 404/405 says so
     if request.blueprint in EXEMPT_BLUEPRINTS:
         return None
-    if not session.get("csrf_token") and not request.headers.get("X-CSRFToken"):
-        # No form was ever loaded in this session: the token cannot be right.
-        return _refuse(
-            400, "the form's security token is missing or stale: reload the page and try again"
+    if request.endpoint != UPLOAD_ENDPOINT:
+        request.max_content_length = SMALL_BODY_BYTES  # also cuts off a chunked body
+        if (request.content_length or 0) > SMALL_BODY_BYTES:
+            return _refuse(
+                413,
+                f"the request is larger than this form sends ({SMALL_BODY_BYTES} bytes at most)",
+            )
+    if not _token_can_match():
+        return _refuse(400, STALE_FORM)
+    address = request.remote_addr or "-"
+    if request.endpoint in ADMIN_FORM_ENDPOINTS:
+        wait = over_limit(
+            services().redis, f"admin-form-ip:{address}", ADMIN_FORM_POSTS_PER_5MIN, 300
         )
+        if wait:
+            return _refuse(
+                429, f"too many requests from your address: try again in {in_words(wait)}"
+            )
     if request.endpoint == UPLOAD_ENDPOINT:
         limit = services().settings.upload_rate_per_hour
-        wait = over_limit(services().redis, f"upload-ip:{request.remote_addr or '-'}", limit, 3600)
+        wait = over_limit(services().redis, f"upload-ip:{address}", limit, 3600)
         if wait:
             return _refuse(
                 429,
@@ -45,6 +78,22 @@ def check_before_body():
                 f"in {in_words(wait)}, or use the JSON API with a token",
             )
     return None
+
+
+def _token_can_match() -> bool:
+    """False when the post's form token cannot be right: the session never had one (no form
+    was loaded in it), or the ``X-CSRFToken`` header holds another. A token in the form
+    body is checked by Flask-WTF once the body is read."""
+    if not session.get("csrf_token"):
+        return False
+    header = request.headers.get("X-CSRFToken")
+    if header is None:
+        return True
+    try:
+        validate_csrf(header)
+    except ValidationError:
+        return False
+    return True
 
 
 def init_app(app: Flask) -> None:

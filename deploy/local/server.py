@@ -166,7 +166,7 @@ class Api:
             return _error(405 if request.method != route.method else 404, f"bad {name} request")
         key = request.headers.get("Authorization", "")
         # A worker is known to its own endpoint only: it takes that endpoint's jobs.
-        w = ep.worker_for_key(args[0], key.removeprefix("Bearer ").strip())
+        w = ep.protocol.worker_for_key(args[0], key.removeprefix("Bearer ").strip())
         if w is None:
             # The SDK re-polls a refused job-take at once: slow it down so it cannot spin.
             await asyncio.sleep(1)
@@ -283,7 +283,7 @@ class Api:
     async def job_take(
         self, request: web.Request, ep: Endpoint, w: wk.Worker
     ) -> web.StreamResponse:
-        jobs = await ep.take(w, 1, job_in_progress=_in_progress(request))
+        jobs = await ep.protocol.take(w, 1, job_in_progress=_in_progress(request))
         if not jobs:
             return web.Response(status=204)
         jobs[0].timings["handed"] = time.perf_counter()
@@ -296,7 +296,7 @@ class Api:
             size = max(1, min(int(request.query.get("batch_size", "1")), 100))
         except ValueError:
             return _error(400, "batch_size must be a whole number")
-        jobs = await ep.take(w, size, job_in_progress=_in_progress(request))
+        jobs = await ep.protocol.take(w, size, job_in_progress=_in_progress(request))
         if not jobs:
             return web.Response(status=204)
         now = time.perf_counter()
@@ -307,7 +307,7 @@ class Api:
     async def job_stop(
         self, request: web.Request, ep: Endpoint, w: wk.Worker
     ) -> web.StreamResponse:
-        ids = await ep.wait_stop_signals(w)
+        ids = await ep.protocol.wait_stop_signals(w)
         if not ids:
             return web.Response(status=204)
         return _json({"jobsToStop": ids})
@@ -328,9 +328,9 @@ class Api:
         except BadBody as exc:
             job = ep.get(job_id)
             if job is not None and job.worker_id == w.id and job.status == IN_PROGRESS:
-                ep.job_done(w, job_id, {"error": str(exc)})
+                ep.protocol.job_done(w, job_id, {"error": str(exc)})
             return _error(exc.status, str(exc))
-        ep.job_done(w, job_id, body)
+        ep.protocol.job_done(w, job_id, body)
         return _json({"ok": True})
 
     async def job_stream(
@@ -340,11 +340,11 @@ class Api:
             body = await self._worker_body(request)
         except BadBody as exc:
             return _error(exc.status, str(exc))
-        ep.job_stream(w, job_id, body)
+        ep.protocol.job_stream(w, job_id, body)
         return _json({"ok": True})
 
     async def ping(self, request: web.Request, ep: Endpoint, w: wk.Worker) -> web.Response:
-        ep.ping(w, dict(request.query))
+        ep.protocol.ping(w, dict(request.query))
         return _json({"ok": True})
 
 

@@ -8,12 +8,12 @@ API + its ``/workers`` and logs routes) and the web app's pages.
 
 from __future__ import annotations
 
-import time
+from dataclasses import replace
 
-from deploy.runpod.diagnosis import EXIT_IN_LOG, INFO, Facts, Worker, add_report, diagnose
+from deploy.runpod.diagnosis import EXIT_IN_LOG, INFO, Facts, add_report, diagnose
 from deploy.runpod.jobapi import EndpointNotFound, JobAPI, JobAPIError
 from deploy.runpod.management import ManagementAPI, ManagementError, NotFound
-from deploy.runpod.vocabulary import worker_row
+from deploy.runpod.vocabulary import WorkerRow
 
 __all__ = ["INFO", "Facts", "diagnose", "gather_local", "gather_runpod"]
 
@@ -40,7 +40,7 @@ def gather_local(jobapi: JobAPI, log_lines: int = LOG_LINES) -> Facts:
     except JobAPIError as exc:
         facts.unavailable.append(f"workers: {type(exc).__name__}")
         return facts
-    add_report(facts, data, log_lines, time.time())
+    add_report(facts, data, log_lines)
     return facts
 
 
@@ -65,21 +65,27 @@ def gather_runpod(api: ManagementAPI, jobapi: JobAPI, log_lines: int = LOG_LINES
     try:
         data = api.list_workers(eid)
         facts.summary = dict(data.get("summary") or {})
-        for w in data.get("workers") or []:
-            row = worker_row(w)
-            facts.workers.append(Worker(id=row["id"], status=row["state"], age_s=row["uptimeS"]))
+        facts.workers = [WorkerRow.from_runpod(w) for w in data.get("workers") or []]
     except ManagementError as exc:
         facts.unavailable.append(f"workers: {exc}")
-    for worker in facts.workers:
-        if worker.status in ("unhealthy", "running", "initializing"):
-            try:
-                worker.log_tail = api.worker_logs(eid, worker.id, tail=log_lines)
-            except ManagementError as exc:
-                facts.unavailable.append(f"logs of {worker.id}: {exc}")
-            found = [int(m) for line in worker.log_tail for m in EXIT_IN_LOG.findall(line)]
-            worker.exit_code = found[-1] if found else None
+    facts.workers = [_with_logs(api, eid, row, log_lines, facts) for row in facts.workers]
     try:
         facts.releases = api.list_releases(eid)
     except ManagementError as exc:
         facts.unavailable.append(f"releases: {exc}")
     return facts
+
+
+def _with_logs(
+    api: ManagementAPI, eid: str, row: WorkerRow, log_lines: int, facts: Facts
+) -> WorkerRow:
+    """A live or unhealthy RunPod worker with its log tail and the exit code it logged."""
+    if row.status not in ("unhealthy", "running", "initializing") or not row.id:
+        return row
+    lines: list[str] = []
+    try:
+        lines = [str(line) for line in api.worker_logs(eid, row.id, tail=log_lines)]
+    except ManagementError as exc:
+        facts.unavailable.append(f"logs of {row.id}: {exc}")
+    found = [int(m) for line in lines for m in EXIT_IN_LOG.findall(line)]
+    return replace(row, log_tail=tuple(lines), exit_code=found[-1] if found else None)

@@ -10,31 +10,22 @@ the findings for its pages (``app.endpoints.diagnosis``).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from deploy.findings import ERROR, INFO, WARNING, Finding, Rules
 from deploy.runpod.pools import compatible_pools
 from deploy.runpod.vocabulary import WorkerRow, exit_meaning
 
-__all__ = ["ERROR", "INFO", "WARNING", "Facts", "Finding", "Worker", "diagnose"]
+__all__ = ["ERROR", "INFO", "WARNING", "Facts", "Finding", "WorkerRow", "diagnose"]
 DISK_FULL = re.compile(r"No space left on device|Errno 28|disk quota exceeded", re.I)
 OOM = re.compile(r"out of memory|OutOfMemoryError|MemoryError|\bKilled\b|oom-kill", re.I)
 MISSING_FILE = re.compile(r"No such file or directory|can't open file|ModuleNotFoundError", re.I)
 EXIT_IN_LOG = re.compile(r"exit(?:ed)?(?: with)? (?:code|status) (\d+)", re.I)
 ALIVE = ("running", "idle", "ready")
 STOPPED_ON_PURPOSE = (None, 0, 143)  # 143: SIGTERM, how an idle worker is scaled away
-
-
-@dataclass
-class Worker:
-    id: str
-    status: str  # running | idle | initializing | throttled | unhealthy | exited | stopping
-    exit_code: int | None = None
-    log_tail: list[str] = field(default_factory=list)
-    current_jobs: int | None = None
-    age_s: float | None = None  # seconds since the worker started
 
 
 @dataclass
@@ -45,7 +36,8 @@ class Facts:
     endpoint: dict[str, Any] | None = None
     health: dict[str, Any] | None = None
     not_found: bool = False
-    workers: list[Worker] = field(default_factory=list)
+    # One typed row per worker, the same type the app's snapshot and dashboard read.
+    workers: list[WorkerRow] = field(default_factory=list)
     summary: dict[str, int] = field(default_factory=dict)
     crash_loop: dict[str, Any] | None = None
     releases: dict[str, Any] | None = None
@@ -54,6 +46,8 @@ class Facts:
     startup_grace_s: float = 120.0
     # Jobs the web app holds as queued; doctor cannot know them and leaves 0.
     waiting: int = 0
+    # When the facts were gathered (epoch seconds): a worker's age is counted to it.
+    checked_at: float = field(default_factory=time.time)
 
     def jobs(self, key: str) -> int:
         return int(((self.health or {}).get("jobs") or {}).get(key) or 0)
@@ -89,7 +83,7 @@ class Facts:
         return sum(self.count(state) for state in ALIVE)
 
     @property
-    def crashed(self) -> list[Worker]:
+    def crashed(self) -> list[WorkerRow]:
         """Workers that died on their own (not stopped by the scaler)."""
         return [
             w
@@ -129,31 +123,19 @@ def endpoint_queue(health: dict[str, Any] | None) -> int | None:
     return int(sum(counts))
 
 
-def workers_from_report(report: dict[str, Any], log_lines: int, now: float) -> list[Worker]:
-    """The local endpoint's ``/workers`` rows (and RunPod's, in that shape) as ``Worker``."""
-    return [
-        worker_of(WorkerRow.from_report(w), log_lines, now) for w in report.get("workers") or []
-    ]
+def add_report(facts: Facts, report: dict[str, Any], log_lines: int) -> None:
+    """Put a ``/workers`` report (the local endpoint's, or RunPod's in that shape) in
+    ``facts``: each row parsed once, keeping its last ``log_lines`` log lines."""
+    add_summary(facts, report)
+    facts.crash_loop = report.get("crashLoop")
+    rows = (WorkerRow.from_report(w) for w in report.get("workers") or [])
+    facts.workers = [replace(row, log_tail=row.log_tail[-log_lines:]) for row in rows]
 
 
-def worker_of(row: WorkerRow, log_lines: int, now: float) -> Worker:
-    """What the rules read of one parsed worker row."""
-    return Worker(
-        id=row.id or "",
-        status=row.status,
-        exit_code=row.exit_code,
-        log_tail=list(row.log_tail)[-log_lines:],
-        current_jobs=len(row.current_jobs),
-        age_s=now - row.started_at if row.started_at else row.uptime_s,
-    )
-
-
-def add_report(facts: Facts, report: dict[str, Any], log_lines: int, now: float) -> None:
-    """Put a ``/workers`` report (the local endpoint's, or RunPod's in that shape) in ``facts``."""
+def add_summary(facts: Facts, report: dict[str, Any]) -> None:
+    """Only the report's counts of workers by state (what ``worker_counts`` reads)."""
     summary = report.get("summary") or {}
     facts.summary = {k: v for k, v in summary.items() if isinstance(v, int)}
-    facts.crash_loop = report.get("crashLoop")
-    facts.workers = workers_from_report(report, log_lines, now)
 
 
 RULES = Rules()
@@ -348,11 +330,11 @@ def crash_of(facts: Facts) -> Crash | None:
     code = None
     if crashed:
         code = crashed[-1].exit_code
-        lines = lines or crashed[-1].log_tail
+        lines = lines or list(crashed[-1].log_tail)
     else:
         sick = [w for w in facts.workers if w.status == "unhealthy"]
         if sick:
-            code, lines = sick[-1].exit_code, lines or sick[-1].log_tail
+            code, lines = sick[-1].exit_code, lines or list(sick[-1].log_tail)
     text = "\n".join(lines + [str(loop.get("lastError") or "")])
     if code == 139 or DISK_FULL.search(text):
         cause = "disk-full"
@@ -474,7 +456,7 @@ def _startup_before_handler(facts):
         for w in facts.workers
         if w.status in ("running", "initializing")
         and not w.current_jobs
-        and (w.age_s or 0) > facts.startup_grace_s
+        and (w.age_s(facts.checked_at) or 0) > facts.startup_grace_s
     ]
     if queued and not in_progress and (running or starting) and not facts.crash_active:
         shown = running or len(starting)

@@ -148,6 +148,10 @@ class WorkerRow:
         """The state, except that a worker with an exit time has exited whatever it said."""
         return "exited" if self.exited_at is not None else self.state
 
+    def age_s(self, now: float) -> float | None:
+        """Seconds since the worker started (RunPod's own uptime when it gave that)."""
+        return now - self.started_at if self.started_at else self.uptime_s
+
     def to_report(self) -> dict[str, Any]:
         """The ``/workers`` row shape (RunPod's rows are stored in it, beside local ones)."""
         row = {

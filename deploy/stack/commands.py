@@ -16,6 +16,9 @@ from pathlib import Path
 PYTHON = sys.executable
 CELERY_APP = "tasks.worker:celery_app"
 WEB_APP = "app:create_app()"
+# Relative to the repository root, where every process of the stack starts (and /srv in
+# Dockerfile.web): one file for production, `make run` and the tests.
+GUNICORN_CONFIG = "gunicorn.conf.py"
 
 
 def python_module(name: str, python: str = PYTHON) -> list[str]:
@@ -68,41 +71,18 @@ def gunicorn_argv(
     bind: str,
     *,
     workers: int | str = 1,
-    threads: int | str = 4,
-    timeout: int | str = 300,
-    graceful_timeout: int | str = 5,
-    forwarded_allow_ips: str | None = None,
+    graceful_timeout: int | str | None = 5,
     app: str = WEB_APP,
     program: Sequence[str] | None = None,
 ) -> list[str]:
-    """The Flask app under gunicorn on ``bind`` (``host:port``)."""
-    # Threads keep one slow upload from blocking the page polls; the long timeout covers a
-    # multi-GiB upload streamed to storage.
-    argv = [
-        *(program or python_module("gunicorn")),
-        app,
-        "--bind",
-        bind,
-        "--workers",
-        str(workers),
-        "--threads",
-        str(threads),
-        "--timeout",
-        str(timeout),
-        "--graceful-timeout",
-        str(graceful_timeout),
-    ]
-    if forwarded_allow_ips is not None:
-        # Behind the platform's proxy only: trust its X-Forwarded-* headers.
-        argv += ["--forwarded-allow-ips", forwarded_allow_ips]
-    return argv + [
-        # The default control socket is one path per user: parallel servers would clash.
-        "--no-control-socket",
-        "--access-logfile",
-        "-",
-        "--error-logfile",
-        "-",
-    ]
+    """The Flask app under gunicorn on ``bind`` (``host:port``), configured by
+    ``gunicorn.conf.py`` (the worker class slow clients cannot starve, timeouts, logs);
+    ``graceful_timeout`` None keeps that file's."""
+    argv = [*(program or python_module("gunicorn")), "--config", GUNICORN_CONFIG, app]
+    argv += ["--bind", bind, "--workers", str(workers)]
+    if graceful_timeout is not None:
+        argv += ["--graceful-timeout", str(graceful_timeout)]
+    return argv
 
 
 def celery_worker_argv(

@@ -233,7 +233,6 @@ def gunicorn_web(
     *,
     port: int | None = None,
     workers: int = 1,
-    threads: int = 4,
     app: str = WEB_APP,
 ) -> Iterator[WebServer]:
     """The Flask app under gunicorn on ``port`` (free port if None), as in production."""
@@ -241,7 +240,7 @@ def gunicorn_web(
     logs = subfolder(workdir, "logs")
     proc = ManagedProcess(
         "web",
-        commands.gunicorn_argv(f"127.0.0.1:{port}", workers=workers, threads=threads, app=app),
+        commands.gunicorn_argv(f"127.0.0.1:{port}", workers=workers, app=app),
         child_env(env),
         logs / f"web-{port}.log",
     )
@@ -369,7 +368,6 @@ def whole_stack(
     extra_env: Mapping[str, str] | None = None,
     concurrency: int = 2,
     beat: bool = True,
-    web_threads: int = 4,
     external_redis: bool = True,
     between: Any = None,
 ) -> Iterator[Stack]:
@@ -401,7 +399,7 @@ def whole_stack(
         if front is not None:
             env["RUNPOD_ENDPOINT_BASE_URL"] = front.base_url
         create_tables(env)
-        web = stack.enter_context(gunicorn_web(env, work, port=port, threads=web_threads))
+        web = stack.enter_context(gunicorn_web(env, work, port=port))
         running = Stack(work, env, redis, endpoint, web, front=front)
         if concurrency:
             running.worker = stack.enter_context(celery_worker(env, work, concurrency=concurrency))

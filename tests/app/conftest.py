@@ -21,6 +21,17 @@ from tests.support.services import redis_service, redis_url  # noqa: F401 - fixt
 
 API_TOKEN = "test-api-token-0123456789"
 ADMIN_PASSWORD = "test-admin-password"
+# What every test app's settings share (the gunicorn-served one in test_bad_input too).
+TEST_ENV = {
+    "APP_ENV": "test",
+    "SECRET_KEY": "test-secret-key-not-for-production",
+    "ADMIN_PASSWORD": ADMIN_PASSWORD,
+    "API_TOKENS": f"{API_TOKEN},second-token-abcdefgh",
+    "RUNPOD_API_KEY": "rp-test-key",
+    "RUNPOD_ENDPOINT_ID": "local",
+    "RUNPOD_ENDPOINT_BASE_URL": "http://127.0.0.1:9/v2",
+    "MAX_UPLOAD_BYTES": str(256 * 1024),
+}
 
 
 @pytest.fixture(scope="session")
@@ -44,18 +55,11 @@ def database_url(request, tmp_path: Path, _postgres_url) -> str:
 def settings(tmp_path: Path, database_url: str, redis_url: str) -> Settings:  # noqa: F811
     return Settings.from_env(
         {
-            "APP_ENV": "test",
+            **TEST_ENV,
             "REDIS_URL": redis_url,  # rate limits: a private Redis, flushed per test
-            "SECRET_KEY": "test-secret-key-not-for-production",
             "DATABASE_URL": database_url,
             "STORAGE_DIR": str(tmp_path / "storage"),
             "PUBLIC_BASE_URL": "http://127.0.0.1:5999",
-            "ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "API_TOKENS": f"{API_TOKEN},second-token-abcdefgh",
-            "RUNPOD_API_KEY": "rp-test-key",
-            "RUNPOD_ENDPOINT_ID": "local",
-            "RUNPOD_ENDPOINT_BASE_URL": "http://127.0.0.1:9/v2",
-            "MAX_UPLOAD_BYTES": str(256 * 1024),
         }
     )
 

@@ -7,6 +7,7 @@ import json
 import time
 
 from app.models import Job, Snapshot, Status, utcnow
+from deploy.runpod.vocabulary import WorkerRow
 from tests.app.conftest import login_admin
 from tests.app.test_pages_and_api import only_job, sent, upload, webhook
 
@@ -73,6 +74,24 @@ def test_the_dashboard_refreshes_itself_and_lists_workers_with_their_log_lines(
     assert "effective cap" not in panel and "Status checks:" in panel
     # A fresh snapshot: nothing asked of the endpoint.
     assert ("tasks.refresh_endpoint",) not in enqueued
+
+
+def test_the_dashboard_parses_each_stored_worker_row_once(app, client, monkeypatch):
+    """The stored rows become ``WorkerRow``s once per view; the counts by state come from
+    the report's summary, not from parsing the rows again."""
+    snapshot(app)
+    login_admin(client)
+    parsed = []
+    parse = WorkerRow.from_report.__func__
+
+    def counted(cls, row):
+        parsed.append(row.get("id"))
+        return parse(cls, row)
+
+    monkeypatch.setattr(WorkerRow, "from_report", classmethod(counted))
+    panel = client.get("/admin/panel").get_data(as_text=True)
+    assert "wabc123" in panel and "running 1" in panel
+    assert sorted(parsed) == ["wabc123", "wdead99"]
 
 
 def test_a_stale_snapshot_is_refreshed_once_while_the_console_is_open(app, client, enqueued):

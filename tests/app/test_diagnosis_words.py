@@ -66,6 +66,7 @@ def test_a_runpod_worker_row_is_read_like_a_local_one():
     assert WorkerRow.from_report(stored) == row
     health = {"jobs": {"inQueue": 1, "inProgress": 0}, "workers": {"unhealthy": 1}}
     facts = facts_of(health, report(stored, unhealthy=1), 1)
-    assert [(w.id, w.status, w.age_s) for w in facts.workers] == [("rp-w1", "unhealthy", 30)]
+    assert facts.workers == [row]  # one type for a worker, from the API to the rules
+    assert facts.workers[0].age_s(facts.checked_at) == 30
     odd = WorkerRow.from_report({"id": "w2", "exitCode": "137", "startedAt": True})
     assert odd.exit_code is None and odd.started_at is None and odd.state == "unknown"

@@ -1,6 +1,7 @@
 """The diagnosis rules as data: each says why, and they read only ``Facts``."""
 
-from deploy.runpod.diagnosis import ERROR, RULES, Facts, Worker, diagnose
+from deploy.runpod.diagnosis import ERROR, RULES, Facts, diagnose
+from deploy.runpod.vocabulary import WorkerRow
 
 
 def test_every_rule_has_a_unique_id_a_title_and_a_why():
@@ -18,7 +19,7 @@ def test_one_crash_gets_one_cause_with_its_fix_and_why():
         target="local",
         endpoint_id="ep",
         health={"jobs": {"inQueue": 2}, "workers": {"unhealthy": 1}},
-        workers=[Worker("w1", "exited", exit_code=137, log_tail=["Killed"])],
+        workers=[WorkerRow("w1", "exited", exit_code=137, log_tail=("Killed",))],
     )
     findings = {f.rule: f for f in diagnose(facts)}
     assert "out-of-memory" in findings and "crash-loop" not in findings
@@ -40,12 +41,12 @@ def test_the_web_apps_waiting_jobs_are_a_fact_doctor_leaves_out():
 
 
 def test_workers_the_scaler_stopped_are_not_crashes():
-    stopped = [Worker(f"w{i}", "exited", exit_code=143) for i in range(3)]
+    stopped = [WorkerRow(f"w{i}", "exited", exit_code=143) for i in range(3)]
     facts = Facts(target="local", endpoint_id="ep", workers=stopped, waiting=1)
     assert facts.crashed == [] and not facts.crash_looping
-    crashed = [Worker(f"w{i}", "exited", exit_code=1) for i in range(2)]
+    crashed = [WorkerRow(f"w{i}", "exited", exit_code=1) for i in range(2)]
     assert Facts(target="local", endpoint_id="ep", workers=crashed).crash_looping
-    alive = [*crashed, Worker("w9", "idle")]
+    alive = [*crashed, WorkerRow("w9", "idle")]
     assert not Facts(target="local", endpoint_id="ep", workers=alive).crash_looping
 
 

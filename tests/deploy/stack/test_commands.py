@@ -32,9 +32,7 @@ PRODUCTION = {
         commands.gunicorn_argv(
             "0.0.0.0:${PORT:-8000}",
             workers="${WEB_CONCURRENCY:-2}",
-            threads="${WEB_THREADS:-8}",
-            graceful_timeout=30,
-            forwarded_allow_ips="*",
+            graceful_timeout=None,
             program=GUNICORN,
         ),
     ],
@@ -59,7 +57,7 @@ DEVELOPMENT = {
     ],
     "worker": [commands.celery_worker_argv(concurrency=2, program=CELERY)],
     "beat": [commands.celery_beat_argv("$DEV_STATE_DIR/celerybeat-schedule", program=CELERY)],
-    "web": [commands.gunicorn_argv("127.0.0.1:$WEB_PORT", workers=1, threads=8, program=GUNICORN)],
+    "web": [commands.gunicorn_argv("127.0.0.1:$WEB_PORT", workers=1, program=GUNICORN)],
 }
 
 
