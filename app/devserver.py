@@ -30,6 +30,9 @@ import threading
 import time
 from pathlib import Path
 
+import redis
+
+from app.taskhealth import SEEN_WITHIN_S, WORKERS_KEY
 from deploy import devenv
 from deploy.runpod.vocabulary import DEFAULT_JOB_URL
 from deploy.stack.commands import endpoints_flags, migrate_argv, redis_server_binary
@@ -256,41 +259,71 @@ def supervise(manager, done: threading.Event, grace: float = 6.0) -> None:
     manager.terminate = terminate_then_reap
 
 
+def banner(args: argparse.Namespace, env: dict[str, str], heading: str) -> str:
+    """What to open and what to type; the commands work as printed in a new shell, with
+    nothing activated: absolute paths into this checkout's virtual environment."""
+    url = f"http://{args.host}:{args.port}/"
+    base = env.get("RUNPOD_ENDPOINT_BASE_URL", DEFAULT_JOB_URL)
+    pairs = [p.partition("=") for p in env.get("RUNPOD_ENDPOINTS", "").split(",") if p]
+    named = [(name, f"{base}/{eid}") for name, _, eid in pairs] or [
+        ("default", f"{base}/{env.get('RUNPOD_ENDPOINT_ID', '')}")
+    ]
+    # With several endpoints doctor reads them (and the base URL) from the stack's env file.
+    doctor = "doctor --all" if len(named) > 1 else f"doctor --local {named[0][1]}"
+    # Not resolved: .venv/bin/python may link to a shared interpreter whose bin/ lacks flask.
+    bin_dir = Path(sys.executable).parent
+    return "\n".join(
+        [
+            "",
+            f"  {heading}   {url}",
+            f"  Admin login:     {url}admin  password: {env['ADMIN_PASSWORD']}",
+            *(f"  GPU endpoint:    {url_} ({name})" for name, url_ in named),
+            f"  Redis:           {env['REDIS_URL']}",
+            f"  State:           {args.instance_dir.resolve()}",
+            "  In another terminal (nothing to activate; they use this stack):",
+            f"    cd {REPO}",
+            f"    {bin_dir / 'flask'} --app app jobs submit FILE --wait",
+            f"    {bin_dir / 'flask'} --app app admin health",
+            f"    {bin_dir / 'python'} -m deploy {doctor}",
+            "  Press Ctrl-C to stop everything.",
+            "",
+        ]
+    )
+
+
+def task_worker_seen(redis_url: str) -> bool:
+    """A Celery worker has reported since it started (``app.taskhealth``): it printed its
+    start-up art and is taking tasks."""
+    try:
+        seen = redis.Redis.from_url(redis_url, socket_timeout=2).hvals(WORKERS_KEY)
+    except redis.RedisError:
+        return False
+    return any(time.time() - float(at) < SEEN_WITHIN_S for at in seen)
+
+
 def announce_when_ready(
     args: argparse.Namespace, env: dict[str, str], stop: threading.Event
 ) -> None:
+    """The banner once the web app answers, and again once a task worker is up: Celery's
+    start-up art scrolls the first one away."""
     deadline = time.monotonic() + args.ready_timeout
     while not stop.is_set() and time.monotonic() < deadline:
         if port_in_use(args.port):
-            url = f"http://{args.host}:{args.port}/"
-            base = env.get("RUNPOD_ENDPOINT_BASE_URL", DEFAULT_JOB_URL)
-            pairs = [p.partition("=") for p in env.get("RUNPOD_ENDPOINTS", "").split(",") if p]
-            named = [(name, f"{base}/{eid}") for name, _, eid in pairs] or [
-                ("default", f"{base}/{env.get('RUNPOD_ENDPOINT_ID', '')}")
-            ]
-            endpoint = named[0][1]
-            banner = [
-                "",
-                f"  The app is up:   {url}",
-                f"  Admin login:     {url}admin  password: {env['ADMIN_PASSWORD']}",
-                *(f"  GPU endpoint:    {url_} ({name})" for name, url_ in named),
-                f"  Redis:           {env['REDIS_URL']}",
-                f"  State:           {args.instance_dir.resolve()}",
-                "  In another terminal in this folder (they use this stack):",
-                "    flask --app app jobs submit FILE --wait",
-                "    flask --app app admin health",
-                f"    python -m deploy doctor --local {endpoint}",
-                "  Press Ctrl-C to stop everything.",
-                "",
-            ]
-            print("\n".join(banner), flush=True)
-            return
+            print(banner(args, env, "The app is up:"), flush=True)
+            break
         time.sleep(0.2)
-    if not stop.is_set():
-        print(
-            f"the web app did not answer on port {args.port} within {args.ready_timeout}s",
-            flush=True,
-        )
+    else:
+        if not stop.is_set():
+            print(
+                f"the web app did not answer on port {args.port} within {args.ready_timeout}s",
+                flush=True,
+            )
+        return
+    while not stop.is_set() and time.monotonic() < deadline:
+        if task_worker_seen(env["REDIS_URL"]):
+            print(banner(args, env, "All up (web, tasks, GPU endpoint):"), flush=True)
+            return
+        stop.wait(0.5)
 
 
 def main(argv: list[str] | None = None) -> int:

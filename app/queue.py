@@ -25,6 +25,7 @@ from typing import Any
 from celery import Celery, Task
 from flask import Flask
 
+from app import taskhealth
 from app.settings import Settings
 
 TASK_MODULES = ["tasks.jobs", "tasks.periodic", "tasks.spend"]
@@ -78,6 +79,7 @@ def celery_init_app(app: Flask, settings: Settings, overrides: dict[str, Any] | 
     celery = Celery(app.name, task_cls=FlaskTask)
     celery.config_from_object({**celery_config(settings), **(overrides or {})})
     celery.set_default()
+    taskhealth.install(celery)
     app.extensions["celery"] = celery
     return celery
 

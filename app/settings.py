@@ -167,6 +167,8 @@ class Settings:
     unknown_submit_max_s: float = 300.0
     endpoint_unreachable_grace_s: float = 600.0
     queue_diagnose_after_s: float = 60.0
+    # A job no Celery worker has taken after this long says so on its page (app.taskhealth).
+    task_pickup_grace_s: float = 60.0
     retention_days: float = 7.0
     admin_session_hours: float = 12.0
     # Failed admin logins allowed per client IP per 5 minutes (3x that per account).

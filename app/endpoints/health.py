@@ -63,6 +63,10 @@ def snapshot_name(endpoint: str) -> str:
     return SNAPSHOT if endpoint == DEFAULT else f"{SNAPSHOT}:{endpoint}"
 
 
+# The REST v2 endpoint fields the console shows (workers, idle timeout, scaler, GPU pools).
+ENDPOINT_SETTINGS = ("workers", "scaling", "gpu", "timeout")
+
+
 def fetch_runpod_workers(settings: Settings, endpoint_id: str) -> dict[str, Any] | None:
     """RunPod's workers (REST v2) in the local endpoint's ``/workers`` shape, with the log
     tails of the first few; None when RunPod cannot say."""
@@ -79,7 +83,14 @@ def fetch_runpod_workers(settings: Settings, endpoint_id: str) -> dict[str, Any]
             logs = _runpod_logs(api, endpoint_id, row.id, LOG_LINES)
             row = replace(row, log_tail=tuple(str(line) for line in logs))
         workers.append(row.to_report())
-    return {"workers": workers, "summary": listing.get("summary") or {}}
+    report = {"workers": workers, "summary": listing.get("summary") or {}}
+    try:
+        # Its scaling settings, for the console (the local endpoint reports the same keys).
+        found = api.get_endpoint(endpoint_id)
+        report["endpoint"] = {key: found.get(key) for key in ENDPOINT_SETTINGS if key in found}
+    except (ManagementError, OSError) as exc:
+        log.warning("cannot read RunPod endpoint %s: %s", endpoint_id, exc)
+    return report
 
 
 def _runpod_logs(api: Any, endpoint_id: str, worker_id: str, lines: int) -> list[str]:

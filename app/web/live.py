@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from app.endpoints.diagnosis import worker_summary
 from app.endpoints.health import load_snapshot
 from app.models import Job, Status, utcnow
+from app.services import services
 
 # The worker's error_kind for a model that cannot be loaded (gpu_worker.errors.ModelLoadError).
 MODEL_UNAVAILABLE = "model_unavailable"
@@ -54,6 +55,8 @@ class Live:
     starting_workers: int
     runs: RunTimes | None  # recent run times of this job's pipeline
     elapsed_s: float | None  # how long this job has been running
+    # How long a PENDING job has waited for a Celery task worker, once past the grace.
+    unpicked_s: float | None = None
     # The play-forward's answers, (low, high) seconds from now; None without run times.
     start_in_s: tuple[float, float] | None = None
     done_in_s: tuple[float, float] | None = None
@@ -216,7 +219,22 @@ def live(session: Session, job: Job) -> Live | None:
         done_in_s=done_in,
         starts_s=starts,
         done_s=done,
+        unpicked_s=unpicked_s(job),
     )
+
+
+def unpicked_s(job: Job) -> float | None:
+    """Seconds a PENDING job has waited for a task worker to take it, past the grace.
+
+    It waits from its creation, or from its last attempt's end when it was retried."""
+    if job.status != Status.PENDING:
+        return None
+    since = _aware(job.created_at)
+    attempt = job.current_attempt
+    if attempt is not None:
+        since = max(since, _aware(attempt.updated_at))
+    waited = (utcnow() - since).total_seconds()
+    return waited if waited >= services().settings.task_pickup_grace_s else None
 
 
 def unavailable_pipelines(session: Session, names: Sequence[str]) -> dict[str, Job]:

@@ -16,6 +16,7 @@ from app.models import Job, Status
 from app.services import services
 from app.web import job_or_404
 from app.web.auth import is_admin, may_act_on, my_job_ids, remember_job
+from app.web.console import exception_line, log_text, parse_line
 from app.web.forms import create_from_upload
 from app.web.live import live, unavailable_pipelines
 from app.web.present import job_json, result_url
@@ -152,9 +153,15 @@ def _operator_details(job: Job) -> dict | None:
     if detail and job.error and detail in job.error:
         detail = ""  # already the one-line error: saying it twice helps no one
     logs = (load_snapshot(get_session(), job.endpoint) or {}).get("job_logs") or {}
+    log = logs.get(job.id)
+    lines = [parse_line(str(line)) for line in (log or {}).get("lines") or []]
     return {
         "detail": detail,
-        "log": logs.get(job.id),
+        "log": log,
+        "log_lines": lines,
+        # The line that names the failure, wherever it is: the traceback the worker reported,
+        # the one-line error, or the worker's log (an SDK JSON line may hold a traceback).
+        "exception": exception_line(job.error_detail, job.error, log_text(lines)),
         "fix": operator_fix(job),
         "error": technical_error(job),
     }

@@ -139,13 +139,15 @@ def celery_beat_argv(
 def local_endpoint_argv(
     port: int | str,
     state_dir: Path | str,
-    api_key: str,
     endpoint_id: str | None,
     *options: str,
     program: Sequence[str] | None = None,
 ) -> list[str]:
     """The local RunPod-compatible endpoint (``python -m deploy local``) with more flags;
-    ``endpoint_id`` None when ``options`` name the endpoints (``endpoints_flags``)."""
+    ``endpoint_id`` None when ``options`` name the endpoints (``endpoints_flags``).
+
+    Its API key comes from ``$RUNPOD_API_KEY`` in the process's environment, never argv:
+    a command line is world-readable (``ps``, /proc/PID/cmdline)."""
     return [
         *(program or python_module("deploy")),
         "local",
@@ -153,7 +155,6 @@ def local_endpoint_argv(
         str(port),
         "--state-dir",
         str(state_dir),
-        f"--api-key={api_key}",
         *([f"--endpoint-id={endpoint_id}"] if endpoint_id is not None else []),
         *options,
     ]

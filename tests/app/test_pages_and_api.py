@@ -289,7 +289,11 @@ def test_admin_login_dashboard_and_actions(app, client, enqueued):
     page = client.get("/admin/").get_data(as_text=True)
     assert "Admin dashboard" in page and "No health report yet" in page
     token = csrf_token(client, "/admin/")
+    # Purge asks first (how many jobs it cancels); only the confirmation's button purges.
     assert client.post("/admin/purge", data={"csrf_token": token}).status_code == 303
+    assert ("tasks.purge_queue", "default") not in enqueued
+    confirm = {"csrf_token": token, "confirm": "yes"}
+    assert client.post("/admin/purge", data=confirm).status_code == 303
     assert ("tasks.purge_queue", "default") in enqueued
     job = only_job(app)
     client.post(f"/admin/jobs/{job.id}/cancel", data={"csrf_token": token})

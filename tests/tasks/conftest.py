@@ -128,6 +128,7 @@ def stack(
     extra_env: dict[str, str] | None = None,
     worker: bool = True,
     endpoints: list[Any] | None = None,
+    beat: bool = False,
 ) -> Iterator[Stack]:
     """``endpoints``: several endpoints (``endpoint_spec`` each) instead of the one of
     ``endpoint_options``."""
@@ -139,7 +140,7 @@ def stack(
         endpoints=endpoints,
         extra_env={**FAST, **(extra_env or {})},
         concurrency=2 if worker else 0,
-        beat=False,
+        beat=beat,
     ) as parts:
         running = Stack(
             tmp=tmp,
