@@ -6,10 +6,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint bench endpoint catalogue clean
 
+# pip's own progress is shown (no -q): the first install takes minutes and should look alive.
 $(STAMP): requirements.txt gpu_worker/requirements.txt requirements-dev.txt
+	@echo "== 1/2 creating the virtual environment in $(VENV) (once)"
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q -r requirements-dev.txt
+	@echo "== 2/2 installing the requirements into $(VENV): several minutes the first time"
+	$(BIN)/pip install --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
+	@echo "== installed; next: the pipeline catalogue, then the stack"
 
 # The app reads pipeline declarations from app/pipelines.json, generated from gpu_worker/pipelines.
 catalogue: $(STAMP)

@@ -23,8 +23,10 @@ from flask.cli import AppGroup
 from app.clients import quotas
 from app.clients import tokens as api_tokens
 from app.db import session_scope
+from app.endpoints import breaker, budgets
 from app.endpoints.diagnosis import queue_words
-from app.endpoints.health import refresh_snapshot
+from app.endpoints.health import refresh_snapshots
+from app.lifecycle import spend
 from app.lifecycle.jobs import JobError, cancel_job, create_job, find_job, retry_job
 from app.lifecycle.polling import poll_plan
 from app.lifecycle.reconcile import cleanup, purge, reconcile
@@ -48,10 +50,35 @@ def _job(session, job_id: str) -> Job:
     return job
 
 
-def _endpoint_api() -> JobAPI:
-    if not services().settings.endpoint_configured:
-        _fail("no endpoint configured: set RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID")
-    return services().api
+def _endpoint_name(name: str | None, action: str) -> str | None:
+    """The endpoint ``--endpoint`` names (refused, listing them, when unknown); the one
+    endpoint when there is one; None (after listing them) when several leave it open."""
+    fleet = services().fleet
+    if name is not None:
+        if name not in fleet:
+            _fail(fleet.unknown_words(name))
+        return name
+    if not fleet.several:
+        return fleet.names[0]
+    click.echo(
+        f"several endpoints; {action} acts on one: pass --endpoint NAME. Endpoints:", err=True
+    )
+    for endpoint in fleet.endpoints:
+        click.echo(f"  {endpoint.name}: {', '.join(endpoint.pipelines)}", err=True)
+    return None
+
+
+def _endpoint_api(name: str) -> JobAPI:
+    if not services().settings.configured(name):
+        _fail(
+            f"endpoint {name} is not configured: set RUNPOD_API_KEY and "
+            + (
+                "RUNPOD_ENDPOINT_ID"
+                if not services().fleet.several
+                else f"{name}= in RUNPOD_ENDPOINTS"
+            )
+        )
+    return services().api_for(name)
 
 
 def _api_errors(fn):
@@ -66,14 +93,21 @@ def _api_errors(fn):
 
 
 @admin.command("purge")
+@click.option("--endpoint", "endpoint", default=None, help="the endpoint (name) to purge")
 @_api_errors
-def purge_command() -> None:
-    """Purge the endpoint's queue; queued jobs become CANCELLED."""
-    _endpoint_api()  # refuses when no endpoint is configured
+def purge_command(endpoint: str | None) -> None:
+    """Purge one endpoint's queue; its queued jobs become CANCELLED, other endpoints' stay.
+    With several endpoints, --endpoint NAME is required (purging all at once is never what
+    a crash loop on one calls for)."""
+    name = _endpoint_name(endpoint, "purge")
+    if name is None:
+        _fail("nothing purged")
+    _endpoint_api(name)  # refuses when that endpoint is not configured
     with session_scope() as session:
-        result = purge(session, services())
+        result = purge(session, services(), name)
+    which = f"purged endpoint {name}: it" if services().fleet.several else "purged: the endpoint"
     click.echo(
-        f"purged: the endpoint removed {result['removed']} queued job(s); "
+        f"{which} removed {result['removed']} queued job(s); "
         f"{result['cancelled']} job(s) here are now CANCELLED"
     )
 
@@ -105,31 +139,91 @@ def retry_command(job_id: str) -> None:
 
 
 @admin.command("health")
+@click.option("--endpoint", "endpoint", default=None, help="one endpoint (default: each)")
 @click.option("--json", "as_json", is_flag=True, help="print the raw report")
-def health_command(as_json: bool) -> None:
-    """Ask the endpoint for its health and explain it."""
-    api = _endpoint_api()
+def health_command(endpoint: str | None, as_json: bool) -> None:
+    """Ask each endpoint (or one) for its health and explain it."""
+    fleet = services().fleet
+    if endpoint is not None and endpoint not in fleet:
+        _fail(fleet.unknown_words(endpoint))
+    names = [endpoint] if endpoint else fleet.names
+    for name in names:
+        _endpoint_api(name)
     with session_scope() as session:
-        queued = session.query(Job).filter(Job.status == Status.IN_QUEUE).count()
-        data = dict(refresh_snapshot(session, services().settings, api, queued))
-        data["polling"] = plan = poll_plan(session, services().settings)
+        reports = refresh_snapshots(session, services(), names)
+        for name, data in reports.items():
+            reports[name] = dict(data, polling=poll_plan(session, services().settings, name))
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(reports if fleet.several else reports[names[0]], indent=2))
         return
-    if data.get("error"):
-        _fail(data["error"])
-    jobs_ = data["health"].get("jobs", {})
-    click.echo(
-        f"endpoint {api.endpoint_id}: workers: {queue_words(data['health'], data.get('workers'))}"
-    )
-    click.echo(f"jobs: {jobs_.get('inQueue', 0)} queued, {jobs_.get('inProgress', 0)} running")
-    click.echo(
-        f"polling: {plan['in_flight']} in flight, each polled at least every "
-        f"{plan['effective_cap_s']:.0f} s (effective cap; /status budget "
-        f"{plan['budget_per_10s']} per 10 s)"
-    )
-    if data.get("diagnosis"):
-        click.echo(f"diagnosis: {data['diagnosis']}")
+    failed = []
+    for name, data in reports.items():
+        label = f"endpoint {data['endpoint_id']}" + (f" ({name})" if fleet.several else "")
+        if data.get("error"):
+            click.echo(f"{label}: {data['error']}", err=True)
+            failed.append(name)
+            continue
+        plan = data["polling"]
+        jobs_ = data["health"].get("jobs", {})
+        click.echo(f"{label}: workers: {queue_words(data['health'], data.get('workers'))}")
+        click.echo(f"jobs: {jobs_.get('inQueue', 0)} queued, {jobs_.get('inProgress', 0)} running")
+        click.echo(
+            f"polling: {plan['in_flight']} in flight, each polled at least every "
+            f"{plan['effective_cap_s']:.0f} s (effective cap; /status budget "
+            f"{plan['budget_per_10s']} per 10 s)"
+        )
+        if data.get("diagnosis"):
+            click.echo(f"diagnosis: {data['diagnosis']}")
+    if failed:
+        _fail(f"cannot read the health of {', '.join(failed)}")
+
+
+@admin.command("budget")
+@click.option("--set", "set_", metavar="PERIOD=USD", help="store a budget: day=50 or month=900")
+@click.option("--clear", type=click.Choice(budgets.PERIODS), help="drop a stored budget")
+@click.option("--endpoint", default=budgets.ALL, help="the endpoint it is for (default: all)")
+@click.option("--release", is_flag=True, help="send the jobs a budget holds, once, anyway")
+def budget_command(set_: str | None, clear: str | None, endpoint: str, release: bool) -> None:
+    """Show each GPU budget and its use; raise one (--set) or release held jobs."""
+    with session_scope() as session:
+        if set_:
+            period, _, usd = set_.partition("=")
+            try:
+                budgets.set_override(session, period.strip(), endpoint, float(usd))
+            except ValueError as exc:
+                why = exc if period in budgets.PERIODS else "use day=USD or month=USD"
+                _fail(f"--set {set_!r}: {why}")
+            sent = spend.send_held(session, services())
+            click.echo(f"budget stored; {sent} held job(s) asked to start again")
+        if clear:
+            budgets.set_override(session, clear, endpoint, None)
+            click.echo(f"stored {clear} budget for {endpoint} cleared")
+        if release:
+            ids = spend.release_held(session, services())
+            click.echo(f"released {len(ids)} held job(s)")
+        uses = budgets.use(session, services().settings)
+        held = budgets.held_jobs(session)
+    if not uses:
+        click.echo("no GPU budget is set (BUDGET_USD_PER_DAY, BUDGET_USD_PER_MONTH)")
+    for use in uses:
+        scope = "all endpoints" if use.scope == budgets.ALL else f"endpoint {use.scope}"
+        click.echo(
+            f"{use.period} budget for {scope}: ${use.spent_usd:,.4f} of ${use.limit_usd:,.2f} spent"
+        )
+    click.echo(f"held jobs: {len(held)}")
+
+
+@admin.command("resume")
+@click.argument("endpoint")
+def resume_command(endpoint: str) -> None:
+    """Close an endpoint's breaker: one probe job goes first."""
+    with session_scope() as session:
+        state = breaker.load(session, endpoint)
+        if not state.open:
+            _fail(f"the breaker of endpoint {endpoint!r} is not open")
+        state = spend.resume(session, services(), endpoint)
+    probe = f"; probe job {state.probe}" if state.probe else "; no job was held"
+    click.echo(f"endpoint {endpoint} resumed{probe}")
 
 
 @admin.command("reconcile")

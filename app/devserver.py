@@ -32,13 +32,15 @@ import time
 import zlib
 from pathlib import Path
 
+import redis
 from sqlalchemy.orm import Session
 
 from app.clients import tokens
 from app.db import make_engine
+from app.taskhealth import SEEN_WITHIN_S, WORKERS_KEY
 from deploy import devenv
 from deploy.runpod.vocabulary import DEFAULT_JOB_URL
-from deploy.stack.commands import migrate_argv, redis_server_binary
+from deploy.stack.commands import endpoints_flags, migrate_argv, redis_server_binary
 from deploy.stack.net import free_port, port_in_use
 from deploy.stack.processes import descendants
 
@@ -48,6 +50,7 @@ SECRETS_FILE = "dev-secrets.env"
 GENERATED = ("SECRET_KEY", "ADMIN_PASSWORD", "LOCAL_ENDPOINT_API_KEY", "DEV_API_TOKEN")
 DEV_TOKEN_NAME = "development"  # noqa: S105 - a name, not a secret
 SAMPLE = "sample.png"  # a tiny image the banner's curl line uploads
+DELIVERIES_HOST = b"deliveries@"  # Procfile.dev's --hostname of the webhooks queue's worker
 # What a second terminal's commands need of the stack's environment (deploy/devenv.py).
 SHARED = (
     "APP_ENV",
@@ -63,11 +66,24 @@ SHARED = (
     "PIPELINES",
     "RUNPOD_API_KEY",
     "RUNPOD_ENDPOINT_ID",
+    "RUNPOD_ENDPOINTS",
+    "ENDPOINT_SPECS_DIR",
     "RUNPOD_ENDPOINT_BASE_URL",
     "MAX_UPLOAD_BYTES",
     "GPU_PRICE_PER_SECOND",
+    # Issue 19: `flask admin budget` in a second terminal sees the stack's prices and budgets.
+    "GPU_POOLS",
+    "BUDGET_USD_PER_DAY",
+    "BUDGET_USD_PER_MONTH",
+    "BUDGET_USD_PER_DAY_BY_ENDPOINT",
+    "BUDGET_USD_PER_MONTH_BY_ENDPOINT",
 )
 _PR_SET_CHILD_SUBREAPER = 36
+# The development endpoints, served by one local endpoint process: each a spec in
+# deploy/endpoints naming its pipelines, with its own queue, workers and scaler, so an echo
+# job never waits behind a long video job. (name, most workers)
+DEV_ENDPOINTS = (("video", 1), ("light", 2))
+IDLE_TIMEOUT_S = 5
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -158,10 +174,10 @@ def stack_env(args: argparse.Namespace, dev: dict[str, str]) -> tuple[dict[str, 
         names.insert(0, "redis")
     if not given.get("RUNPOD_API_KEY"):
         port = free_port()
+        env.update(local_endpoints(given))
         env.update(
             ENDPOINT_PORT=str(port),
             RUNPOD_API_KEY=dev["LOCAL_ENDPOINT_API_KEY"],
-            RUNPOD_ENDPOINT_ID=given.get("RUNPOD_ENDPOINT_ID", "local"),
             RUNPOD_ENDPOINT_BASE_URL=f"http://127.0.0.1:{port}/v2",
             # The local endpoint's workers run on this machine, without a GPU check.
             RUNPOD_SKIP_AUTO_SYSTEM_CHECKS="true",
@@ -169,6 +185,21 @@ def stack_env(args: argparse.Namespace, dev: dict[str, str]) -> tuple[dict[str, 
         )
         names.insert(1 if "redis" in names else 0, "endpoint")
     return env, names
+
+
+def local_endpoints(given: dict[str, str]) -> dict[str, str]:
+    """The app's endpoints and the local endpoint's flags (``LOCAL_ENDPOINT_ARGS``, read by
+    Procfile.dev): ``video`` and ``light`` by default; one endpoint named as
+    ``RUNPOD_ENDPOINT_ID`` says when that is set (the configuration of before issue 18)."""
+    if given.get("RUNPOD_ENDPOINT_ID"):
+        endpoint_id = given["RUNPOD_ENDPOINT_ID"]
+        args = endpoints_flags([(endpoint_id, 1)], IDLE_TIMEOUT_S)
+        return {"RUNPOD_ENDPOINT_ID": endpoint_id, "LOCAL_ENDPOINT_ARGS": shlex.join(args)}
+    return {
+        "RUNPOD_ENDPOINTS": given.get("RUNPOD_ENDPOINTS")
+        or ",".join(f"{name}={name}" for name, _ in DEV_ENDPOINTS),
+        "LOCAL_ENDPOINT_ARGS": shlex.join(endpoints_flags(DEV_ENDPOINTS, IDLE_TIMEOUT_S)),
+    }
 
 
 def create_tables(env: dict[str, str]) -> None:
@@ -264,44 +295,81 @@ def supervise(manager, done: threading.Event, grace: float = 6.0) -> None:
     manager.terminate = terminate_then_reap
 
 
+def banner(args: argparse.Namespace, env: dict[str, str], heading: str) -> str:
+    """What to open and what to type; the commands work as printed in a new shell, with
+    nothing activated: absolute paths into this checkout's virtual environment."""
+    url = f"http://{args.host}:{args.port}/"
+    base = env.get("RUNPOD_ENDPOINT_BASE_URL", DEFAULT_JOB_URL)
+    pairs = [p.partition("=") for p in env.get("RUNPOD_ENDPOINTS", "").split(",") if p]
+    named = [(name, f"{base}/{eid}") for name, _, eid in pairs] or [
+        ("default", f"{base}/{env.get('RUNPOD_ENDPOINT_ID', '')}")
+    ]
+    # With several endpoints doctor reads them (and the base URL) from the stack's env file.
+    doctor = "doctor --all" if len(named) > 1 else f"doctor --local {named[0][1]}"
+    # Not resolved: .venv/bin/python may link to a shared interpreter whose bin/ lacks flask.
+    bin_dir = Path(sys.executable).parent
+    return "\n".join(
+        [
+            "",
+            f"  {heading}   {url}",
+            f"  Admin login:     {url}admin  password: {env['ADMIN_PASSWORD']}",
+            *(f"  GPU endpoint:    {url_} ({name})" for name, url_ in named),
+            f"  Redis:           {env['REDIS_URL']}",
+            f"  State:           {args.instance_dir.resolve()}",
+            f"  API token:       {env['DEV_API_TOKEN']}  (named {DEV_TOKEN_NAME}; webhook "
+            f"secret {env['DEV_WEBHOOK_SECRET']})",
+            "  Submit a job from a program (docs/api.md):",
+            f"    curl -H 'Authorization: Bearer {env['DEV_API_TOKEN']}' -H 'Prefer: wait=30'"
+            f" -F file=@{shlex.quote(env['DEV_SAMPLE'])} -F pipeline=echo {url}api/jobs",
+            "  In another terminal (nothing to activate; they use this stack):",
+            f"    cd {REPO}",
+            f"    {bin_dir / 'flask'} --app app jobs submit FILE --wait",
+            f"    {bin_dir / 'flask'} --app app admin health",
+            f"    {bin_dir / 'python'} -m deploy {doctor}",
+            "  Press Ctrl-C to stop everything.",
+            "",
+        ]
+    )
+
+
+def task_worker_seen(redis_url: str) -> bool:
+    """A Celery worker of the jobs' tasks has reported since it started (``app.taskhealth``):
+    it printed its start-up art and is taking tasks. The webhooks queue's worker (Procfile.dev
+    ``deliveries``, hostname ``deliveries@...``) takes none of them, so it does not count."""
+    try:
+        seen = redis.Redis.from_url(redis_url, socket_timeout=2).hgetall(WORKERS_KEY)
+    except redis.RedisError:
+        return False
+    return any(
+        time.time() - float(at) < SEEN_WITHIN_S
+        for host, at in seen.items()
+        if not host.startswith(DELIVERIES_HOST)
+    )
+
+
 def announce_when_ready(
     args: argparse.Namespace, env: dict[str, str], stop: threading.Event
 ) -> None:
+    """The banner once the web app answers, and again once a task worker is up: Celery's
+    start-up art scrolls the first one away."""
     deadline = time.monotonic() + args.ready_timeout
     while not stop.is_set() and time.monotonic() < deadline:
         if port_in_use(args.port):
-            url = f"http://{args.host}:{args.port}/"
-            endpoint = (
-                f"{env.get('RUNPOD_ENDPOINT_BASE_URL', DEFAULT_JOB_URL)}"
-                f"/{env.get('RUNPOD_ENDPOINT_ID', '')}"
-            )
-            banner = [
-                "",
-                f"  The app is up:   {url}",
-                f"  Admin login:     {url}admin  password: {env['ADMIN_PASSWORD']}",
-                f"  GPU endpoint:    {endpoint}",
-                f"  Redis:           {env['REDIS_URL']}",
-                f"  State:           {args.instance_dir.resolve()}",
-                f"  API token:       {env['DEV_API_TOKEN']}  (named {DEV_TOKEN_NAME}; webhook "
-                f"secret {env['DEV_WEBHOOK_SECRET']})",
-                "  Submit a job from a program (docs/api.md):",
-                f"    curl -H 'Authorization: Bearer {env['DEV_API_TOKEN']}' -H 'Prefer: wait=30'"
-                f" -F file=@{shlex.quote(env['DEV_SAMPLE'])} -F pipeline=echo {url}api/jobs",
-                "  In another terminal in this folder (they use this stack):",
-                "    flask --app app jobs submit FILE --wait",
-                "    flask --app app admin health",
-                f"    python -m deploy doctor --local {endpoint}",
-                "  Press Ctrl-C to stop everything.",
-                "",
-            ]
-            print("\n".join(banner), flush=True)
-            return
+            print(banner(args, env, "The app is up:"), flush=True)
+            break
         time.sleep(0.2)
-    if not stop.is_set():
-        print(
-            f"the web app did not answer on port {args.port} within {args.ready_timeout}s",
-            flush=True,
-        )
+    else:
+        if not stop.is_set():
+            print(
+                f"the web app did not answer on port {args.port} within {args.ready_timeout}s",
+                flush=True,
+            )
+        return
+    while not stop.is_set() and time.monotonic() < deadline:
+        if task_worker_seen(env["REDIS_URL"]):
+            print(banner(args, env, "All up (web, tasks, GPU endpoint):"), flush=True)
+            return
+        stop.wait(0.5)
 
 
 def main(argv: list[str] | None = None) -> int:

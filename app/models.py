@@ -78,6 +78,12 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
     status: Mapped[str] = mapped_column(String(16), default=Status.PENDING, nullable=False)
     pipeline: Mapped[str] = mapped_column(String(64), nullable=False)
+    # The NAME of the endpoint that serves the pipeline (app.endpoints.routing), fixed when
+    # the job is made: its submit, polls, cancel and purge go there. "default" with one
+    # endpoint, and for rows older than migration 0005_fleet.
+    endpoint: Mapped[str] = mapped_column(
+        String(64), default="default", server_default="default", nullable=False
+    )
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     input_key: Mapped[str | None] = mapped_column(String(512))
@@ -151,6 +157,7 @@ class Job(Base):
         Index("ix_jobs_created", "created_at"),
         Index("ix_jobs_runpod_id", "runpod_id"),
         Index("ix_jobs_owner_created", "owner", "created_at"),
+        Index("ix_jobs_endpoint_status", "endpoint", "status"),
     )
     __mapper_args__ = {"version_id_col": version}
 
@@ -226,6 +233,36 @@ class AdminSession(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
     expires_at: Mapped[datetime] = mapped_column(nullable=False)
+
+
+IDLE = "idle"  # what billed seconds no job caused are charged to (``BilledSeconds.charged_to``)
+
+
+class BilledSeconds(Base):
+    """Issue 19: one worker's billed seconds charged to one job (or to ``IDLE``), as the
+    endpoint recorded the worker's life; refreshed by ``tasks.spend``
+    (``app.endpoints.billing``). Rows of one worker sum to its start-to-stop bill."""
+
+    __tablename__ = "billed_seconds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    worker_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    charged_to: Mapped[str] = mapped_column(String(64), nullable=False)  # a job id or IDLE
+    endpoint: Mapped[str] = mapped_column(String(64), nullable=False)  # the endpoint's name
+    pipeline: Mapped[str | None] = mapped_column(String(64))
+    startup_s: Mapped[float] = mapped_column(Float, default=0.0, nullable=False)
+    run_s: Mapped[float] = mapped_column(Float, default=0.0, nullable=False)
+    idle_s: Mapped[float] = mapped_column(Float, default=0.0, nullable=False)
+    usd: Mapped[float] = mapped_column(Float, default=0.0, nullable=False)
+    worker_started_at: Mapped[datetime] = mapped_column(nullable=False)
+    open: Mapped[bool] = mapped_column(default=False, nullable=False)  # the worker still bills
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, nullable=False)
+
+    __table_args__ = (
+        Index("ix_billed_worker_charge", "worker_id", "charged_to", unique=True),
+        Index("ix_billed_charge", "charged_to"),
+        Index("ix_billed_started", "worker_started_at"),
+    )
 
 
 class ApiToken(Base):

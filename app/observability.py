@@ -131,3 +131,17 @@ def _tag_beat() -> None:
         sentry_sdk.set_tag("component", "beat")
 
     beat_init.connect(on_beat_init, weak=False)
+
+
+def capture(message: str, level: str = "warning", **tags: str) -> None:
+    """An operator-facing event: logged, and sent to Sentry when it is on (issue 19's
+    breaker says why it stopped an endpoint this way)."""
+    logging.getLogger("app").log(logging.getLevelName(level.upper()), message)
+    if not _state["sentry_dsn"]:
+        return
+    import sentry_sdk
+
+    with sentry_sdk.new_scope() as scope:
+        for key, value in tags.items():
+            scope.set_tag(key, value)
+        sentry_sdk.capture_message(message, level=level)

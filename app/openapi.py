@@ -436,6 +436,10 @@ def document(settings: Settings) -> dict[str, Any]:
                         "message": {"type": "string", "description": "the status in words"},
                         "detail": {"type": ["string", "null"], "description": "why; what to do"},
                         "pipeline": {"type": "string"},
+                        "endpoint": {
+                            "type": "string",
+                            "description": "the GPU endpoint (by name) serving the pipeline",
+                        },
                         "params": {"type": "object"},
                         "token_name": {
                             "type": ["string", "null"],
@@ -455,6 +459,23 @@ def document(settings: Settings) -> dict[str, Any]:
                                 "execution_s": {"type": ["number", "null"]},
                                 "cold_start_s": {"type": ["number", "null"]},
                                 "cost_usd": {"type": ["number", "null"]},
+                            },
+                        },
+                        "cost": {
+                            "type": ["object", "null"],
+                            "description": "The job's GPU bill as its worker was billed "
+                            "(start-up when it woke the worker, its run); so_far while it "
+                            "may grow; null until the endpoint's record is read",
+                            "properties": {
+                                "cost_usd": {"type": "number"},
+                                "so_far": {"type": "boolean"},
+                                "seconds": {
+                                    "type": "object",
+                                    "properties": {
+                                        k: {"type": "number"}
+                                        for k in ("start", "model_load", "run", "upload")
+                                    },
+                                },
                             },
                         },
                         "created_at": {"type": "string", "format": "date-time"},

@@ -25,9 +25,10 @@ from typing import Any
 from celery import Celery, Task
 from flask import Flask
 
+from app import taskhealth
 from app.settings import Settings
 
-TASK_MODULES = ["tasks.jobs", "tasks.periodic", "tasks.deliveries"]
+TASK_MODULES = ["tasks.jobs", "tasks.periodic", "tasks.spend", "tasks.deliveries"]
 # Issue 20: webhooks to clients go through their own queue and worker (Procfile
 # ``deliveries``), so a slow receiver never delays a job's tasks.
 DELIVERIES_QUEUE = "webhooks"
@@ -65,6 +66,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "schedule": interval,
                 "options": {"expires": interval},
             },
+            # Issue 19: the bill and the breaker, as often as reconcile refreshes the snapshot.
+            "spend": {
+                "task": "tasks.spend",
+                "schedule": interval,
+                "options": {"expires": interval},
+            },
             "cleanup": {"task": "tasks.cleanup", "schedule": 3600.0, "options": {"expires": 3600}},
             "sweep-webhooks": {
                 "task": "tasks.sweep_webhooks",
@@ -84,6 +91,7 @@ def celery_init_app(app: Flask, settings: Settings, overrides: dict[str, Any] | 
     celery = Celery(app.name, task_cls=FlaskTask)
     celery.config_from_object({**celery_config(settings), **(overrides or {})})
     celery.set_default()
+    taskhealth.install(celery)
     app.extensions["celery"] = celery
     return celery
 

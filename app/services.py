@@ -8,7 +8,8 @@ each forked child (``tasks/worker.py``) so no two processes share a socket. guni
 app in each worker after its fork (no ``--preload``), so web workers start with none.
 
 This is the one module that imports the job-API client: the rest of ``app`` takes ``JobAPI``
-and its errors from here.
+and its errors from here. There is one client (and one ``/status`` budget) per configured
+endpoint, by name: ``api_for(job.endpoint)``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import redis
 from flask import Flask, current_app
 
+from app.endpoints.routing import DEFAULT, Fleet, UnknownEndpoint
 from app.lifecycle.status_budget import StatusBudget
 from app.settings import Settings
 from app.storage import Storage
@@ -48,12 +50,19 @@ __all__ = [
     "RateLimited",
     "Services",
     "SubmitOutcomeUnknown",
+    "UnknownEndpoint",
     "init_app",
     "services",
     "services_of",
 ]
 
-_CLIENTS = ("redis", "api", "status_api", "budget")
+_CLIENTS = ("redis", "_clients")
+
+
+def budget_name(endpoint: str) -> str:
+    """The Redis name of ``endpoint``'s budget; "status" for the one default endpoint, as
+    before there were several."""
+    return "status" if endpoint == DEFAULT else f"status:{endpoint}"
 
 
 @dataclass
@@ -69,33 +78,63 @@ class Services:
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.settings.redis_url, socket_timeout=5)
 
-    @cached_property
-    def api(self) -> JobAPI:
-        """The client for the configured endpoint (the one job-API client)."""
-        return JobAPI(
-            self.settings.runpod_endpoint_id,
-            self.settings.runpod_api_key,
-            self.settings.runpod_endpoint_base_url,
-            read_timeout=10.0,
-            backoff=Backoff(base=0.25, cap=2.0, attempts=3),
-        )
+    @property
+    def fleet(self) -> Fleet:
+        """The configured endpoints by name, and which pipeline each serves."""
+        return self.settings.fleet
+
+    def endpoint_of(self, job: Any) -> str:
+        """The name of the endpoint ``job``'s submit, polls and cancel go to
+        (``Fleet.route``: its own, or its pipeline's for a row older than the fleet)."""
+        return self.fleet.route(job.endpoint, job.pipeline).name
 
     @cached_property
-    def status_api(self) -> JobAPI:
-        """The client polls use: one attempt per call. ``JobAPI``'s own retries would send
-        more ``/status`` requests than the budget granted; here a failed poll is retried by
-        the next poll, which asks the budget again (``app/lifecycle/status_budget.py``)."""
-        return JobAPI(
-            self.settings.runpod_endpoint_id,
-            self.settings.runpod_api_key,
-            self.settings.runpod_endpoint_base_url,
-            read_timeout=10.0,
-            backoff=Backoff(attempts=1),
+    def _clients(self) -> dict[tuple[str, str], Any]:
+        return {}
+
+    def _client(self, kind: str, name: str, make: Callable[[], Any]) -> Any:
+        key = (kind, name)
+        if key not in self._clients:
+            self._clients[key] = make()
+        return self._clients[key]
+
+    def _job_api(self, kind: str, name: str, backoff: Backoff) -> JobAPI:
+        endpoint_id = self.fleet.get(name).endpoint_id
+        return self._client(
+            kind,
+            name,
+            lambda: JobAPI(
+                endpoint_id,
+                self.settings.runpod_api_key,
+                self.settings.runpod_endpoint_base_url,
+                read_timeout=10.0,
+                backoff=backoff,
+            ),
         )
 
-    @cached_property
-    def budget(self) -> StatusBudget:
-        return StatusBudget(self.redis, self.settings.status_budget_per_10s)
+    def api_for(self, name: str) -> JobAPI:
+        """The job-API client of endpoint ``name`` (the one client, per endpoint; an unknown
+        name raises ``UnknownEndpoint``)."""
+        return self._job_api("api", name, Backoff(base=0.25, cap=2.0, attempts=3))
+
+    def status_api_for(self, name: str) -> JobAPI:
+        """The client polls of endpoint ``name`` use: one attempt per call. ``JobAPI``'s own
+        retries would send more ``/status`` requests than the budget granted; here a failed
+        poll is retried by the next poll, which asks the budget again
+        (``app/lifecycle/status_budget.py``)."""
+        return self._job_api("status_api", name, Backoff(attempts=1))
+
+    def budget_for(self, name: str) -> StatusBudget:
+        """Endpoint ``name``'s ``/status`` budget: RunPod counts its limits per endpoint, so
+        a flood of polls on one never spends another's."""
+        self.fleet.get(name)
+        return self._client(
+            "budget",
+            name,
+            lambda: StatusBudget(
+                self.redis, self.settings.status_budget_per_10s, name=budget_name(name)
+            ),
+        )
 
     def replace(self, **changes: Any) -> Services:
         """A copy with ``changes`` (``settings=...`` for a tweaked knob); its clients are

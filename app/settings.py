@@ -21,11 +21,14 @@ import os
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from app.endpoints.routing import Fleet, RoutingError, build_fleet
 from app.lifecycle.status_budget import WINDOWS_PER_BUDGET
 from app.pipelines import declared, undeclared
+from deploy.runpod.prices import PriceError, price_per_second
 from deploy.runpod.vocabulary import DEFAULT_JOB_URL
 
 REPO = Path(__file__).resolve().parent.parent
@@ -108,7 +111,11 @@ class Settings:
     database_url: str = f"sqlite:///{REPO}/instance/app.db"
     redis_url: str = "redis://127.0.0.1:6379/0"
     runpod_api_key: str = field(default="", repr=False)
-    runpod_endpoint_id: str = ""
+    runpod_endpoint_id: str = ""  # one endpoint, named "default", serving every pipeline
+    # Several: "video=<id>,light=<id>", each a spec in ENDPOINT_SPECS_DIR naming its
+    # pipelines (app/endpoints/routing.py).
+    runpod_endpoints: str = ""
+    endpoint_specs_dir: str = f"{REPO}/deploy/endpoints"
     runpod_endpoint_base_url: str = DEFAULT_JOB_URL
     # RunPod's management APIs (REST v2, GraphQL); set only to point at stand-ins for them.
     runpod_rest_url: str = ""
@@ -127,7 +134,20 @@ class Settings:
     sentry_release: str = ""
     sentry_traces_sample_rate: float = 0.0
     log_level: str = "INFO"
-    gpu_price_per_second: float = 0.00031  # AMPERE_24 flex price, USD
+    # USD per GPU-second: the price book's (deploy/runpod/prices.py) for GPU_POOLS, unless
+    # GPU_PRICE_PER_SECOND overrides it (0: no override).
+    gpu_price_per_second: float = 0.0
+    gpu_pools: tuple[str, ...] = ("AMPERE_24",)
+    # Spend limits in USD (0: none); ``*_BY_ENDPOINT`` as ``name=usd`` pairs, e.g. video=20.
+    budget_usd_per_day: float = 0.0
+    budget_usd_per_month: float = 0.0
+    budget_usd_per_day_by_endpoint: tuple[str, ...] = ()
+    budget_usd_per_month_by_endpoint: tuple[str, ...] = ()
+    # The breaker: this many workers crashing within BREAKER_WINDOW_S with no job completing
+    # stop jobs going to their endpoint (app/endpoints/breaker.py).
+    breaker_crashes: int = 3
+    breaker_window_s: float = 600.0
+    breaker_scale_to_zero: bool = False
     # A quarter of RunPod's 2000 per 10 s per endpoint (why: the module docstring).
     status_budget_per_10s: int = 500
     use_webhooks: bool = True
@@ -147,6 +167,8 @@ class Settings:
     unknown_submit_max_s: float = 300.0
     endpoint_unreachable_grace_s: float = 600.0
     queue_diagnose_after_s: float = 60.0
+    # A job no Celery worker has taken after this long says so on its page (app.taskhealth).
+    task_pickup_grace_s: float = 60.0
     retention_days: float = 7.0
     admin_session_hours: float = 12.0
     # Failed admin logins allowed per client IP per 5 minutes (3x that per account).
@@ -256,6 +278,23 @@ class Settings:
             )
         if self.poll_cap_s < self.poll_base_s:
             raise SettingsError("POLL_CAP_S must be at least POLL_BASE_S")
+        for name in ("budget_usd_per_day_by_endpoint", "budget_usd_per_month_by_endpoint"):
+            for pair in getattr(self, name):
+                endpoint, _, usd = pair.partition("=")
+                try:
+                    ok = bool(endpoint.strip()) and float(usd) >= 0
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise SettingsError(
+                        f"{name.upper()} has {pair!r}: use name=usd pairs, e.g. video=20,light=5"
+                    )
+        try:  # every cost, budget and chart is priced with these
+            price_per_second(self.gpu_pools, override=self.gpu_price_per_second or None)
+        except PriceError as exc:
+            raise SettingsError(f"GPU_POOLS={','.join(self.gpu_pools)}: {exc}") from None
+        if self.breaker_crashes < 1:
+            raise SettingsError("BREAKER_CRASHES must be at least 1")
         if not self.pipelines:
             raise SettingsError("PIPELINES is empty: name at least one pipeline, e.g. echo")
         if undeclared(self.pipelines):
@@ -265,6 +304,30 @@ class Settings:
                 "(docs/gpu-worker.md, Add your model)"
             )
 
+        self._check_fleet()
+
+    def _check_fleet(self) -> None:
+        try:
+            self.__dict__["fleet"] = build_fleet(
+                pairs=self.runpod_endpoints,
+                single_id=self.runpod_endpoint_id,
+                offered=self.pipelines,
+                specs_dir=Path(self.endpoint_specs_dir),
+            )
+        except RoutingError as exc:
+            raise SettingsError(str(exc)) from None
+
+    @cached_property
+    def fleet(self) -> Fleet:
+        """The endpoints and the pipelines each serves (built, and checked, by ``check``)."""
+        self._check_fleet()
+        return self.__dict__["fleet"]
+
     @property
     def endpoint_configured(self) -> bool:
-        return bool(self.runpod_api_key and self.runpod_endpoint_id)
+        """An API key and at least one endpoint id: jobs can go somewhere."""
+        return bool(self.runpod_api_key and any(e.endpoint_id for e in self.fleet.endpoints))
+
+    def configured(self, endpoint: str) -> bool:
+        """Jobs of ``endpoint`` (a name) can be sent: an API key and that endpoint's id."""
+        return bool(self.runpod_api_key and self.fleet.get(endpoint).endpoint_id)

@@ -1,4 +1,5 @@
-"""``python -m bench chaos|endpoint|hostile|pipeline|worker``: benchmarks printing JSON figures."""
+"""``python -m bench chaos|endpoint|hostile|pipeline|spend|worker``: benchmarks that print JSON
+figures."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ SUITES = {
     "endpoint": "bench.endpoint",
     "hostile": "bench.hostile",
     "pipeline": "bench.pipeline",
+    "spend": "bench.spend",
     "worker": "bench.worker",
 }
 

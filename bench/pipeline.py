@@ -21,6 +21,12 @@ workers running the echo pipeline, a Celery worker and beat, gunicorn) and print
   never take them): ``/status`` calls per second and per sliding 10 s (counted at the
   endpoint) against the budget, and whether every job was polled within its effective cap
   ``max(POLL_CAP_S, N / budget pace)``, observed for one whole cap plus a margin.
+- ``endpoints``: two endpoints in one local endpoint process, as ``make run`` serves them
+  (``video``: at most 1 worker, each job ``--video-job-s`` long; ``light``: echo, at most 2
+  workers). Echo jobs on ``light`` at a steady rate, first with ``video`` idle, then while
+  ``video`` has long jobs running and queued, in the same run: p50/p99 of each echo job's
+  completion latency (API request to the app's row COMPLETED) and the ratio of the p50s
+  (target: at most 1.1).
 - ``eta``: the waiting page's estimate against what happened. One GPU worker; a history of
   echo jobs of varied length, then a batch submitted at once. Every second each queued
   job's page data (``GET /jobs/<id>.json``, what the page words) gives its estimated start
@@ -68,7 +74,7 @@ PNG = bytes.fromhex(
     "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
 )
 MEASUREMENT_ROUTES = frozenset({"stats", "workers", "logs"})
-SECTIONS = ("latency", "burst", "upload", "progress", "inflight", "eta", "webhooks")
+SECTIONS = ("latency", "burst", "upload", "progress", "inflight", "eta", "endpoints", "webhooks")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -87,6 +93,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--workers-max", type=int, default=2, help="the endpoint's workersMax (2)")
     p.add_argument("--concurrency", type=int, default=4, help="Celery worker concurrency (4)")
+    p.add_argument("--endpoint-jobs", type=int, default=30, help="echo jobs per phase (30)")
+    p.add_argument(
+        "--endpoint-interval", type=float, default=0.5, help="seconds between echo jobs (0.5)"
+    )
+    p.add_argument("--endpoint-rounds", type=int, default=3, help="alone/busy phases in turn (3)")
+    p.add_argument("--video-job-s", type=float, default=120, help="each video job's length")
     p.add_argument("--eta-jobs", type=int, default=6, help="jobs queued at once for eta (6)")
     p.add_argument("--keep", action="store_true", help="keep the working folder and its logs")
     return p.parse_args(argv)
@@ -132,16 +144,21 @@ class Stack:
         return requests.request(method, self.web.url(path), headers=headers, timeout=60, **kwargs)
 
     def submit(
-        self, params: dict[str, Any] | None = None, *, token: str = TOKEN, **fields: str
+        self,
+        params: dict[str, Any] | None = None,
+        pipeline: str = "echo",
+        *,
+        token: str = TOKEN,
+        **fields: str,
     ) -> tuple[str, float]:
-        """POST /api/jobs with a tiny image for the echo pipeline; (job id, wall time sent).
+        """POST /api/jobs with a tiny image (echo by default); (job id, wall time sent).
         ``fields`` are more form fields (``webhook``)."""
         sent = time.time()
         answer = self.api(
             "POST",
             "/api/jobs",
             files={"file": ("pixel.png", PNG, "image/png")},
-            data={"pipeline": "echo", "params": json.dumps(params or {}), **fields},
+            data={"pipeline": pipeline, "params": json.dumps(params or {}), **fields},
             headers={"Authorization": f"Bearer {token}"},
         )
         if answer.status_code != 201:
@@ -151,19 +168,23 @@ class Stack:
     def endpoint_requests(self) -> dict[str, int]:
         return self.endpoint.api().stats()["requests"]
 
+    def column(self, name: str, job_ids: list[str]) -> dict[str, Any]:
+        """``{job id: value}`` of the jobs table's column ``name`` (one of this module's)."""
+        with contextlib.closing(self.app_db()) as db:
+            return dict(
+                db.execute(
+                    # Only the column and "?" placeholders are formatted in; the ids are bound.
+                    f"SELECT id, {name} FROM jobs WHERE id IN ({','.join('?' * len(job_ids))})",  # noqa: S608
+                    job_ids,
+                ).fetchall()
+            )
+
     def wait_terminal(self, job_ids: list[str], timeout: float) -> dict[str, str]:
         """Poll the app's database until every job is terminal; {job id: status}."""
         deadline = time.monotonic() + timeout
         wanted = set(job_ids)
         while True:
-            with contextlib.closing(self.app_db()) as db:
-                rows = dict(
-                    db.execute(
-                        # Only "?" placeholders are formatted in; the ids are bound.
-                        f"SELECT id, status FROM jobs WHERE id IN ({','.join('?' * len(wanted))})",  # noqa: S608
-                        sorted(wanted),
-                    ).fetchall()
-                )
+            rows = self.column("status", sorted(wanted))
             done = {k: v for k, v in rows.items() if v in TERMINAL}
             if len(done) == len(wanted) or time.monotonic() > deadline:
                 return {job: rows.get(job, "MISSING") for job in job_ids}
@@ -175,10 +196,12 @@ def stack(
     workdir: Path,
     args: argparse.Namespace,
     endpoint_options: dict[str, Any] | None = None,
+    endpoints: list[Any] | None = None,
     deliveries: bool = False,
     **app_extra: str,
 ) -> Iterator[Stack]:
-    """The whole stack, each part a real process; everything stopped on exit."""
+    """The whole stack, each part a real process; everything stopped on exit. ``endpoints``:
+    several endpoints (``endpoint_spec`` each) in the one local endpoint process."""
     from deploy.stack.services import whole_stack
 
     endpoint_options = {
@@ -189,7 +212,8 @@ def stack(
     extra = {"API_TOKENS": TOKEN, "PIPELINES": "echo", "LOG_LEVEL": "WARNING", **app_extra}
     with whole_stack(
         workdir,
-        endpoint_options=endpoint_options,
+        endpoint_options=None if endpoints else endpoint_options,
+        endpoints=endpoints,
         extra_env=extra,
         concurrency=args.concurrency,
         external_redis=False,
@@ -229,6 +253,73 @@ def measure_latency(s: Stack, samples: int) -> dict[str, Any]:
         "submit": percentiles(submits),
         "completion": percentiles(completions),
         "failed": failed,
+    }
+
+
+def _echo_stream(s: Stack, jobs: int, interval_s: float) -> list[float]:
+    """``jobs`` echo jobs, one every ``interval_s``; each one's completion latency in ms
+    (API request sent to the app's row COMPLETED), failed ones left out."""
+    sent: dict[str, float] = {}
+    for _ in range(jobs):
+        started = time.monotonic()
+        job_id, at = s.submit()
+        sent[job_id] = at
+        time.sleep(max(0.0, interval_s - (time.monotonic() - started)))
+    statuses = s.wait_terminal(list(sent), timeout=300)
+    finished = s.column("finished_at", list(sent))
+    return [
+        (_wall(finished[job_id]) - at) * 1000
+        for job_id, at in sent.items()
+        if statuses[job_id] == "COMPLETED"
+    ]
+
+
+def _video_in_flight(s: Stack, status: str = "'IN_QUEUE', 'IN_PROGRESS'") -> int:
+    with contextlib.closing(s.app_db()) as db:
+        return db.execute(
+            # ``status`` is one of this module's literals, never input.
+            f"SELECT count(*) FROM jobs WHERE endpoint = 'video' AND status IN ({status})"  # noqa: S608
+        ).fetchone()[0]
+
+
+def measure_endpoints(
+    s: Stack, jobs: int, interval_s: float, video_jobs: int, rounds: int = 2
+) -> dict[str, Any]:
+    """Echo on ``light`` alone, then while ``video`` runs long jobs (one running, the rest
+    queued behind it), in one stack, ``rounds`` times in turn (so drift in this machine's
+    load falls on both): does a busy endpoint slow the other's jobs?"""
+    warm, _ = s.submit()
+    s.wait_terminal([warm], timeout=180)
+    alone: list[float] = []
+    busy: list[float] = []
+    per_phase = max(1, jobs // rounds)
+    for _ in range(rounds):
+        alone += _echo_stream(s, per_phase, interval_s)
+        videos = [s.submit(pipeline="upscale")[0] for _ in range(video_jobs)]
+        # The first round waits for a video job to run; in later ones the video worker may
+        # still be in the last round's cancelled job (a cancel does not stop a handler).
+        later = bool(busy)
+        s.worker.process.wait_until(
+            lambda later=later: (
+                _video_in_flight(s, "'IN_PROGRESS'")
+                or (later and _video_in_flight(s) == video_jobs)
+            ),
+            "video jobs at the video endpoint",
+            120,
+        )
+        busy += _echo_stream(s, per_phase, interval_s)
+        assert _video_in_flight(s) == video_jobs, "the video jobs ran throughout"
+        for job_id in videos:
+            s.api("POST", f"/api/jobs/{job_id}/cancel")
+        s.wait_terminal(videos, timeout=120)
+    p_alone, p_busy = percentiles(alone), percentiles(busy)
+    ratio = p_busy["p50"] / p_alone["p50"] if p_alone.get("p50") and p_busy.get("p50") else None
+    return {
+        "light_alone_ms": p_alone,
+        "light_while_video_busy_ms": p_busy,
+        "p50_ratio": round(ratio, 3) if ratio else None,
+        "rounds": rounds,
+        "echo_interval_s": interval_s,
     }
 
 
@@ -679,6 +770,20 @@ def main(argv: list[str]) -> int:
                 endpoint_options={"worker_command": "sleep 3600", "workers_max": 1},
             ) as s:
                 results["inflight"] = measure_inflight(s, args.inflight, args.inflight_seconds)
+        if "endpoints" in only:
+            with stack(
+                workdir / "endpoints",
+                args,
+                endpoints=bench_endpoints(args),
+                PIPELINES="echo,video_enhance,upscale",
+            ) as s:
+                results["endpoints"] = measure_endpoints(
+                    s,
+                    args.endpoint_jobs,
+                    args.endpoint_interval,
+                    video_jobs=3,
+                    rounds=args.endpoint_rounds,
+                )
         if "eta" in only:
             with stack(workdir / "eta", args, endpoint_options={"workers_max": 1}) as s:
                 results["eta"] = measure_eta(s, args.eta_jobs)
@@ -695,12 +800,29 @@ def main(argv: list[str]) -> int:
         "upload_rss_growth_mib": 64,
         "progress_p50_ms": 1000,
         "extra_status_calls_for_progress": 0,
+        "endpoints_light_p50_ratio": 1.1,
         "eta_done_error_median_pct": 25,
         "webhook_delivery_p50_ms": 100,
         "job_latency_ratio_with_200_hanging_deliveries": 1.1,
     }
     print(json.dumps(results, indent=2))
     return 0
+
+
+def bench_endpoints(args: argparse.Namespace) -> list[Any]:
+    """``make run``'s two endpoints; ``video``'s worker stands in for a long model."""
+    from deploy.stack.local_endpoint import LONG_WORKER_COMMAND, endpoint_spec
+
+    return [
+        endpoint_spec(
+            "video",
+            workers_max=1,
+            idle_timeout=30,
+            worker_command=LONG_WORKER_COMMAND,
+            env={"LONG_WORKER_S": str(args.video_job_s)},
+        ),
+        endpoint_spec("light", workers_max=2, idle_timeout=30),
+    ]
 
 
 def _cpus() -> int:

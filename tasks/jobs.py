@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.db import session_scope
+from app.endpoints.routing import DEFAULT
 from app.lifecycle import polling, reconcile, submission
 from app.models import Job
 from app.services import services
@@ -35,6 +36,7 @@ def cancel(job_id: str) -> str:
 
 
 @task("tasks.cancel_remote")
-def cancel_remote(runpod_id: str) -> str:
-    reconcile.cancel_remote(services().api, runpod_id)
+def cancel_remote(runpod_id: str, endpoint: str = DEFAULT) -> str:
+    # ``endpoint``: the duplicate's endpoint by name (messages sent before it existed: default).
+    reconcile.cancel_remote(services().api_for(endpoint), runpod_id)
     return f"cancelled duplicate {runpod_id}"

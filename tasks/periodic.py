@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from app.db import session_scope
 from app.endpoints.diagnosis import queue_words
-from app.endpoints.health import refresh_snapshot
+from app.endpoints.health import refresh_snapshots
+from app.endpoints.routing import DEFAULT
 from app.lifecycle import reconcile as sweeps
-from app.models import Job, Status
 from app.services import services
 from tasks.base import task
 
@@ -27,17 +27,19 @@ def cleanup() -> dict:
 @task("tasks.refresh_endpoint")
 def refresh_endpoint() -> str:
     with session_scope() as session:
-        queued = session.query(Job).filter(Job.status == Status.IN_QUEUE).count()
-        data = refresh_snapshot(session, services().settings, services().api, queued)
-    # The task decorator logs this at INFO: one short line, not the whole snapshot (workers'
-    # log tails run to thousands of characters; pages read them from the snapshot row).
-    summary = queue_words(data.get("health"), data.get("workers"))
-    problem = data.get("error") or data.get("diagnosis")
-    return f"workers: {summary}" + (f"; {problem[:200]}" if problem else "")
+        snapshots = refresh_snapshots(session, services())
+    # The task decorator logs this at INFO: one short line per endpoint, not the whole
+    # snapshot (workers' log tails run to thousands of characters; pages read the rows).
+    lines = []
+    for name, data in snapshots.items():
+        summary = queue_words(data.get("health"), data.get("workers"))
+        problem = data.get("error") or data.get("diagnosis")
+        lines.append(f"{name}: workers: {summary}" + (f"; {problem[:200]}" if problem else ""))
+    return " | ".join(lines) or "no endpoint configured"
 
 
 @task("tasks.purge_queue", acks_late=False)
-def purge_queue() -> dict:
+def purge_queue(endpoint: str = DEFAULT) -> dict:
     # Early ack: purge-queue is not idempotent in effect (RunPod allows 2 per 10 s).
     with session_scope() as session:
-        return sweeps.purge(session, services())
+        return sweeps.purge(session, services(), endpoint)

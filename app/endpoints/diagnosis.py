@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.endpoints.routing import DEFAULT
 from deploy.runpod import diagnosis as rules
 from deploy.runpod.diagnosis import endpoint_queue
 from deploy.runpod.vocabulary import exit_advice
@@ -34,12 +35,19 @@ CHECKING = (
 )
 
 
-def endpoint_unreachable(endpoint_id: str, grace_s: float) -> str:
+def endpoint_unreachable(endpoint_id: str, grace_s: float, name: str = DEFAULT) -> str:
+    """Why jobs of endpoint ``name`` (id ``endpoint_id``) cannot be sent or followed."""
+    if name == DEFAULT:
+        which, setting, recreate = "", "RUNPOD_ENDPOINT_ID", "python -m deploy apply --recreate"
+    else:
+        which = f"{name} "
+        setting = f"{name}= in RUNPOD_ENDPOINTS"
+        recreate = f"python -m deploy apply --endpoint {name} --recreate"
     return (
-        f"endpoint unreachable: the GPU endpoint {endpoint_id or '(not set)'} answers Not Found. "
-        "Check RUNPOD_ENDPOINT_ID; if it is right, the RunPod account balance has probably "
+        f"endpoint unreachable: the {which}GPU endpoint {endpoint_id or '(not set)'} answers "
+        f"Not Found. Check {setting}; if it is right, the RunPod account balance has probably "
         "gone negative, which disables the endpoint: add funds, then recreate the endpoint "
-        "(python -m deploy apply --recreate) and update RUNPOD_ENDPOINT_ID. "
+        f"({recreate}) and update {setting}. "
         f"Jobs wait up to {grace_s / 60:.0f} min before failing."
     )
 

@@ -14,19 +14,20 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.endpoints.diagnosis import diagnose, endpoint_unreachable
+from app.endpoints.routing import DEFAULT
 from app.models import Job, Snapshot, Status, utcnow
-from app.services import EndpointNotFound, JobAPIError
+from app.services import EndpointNotFound, JobAPIError, Services
 from app.settings import Settings
 from deploy.runpod.management import ManagementAPI, ManagementError
 from deploy.runpod.vocabulary import WorkerRow, is_runpod
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT = "endpoint"
+SNAPSHOT = "endpoint"  # the default endpoint's row; others are "endpoint:<name>"
 REFRESH_ASKED = "endpoint-refresh-asked"  # when a page last asked for a fresh snapshot
 FRESH_SNAPSHOT_S = 5  # someone watching gets endpoint health at most this old (/health only)
 LOG_LINES = 12  # per worker on the dashboard
@@ -48,7 +49,7 @@ def on_runpod(settings: Settings) -> bool:
     return is_runpod(settings.runpod_endpoint_base_url, settings.runpod_rest_url)
 
 
-def _management(settings: Settings) -> ManagementAPI:
+def management(settings: Settings) -> ManagementAPI:
     return ManagementAPI(
         settings.runpod_api_key,
         settings.runpod_rest_url or None,
@@ -57,12 +58,21 @@ def _management(settings: Settings) -> ManagementAPI:
     )
 
 
-def fetch_runpod_workers(settings: Settings) -> dict[str, Any] | None:
+def snapshot_name(endpoint: str) -> str:
+    """The snapshot row of ``endpoint`` (one per endpoint: each has its own health)."""
+    return SNAPSHOT if endpoint == DEFAULT else f"{SNAPSHOT}:{endpoint}"
+
+
+# The REST v2 endpoint fields the console shows (workers, idle timeout, scaler, GPU pools).
+ENDPOINT_SETTINGS = ("workers", "scaling", "gpu", "timeout")
+
+
+def fetch_runpod_workers(settings: Settings, endpoint_id: str) -> dict[str, Any] | None:
     """RunPod's workers (REST v2) in the local endpoint's ``/workers`` shape, with the log
     tails of the first few; None when RunPod cannot say."""
-    api = _management(settings)
+    api = management(settings)
     try:
-        listing = api.list_workers(settings.runpod_endpoint_id)
+        listing = api.list_workers(endpoint_id)
     except (ManagementError, OSError) as exc:
         log.warning("cannot list RunPod workers: %s", exc)
         return None
@@ -70,29 +80,38 @@ def fetch_runpod_workers(settings: Settings) -> dict[str, Any] | None:
     for index, worker in enumerate(listing.get("workers") or []):
         row = WorkerRow.from_runpod(worker)
         if index < RUNPOD_WORKERS_LOGGED and row.id:
-            logs = _runpod_logs(api, settings, row.id, LOG_LINES)
+            logs = _runpod_logs(api, endpoint_id, row.id, LOG_LINES)
             row = replace(row, log_tail=tuple(str(line) for line in logs))
         workers.append(row.to_report())
-    return {"workers": workers, "summary": listing.get("summary") or {}}
-
-
-def _runpod_logs(api: Any, settings: Settings, worker_id: str, lines: int) -> list[str]:
+    report = {"workers": workers, "summary": listing.get("summary") or {}}
     try:
-        return api.worker_logs(settings.runpod_endpoint_id, worker_id, tail=lines, quiet_s=1.0)
+        # Its scaling settings, for the console (the local endpoint reports the same keys).
+        found = api.get_endpoint(endpoint_id)
+        report["endpoint"] = {key: found.get(key) for key in ENDPOINT_SETTINGS if key in found}
+    except (ManagementError, OSError) as exc:
+        log.warning("cannot read RunPod endpoint %s: %s", endpoint_id, exc)
+    return report
+
+
+def _runpod_logs(api: Any, endpoint_id: str, worker_id: str, lines: int) -> list[str]:
+    try:
+        return api.worker_logs(endpoint_id, worker_id, tail=lines, quiet_s=1.0)
     except (ManagementError, OSError) as exc:
         return [f"(cannot read this worker's log: {exc})"]
 
 
 def fetch_failed_job_logs(
-    session: Session, settings: Settings, api: Any
+    session: Session, settings: Settings, api: Any, endpoint: str = DEFAULT
 ) -> dict[str, dict[str, Any]]:
-    """``{job id: {"worker_id", "lines"}}`` for recently failed jobs whose worker is known."""
+    """``{job id: {"worker_id", "lines"}}`` for recently failed jobs of ``endpoint`` whose
+    worker is known."""
     since = utcnow() - FAILED_WITHIN
     jobs = session.scalars(
         select(Job)
         .where(
             Job.status.in_([Status.FAILED, Status.TIMED_OUT]),
             Job.worker_id.is_not(None),
+            Job.endpoint == endpoint,
             Job.finished_at >= since,
         )
         .order_by(Job.finished_at.desc())
@@ -101,7 +120,9 @@ def fetch_failed_job_logs(
     logs: dict[str, dict[str, Any]] = {}
     for job in jobs:
         if on_runpod(settings):
-            lines = _runpod_logs(_management(settings), settings, job.worker_id, FAILED_LOG_LINES)
+            lines = _runpod_logs(
+                management(settings), api.endpoint_id, job.worker_id, FAILED_LOG_LINES
+            )
         else:
             try:
                 lines = api.worker_logs(job.worker_id, FAILED_LOG_LINES)
@@ -114,35 +135,44 @@ def fetch_failed_job_logs(
 def fetch_balance(settings: Settings) -> dict[str, Any]:
     """Account balance and spend per hour (RunPod management API, GraphQL for now)."""
     try:
-        return _management(settings).balance()
+        return management(settings).balance()
     except (ManagementError, OSError) as exc:
         return {"error": f"cannot read the balance: {exc}"}
 
 
-def refresh_snapshot(session: Session, settings: Settings, api: Any, queued: int) -> dict:
-    """Ask the endpoint how it is; store and return ``{"health", "workers", "error", ...}``."""
-    data: dict[str, Any] = {"checked_at": utcnow().isoformat(), "endpoint_id": api.endpoint_id}
+def refresh_snapshot(
+    session: Session, settings: Settings, api: Any, queued: int, endpoint: str = DEFAULT
+) -> dict:
+    """Ask endpoint ``endpoint`` (through its client ``api``) how it is; store its snapshot
+    and return ``{"health", "workers", "error", "diagnosis", ...}``."""
+    data: dict[str, Any] = {
+        "checked_at": utcnow().isoformat(),
+        "endpoint": endpoint,
+        "endpoint_id": api.endpoint_id,
+    }
     try:
         data["health"] = api.health()
     except EndpointNotFound:
         data["error"] = endpoint_unreachable(
-            settings.runpod_endpoint_id, settings.endpoint_unreachable_grace_s
+            api.endpoint_id, settings.endpoint_unreachable_grace_s, endpoint
         )
         data["unreachable"] = True
     except JobAPIError as exc:
         data["error"] = f"cannot read the endpoint's health: {exc}"
     if "health" in data:
         runpod = on_runpod(settings)
-        data["workers"] = fetch_runpod_workers(settings) if runpod else fetch_workers(api)
+        data["workers"] = (
+            fetch_runpod_workers(settings, api.endpoint_id) if runpod else fetch_workers(api)
+        )
         data["diagnosis"] = diagnose(
             data["health"], data["workers"], queued, "runpod" if runpod else "local"
         )
-        data["job_logs"] = fetch_failed_job_logs(session, settings, api)
+        data["job_logs"] = fetch_failed_job_logs(session, settings, api, endpoint)
     if on_runpod(settings):
         data["balance"] = fetch_balance(settings)
-    row = session.get(Snapshot, SNAPSHOT)
+    row = session.get(Snapshot, snapshot_name(endpoint))
     if row is None:
-        row = Snapshot(name=SNAPSHOT, data=data)
+        row = Snapshot(name=snapshot_name(endpoint), data=data)
         session.add(row)
     else:
         row.data = data
@@ -150,13 +180,38 @@ def refresh_snapshot(session: Session, settings: Settings, api: Any, queued: int
     return data
 
 
-def load_snapshot(session: Session) -> dict[str, Any] | None:
-    row = session.get(Snapshot, SNAPSHOT)
+def queued_on(session: Session, endpoint: str) -> int:
+    """Jobs of ``endpoint`` the endpoint holds in its queue, as this app counts them."""
+    statement = select(func.count()).select_from(Job)
+    return int(
+        session.scalar(statement.where(Job.status == Status.IN_QUEUE, Job.endpoint == endpoint))
+        or 0
+    )
+
+
+def refresh_snapshots(
+    session: Session, services: Services, endpoints: list[str] | None = None
+) -> dict[str, dict]:
+    """Refresh the snapshot of each configured endpoint (or of ``endpoints``) that has an
+    id; ``{name: snapshot}``."""
+    settings = services.settings
+    names = endpoints if endpoints is not None else services.fleet.names
+    return {
+        name: refresh_snapshot(
+            session, settings, services.api_for(name), queued_on(session, name), name
+        )
+        for name in names
+        if settings.configured(name)
+    }
+
+
+def load_snapshot(session: Session, endpoint: str = DEFAULT) -> dict[str, Any] | None:
+    row = session.get(Snapshot, snapshot_name(endpoint))
     return dict(row.data) if row else None
 
 
-def snapshot_age_s(session: Session) -> float | None:
-    row = session.get(Snapshot, SNAPSHOT)
+def snapshot_age_s(session: Session, endpoint: str = DEFAULT) -> float | None:
+    row = session.get(Snapshot, snapshot_name(endpoint))
     if row is None:
         return None
     updated = row.updated_at
@@ -165,11 +220,14 @@ def snapshot_age_s(session: Session) -> float | None:
     return (utcnow() - updated).total_seconds()
 
 
-def ask_refresh(session: Session, enqueue: Any, max_age_s: float) -> bool:
-    """Enqueue ``tasks.refresh_endpoint`` when the snapshot is older than ``max_age_s`` and
-    nobody asked within that time (a dashboard open in three tabs asks once)."""
-    age = snapshot_age_s(session)
-    if age is not None and age < max_age_s:
+def ask_refresh(
+    session: Session, enqueue: Any, max_age_s: float, endpoints: list[str] | None = None
+) -> bool:
+    """Enqueue ``tasks.refresh_endpoint`` (every endpoint's snapshot) when the oldest of
+    ``endpoints``' snapshots is older than ``max_age_s`` and nobody asked within that time
+    (a dashboard open in three tabs asks once)."""
+    ages = [snapshot_age_s(session, name) for name in endpoints or [DEFAULT]]
+    if all(age is not None and age < max_age_s for age in ages):
         return False
     asked = session.get(Snapshot, REFRESH_ASKED)
     now = utcnow()

@@ -111,6 +111,7 @@ def create_job(
         id=str(uuid.uuid4()),
         status=Status.PENDING,
         pipeline=pipeline.name,
+        endpoint=services.fleet.for_pipeline(pipeline.name).name,
         params=params,
         owner=owner,
         input_name=display_name(filename)[:255],  # no RTL override or NUL reaches a page

@@ -55,16 +55,20 @@ def effective_cap(settings: Settings, in_flight: int) -> float:
     return max(settings.poll_cap_s, in_flight / budget_pace(settings))
 
 
-def count_in_flight(session: Session) -> int:
-    """Jobs polled now: IN_QUEUE or IN_PROGRESS at the endpoint."""
+def count_in_flight(session: Session, endpoint: str | None = None) -> int:
+    """Jobs polled now: IN_QUEUE or IN_PROGRESS at the endpoint (``endpoint``'s only, by
+    name: each endpoint has its own budget, so each its own fair share)."""
     statement = select(func.count()).select_from(Job)
-    statuses = [s.value for s in POLLED]
-    return int(session.scalar(statement.where(Job.status.in_(statuses))) or 0)
+    statement = statement.where(Job.status.in_([s.value for s in POLLED]))
+    if endpoint is not None:
+        statement = statement.where(Job.endpoint == endpoint)
+    return int(session.scalar(statement) or 0)
 
 
-def poll_plan(session: Session, settings: Settings) -> dict[str, Any]:
-    """What the admin dashboard and ``flask admin health`` show about polling."""
-    in_flight = count_in_flight(session)
+def poll_plan(session: Session, settings: Settings, endpoint: str | None = None) -> dict[str, Any]:
+    """What the admin dashboard and ``flask admin health`` show about polling (of
+    ``endpoint``'s jobs under its budget; every job's when None)."""
+    in_flight = count_in_flight(session, endpoint)
     return {
         "in_flight": in_flight,
         "budget_per_10s": settings.status_budget_per_10s,
@@ -131,8 +135,8 @@ def poll(
     seq: int,
     services: Services,
 ) -> str:
-    """One poll of one job (with ``services.status_api``, under ``services.budget``);
-    schedules the next unless the job is done."""
+    """One poll of one job (with its endpoint's ``status_api_for``, under that endpoint's
+    ``budget_for``); schedules the next unless the job is done."""
     settings, enqueue = services.settings, services.enqueue
     job = session.get(Job, job_id)
     if job is None or job.poll_seq != seq:
@@ -141,14 +145,15 @@ def poll(
         return f"not polled in {job.status}"
     # The ticket is taken right before the request (nothing in between), so the request
     # reaches the endpoint well within the budget's SKEW_S of its ticket.
-    wait = services.budget.acquire()
+    endpoint = services.endpoint_of(job)
+    wait = services.budget_for(endpoint).acquire()
     if wait:
         schedule_poll(session, job, enqueue, wait, count=False)
         return f"over budget; next in {wait:.1f}s"
     polled_at = utcnow()
     error: JobAPIError | None = None
     try:
-        payload = services.status_api.status(job.runpod_id)
+        payload = services.status_api_for(endpoint).status(job.runpod_id)
     except JobAPIError as exc:
         error = exc
     _record_poll(session, job, polled_at)
@@ -158,10 +163,14 @@ def poll(
     if isinstance(error, EndpointNotFound):
         if mark_unreachable(session, job, services):
             return "endpoint unreachable: failed"
-        schedule_poll(session, job, enqueue, next_delay(session, settings, job.poll_count))
+        schedule_poll(
+            session, job, enqueue, next_delay(session, settings, job.poll_count, endpoint)
+        )
         return "endpoint unreachable"
     if error is not None:
-        schedule_poll(session, job, enqueue, next_delay(session, settings, job.poll_count))
+        schedule_poll(
+            session, job, enqueue, next_delay(session, settings, job.poll_count, endpoint)
+        )
         return f"poll failed ({error}); will retry"
     if job.unreachable_since:
         job.unreachable_since = None
@@ -169,7 +178,7 @@ def poll(
     apply_status(session, job, payload, "poll", services, retry_own_failure=True)
     if job.terminal:
         return job.status
-    schedule_poll(session, job, enqueue, next_delay(session, settings, job.poll_count))
+    schedule_poll(session, job, enqueue, next_delay(session, settings, job.poll_count, endpoint))
     return job.status
 
 
@@ -186,11 +195,15 @@ def _record_poll(session: Session, job: Job, polled_at: datetime) -> None:
     set_committed_value(job, "last_polled_at", polled_at)
 
 
-def next_delay(session: Session, settings: Settings, poll_count: int) -> float:
+def next_delay(
+    session: Session, settings: Settings, poll_count: int, endpoint: str | None = None
+) -> float:
     """The backoff, but never shorter than the job's fair share of the budget: 75-90 % of
     ``in_flight / budget_pace`` (10,000 jobs at 500 per 10 s: about every 5 minutes each).
     Then however many jobs are in flight, their polls together ask for at most ~80 % of what
     the budget lets through, so refusals stay rare and no job is pushed past its cap; and
     both terms end by 90 % of the effective cap."""
-    share = count_in_flight(session) / budget_pace(settings) * random.uniform(*SHARE_JITTER)
+    share = (
+        count_in_flight(session, endpoint) / budget_pace(settings) * random.uniform(*SHARE_JITTER)
+    )
     return min(max(backoff(settings, poll_count), share), MAX_SHARE_S)

@@ -2,7 +2,7 @@
 
 The job row is the truth and Redis messages are hints (DESIGN invariant 1). Each sweep:
 
-1. refreshes the endpoint snapshot (``/health``, and ``/workers`` on the local endpoint);
+1. refreshes each endpoint's snapshot (``/health``, and ``/workers`` on the local endpoint);
 2. re-enqueues ``submit`` for PENDING jobs whose message was lost;
 3. SUBMITTING jobs whose attempt is CLAIMED (the task died before POST /run, which it marks
    by moving the attempt to UNKNOWN first) go back to PENDING: provably nothing was sent;
@@ -35,7 +35,7 @@ from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.endpoints.diagnosis import endpoint_queue
-from app.endpoints.health import refresh_snapshot
+from app.endpoints.health import refresh_snapshots
 from app.lifecycle.claims import close_unclaimed
 from app.lifecycle.polling import (
     POLLED,
@@ -88,10 +88,8 @@ def reconcile(session: Session, services: Services) -> dict[str, int]:
         "stale": 0,
         "cancel": 0,
     }
-    snapshot = None
-    if settings.endpoint_configured:
-        queued = session.query(Job).filter(Job.status == Status.IN_QUEUE).count()
-        snapshot = refresh_snapshot(session, settings, services.api, queued)
+    # One snapshot per endpoint: a crash loop on one explains only its own jobs' waits.
+    snapshots = refresh_snapshots(session, services)
 
     lost = select(Job.id).where(
         Job.status == Status.PENDING, Job.updated_at < _older(settings.submit_grace_s)
@@ -113,26 +111,28 @@ def reconcile(session: Session, services: Services) -> dict[str, int]:
                 counts["reclaimed"] += 1
         elif attempt.state == AttemptState.UNKNOWN:
             if _aware(attempt.updated_at) < _older(settings.unknown_submit_grace_s):
+                snapshot = snapshots.get(services.endpoint_of(job))
                 counts["unknown"] += _resolve_unknown(session, job, snapshot, services)
 
     counts["polls"] = requeue_lost_polls(session, settings, enqueue)
     counts["retried"] = retry_own_failures(session, services)
 
-    diagnosis = (snapshot or {}).get("diagnosis") or (snapshot or {}).get("error")
     waiting = select(Job).where(
         Job.status.in_([Status.IN_QUEUE.value, Status.PENDING.value]),
         Job.created_at < _older(settings.queue_diagnose_after_s),
     )
-    stale = settings.endpoint_configured and endpoint_queue((snapshot or {}).get("health")) == 0
     for job in session.scalars(waiting.limit(BATCH)).all():
         if job.status == Status.PENDING and job.unreachable_since:
             continue  # the submit path owns that diagnosis and its grace period
+        snapshot = snapshots.get(services.endpoint_of(job)) or {}
+        diagnosis = snapshot.get("diagnosis") or snapshot.get("error")
         if job.status == Status.IN_QUEUE and job.diagnosis != diagnosis:
             job.diagnosis = diagnosis
             counts["diagnosed"] += 1
     session.commit()
-    if stale:
-        counts["stale"] = poll_stale(session, settings, enqueue)
+    for name, snapshot in snapshots.items():
+        if endpoint_queue(snapshot.get("health")) == 0:
+            counts["stale"] += poll_stale(session, settings, enqueue, name)
 
     cancels = select(Job.id).where(
         Job.cancel_requested_at.is_not(None),
@@ -145,14 +145,17 @@ def reconcile(session: Session, services: Services) -> dict[str, int]:
     return counts
 
 
-def poll_stale(session: Session, settings: Settings, enqueue: Callable[..., None]) -> int:
-    """The endpoint counts nothing queued or running, yet these jobs still say they are:
+def poll_stale(
+    session: Session, settings: Settings, enqueue: Callable[..., None], endpoint: str
+) -> int:
+    """Endpoint ``endpoint`` counts nothing queued or running, yet its jobs still say so:
     their statuses are stale (finished there, the poll far off). Poll them now; each poll
     spends a /status ticket like any other."""
     soon = utcnow() + timedelta(seconds=5)
     rows = select(Job).where(
         Job.status.in_([Status.IN_QUEUE.value, Status.IN_PROGRESS.value]),
         Job.runpod_id.is_not(None),
+        Job.endpoint == endpoint,
         Job.updated_at < _older(settings.queue_diagnose_after_s),
         or_(Job.next_poll_at.is_(None), Job.next_poll_at > soon),
     )
@@ -308,7 +311,7 @@ def cancel(
     reason = "cancelled at your request"
     if job.runpod_id:
         try:
-            answer = services.api.cancel(job.runpod_id)
+            answer = services.api_for(services.endpoint_of(job)).cancel(job.runpod_id)
         except (JobNotFound, EndpointNotFound):
             answer = {"status": "CANCELLED"}
         except JobAPIError as exc:
@@ -355,19 +358,30 @@ def cancel_remote(api: JobAPI, runpod_id: str) -> None:
         pass
 
 
-def purge(session: Session, services: Services) -> dict[str, int]:
-    """Purge the endpoint's queue, then poll the queued jobs now so they show CANCELLED.
+def purge(session: Session, services: Services, endpoint: str) -> dict[str, Any]:
+    """Purge endpoint ``endpoint``'s queue, then poll its queued jobs now so they show
+    CANCELLED; other endpoints' jobs are not touched.
 
-    The polls go through the /status budget with ``Services.status_api`` (one attempt per
-    call); those the budget refuses now follow on their chains."""
-    answer = services.api.purge_queue()
+    The polls go through that endpoint's /status budget with its ``status_api_for`` (one
+    attempt per call); those the budget refuses now follow on their chains."""
+    answer = services.api_for(endpoint).purge_queue()
     queued = session.scalars(
-        select(Job).where(Job.status == Status.IN_QUEUE, Job.runpod_id.is_not(None)).limit(5000)
+        select(Job)
+        .where(
+            Job.status == Status.IN_QUEUE,
+            Job.runpod_id.is_not(None),
+            Job.endpoint == endpoint,
+        )
+        .limit(5000)
     ).all()
     for job in queued:
         poll(session, job.id, job.poll_seq, services)
     cancelled = sum(1 for job in queued if job.status == Status.CANCELLED)
-    return {"removed": int(answer.get("removed") or 0), "cancelled": cancelled}
+    return {
+        "endpoint": endpoint,
+        "removed": int(answer.get("removed") or 0),
+        "cancelled": cancelled,
+    }
 
 
 ORPHAN_AGE_S = 3600.0  # far longer than any upload takes from storing its file to its row

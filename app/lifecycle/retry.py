@@ -37,6 +37,8 @@ def restart(session: Session, job: Job, services: Services) -> bool:
             status=Status.PENDING,
             version=Job.version + 1,
             runpod_id=None,
+            # A new attempt goes where the pipeline is served now (it may have moved).
+            endpoint=services.fleet.route(None, job.pipeline).name,
             error=None,
             error_detail=None,
             diagnosis=None,

@@ -23,6 +23,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from app import jsonbody
 from app.clients.webhooks import announce
+from app.endpoints import billing
 from app.endpoints.diagnosis import endpoint_unreachable
 from app.lifecycle.retry import auto_retry
 from app.models import TERMINAL, Attempt, AttemptState, Job, Status, can_move, utcnow
@@ -244,7 +245,10 @@ def _record_timings(job: Job, payload: dict[str, Any], settings: Settings, *, fi
     # final figure and freeze the page's ticking clock. Only a terminal status's is kept.
     if final and execution is not None:
         job.execution_ms = execution
-        job.cost_usd = round(execution / 1000 * settings.gpu_price_per_second, 6)
+        # An estimate until the bill is read (app.endpoints.billing); the bill, which adds
+        # start-up to the run, is never below it, so the larger figure is the better one.
+        estimate = round(execution / 1000 * billing.price(settings, job.endpoint), 6)
+        job.cost_usd = max(job.cost_usd or 0.0, estimate)
     if isinstance(payload.get("workerId"), str):
         job.worker_id = payload["workerId"][:128]
     cold = _milliseconds(payload.get("coldStartMs", payload.get("coldStartTime")))
@@ -429,8 +433,9 @@ def mark_unreachable(session: Session, job: Job, services: Services) -> bool:
     settings = services.settings
     now = utcnow()
     job.unreachable_since = job.unreachable_since or now
+    name = services.endpoint_of(job)
     job.diagnosis = endpoint_unreachable(
-        settings.runpod_endpoint_id, settings.endpoint_unreachable_grace_s
+        services.fleet.get(name).endpoint_id, settings.endpoint_unreachable_grace_s, name
     )
     session.commit()
     since = job.unreachable_since

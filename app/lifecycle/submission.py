@@ -25,6 +25,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app import pipelines, signing
+from app.endpoints import billing, breaker, budgets
 from app.lifecycle.claims import close_unclaimed
 from app.lifecycle.status import apply_status, mark_unreachable
 from app.models import Attempt, AttemptState, Job, Status, utcnow
@@ -141,19 +142,41 @@ def back_to_pending(session: Session, job: Job, reason: str) -> bool:
     return True
 
 
+def hold(session: Session, job_id: str, settings: Settings) -> str | None:
+    """Issue 19: a PENDING job whose endpoint's breaker is open, or past a budget, is not
+    sent; it stays PENDING with the words why (reconcile and a release send it later)."""
+    job = session.get(Job, job_id)
+    if job is None or job.status != Status.PENDING:
+        return None
+    endpoint = billing.endpoint_of(job)
+    reason = breaker.pause_reason(session, job, endpoint) or budgets.hold_reason(
+        session, settings, job
+    )
+    if reason is None:
+        return None
+    if job.diagnosis != reason:
+        job.diagnosis = reason
+        session.commit()
+    return f"held: {reason}"
+
+
 def submit(session: Session, job_id: str, services: Services) -> str:
     """Submit one job; returns what happened (for logs). ``RetryLater`` asks for a retry."""
-    settings, storage, api = services.settings, services.storage, services.api
+    settings, storage = services.settings, services.storage
+    held = hold(session, job_id, settings)
+    if held:
+        return held
     if not claim(session, job_id):
         return "not pending: another task has it, or it was cancelled"
     job = session.get(Job, job_id)
     session.refresh(job)
+    endpoint = services.endpoint_of(job)  # the job goes to its pipeline's endpoint
     number = max((a.number for a in job.attempts), default=0) + 1
     attempt = Attempt(job=job, number=number, state=AttemptState.CLAIMED)
     session.add(attempt)
     session.commit()
     crash_point(settings, "after_claim")
-    if not settings.endpoint_configured:
+    if not settings.configured(endpoint):
         if back_to_pending(session, job, "no endpoint configured"):
             mark_unreachable(session, job, services)
         return "no endpoint configured"
@@ -161,7 +184,9 @@ def submit(session: Session, job_id: str, services: Services) -> str:
     attempt.state = AttemptState.UNKNOWN  # from here on the endpoint may have the job
     session.commit()
     try:
-        answer = api.run(body, webhook=webhook_url(job, settings), policy=policy(settings))
+        answer = services.api_for(endpoint).run(
+            body, webhook=webhook_url(job, settings), policy=policy(settings)
+        )
     except SubmitOutcomeUnknown as exc:
         attempt.error = str(exc)[:2000]
         session.commit()
@@ -176,6 +201,9 @@ def submit(session: Session, job_id: str, services: Services) -> str:
             mark_unreachable(session, job, services)
         return "endpoint unreachable"
     except JobAPIError as exc:  # Unauthorized, BadRequest: resending will not help
+        if getattr(exc, "status_code", None) == 401:  # no job can go: stop sending any
+            state = breaker.load(session, billing.endpoint_of(job))
+            breaker.trip(session, settings, state, str(exc), breaker.REFUSED)
         attempt.state = AttemptState.FAILED
         attempt.error = str(exc)[:2000]
         session.commit()

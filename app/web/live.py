@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from app.endpoints.diagnosis import worker_summary
 from app.endpoints.health import load_snapshot
 from app.models import Job, Status, utcnow
+from app.services import services
 
 # The worker's error_kind for a model that cannot be loaded (gpu_worker.errors.ModelLoadError).
 MODEL_UNAVAILABLE = "model_unavailable"
@@ -54,6 +55,8 @@ class Live:
     starting_workers: int
     runs: RunTimes | None  # recent run times of this job's pipeline
     elapsed_s: float | None  # how long this job has been running
+    # How long a PENDING job has waited for a Celery task worker, once past the grace.
+    unpicked_s: float | None = None
     # The play-forward's answers, (low, high) seconds from now; None without run times.
     start_in_s: tuple[float, float] | None = None
     done_in_s: tuple[float, float] | None = None
@@ -144,26 +147,32 @@ def live(session: Session, job: Job) -> Live | None:
     ahead_rows: Sequence[str] = []
     queued = 0
     if is_queued:
-        # The endpoint's queue (the app's own rows: RunPod's position is not published). With
-        # several endpoints (issue 18's Job.endpoint) these counts and the running rows below
-        # take only the rows of job.endpoint.
+        # The endpoint's queue (the app's own rows: RunPod's position is not published): each
+        # endpoint has its own queue and workers, so only the rows of job.endpoint count.
         ahead_rows = session.scalars(
             select(Job.pipeline)
-            .where(Job.status.in_(queued_states), Job.id != job.id, since < mine)
+            .where(
+                Job.status.in_(queued_states),
+                Job.endpoint == job.endpoint,
+                Job.id != job.id,
+                since < mine,
+            )
             .order_by(since)
         ).all()
         queued = session.scalar(
-            select(func.count()).select_from(Job).where(Job.status.in_(queued_states))
+            select(func.count())
+            .select_from(Job)
+            .where(Job.status.in_(queued_states), Job.endpoint == job.endpoint)
         )
         if job.status not in queued_states:
             queued += 1  # a PENDING job counts itself though it is not at the endpoint yet
     running_rows = session.execute(
         select(Job.pipeline, Job.started_at).where(
-            Job.status == Status.IN_PROGRESS, Job.id != job.id
+            Job.status == Status.IN_PROGRESS, Job.endpoint == job.endpoint, Job.id != job.id
         )
     ).all()
     running = len(running_rows) + (1 if job.status == Status.IN_PROGRESS else 0)
-    snapshot = load_snapshot(session) or {}
+    snapshot = load_snapshot(session, job.endpoint) or {}
     idle, starting = None, 0
     if snapshot.get("health"):
         summary = worker_summary(snapshot.get("health"), snapshot.get("workers"))
@@ -210,7 +219,22 @@ def live(session: Session, job: Job) -> Live | None:
         done_in_s=done_in,
         starts_s=starts,
         done_s=done,
+        unpicked_s=unpicked_s(job),
     )
+
+
+def unpicked_s(job: Job) -> float | None:
+    """Seconds a PENDING job has waited for a task worker to take it, past the grace.
+
+    It waits from its creation, or from its last attempt's end when it was retried."""
+    if job.status != Status.PENDING:
+        return None
+    since = _aware(job.created_at)
+    attempt = job.current_attempt
+    if attempt is not None:
+        since = max(since, _aware(attempt.updated_at))
+    waited = (utcnow() - since).total_seconds()
+    return waited if waited >= services().settings.task_pickup_grace_s else None
 
 
 def unavailable_pipelines(session: Session, names: Sequence[str]) -> dict[str, Job]:

@@ -10,12 +10,14 @@ from sqlalchemy import select
 from app import pipelines
 from app.clients import webhooks as client_webhooks
 from app.db import get_session
+from app.endpoints import billing
 from app.endpoints.health import FRESH_SNAPSHOT_S, ask_refresh, load_snapshot
 from app.lifecycle.jobs import JobError, cancel_job, retry_job
 from app.models import Job, Status, WebhookMessage
 from app.services import services
 from app.web import job_or_404
 from app.web.auth import is_admin, may_act_on, my_job_ids, remember_job
+from app.web.console import exception_line, log_text, parse_line
 from app.web.forms import create_from_upload
 from app.web.live import live, unavailable_pipelines
 from app.web.present import job_json, program_access, result_url
@@ -122,7 +124,7 @@ def _job_context(job: Job) -> dict:
     if job.status == Status.IN_QUEUE:
         # "A worker is starting" or "about to be taken" rests on the endpoint snapshot: keep
         # it a few seconds fresh while someone waits (rate-limited; /health, not /status).
-        ask_refresh(get_session(), services().enqueue, FRESH_SNAPSHOT_S)
+        ask_refresh(get_session(), services().enqueue, FRESH_SNAPSHOT_S, [job.endpoint])
     now = live(get_session(), job)
     words = describe(job, now)
     admin = is_admin()
@@ -133,7 +135,8 @@ def _job_context(job: Job) -> dict:
         "words": words,
         "timings": timings(job),
         "attempts": attempt_rows(job, words),
-        "price": services().settings.gpu_price_per_second,
+        "price": billing.price(services().settings, job.endpoint),
+        "bill": billing.parts(get_session(), job),
         "result_url": result_url(job, external=False),
         "summary": result_summary(job) if job.status == Status.COMPLETED else [],
         "download_name": download_name(job),
@@ -150,10 +153,16 @@ def _operator_details(job: Job) -> dict | None:
     detail = (job.error_detail or "").strip()
     if detail and job.error and detail in job.error:
         detail = ""  # already the one-line error: saying it twice helps no one
-    logs = (load_snapshot(get_session()) or {}).get("job_logs") or {}
+    logs = (load_snapshot(get_session(), job.endpoint) or {}).get("job_logs") or {}
+    log = logs.get(job.id)
+    lines = [parse_line(str(line)) for line in (log or {}).get("lines") or []]
     return {
         "detail": detail,
-        "log": logs.get(job.id),
+        "log": log,
+        "log_lines": lines,
+        # The line that names the failure, wherever it is: the traceback the worker reported,
+        # the one-line error, or the worker's log (an SDK JSON line may hold a traceback).
+        "exception": exception_line(job.error_detail, job.error, log_text(lines)),
         "fix": operator_fix(job),
         "error": technical_error(job),
     }
@@ -167,9 +176,8 @@ def job_page(job_id: str):
         context["deliveries"] = client_webhooks.messages(get_session(), job_id)
     operator = context["operator"]
     if operator and not operator["log"] and context["job"].worker_id:
-        ask_refresh(
-            get_session(), services().enqueue, FRESH_SNAPSHOT_S
-        )  # fetches the worker's log tail
+        # Fetches the worker's log tail.
+        ask_refresh(get_session(), services().enqueue, FRESH_SNAPSHOT_S, [context["job"].endpoint])
     return render_template("job.html", **context)
 
 
@@ -194,6 +202,10 @@ def job_list():
     settings = services().settings
     status = request.args.get("status", "").strip().upper()
     pipeline = request.args.get("pipeline", "").strip()
+    endpoint = request.args.get("endpoint", "").strip()
+    fleet = services().fleet
+    if endpoint and endpoint not in fleet:
+        abort(400, description=fleet.unknown_words(endpoint))
     if status and status not in Status.__members__:
         abort(400, description=f"status {status!r}: use one of {', '.join(Status)}")
     if pipeline and pipeline not in settings.pipelines:
@@ -205,6 +217,8 @@ def job_list():
         query = query.where(Job.status == status)
     if pipeline:
         query = query.where(Job.pipeline == pipeline)
+    if endpoint:
+        query = query.where(Job.endpoint == endpoint)
     jobs = session.scalars(query).all()
     return render_template(
         "jobs.html",
@@ -217,6 +231,8 @@ def job_list():
         pipelines=settings.pipelines,
         status=status,
         pipeline=pipeline,
+        endpoints=fleet.names if fleet.several else [],
+        endpoint=endpoint,
     )
 
 

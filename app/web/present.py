@@ -7,6 +7,8 @@ from typing import Any
 
 from markupsafe import Markup
 
+from app.db import get_session
+from app.endpoints import billing
 from app.models import RETRYABLE, Job, Status
 from app.services import services
 from app.web.live import Live
@@ -66,6 +68,24 @@ def program_access(job: Job) -> dict[str, Any]:
     return {"url": f"{base}/jobs/{job.id}.json", "token": False, "token_name": None}
 
 
+def bill_json(job: Job) -> dict[str, Any] | None:
+    """Issue 19: the job's bill as billed (``so_far`` while it may still grow) and its parts
+    in seconds; None until the endpoint's record of its worker has been read."""
+    parts = billing.parts(get_session(), job)
+    if parts is None:
+        return None
+    return {
+        "cost_usd": parts.usd,
+        "so_far": parts.so_far,
+        "seconds": {
+            "start": parts.start_s,
+            "model_load": parts.model_load_s,
+            "run": parts.run_s,
+            "upload": parts.upload_s,
+        },
+    }
+
+
 def job_json(job: Job, live: Live | None = None) -> dict[str, Any]:
     words = describe(job, live)
     return {
@@ -75,6 +95,7 @@ def job_json(job: Job, live: Live | None = None) -> dict[str, Any]:
         "message": words.headline,
         "detail": words.detail,
         "pipeline": job.pipeline,
+        "endpoint": job.endpoint,
         "params": job.params,
         "token_name": job.token_name,  # the named API token that made it (issue 20)
         "input": {"name": job.input_name, "size": job.input_size, "type": job.input_content_type},
@@ -85,9 +106,10 @@ def job_json(job: Job, live: Live | None = None) -> dict[str, Any]:
         "error": job.error,
         "diagnosis": job.diagnosis,
         "timings": timings(job),
+        "cost": bill_json(job),
         # While it runs: seconds so far (the execution time above is only ever the final one).
         "running_s": None if live is None else live.elapsed_s,
-        "gpu_price_per_second": services().settings.gpu_price_per_second,
+        "gpu_price_per_second": billing.price(services().settings, job.endpoint),
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),

@@ -35,5 +35,7 @@ def receive(job_id: str, token: str):
     except PayloadError as exc:
         abort(400, description=str(exc))
     if outcome == Outcome.DUPLICATE and payload.get("id"):
-        services().enqueue("tasks.cancel_remote", str(payload["id"]))
+        # The duplicate ran on the job's endpoint: cancel it there.
+        endpoint = services().endpoint_of(job)
+        services().enqueue("tasks.cancel_remote", str(payload["id"]), endpoint)
     return jsonify(ok=True, outcome=outcome.value, status=job.status)

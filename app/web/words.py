@@ -16,6 +16,10 @@ from app.models import AttemptState, Job, Status
 from app.storage import safe_name
 from app.web.live import MODEL_UNAVAILABLE, Live, live
 
+# Issue 19: a job held back, by a spent budget or an open breaker; nothing was sent yet.
+HELD = ("waiting: the ", "paused: ")
+HELD_DETAIL = "Nothing was sent to a GPU and nothing is billed; it starts by itself once released."
+
 
 @dataclass(frozen=True)
 class Description:
@@ -223,9 +227,20 @@ def describe(job: Job, live: Live | None = None) -> Description:
             "cancelling", "cancelling: asking the GPU endpoint to stop it", None, "warn"
         )
     if status == Status.PENDING:
+        if job.diagnosis and job.diagnosis.startswith(HELD):  # issue 19: a budget, the breaker
+            return Description("queued", job.diagnosis, HELD_DETAIL, "warn")
         if job.diagnosis:
             return Description(
                 "queued", "waiting: the GPU endpoint is unreachable", job.diagnosis, "warn"
+            )
+        if live is not None and live.unpicked_s is not None:
+            return Description(
+                "queued",
+                "queued: no task worker has picked this job up for "
+                f"{waited_words(live.unpicked_s)}",
+                "The operators see this on their dashboard; the job starts when a task "
+                "worker takes it, nothing is lost meanwhile.",
+                "warn",
             )
         return Description("queued", "queued: waiting to be sent to the GPU endpoint", None, "info")
     if status == Status.SUBMITTING:
@@ -353,6 +368,16 @@ def timings(job: Job) -> dict[str, Any]:
         "cold_start_s": None if job.cold_start_ms is None else job.cold_start_ms / 1000,
         "cost_usd": job.cost_usd,
     }
+
+
+def waited_words(seconds: float) -> str:
+    """A wait as people say it: ``45 s``, ``2 min``, ``3 h 5 min``."""
+    seconds = max(int(seconds), 0)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
 def download_name(job: Job) -> str:

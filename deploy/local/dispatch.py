@@ -159,10 +159,15 @@ class Dispatch:
     def worker_exited(self, w: wk.Worker, code: int) -> None:
         """The fleet saw a worker exit: requeue what it held, count a start-up crash."""
         meaning = exit_meaning(code)
+        # An exit code explains a worker that died on its own; one this endpoint stopped
+        # (idle, shutting down) was SIGKILLed past its grace, not out of memory: say that.
+        how = (
+            f"was stopped by the endpoint ({w.stop_reason})"
+            if w.stopping
+            else f"exited with code {code} ({meaning})"
+        )
         for job in self.jobs.held_by(w.id):
-            self.requeue_or_fail(
-                job, f"worker {w.id} exited with code {code} ({meaning}) while running the job"
-            )
+            self.requeue_or_fail(job, f"worker {w.id} {how} while running the job")
         if w.exited(code):
             w.last_error = (
                 self.fleet.port_collision(w) or w.last_error or f"exit code {code}: {meaning}"

@@ -204,10 +204,29 @@ class Endpoint:
         }
 
     def describe_workers(self) -> dict[str, Any]:
+        o = self.opts
         return {
             "workers": self.fleet.describe(),
             "summary": self.fleet.summary(),
             "crashLoop": self.crash.describe(),
+            # The scaling policy in RunPod's REST v2 endpoint shape, for the console.
+            "endpoint": {
+                "workers": {
+                    "min": o.workers_min,
+                    "max": o.workers_max,
+                    "idleTimeout": o.idle_timeout,
+                },
+                "scaling": {
+                    "type": o.scaler,
+                    ("queueDelay" if o.scaler == "QUEUE_DELAY" else "requestCount"): (
+                        o.scaler_value
+                    ),
+                },
+                "gpu": {"pools": list(self.host.gpus.gpus), "count": 1}
+                if self.host.gpus.gpus
+                else None,
+                "timeout": int(o.execution_timeout * 1000),
+            },
         }
 
     def bill(self, since: float) -> dict[str, Any]:

@@ -179,7 +179,8 @@ class Worker:
             "startedAt": self.started_at,
             "exitedAt": self.exited_at,
             "exitCode": self.exit_code,
-            "exitMeaning": exit_meaning(self.exit_code),
+            # Explained only for a worker that died on its own (see stopReason otherwise).
+            "exitMeaning": "" if self.stopping else exit_meaning(self.exit_code),
             "stopReason": self.stop_reason,
             "jobsDone": self.jobs_done,
             "currentJobs": sorted(self.current_jobs),

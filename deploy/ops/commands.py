@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 
-from deploy.findings import Finding
+from deploy.findings import ERROR, WARNING, Finding
 from deploy.ops import check as checks
 from deploy.ops import fleet as fleets
 from deploy.ops import plan as plans
@@ -139,14 +139,17 @@ def cmd_check(args: argparse.Namespace, settings: OpsSettings) -> int:
     specs = fleets.choose(fleet, args.endpoint, not args.endpoint, allow_all=True)
     across = fleets.fleet_findings(fleet)
 
+    seen: list[Finding] = list(across) if len(specs) > 1 else []
+
     def one(spec: EndpointSpec) -> tuple[int, dict[str, Any]]:
         findings = checks.run_checks(spec, _size_models(spec, args.offline, settings))
         if len(specs) == 1:
             findings = findings + across  # one endpoint: one list, as before several existed
+        seen.extend(findings)
         if not args.json:
             print_findings(findings, f"{spec.path}: all {len(checks.RULES)} checks pass", spec.key)
         data = {"endpoint": spec.key, "spec": str(spec.path)}
-        return (FINDINGS if findings else OK), {**data, "findings": [f.to_dict() for f in findings]}
+        return _check_code(findings), {**data, "findings": [f.to_dict() for f in findings]}
 
     code = each(
         args, specs, one, {"fleet": [f.to_dict() for f in across]} if len(specs) > 1 else None
@@ -155,8 +158,26 @@ def cmd_check(args: argparse.Namespace, settings: OpsSettings) -> int:
         if not args.json:
             out(f"\n== across {len(fleet.specs)} endpoints ==")
             print_findings(across, _served_words(fleet))
-        code = max(code, FINDINGS if across else OK)
+        code = max(code, _check_code(across))
+    if not args.json:
+        out(f"\n{_count_words(seen)}")
     return code
+
+
+def _check_code(findings: list[Finding]) -> int:
+    """Errors fail the check (and ``apply`` refuses them); warnings are advice: exit 0."""
+    return FINDINGS if any(f.severity == ERROR for f in findings) else OK
+
+
+def _count_words(findings: list[Finding]) -> str:
+    """The closing line: ``2 warnings, 0 errors`` (a script reads the exit code instead)."""
+    warnings = sum(f.severity == WARNING for f in findings)
+    errors = sum(f.severity == ERROR for f in findings)
+    return f"{_plural(warnings, 'warning')}, {_plural(errors, 'error')}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _served_words(fleet: fleets.Fleet) -> str:

@@ -126,6 +126,15 @@ def _naming(finding: Finding, name: str | None) -> Finding:
     return replace(finding, fix=fix)
 
 
+def _workers_words(counts: dict[str, Any]) -> str:
+    """The doctor table's workers cell: the states with workers in them, or "none" (an
+    empty cell read as "not reported"). Health repeats idle as ``ready``; the total adds nothing."""
+    shown = {
+        k: v for k, v in counts.items() if isinstance(v, int) and v and k not in ("ready", "total")
+    }
+    return ", ".join(f"{k} {v}" for k, v in shown.items()) or "none"
+
+
 def _doctor_one(args: argparse.Namespace, target: Target) -> tuple[int, dict[str, Any]]:
     progress(
         f"reading health, workers, logs{'' if target.local else ', releases, balance'} "
@@ -152,7 +161,7 @@ def _doctor_one(args: argparse.Namespace, target: Target) -> tuple[int, dict[str
         jobs = (facts.health or {}).get("jobs") or {}
         out(f"endpoint {target.label} ({facts.target})")
         if facts.health:
-            workers = facts.summary or facts.health.get("workers") or {}
+            workers = _workers_words(facts.summary or facts.health.get("workers") or {})
             out(
                 table(
                     ["inQueue", "inProgress", "completed", "failed", "workers"],
@@ -162,7 +171,7 @@ def _doctor_one(args: argparse.Namespace, target: Target) -> tuple[int, dict[str
                             jobs.get("inProgress"),
                             jobs.get("completed"),
                             jobs.get("failed"),
-                            ", ".join(f"{k} {v}" for k, v in workers.items() if v),
+                            workers,
                         )
                     ],
                 )

@@ -156,6 +156,10 @@ class JobAPI:
         body = self._request("GET", f"workers/{worker_id}/logs?lines={int(lines)}", worker=True)
         return list(body.get("lines") or [])
 
+    def billing(self, since: float = 0.0) -> dict[str, Any]:
+        """Each worker's billed life since ``since`` (Unix seconds), every second attributed."""
+        return self._request("GET", f"billing?since={float(since):.3f}")
+
     def stats(self) -> dict[str, Any]:
         """Request counts per route since the endpoint started."""
         return self._request("GET", "stats")

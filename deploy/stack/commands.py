@@ -139,12 +139,15 @@ def celery_beat_argv(
 def local_endpoint_argv(
     port: int | str,
     state_dir: Path | str,
-    api_key: str,
-    endpoint_id: str,
+    endpoint_id: str | None,
     *options: str,
     program: Sequence[str] | None = None,
 ) -> list[str]:
-    """The local RunPod-compatible endpoint (``python -m deploy local``) with more flags."""
+    """The local RunPod-compatible endpoint (``python -m deploy local``) with more flags;
+    ``endpoint_id`` None when ``options`` name the endpoints (``endpoints_flags``).
+
+    Its API key comes from ``$RUNPOD_API_KEY`` in the process's environment, never argv:
+    a command line is world-readable (``ps``, /proc/PID/cmdline)."""
     return [
         *(program or python_module("deploy")),
         "local",
@@ -152,10 +155,18 @@ def local_endpoint_argv(
         str(port),
         "--state-dir",
         str(state_dir),
-        f"--api-key={api_key}",
-        f"--endpoint-id={endpoint_id}",
+        *([f"--endpoint-id={endpoint_id}"] if endpoint_id is not None else []),
         *options,
     ]
+
+
+def endpoints_flags(endpoints: Sequence[tuple[str, int]], idle_timeout: float) -> list[str]:
+    """The local endpoint's flags serving several endpoints, ``(name, most workers)`` each,
+    in one process (what ``make run`` passes as ``$LOCAL_ENDPOINT_ARGS``)."""
+    flags = ["--idle-timeout", f"{idle_timeout:g}"]
+    for name, most in endpoints:
+        flags += ["--endpoint", name, "--workers-max", str(most)]
+    return flags
 
 
 def devserver_argv(port: int, instance_dir: Path | str, *extra: str) -> list[str]:

@@ -27,6 +27,7 @@ import os
 import secrets
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -41,6 +42,8 @@ from deploy.stack.commands import python_module
 from deploy.stack.net import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
+# A worker whose every job takes LONG_WORKER_S seconds (deploy/stack/long_worker.py).
+LONG_WORKER_COMMAND = f"{sys.executable} -u {Path(__file__).with_name('long_worker.py')}"
 
 
 def endpoint_spec(

@@ -27,7 +27,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,7 +145,9 @@ def app_env(
     """Environment for web, worker and beat of one test stack (APP_ENV=test).
 
     ``endpoint`` is a ``deploy.stack.local_endpoint.LocalEndpoint`` (or anything with
-    ``base_url``, ``endpoint_id`` and ``api_key``). ``web_port`` fixes PUBLIC_BASE_URL;
+    ``base_url``, ``endpoint_id`` and ``api_key``); one serving several endpoints becomes
+    ``RUNPOD_ENDPOINTS`` (each endpoint's id is its name, a spec in deploy/endpoints).
+    ``web_port`` fixes PUBLIC_BASE_URL;
     pass the same port to ``gunicorn_web``. ``extra`` overrides anything.
     """
     base = Path(workdir)
@@ -165,8 +167,12 @@ def app_env(
         env["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{web_port}"
     if endpoint is not None:
         env["RUNPOD_ENDPOINT_BASE_URL"] = endpoint.base_url
-        env["RUNPOD_ENDPOINT_ID"] = endpoint.endpoint_id
         env["RUNPOD_API_KEY"] = endpoint.api_key
+        ids = [e.endpoint_id for e in getattr(getattr(endpoint, "config", None), "endpoints", [])]
+        if len(ids) > 1:
+            env["RUNPOD_ENDPOINTS"] = ",".join(f"{i}={i}" for i in ids)
+        else:
+            env["RUNPOD_ENDPOINT_ID"] = endpoint.endpoint_id
     env.update(extra or {})
     return env
 
@@ -359,6 +365,7 @@ def whole_stack(
     work: Path,
     *,
     endpoint_options: Mapping[str, Any] | None = None,
+    endpoints: Sequence[Any] | None = None,
     extra_env: Mapping[str, str] | None = None,
     concurrency: int = 2,
     beat: bool = True,
@@ -369,18 +376,27 @@ def whole_stack(
     """Redis, the local endpoint, the tables, gunicorn, a Celery worker (none when
     ``concurrency`` is 0) and beat, for the tests and the benchmarks; all stopped on exit.
 
+    ``endpoints``: several endpoints in the one local endpoint process
+    (``deploy.stack.local_endpoint.endpoint_spec`` each, named as the specs in
+    deploy/endpoints, e.g. ``video`` and ``light``); the app routes by ``RUNPOD_ENDPOINTS``.
+    Without it, one endpoint of ``endpoint_options``, the app's single ``default``.
+
     ``between(endpoint_url)`` returns a context manager whose value has a ``base_url`` the
     app then calls instead of the endpoint's (the chaos benchmark's fault proxy).
     ``deliveries`` adds the worker of the ``webhooks`` queue (Procfile ``deliveries``):
     threads, so deliveries hanging on a dead receiver hold none of the jobs' worker."""
-    from deploy.stack.local_endpoint import local_endpoint
+    from deploy.stack.local_endpoint import local_endpoint, local_endpoints
 
     work.mkdir(parents=True, exist_ok=True)
+    if endpoints and endpoint_options:
+        raise TypeError("give each endpoint's options in its endpoint_spec(...)")
     with contextlib.ExitStack() as stack:
         redis = stack.enter_context(redis_server(work, external=external_redis))
-        endpoint = stack.enter_context(
-            local_endpoint(work / "endpoint", **dict(endpoint_options or {}))
-        )
+        if endpoints:
+            starting = local_endpoints(work / "endpoint", endpoints)
+        else:
+            starting = local_endpoint(work / "endpoint", **dict(endpoint_options or {}))
+        endpoint = stack.enter_context(starting)
         front = stack.enter_context(between(endpoint.base_url)) if between else None
         port = free_port()
         env = app_env(work, redis_url=redis.url, endpoint=endpoint, web_port=port, extra=extra_env)
@@ -410,7 +426,14 @@ class DevServer:
     """
 
     STACK_SETTINGS = frozenset(
-        {"REDIS_URL", "RUNPOD_API_KEY", "RUNPOD_ENDPOINT_ID", "DATABASE_URL", "PORT"}
+        {
+            "REDIS_URL",
+            "RUNPOD_API_KEY",
+            "RUNPOD_ENDPOINT_ID",
+            "RUNPOD_ENDPOINTS",
+            "DATABASE_URL",
+            "PORT",
+        }
     )
 
     def __init__(self, tmp_path: Path, *extra: str, env: dict[str, str] | None = None):

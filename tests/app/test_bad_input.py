@@ -159,6 +159,7 @@ CASES = [
     ),
     Case("admin page without login", "GET", "/admin/", 302, ""),
     Case("admin purge without login", "POST", "/admin/purge", 401, "", data={}),
+    Case("admin purge confirmation without login", "GET", "/admin/purge", 302, ""),
     Case("admin cancel without login", "POST", "/admin/jobs/{job}/cancel", 401, "", data={}),
     Case(
         "admin wrong password",
@@ -553,7 +554,6 @@ def _generated() -> list[Case]:
         ("DELETE", "/api/jobs"),
         ("PATCH", "/api/jobs/{job}"),
         ("DELETE", "/jobs/{job}"),
-        ("GET", "/admin/purge"),
         ("GET", "/webhooks/{job}/{token}"),
     ]:
         cases.append(Case(f"{method} {path}", method, path, 405, ""))

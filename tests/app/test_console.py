@@ -3,6 +3,7 @@ jobs' worker logs, and the jobs list with filters."""
 
 from __future__ import annotations
 
+import json
 import time
 
 from app.models import Job, Snapshot, Status, utcnow
@@ -10,27 +11,30 @@ from deploy.runpod.vocabulary import WorkerRow
 from tests.app.conftest import login_admin
 from tests.app.test_pages_and_api import only_job, sent, upload, webhook
 
-WORKERS = {
-    "workers": [
-        {
-            "id": "wabc123",
-            "state": "running",
-            "startedAt": time.time() - 300,
-            "currentJobs": ["rp-1"],
-            "logTail": ["booting", "loaded model", "frame 12 of 40"],
-        },
-        {
-            "id": "wdead99",
-            "state": "exited",
-            "startedAt": time.time() - 900,
-            "exitedAt": time.time() - 600,
-            "exitCode": 137,
-            "exitMeaning": "the worker was killed for lack of memory",
-            "logTail": ["Killed"],
-        },
-    ],
-    "summary": {"running": 1, "idle": 0},
-}
+
+def workers_report() -> dict:
+    """Two workers, their ages counted from now (a module constant would age with the run)."""
+    return {
+        "workers": [
+            {
+                "id": "wabc123",
+                "state": "running",
+                "startedAt": time.time() - 300,
+                "currentJobs": ["rp-1"],
+                "logTail": ["booting", "loaded model", "frame 12 of 40"],
+            },
+            {
+                "id": "wdead99",
+                "state": "exited",
+                "startedAt": time.time() - 900,
+                "exitedAt": time.time() - 600,
+                "exitCode": 137,
+                "exitMeaning": "the worker was killed for lack of memory",
+                "logTail": ["Killed"],
+            },
+        ],
+        "summary": {"running": 1, "idle": 0},
+    }
 
 
 def snapshot(app, **extra) -> None:
@@ -38,7 +42,11 @@ def snapshot(app, **extra) -> None:
         from app.db import get_session
 
         session = get_session()
-        data = {"health": {"workers": {"running": 1}, "jobs": {}}, "workers": WORKERS, **extra}
+        data = {
+            "health": {"workers": {"running": 1}, "jobs": {}},
+            "workers": workers_report(),
+            **extra,
+        }
         session.merge(Snapshot(name="endpoint", data=data, updated_at=utcnow()))
         session.commit()
 
@@ -54,11 +62,15 @@ def test_the_dashboard_refreshes_itself_and_lists_workers_with_their_log_lines(
     assert 'id="admin-panel"' in page and "admin.js" in page
     assert "updates itself every 3 s" in page
     panel = client.get("/admin/panel").get_data(as_text=True)
-    workers = panel.split('id="workers"')[1].split("</table>")[0]
+    workers = panel.split('id="workers"')[1].split("</table></div>")[0]
     assert "wabc123" in workers and "running" in workers and "5 min" in workers
     assert f"/jobs/{job.id}" in workers  # the worker's current RunPod job, as the app's job
     assert "frame 12 of 40" in workers
-    assert "exit 137" in workers and "Killed" in workers
+    # The exited worker is folded away under a count, with its exit code and log.
+    assert "wdead99" not in workers
+    exited = panel.split('id="exited"')[1].split("</details></td>")[0]
+    assert "1 exited worker</summary>" in exited
+    assert "wdead99" in exited and "exit 137" in exited and "Killed" in exited
     assert "effective cap" not in panel and "Status checks:" in panel
     # A fresh snapshot: nothing asked of the endpoint.
     assert ("tasks.refresh_endpoint",) not in enqueued
@@ -155,7 +167,8 @@ def test_a_worker_reporting_a_job_shows_as_running_it_before_the_next_snapshot(a
 
     upload(client)
     job = sent(app, only_job(app))
-    idle = {**WORKERS, "workers": [{**WORKERS["workers"][0], "state": "idle", "currentJobs": []}]}
+    report = workers_report()
+    idle = {**report, "workers": [{**report["workers"][0], "state": "idle", "currentJobs": []}]}
     with app.app_context():
         from app.db import get_session
 
@@ -183,7 +196,24 @@ def test_on_runpod_the_dashboard_reads_workers_logs_and_balance_from_the_managem
     with RunPodStandIn() as runpod, app.app_context():
         from app.db import get_session
 
-        runpod.endpoints["ep-live"] = {"id": "ep-live", "name": "gpu", "image": "acme/w:1"}
+        runpod.endpoints["ep-live"] = {
+            "id": "ep-live",
+            "name": "gpu",
+            "image": "acme/w:1",
+            "gpu": {
+                "pools": ["ADA_24"],
+                "count": 1,
+                "allowedCudaVersions": [],
+                "minCudaVersion": None,
+            },
+            "workers": {"min": 0, "max": 2, "idleTimeout": 10},
+            "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
+            "dataCenterIds": [],
+            "networkVolumes": [],
+            "timeout": 300000,
+            "flashboot": "OFF",
+            "createdAt": "2026-12-05T20:00:00Z",
+        }
         runpod.versions["ep-live"], runpod.releases["ep-live"] = 1, []
         counts = {"completed": 0, "failed": 0, "inProgress": 0, "inQueue": 1, "retried": 0}
         runpod.job_counts["ep-live"] = counts  # our job waits there too
@@ -207,9 +237,166 @@ def test_on_runpod_the_dashboard_reads_workers_logs_and_balance_from_the_managem
     panel = client.get("/admin/panel").get_data(as_text=True)
     assert "CUDA error: no device" in panel and "RunPod balance: $42.5" in panel
     assert "crashed on start" in panel
+    # The endpoint's scaling settings, read from REST v2 as they are set on RunPod.
+    settings_words = panel.split('id="settings"')[1].split("</dl>")[0]
+    assert "Workers max</dt><dd>2" in settings_words and "ADA_24" in settings_words
 
 
 def test_an_empty_dashboard_says_there_are_no_jobs_yet(client):
     login_admin(client)
     recent = client.get("/admin/panel").get_data(as_text=True).split('id="recent"')[1]
     assert "No jobs yet." in recent.split("</table>")[0]
+
+
+def test_the_dashboard_shows_task_workers_queues_and_beat_from_redis(app, client):
+    from app import taskhealth
+
+    with app.app_context():
+        from app.services import services
+
+        redis = services().redis
+        now = time.time()
+        redis.hset(taskhealth.WORKERS_KEY, "celery@alive", now - 2)
+        redis.hset(taskhealth.WORKERS_KEY, "celery@gone", now - 600)
+        redis.set(taskhealth.BEAT_KEY, now - 12)
+        redis.rpush("celery", "m1", "m2")
+    login_admin(client)
+    panel = client.get("/admin/panel").get_data(as_text=True)
+    section = panel.split('id="celery"')[1].split("</section>")[0]
+    assert "Workers seen: 1 (celery@alive)" in section, section
+    assert "celery@gone silent for 10 min" in section
+    assert "celery 2" in section
+    assert "last sent a task 12 s ago" in section
+
+
+SDK_LINES = [
+    "2026-12-05 20:40:19,415 INFO gpu_worker: worker settings: {'device': 'auto'}",
+    "--- Starting Serverless Worker |  Version 1.12.0 ---",
+    '{"requestId": null, "message": "Jobs in queue: 1", "level": "INFO"}',
+    '{"requestId": "rp-1", "message": "' + "x" * 150 + ' end of a long line", "level": "ERROR"}',
+]
+
+
+def test_worker_log_lines_show_time_level_and_message_whole(app, client):
+    workers = {
+        "workers": [
+            {"id": "wlog1", "state": "idle", "startedAt": time.time(), "logTail": SDK_LINES}
+        ]
+    }
+    snapshot(app, workers=workers)
+    login_admin(client)
+    panel = client.get("/admin/panel").get_data(as_text=True)
+    log = panel.split('class="log-lines"')[1].split("</table>")[0]
+    assert '<td class="log-time">2026-12-05 20:40:19,415</td><td class="log-level">INFO</td>' in log
+    assert '<td class="log-message">gpu_worker: worker settings:' in log
+    assert '<td class="log-level">INFO</td><td class="log-message">Jobs in queue: 1</td>' in log
+    assert "requestId" not in log  # the SDK's JSON is read, not shown raw
+    assert "--- Starting Serverless Worker |  Version 1.12.0 ---" in log  # plain: kept whole
+    assert '<tr class="bad">' in log  # the ERROR line stands out
+    # The folded summary is the last line whole (the browser ellipsises it), never cut.
+    assert ("x" * 150 + " end of a long line</span></summary>") in panel
+
+
+def test_a_failed_jobs_operator_view_names_the_exception_not_only_the_last_frames(app, client):
+    upload(client)
+    job = sent(app, only_job(app))
+    webhook(
+        client,
+        job,
+        {"id": "rp-1", "status": "FAILED", "workerId": "wabc123", "error": "handler crashed"},
+    )
+    traceback = (
+        "Traceback (most recent call last):\n"
+        '  File "/app/gpu_worker/pipelines/video_enhance.py", line 12, in load\n'
+        "    import cv2\n"
+        "ModuleNotFoundError: No module named 'cv2'"
+    )
+    line = json.dumps({"requestId": "rp-1", "message": traceback, "level": "ERROR"})
+    logs = {job.id: {"worker_id": "wabc123", "lines": ["loading", line]}}
+    snapshot(app, job_logs=logs)
+    login_admin(client)
+    page = client.get(f"/jobs/{job.id}").get_data(as_text=True)
+    details = page.split('id="operator-details"')[1].split("</details>")[0]
+    exception = details.split('id="exception"')[1].split("</p>")[0]
+    assert "ModuleNotFoundError: No module named &#39;cv2&#39;" in exception
+    log = details.split('id="worker-log"')[1].split("</pre>")[0]
+    assert "ERROR Traceback (most recent call last):" in log and "requestId" not in log
+
+
+def test_purge_asks_first_saying_how_many_jobs_it_cancels(app, client, enqueued):
+    for _ in range(2):
+        upload(client)
+    with app.app_context():
+        from app.db import get_session
+
+        session = get_session()
+        for n, job in enumerate(session.query(Job).all()):
+            job.status, job.runpod_id = Status.IN_QUEUE, f"rp-{n}"
+        session.commit()
+    login_admin(client)
+    panel = client.get("/admin/panel").get_data(as_text=True)
+    assert 'action="/admin/purge"' in panel and 'method="get"' in panel.split('id="purge"')[0]
+    confirm = client.get("/admin/purge?endpoint=default")
+    assert confirm.status_code == 200
+    text = confirm.get_data(as_text=True)
+    assert "This cancels <strong>2 jobs</strong>" in text
+    assert "Cancel 2 jobs: purge the queue" in text
+    # A POST that did not come from the confirmation step asks first and purges nothing.
+    csrf = text.split('name="csrf_token" value="')[1].split('"')[0]
+    asked = client.post("/admin/purge", data={"csrf_token": csrf, "endpoint": "default"})
+    assert asked.status_code == 303 and "/admin/purge?endpoint=default" in asked.location
+    assert not [e for e in enqueued if e[0] == "tasks.purge_queue"]
+    done = client.post(
+        "/admin/purge", data={"csrf_token": csrf, "endpoint": "default", "confirm": "yes"}
+    )
+    assert done.status_code == 303
+    assert ("tasks.purge_queue", "default") in enqueued
+    assert client.get("/admin/purge?endpoint=nope").status_code == 400
+
+
+def test_the_dashboard_shows_the_endpoints_settings_and_charts_of_the_last_day(app, client):
+    workers = {
+        **workers_report(),
+        "endpoint": {
+            "workers": {"min": 0, "max": 3, "idleTimeout": 5},
+            "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
+            "gpu": {"pools": ["ADA_24", "AMPERE_16"], "count": 1},
+            "timeout": 600000,
+        },
+    }
+    snapshot(app, workers=workers)
+    now = utcnow()
+    with app.app_context():
+        from app.db import get_session
+
+        session = get_session()
+        for status, delay, run in [
+            (Status.COMPLETED, 2000, 10000),
+            (Status.COMPLETED, 4000, 30000),
+            (Status.FAILED, 1000, None),
+        ]:
+            session.add(
+                Job(
+                    pipeline="echo",
+                    status=status,
+                    finished_at=now,
+                    delay_ms=delay,
+                    execution_ms=run,
+                )
+            )
+        session.commit()
+    login_admin(client)
+    panel = client.get("/admin/panel").get_data(as_text=True)
+    settings = panel.split('id="settings"')[1].split("</dl>")[0]
+    for words in ("Workers max</dt><dd>3", "Idle timeout</dt><dd>5 s", "QUEUE_DELAY (4 s of"):
+        assert words in settings, settings
+    assert "ADA_24, AMPERE_16" in settings
+    page = client.get("/admin/").get_data(as_text=True)
+    charts = page.split('id="charts"')[1].split("</section>")[0]
+    assert charts.count('role="img"') == 3
+    assert "3 jobs ended in the last 24 hours" in charts
+    hour = now.strftime("%H:00")
+    jobs = charts.split('id="chart-jobs"')[1].split("</figure>")[0]
+    assert f'<th scope="row">{hour}</th><td>2</td><td>1</td><td>0</td>' in jobs
+    run = charts.split('id="chart-run"')[1].split("</figure>")[0]
+    assert f'<th scope="row">{hour}</th><td>20 s</td><td>29 s</td>' in run  # p50, p95

@@ -209,7 +209,7 @@ def test_retry_starts_a_clean_attempt_and_lists_both(app, client):
     }
     webhook(client, job, failed)
     page = client.get(f"/jobs/{job.id}").get_data(as_text=True)
-    assert "4.0 s" in page and "$0.00124" in page
+    assert "4.0 s" in page and "$0.00076" in page
 
     assert (
         client.post(f"/jobs/{job.id}/retry", data={"csrf_token": _token(client, job)}).status_code
@@ -217,10 +217,10 @@ def test_retry_starts_a_clean_attempt_and_lists_both(app, client):
     )
     page = client.get(f"/jobs/{job.id}").get_data(as_text=True)
     timings = page.split('id="timings"')[1].split("</table>")[0]
-    assert "4.0 s" not in timings and "$0.00124" not in timings and "w-old" not in timings
+    assert "4.0 s" not in timings and "$0.00076" not in timings and "w-old" not in timings
     attempts = page.split('id="attempts"')[1].split("</table>")[0]
     assert attempts.count('class="attempt"') == 1  # the new one is not claimed yet
-    assert "failed: out of luck" in attempts and "w-old" in attempts and "$0.00124" in attempts
+    assert "failed: out of luck" in attempts and "w-old" in attempts and "$0.00076" in attempts
 
     with app.app_context():
         from app.db import get_session

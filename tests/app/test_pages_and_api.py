@@ -108,7 +108,7 @@ def test_job_page_follows_the_job_in_words(app, client):
     page = client.get(f"/jobs/{job.id}").get_data(as_text=True)
     assert ">done<" in page
     assert "2.5 s" in page and "4.0 s" in page
-    assert "$0.00124" in page  # 4 s × $0.00031/s
+    assert "$0.00076" in page  # 4 s × $0.00019/s, AMPERE_24 flex in the price book
     assert "&#34;echo&#34;" in page or '"echo"' in page
     assert 'id="retry"' not in page and 'id="cancel"' not in page
 
@@ -177,7 +177,7 @@ def test_webhook_for_a_duplicate_execution_is_cancelled_and_ignored(app, client,
     job = sent(app, only_job(app))
     other = {"id": "rp-dup", "status": "COMPLETED", "output": {"evil": 1}}
     assert webhook(client, job, other).json["outcome"] == "duplicate"
-    assert ("tasks.cancel_remote", "rp-dup") in enqueued
+    assert ("tasks.cancel_remote", "rp-dup", "default") in enqueued
     job = only_job(app)
     assert job.status == Status.IN_QUEUE and job.result is None
 
@@ -292,8 +292,12 @@ def test_admin_login_dashboard_and_actions(app, client, enqueued):
     page = client.get("/admin/").get_data(as_text=True)
     assert "Admin dashboard" in page and "No health report yet" in page
     token = csrf_token(client, "/admin/")
+    # Purge asks first (how many jobs it cancels); only the confirmation's button purges.
     assert client.post("/admin/purge", data={"csrf_token": token}).status_code == 303
-    assert ("tasks.purge_queue",) in enqueued
+    assert ("tasks.purge_queue", "default") not in enqueued
+    confirm = {"csrf_token": token, "confirm": "yes"}
+    assert client.post("/admin/purge", data=confirm).status_code == 303
+    assert ("tasks.purge_queue", "default") in enqueued
     job = only_job(app)
     client.post(f"/admin/jobs/{job.id}/cancel", data={"csrf_token": token})
     assert only_job(app).status == Status.CANCELLED

@@ -3,6 +3,10 @@ stops everything with no process left behind."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 import requests
 
@@ -72,3 +76,20 @@ def test_make_run_serves_the_app_and_ctrl_c_leaves_nothing(tmp_path):
         assert not left, f"left behind: {[command_line(pid) for pid in left]}"
     finally:
         server.close()
+
+
+def test_the_first_make_run_shows_its_install_steps_and_pips_progress():
+    """The first ``make run`` installs for minutes: a line per step, and pip not silenced."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("no make on this machine")
+    root = Path(__file__).resolve().parents[2]
+    # -n: print the recipe without running it; -B: as if nothing were installed yet.
+    recipe = subprocess.run(
+        [make, "-n", "-B", ".venv/.installed"], cwd=root, capture_output=True, text=True
+    ).stdout.splitlines()
+    steps = [line for line in recipe if line.startswith('echo "== ')]
+    assert len(steps) >= 2, recipe
+    pip = next(line for line in recipe if "pip install" in line)
+    assert " -q" not in pip and "--quiet" not in pip, pip
+    assert recipe.index(steps[1]) < recipe.index(pip), "the step is named before pip starts"

@@ -46,7 +46,7 @@ def test_procfile_dev_adds_redis_and_endpoint_to_the_same_apps():
     assert set(dev) == {"redis", "endpoint", "web", "worker", "beat"}
     assert "maxmemory-policy noeviction" in dev["redis"], "Celery's keys must never be evicted"
     assert "python -m deploy local" in dev["endpoint"]
-    assert "--workers-max 1" in dev["endpoint"] and "--idle-timeout 5" in dev["endpoint"]
+    assert "$LOCAL_ENDPOINT_ARGS" in dev["endpoint"], "app.devserver names the endpoints"
     assert f"'{WEB_APP}'" in dev["web"] and "127.0.0.1" in dev["web"]
     for name in ("worker", "beat"):
         assert f"celery -A {CELERY_APP} {name}" in dev[name]
@@ -92,7 +92,7 @@ def test_dockerfile_web_builds_the_web_side_only_and_runs_the_procfile_web_comma
     for source in copied:
         assert (ROOT / source).exists(), f"COPY {source}: no such path"
     # Everything the web, worker and beat import at run time is in the image.
-    for package in ("app", "tasks", "deploy"):
+    for package in ("app", "tasks", "deploy/__init__.py", "deploy/runpod"):
         assert package in copied, package
     assert "gpu_worker" not in copied
 
@@ -122,3 +122,12 @@ def test_requirements_pin_what_the_image_runs():
     dockerignore = (ROOT / ".dockerignore").read_text().split()
     for path in (".venv", ".git", "instance"):
         assert path in dockerignore, f"{path} must stay out of the build context"
+
+
+def test_the_web_image_carries_the_endpoint_specs_but_no_operator_tooling():
+    """The app routes each pipeline by deploy/endpoints/<name>.toml; deploy/ops and
+    deploy/local are not part of what the web tier runs."""
+    copied = [arg.split()[:-1] for op, arg in _dockerfile() if op == "COPY"]
+    sources = [src for args in copied for src in args]
+    assert "deploy/endpoints" in sources
+    assert not [s for s in sources if s in ("deploy", "deploy/ops", "deploy/local", ".")]

@@ -127,15 +127,20 @@ def stack(
     endpoint_options: dict[str, Any] | None = None,
     extra_env: dict[str, str] | None = None,
     worker: bool = True,
+    endpoints: list[Any] | None = None,
+    beat: bool = False,
 ) -> Iterator[Stack]:
+    """``endpoints``: several endpoints (``endpoint_spec`` each) instead of the one of
+    ``endpoint_options``."""
     options = {"workers_max": 1, "idle_timeout": 60, "webhook_retry_delay": 1}
     options.update(endpoint_options or {})
     with whole_stack(
         tmp,
-        endpoint_options=options,
+        endpoint_options=None if endpoints else options,
+        endpoints=endpoints,
         extra_env={**FAST, **(extra_env or {})},
         concurrency=2 if worker else 0,
-        beat=False,
+        beat=beat,
     ) as parts:
         running = Stack(
             tmp=tmp,

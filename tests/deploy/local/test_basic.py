@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from deploy.stack.local_endpoint import local_endpoint
@@ -30,3 +32,21 @@ def test_job_from_zero_workers_completes_and_worker_stops_after_idle_timeout(tmp
         health = ep.api().health()
         assert health["jobs"]["completed"] == 1
         assert health["workers"]["idle"] == 0 and health["workers"]["running"] == 0
+
+
+def test_a_worker_the_endpoint_stops_is_not_explained_as_out_of_memory(tmp_path):
+    """Stopping the endpoint (``make run``'s Ctrl-C) SIGKILLs a busy worker past its grace:
+    exit 137, which alone reads "usually out of memory". The log says who stopped it."""
+    with local_endpoint(tmp_path, stop_grace=1) as ep:
+        job = ep.api().run({"pipeline": "echo", "params": {"sleep_s": 60}})
+
+        def running():
+            return any(w["state"] == "running" for w in ep.workers()["workers"])
+
+        ep.wait_for(running, timeout=60, what="the worker to run the job")
+        ep.process.send_signal(signal.SIGTERM)
+        ep.process.wait(30)
+        log = ep.log_path.read_text()
+        assert f"job {job['id']} requeued once" in log, log
+        assert "stopped by the endpoint (endpoint shutting down)" in log, log
+        assert "out of memory" not in log and "137" not in log, log

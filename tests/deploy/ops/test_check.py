@@ -239,6 +239,26 @@ def test_check_cli_exit_codes_and_json(cli, spec_file, monkeypatch):
     assert '"rule": "idle-timeout-range"' in bad.out
 
 
+def test_check_ends_with_a_count_and_fails_only_on_errors(cli, spec_file, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "x")
+    warned = cli(
+        "check",
+        "--spec",
+        str(spec_file({'args = ""': 'args = "python -u -m gpu_worker"'})),
+        "--offline",
+    )
+    assert "[warning] start-command-override" in warned.out
+    assert warned.out.rstrip().splitlines()[-1] == "1 warning, 0 errors"
+    assert warned.code == 0, "warnings are advice: a CI step on check stays green"
+    failed = cli(
+        "check", "--spec", str(spec_file({"idle_timeout_s = 5": "idle_timeout_s = 0"})), "--offline"
+    )
+    assert failed.out.rstrip().splitlines()[-1].endswith(", 1 error")
+    assert failed.code == 1
+    clean = cli("check", "--spec", str(spec_file()))
+    assert clean.out.rstrip().splitlines()[-1] == "0 warnings, 0 errors"
+
+
 @pytest.mark.parametrize(
     ("replace", "message"),
     [

@@ -34,6 +34,13 @@ def _findings(result):
     return {f["rule"]: f for f in json.loads(result.out)["findings"]}
 
 
+def _workers_cell(text: str) -> str:
+    """The workers column of doctor's table (its last column, so the rest of the line)."""
+    lines = text.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("inQueue"))
+    return lines[head + 2][lines[head].index("workers") :].strip()
+
+
 def _crash_loop(ep):
     return ep.wait_for(lambda: ep.workers()["crashLoop"]["active"], 45, what="a crash loop")
 
@@ -149,6 +156,10 @@ def test_doctor_takes_the_url_make_run_prints(tmp_path, cli, monkeypatch):
 @pytest.mark.timeout(60)
 def test_healthy_local_endpoint_and_env_target(tmp_path, cli, monkeypatch):
     with local_endpoint(tmp_path) as ep:
+        # With no worker yet the workers column says so instead of staying empty.
+        monkeypatch.setenv("RUNPOD_API_KEY", ep.api_key)
+        fresh = cli("doctor", "--local", f"{ep.base_url}/{ep.endpoint_id}")
+        assert _workers_cell(fresh.out) == "none", fresh.out
         job = ep.api().run(ECHO)
         ep.wait_status(job["id"])
         monkeypatch.setenv("RUNPOD_API_KEY", ep.api_key)
@@ -159,6 +170,8 @@ def test_healthy_local_endpoint_and_env_target(tmp_path, cli, monkeypatch):
         assert result.code == 0, result.text
         assert "no problems found" in result.out
         assert ep.api_key not in result.text
+        # The worker that ran the job waits out its idle timeout: the column counts it.
+        assert _workers_cell(result.out) in ("idle 1", "none"), result.out
 
 
 @pytest.mark.timeout(60)

@@ -50,9 +50,8 @@ DEVELOPMENT = {
         commands.local_endpoint_argv(
             "$ENDPOINT_PORT",
             "$DEV_STATE_DIR/endpoint",
-            "$RUNPOD_API_KEY",
-            "$RUNPOD_ENDPOINT_ID",
-            *("--workers-max", "1", "--idle-timeout", "5"),
+            None,
+            "$LOCAL_ENDPOINT_ARGS",  # app.devserver builds it with commands.endpoints_flags
             program=commands.python_module("deploy", "python"),
         )
     ],
@@ -82,3 +81,12 @@ def test_the_starters_differ_from_make_run_only_in_the_flags_a_test_needs():
         "w@%h",
         "--without-heartbeat",
     ]
+
+
+@pytest.mark.parametrize("name", ["Procfile", "Procfile.dev"])
+def test_no_entry_puts_a_secret_on_its_command_line(name):
+    """A command line is world-readable (``ps``, /proc/PID/cmdline): keys go by environment."""
+    for entry, steps in procfile(name).items():
+        for word in (w for step in steps for w in step):
+            for secret in ("API_KEY", "SECRET", "PASSWORD", "TOKEN"):
+                assert secret not in word.upper(), f"{name} {entry}: {word}"
