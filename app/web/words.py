@@ -15,6 +15,7 @@ from app.lifecycle.status import WHAT_TO_DO_FAILED
 from app.models import AttemptState, Job, Status
 from app.storage import safe_name
 from app.web.live import MODEL_UNAVAILABLE, Live, live
+from deploy.runpod.vocabulary import CRASH_LOOP_ERROR
 
 # Issue 19: a job held back, by a spent budget or an open breaker; nothing was sent yet.
 HELD = ("waiting: the ", "paused: ")
@@ -172,6 +173,12 @@ def user_error(job: Job) -> str:
             "model. Retrying will not help until an operator fixes it; tell whoever runs this "
             f"service (job id {job.id[:8]}), or choose another pipeline."
         )
+    if worker_said(job).startswith(CRASH_LOOP_ERROR):
+        return (
+            f"The GPU workers of the {job.pipeline} pipeline could not start, so the job never "
+            "ran. Retrying will not help until an operator fixes them; tell whoever runs this "
+            f"service (job id {job.id[:8]})."
+        )
     if kind in ("storage_unreachable", "app_unreachable"):
         return (
             "The GPU worker could not reach this app to fetch the file or return the result. "
@@ -308,6 +315,14 @@ def _reason(error: str, pipeline: str, limit: int = 160) -> str:
     return reason if len(reason) <= limit else reason[: limit - 3] + "..."
 
 
+def _attempt_reason(error: str, pipeline: str) -> str:
+    """An attempt's error as everyone may read it: the endpoint's crash-loop report (exit
+    codes, log lines) is for operators, who see it in the job's operator details."""
+    if error.removeprefix("failed: ").startswith(CRASH_LOOP_ERROR):
+        return "the GPU workers could not start"
+    return _reason(error, pipeline)
+
+
 def attempt_rows(job: Job, now: Description | None = None) -> list[AttemptRow]:
     """Every attempt, oldest first, with its own outcome, worker, timings and cost; ``now``
     (the job's description) words the current one while it runs."""
@@ -317,7 +332,7 @@ def attempt_rows(job: Job, now: Description | None = None) -> list[AttemptRow]:
         if attempt.outcome:
             words = attempt.outcome.lower().replace("_", " ")
             if attempt.error and attempt.outcome != Status.COMPLETED:
-                words += f": {_reason(attempt.error, job.pipeline)}"
+                words += f": {_attempt_reason(attempt.error, job.pipeline)}"
         elif attempt is current and (
             job.status == Status.IN_PROGRESS
             or (attempt.state == AttemptState.SENT and not job.terminal)
@@ -326,7 +341,7 @@ def attempt_rows(job: Job, now: Description | None = None) -> list[AttemptRow]:
         else:
             words = ATTEMPT_WORDS.get(AttemptState(attempt.state), attempt.state.lower())
             if attempt.state == AttemptState.FAILED and attempt.error:
-                words += f": {attempt.error[:200]}"
+                words += f": {_attempt_reason(attempt.error, job.pipeline)}"
         rows.append(
             AttemptRow(
                 number=attempt.number,

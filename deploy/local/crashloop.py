@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from deploy.runpod.vocabulary import CRASH_LOOP_ERROR
+
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 30.0
 
@@ -48,7 +50,7 @@ class CrashLoop:
         """Why queued jobs fail under ``--fail-fast-crash-loop``, with what to do next."""
         last_lines = "\n".join(self.log_tail[-10:])
         return (
-            f"workers are crash-looping: {self.consecutive} workers in a row exited before "
+            f"{CRASH_LOOP_ERROR}: {self.consecutive} workers in a row exited before "
             f"taking a job; last {self.last_error}. Fix the worker (see `python -m deploy "
             f"workers` and the worker logs), then resubmit. Last log lines:\n{last_lines}"
         )

@@ -22,6 +22,10 @@ QUEUE_DELAY = "QUEUE_DELAY"
 REQUEST_COUNT = "REQUEST_COUNT"
 SCALER_TYPES = (QUEUE_DELAY, REQUEST_COUNT)
 
+# How the local endpoint's --fail-fast-crash-loop words a job it fails because no worker
+# could start; the app's pages recognise it to tell the submitter that Retry cannot help.
+CRASH_LOOP_ERROR = "workers are crash-looping"
+
 DEFAULT_JOB_URL = "https://api.runpod.ai/v2"
 DEFAULT_REST_URL = "https://api.runpod.io/v2"
 DEFAULT_GRAPHQL_URL = "https://api.runpod.io/graphql"

@@ -85,4 +85,8 @@ def test_endpoint_that_fails_jobs_for_a_crash_loop_shows_why(tmp_path):
         job = s.wait_job(job_id, timeout=60)
         assert job.status == "FAILED"
         page = s.page(job_id)
-        assert "crash-looping" in page and "No such file or directory" in page
+        # The submitter is told the workers could not start and Retry cannot help; the
+        # endpoint's crash-loop report (exit code, log lines) is for operators only.
+        assert "could not start, so the job never ran" in page
+        assert "Retrying will not help" in page
+        assert "crash-looping" not in page and "last exit code" not in page

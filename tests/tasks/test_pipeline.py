@@ -31,7 +31,8 @@ def test_handler_error_is_shown_on_the_job_page(shared_stack):
     job = shared_stack.wait_job(job_id)
     assert job.status == "FAILED"
     page = shared_stack.page(job_id)
-    assert "EchoError: the model rejected frame 7" in page
+    # The submitter reads the worker's words without the exception's class (issue 21).
+    assert "the model rejected frame 7" in page and "EchoError" not in page
     assert "Retry" in page
 
 
