@@ -283,7 +283,7 @@ def test_the_dashboard_refreshes_itself_and_shows_a_workers_log_lines(page, live
     worker = page.locator("#workers tr.worker").first
     worker.wait_for(timeout=60_000)
     worker.locator("summary").click()
-    log = worker.locator("pre.log").inner_text()
+    log = worker.locator("div.log table.log-lines").inner_text()
     assert log.strip(), "the worker's last log lines are shown"
     shoot(page, "dashboard")
     assert page.evaluate("window.notReloaded === true"), "updated in place, not reloaded"
