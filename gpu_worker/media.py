@@ -406,16 +406,16 @@ def transcode(
         ain = inp.streams.audio[0] if inp.streams.audio else None
         video = _video_stream(out, info.fps, size, crf, preset)
         writer = _FrameWriter(
-            out,
-            video,
-            _audio_stream(out, ain),
-            transform,
-            info.fps,
-            size,
-            limit.batch_for(info.width, info.height, batch_size),
-            _frame_total(info, max_frames),
-            progress,
-            cancel,
+            out=out,
+            video=video,
+            audio=_audio_stream(out, ain),
+            transform=transform,
+            fps=info.fps,
+            size=size,
+            batch_size=limit.batch_for(info.width, info.height, batch_size),
+            total=_frame_total(info, max_frames),
+            progress=progress,
+            cancel=cancel,
         )
         _pump(inp, reader, writer, ain, max_frames)
         writer.finish()
