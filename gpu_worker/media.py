@@ -311,10 +311,8 @@ class _FrameWriter:
         self.out.mux(self.video.encode(frame))
         self.done += 1
 
-    def add_audio(self, packet: Any, stopped: bool) -> None:
+    def add_audio(self, packet: Any) -> None:
         for frame in packet.decode():
-            if stopped:
-                break
             frame.pts = None
             self.out.mux(self.audio.encode(frame))
 
@@ -350,29 +348,27 @@ def _frame_total(info: VideoInfo, max_frames: int) -> int | None:
 
 
 def _read_video(packet: Any, reader: _FrameReader, writer: _FrameWriter, max_frames: int) -> bool:
-    """Batch the packet's frames; True once ``max_frames`` frames are taken."""
+    """Batch the packet's frames; True once ``max_frames`` frames are taken (the rest of the
+    file is then never decoded)."""
     for frame in reader.decode(packet):
         taken = writer.done + len(writer.batch)
         if max_frames and taken >= max_frames:
             return True
         reader.check(frame, taken + 1)
         writer.add(frame.to_ndarray(format="rgb24"))
-    return False
+    return bool(max_frames) and writer.done + len(writer.batch) >= max_frames
 
 
 def _pump(inp: Any, reader: _FrameReader, writer: _FrameWriter, ain: Any, max_frames: int) -> None:
     """Demux the input, video into batches and audio straight through, until it ends or
-    ``max_frames`` are taken and batched."""
+    ``max_frames`` are taken; ``writer.finish`` flushes a partial last batch."""
     streams = [reader.stream] + ([ain] if writer.audio is not None else [])
-    stop = False
     for packet in inp.demux(*streams):
         if packet.stream is reader.stream:
-            # Once stopped, stays stopped: a later packet may decode to no frames.
-            stop = _read_video(packet, reader, writer, max_frames) or stop
+            if _read_video(packet, reader, writer, max_frames):
+                break
         elif writer.audio is not None:
-            writer.add_audio(packet, stop)
-        if stop and not writer.batch:
-            break
+            writer.add_audio(packet)
 
 
 def transcode(
