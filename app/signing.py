@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import re
 import time
+from collections.abc import Mapping
 
 # What ``sign`` writes: ASCII digits and lowercase hex. ``str.isdigit`` would also pass "²"
 # or "①", which ``int`` then refuses (a 500); anything else is refused here as malformed.
@@ -43,3 +44,8 @@ def verify(secret: str, method: str, key: str, exp: str | None, sig: str | None)
         raise SignatureError("signature does not match")
     if int(exp) < time.time():
         raise SignatureError("link expired")
+
+
+def verify_query(secret: str, method: str, key: str, query: Mapping[str, str]) -> None:
+    """``verify`` for the query parameters ``sign`` wrote (``?exp=&sig=``) of a request."""
+    verify(secret, method, key, query.get("exp"), query.get("sig"))

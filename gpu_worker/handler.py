@@ -145,7 +145,6 @@ def run_job(job: dict[str, Any], cancel: threading.Event | None = None) -> dict[
     except JobError as exc:
         log.warning("job %s rejected: %s", job.get("id"), exc)
         return {"error": str(exc)}
-    pipeline = spec.pipeline
     refused = _claim(job, spec, rt)
     if refused is not None:
         return refused
@@ -153,70 +152,125 @@ def run_job(job: dict[str, Any], cancel: threading.Event | None = None) -> dict[
     # Tells the app at once that a worker has the job: its page says "running" from now on.
     reporter.message("starting", "a GPU worker took the job")
     metrics: dict[str, Any] = {}
-    rt.settings.work_dir.mkdir(parents=True, exist_ok=True)
-    workdir = Path(
-        tempfile.mkdtemp(prefix=f"{JOB_DIR_PREFIX}{os.getpid()}-", dir=rt.settings.work_dir)
-    )
+    workdir = _make_workdir(rt.settings.work_dir)
     cancel = cancel or threading.Event()
     ceiling = rt.settings.memory_ceiling()
     try:
         with memory.watched(ceiling, cancel) as watchdog:
-            loaded, metrics["model_load_s"] = rt.loader.wait(
-                pipeline.name,
-                report=lambda text: reporter.message("loading model", text),
-                timeout=rt.settings.model_wait_s,
-                interval=min(1.0, rt.settings.progress_interval_s or 1.0),
-            )
-            paths, metrics["download_s"] = _download_inputs(spec.inputs, workdir, rt, reporter)
-            ctx = pipelines.RunContext(
-                workdir=workdir,
-                device=rt.settings.device,
-                loaded=loaded,
-                cancel=cancel,
-                frame_limit=pipeline.limit(),
-            )
-            t0 = time.monotonic()
-            ledger.record(rt.settings.execution_ledger, "start", job, spec)
-            outcome = pipeline.run(paths, spec.params, reporter, ctx)
-            ledger.record(rt.settings.execution_ledger, "finish", job, spec)
-            metrics["inference_s"] = time.monotonic() - t0
-            if outcome.frames is not None:
-                metrics["frames"] = outcome.frames
-            if outcome.items is not None:
-                metrics["items"] = outcome.items
-            t0 = time.monotonic()
-            delivered = _deliver(outcome, spec.output, rt)
-            metrics["upload_s"] = time.monotonic() - t0
+            outcome, delivered = _execute(job, spec, rt, reporter, workdir, cancel, metrics)
     except JobError as exc:
         if isinstance(exc, JobCancelled) and watchdog.tripped:
             exc = JobError(memory.over_ceiling_message(ceiling))
-        log.warning("job %s failed: %s", job.get("id"), exc)
-        failed: dict[str, Any] = {"error": str(exc)}
-        if exc.kind:
-            failed["error_kind"] = exc.kind
-        if exc.refresh_worker:
-            failed["refresh_worker"] = True
-        return failed
-    except Exception as exc:  # a pipeline bug: the message names it, the traceback goes to logs
-        if memory.out_of_memory(exc):
-            log.warning("job %s: over the memory ceiling: %r", job.get("id"), exc)
-            return {"error": memory.over_ceiling_message(ceiling)}
-        log.exception("job %s: pipeline %s crashed", job.get("id"), pipeline.name)
-        capture(exc, pipeline=pipeline.name)
-        return {"error": f"pipeline {pipeline.name} failed: {_describe_crash(exc)}"}
+        return _failed(job, exc)
+    except Exception as exc:  # noqa: BLE001 - a pipeline bug: _crashed logs its traceback
+        return _crashed(job, spec.pipeline.name, exc, ceiling)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         reporter.close()
+    return _succeeded(spec, outcome, delivered, metrics, started)
+
+
+def _make_workdir(work_dir: Path) -> Path:
+    """The job's own scratch folder, named so a sweep can tell which process made it."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{JOB_DIR_PREFIX}{os.getpid()}-", dir=work_dir))
+
+
+def _execute(
+    job: dict[str, Any],
+    spec: job_input.JobInput,
+    rt: Runtime,
+    reporter: _Reporter,
+    workdir: Path,
+    cancel: threading.Event,
+    metrics: dict[str, Any],
+) -> tuple[pipelines.PipelineResult, dict]:
+    """Load the model, fetch the inputs, run the pipeline and deliver its output, timing each
+    step into ``metrics``. Returns the outcome and what was delivered."""
+    pipeline = spec.pipeline
+    loaded, metrics["model_load_s"] = rt.loader.wait(
+        pipeline.name,
+        report=lambda text: reporter.message("loading model", text),
+        timeout=rt.settings.model_wait_s,
+        interval=min(1.0, rt.settings.progress_interval_s or 1.0),
+    )
+    paths, metrics["download_s"] = _download_inputs(spec.inputs, workdir, rt, reporter)
+    ctx = pipelines.RunContext(
+        workdir=workdir,
+        device=rt.settings.device,
+        loaded=loaded,
+        cancel=cancel,
+        frame_limit=pipeline.limit(),
+    )
+    outcome = _run_pipeline(job, spec, rt, reporter, paths, ctx, metrics)
+    t0 = time.monotonic()
+    delivered = _deliver(outcome, spec.output, rt)
+    metrics["upload_s"] = time.monotonic() - t0
+    return outcome, delivered
+
+
+def _run_pipeline(
+    job: dict[str, Any],
+    spec: job_input.JobInput,
+    rt: Runtime,
+    reporter: _Reporter,
+    paths: dict[str, Path],
+    ctx: pipelines.RunContext,
+    metrics: dict[str, Any],
+) -> pipelines.PipelineResult:
+    """The pipeline's run between the ledger's start and finish, its time and counts in
+    ``metrics``."""
+    t0 = time.monotonic()
+    ledger.record(rt.settings.execution_ledger, "start", job, spec)
+    outcome = spec.pipeline.run(paths, spec.params, reporter, ctx)
+    ledger.record(rt.settings.execution_ledger, "finish", job, spec)
+    metrics["inference_s"] = time.monotonic() - t0
+    if outcome.frames is not None:
+        metrics["frames"] = outcome.frames
+    if outcome.items is not None:
+        metrics["items"] = outcome.items
+    return outcome
+
+
+def _failed(job: dict[str, Any], exc: JobError) -> dict[str, Any]:
+    """The result of a job that failed for a reason its submitter can act on."""
+    log.warning("job %s failed: %s", job.get("id"), exc)
+    failed: dict[str, Any] = {"error": str(exc)}
+    if exc.kind:
+        failed["error_kind"] = exc.kind
+    if exc.refresh_worker:
+        failed["refresh_worker"] = True
+    return failed
+
+
+def _crashed(job: dict[str, Any], name: str, exc: Exception, ceiling: int) -> dict[str, Any]:
+    """The result of a pipeline that raised something unexpected: out of memory reads as
+    the memory ceiling; anything else is logged with its traceback and reported."""
+    if memory.out_of_memory(exc):
+        log.warning("job %s: over the memory ceiling: %r", job.get("id"), exc)
+        return {"error": memory.over_ceiling_message(ceiling)}
+    log.exception("job %s: pipeline %s crashed", job.get("id"), name)
+    capture(exc, pipeline=name)
+    return {"error": f"pipeline {name} failed: {_describe_crash(exc)}"}
+
+
+def _succeeded(
+    spec: job_input.JobInput,
+    outcome: pipelines.PipelineResult,
+    delivered: dict,
+    metrics: dict[str, Any],
+    started: float,
+) -> dict[str, Any]:
     metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
     metrics["total_s"] = round(time.monotonic() - started, 4)
     body = {
-        "pipeline": pipeline.name,
+        "pipeline": spec.pipeline.name,
         "job_key": spec.job_key,
         "output": delivered,
         "result": outcome.result,
         "metrics": metrics,
     }
-    if pipeline.name == "echo":
+    if spec.pipeline.name == "echo":
         # echo's original shape ({"echo", "inputs"} at the top) stays for existing callers.
         body = {**outcome.result, **body}
     return body

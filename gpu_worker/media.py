@@ -3,6 +3,7 @@ H.264 MP4 with the audio kept (re-encoded to AAC)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -221,6 +222,155 @@ def output_size(info: VideoInfo, scale: int) -> tuple[int, int]:
     return width, height
 
 
+@dataclass
+class _FrameReader:
+    """The input side of ``transcode``: each video packet decoded under ``limit`` and each
+    decoded frame checked before it becomes an array."""
+
+    stream: Any
+    info: VideoInfo
+    limit: FrameLimit
+    field: str
+    seen: int = 0  # video packets read, for messages
+
+    def __post_init__(self) -> None:
+        self.stream.thread_type = "AUTO"
+        self.stream.codec_context.options = decoder_options(self.limit)
+        self.measure_packets = self.stream.codec_context.name in SELF_DESCRIBING_CODECS
+
+    def decode(self, packet: Any) -> list[Any]:
+        import av
+
+        self.seen += 1
+        where = f" (frame {self.seen})"
+        if self.measure_packets:
+            size = imagesize.size_of(bytes(packet))
+            if size is not None:
+                self.limit.check(self.field, *size, where=where)
+        try:
+            return packet.decode()
+        except av.error.ArgumentError:
+            # max_pixels: the decoder refused to allocate a frame over the limit.
+            raise InputError(
+                f"{self.field}: frame {self.seen} is larger than the {self.limit.side}×"
+                f"{self.limit.side} limit of {self.limit.owner}; send a video no larger than that"
+            ) from None
+
+    def check(self, frame: Any, number: int) -> None:
+        info = self.info
+        self.limit.check(self.field, frame.width, frame.height, f" (frame {number})")
+        if (frame.width, frame.height) != (info.width, info.height):
+            raise InputError(
+                f"{self.field}: frame {number} is "
+                f"{frame.width}×{frame.height} in a {info.width}×{info.height} "
+                "video; frames that change size are not supported"
+            )
+
+
+@dataclass
+class _FrameWriter:
+    """The output side of ``transcode``: frames gathered into batches, each batch passed
+    through ``transform`` and encoded in order, audio re-encoded as it comes."""
+
+    out: Any
+    video: Any
+    audio: Any | None
+    transform: BatchTransform
+    fps: Fraction
+    size: tuple[int, int]
+    batch_size: int
+    total: int | None
+    progress: FrameProgress | None
+    cancel: threading.Event | None
+    done: int = 0
+    batch: list[np.ndarray] = dataclasses.field(default_factory=list)
+
+    def add(self, rgb: np.ndarray) -> None:
+        self.batch.append(rgb)
+        if len(self.batch) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise JobCancelled("the job was cancelled while it ran")
+        for frame_rgb in self.transform(np.stack(self.batch)):
+            self._encode(frame_rgb)
+        self.batch.clear()
+        if self.progress:
+            self.progress(self.done, self.total)
+
+    def _encode(self, frame_rgb: np.ndarray) -> None:
+        import av
+
+        width, height = self.size
+        if frame_rgb.shape[0] != height or frame_rgb.shape[1] != width:
+            frame_rgb = frame_rgb[:height, :width]
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_rgb), format="rgb24")
+        frame.pts = self.done
+        frame.time_base = Fraction(1) / self.fps
+        self.out.mux(self.video.encode(frame))
+        self.done += 1
+
+    def add_audio(self, packet: Any) -> None:
+        for frame in packet.decode():
+            frame.pts = None
+            self.out.mux(self.audio.encode(frame))
+
+    def finish(self) -> None:
+        if self.batch:
+            self.flush()
+        self.out.mux(self.video.encode(None))
+        if self.audio is not None:
+            self.out.mux(self.audio.encode(None))
+
+
+def _video_stream(out: Any, fps: Fraction, size: tuple[int, int], crf: int, preset: str) -> Any:
+    stream = out.add_stream("libx264", rate=fps)
+    stream.width, stream.height = size
+    stream.pix_fmt = "yuv420p"
+    stream.options = {"crf": str(crf), "preset": preset}
+    return stream
+
+
+def _audio_stream(out: Any, ain: Any | None) -> Any | None:
+    """An AAC stream for the input's audio, or None when it has none (or no sample rate)."""
+    if ain is None or not ain.codec_context.sample_rate:
+        return None
+    stream = out.add_stream("aac", rate=ain.codec_context.sample_rate)
+    stream.layout = ain.codec_context.layout.name
+    return stream
+
+
+def _frame_total(info: VideoInfo, max_frames: int) -> int | None:
+    if max_frames and (info.frames is None or max_frames < info.frames):
+        return max_frames
+    return info.frames
+
+
+def _read_video(packet: Any, reader: _FrameReader, writer: _FrameWriter, max_frames: int) -> bool:
+    """Batch the packet's frames; True once ``max_frames`` frames are taken (the rest of the
+    file is then never decoded)."""
+    for frame in reader.decode(packet):
+        taken = writer.done + len(writer.batch)
+        if max_frames and taken >= max_frames:
+            return True
+        reader.check(frame, taken + 1)
+        writer.add(frame.to_ndarray(format="rgb24"))
+    return bool(max_frames) and writer.done + len(writer.batch) >= max_frames
+
+
+def _pump(inp: Any, reader: _FrameReader, writer: _FrameWriter, ain: Any, max_frames: int) -> None:
+    """Demux the input, video into batches and audio straight through, until it ends or
+    ``max_frames`` are taken; ``writer.finish`` flushes a partial last batch."""
+    streams = [reader.stream] + ([ain] if writer.audio is not None else [])
+    for packet in inp.demux(*streams):
+        if packet.stream is reader.stream:
+            if _read_video(packet, reader, writer, max_frames):
+                break
+        elif writer.audio is not None:
+            writer.add_audio(packet)
+
+
 def transcode(
     src: Path,
     dst: Path,
@@ -246,92 +396,23 @@ def transcode(
     import av
 
     info = probe(src, field, limit=limit)
-    width, height = output_size(info, scale)
-    batch_size = limit.batch_for(info.width, info.height, batch_size)
-    total = info.frames
-    if max_frames and (total is None or max_frames < total):
-        total = max_frames
-    done = 0
+    size = output_size(info, scale)
     with _open(src, limit) as inp, av.open(str(dst), "w", format="mp4") as out:
-        vin = inp.streams.video[0]
-        vin.thread_type = "AUTO"
-        vin.codec_context.options = decoder_options(limit)
-        measure_packets = vin.codec_context.name in SELF_DESCRIBING_CODECS
+        reader = _FrameReader(inp.streams.video[0], info, limit, field)
         ain = inp.streams.audio[0] if inp.streams.audio else None
-        vout = out.add_stream("libx264", rate=info.fps)
-        vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
-        vout.options = {"crf": str(crf), "preset": preset}
-        aout = None
-        if ain is not None and ain.codec_context.sample_rate:
-            aout = out.add_stream("aac", rate=ain.codec_context.sample_rate)
-            aout.layout = ain.codec_context.layout.name
-        batch: list[np.ndarray] = []
-        seen = 0  # video packets read, for messages
-
-        def flush() -> None:
-            nonlocal done
-            if cancel is not None and cancel.is_set():
-                raise JobCancelled("the job was cancelled while it ran")
-            result = transform(np.stack(batch))
-            for frame_rgb in result:
-                if frame_rgb.shape[0] != height or frame_rgb.shape[1] != width:
-                    frame_rgb = frame_rgb[:height, :width]
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_rgb), format="rgb24")
-                frame.pts = done
-                frame.time_base = Fraction(1) / info.fps
-                out.mux(vout.encode(frame))
-                done += 1
-            batch.clear()
-            if progress:
-                progress(done, total)
-
-        def decode(packet: Any) -> list[Any]:
-            nonlocal seen
-            seen += 1
-            where = f" (frame {seen})"
-            if measure_packets:
-                size = imagesize.size_of(bytes(packet))
-                if size is not None:
-                    limit.check(field, *size, where=where)
-            try:
-                return packet.decode()
-            except av.error.ArgumentError:
-                # max_pixels: the decoder refused to allocate a frame over the limit.
-                raise InputError(
-                    f"{field}: frame {seen} is larger than the {limit.side}×{limit.side} "
-                    f"limit of {limit.owner}; send a video no larger than that"
-                ) from None
-
-        streams = [vin] + ([ain] if aout is not None else [])
-        stop = False
-        for packet in inp.demux(*streams):
-            if packet.stream is vin:
-                for frame in decode(packet):
-                    if max_frames and done + len(batch) >= max_frames:
-                        stop = True
-                        break
-                    number = done + len(batch) + 1
-                    limit.check(field, frame.width, frame.height, f" (frame {number})")
-                    if (frame.width, frame.height) != (info.width, info.height):
-                        raise InputError(
-                            f"{field}: frame {number} is "
-                            f"{frame.width}×{frame.height} in a {info.width}×{info.height} "
-                            "video; frames that change size are not supported"
-                        )
-                    batch.append(frame.to_ndarray(format="rgb24"))
-                    if len(batch) >= batch_size:
-                        flush()
-            elif aout is not None:
-                for frame in packet.decode():
-                    if stop:
-                        break
-                    frame.pts = None
-                    out.mux(aout.encode(frame))
-            if stop and not batch:
-                break
-        if batch:
-            flush()
-        out.mux(vout.encode(None))
-        if aout is not None:
-            out.mux(aout.encode(None))
-    return done
+        video = _video_stream(out, info.fps, size, crf, preset)
+        writer = _FrameWriter(
+            out=out,
+            video=video,
+            audio=_audio_stream(out, ain),
+            transform=transform,
+            fps=info.fps,
+            size=size,
+            batch_size=limit.batch_for(info.width, info.height, batch_size),
+            total=_frame_total(info, max_frames),
+            progress=progress,
+            cancel=cancel,
+        )
+        _pump(inp, reader, writer, ain, max_frames)
+        writer.finish()
+    return writer.done

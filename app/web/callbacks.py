@@ -22,7 +22,6 @@ import json
 
 from flask import Blueprint, abort, jsonify, request
 
-from app import signing
 from app.db import get_session
 from app.jsonbody import json_object
 from app.lifecycle.claims import claim as claim_attempt
@@ -30,6 +29,7 @@ from app.lifecycle.status import Outcome, apply_progress
 from app.models import Attempt
 from app.services import services
 from app.storable import storable_text
+from app.web.guards import require_signature
 
 bp = Blueprint("callbacks", __name__, url_prefix="/callbacks")
 MAX_BODY = 64 * 1024
@@ -37,16 +37,7 @@ MAX_PROGRESS_BYTES = 4096  # a phase, a message and a percent; anything bigger i
 
 
 def _verify(attempt_id: int, kind: str) -> None:
-    try:
-        signing.verify(
-            services().settings.secret_key,
-            "POST",
-            f"callbacks/{attempt_id}/{kind}",
-            request.args.get("exp"),
-            request.args.get("sig"),
-        )
-    except signing.SignatureError as exc:
-        abort(403, description=f"forbidden: {exc}")
+    require_signature("POST", f"callbacks/{attempt_id}/{kind}")
 
 
 @bp.post("/<int:attempt_id>/claim")

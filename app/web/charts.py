@@ -9,6 +9,7 @@ a person who wants the exact figure all get them. Colours come from CSS variable
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -161,17 +162,21 @@ def _y(value: float, top: float) -> float:
 
 
 def _nice_max(value: float) -> float:
-    """The axis top: 1, 2 or 5 times a power of ten at or above ``value`` (1 when empty)."""
+    """The axis top: 1, 2 or 5 times a power of ten at or above ``value`` (1 when empty);
+    small figures (dollars of GPU time) get a small top, not 0.1."""
     if value <= 0:
         return 1.0
-    magnitude = 10 ** (len(str(int(value))) - 1) if value >= 1 else 0.1
-    for factor in (1, 2, 5, 10):
-        if value <= factor * magnitude:
+    magnitude = 10 ** math.floor(math.log10(value))
+    for factor in (1, 2, 5):
+        if value <= factor * magnitude * (1 + 1e-9):
             return float(factor * magnitude)
     return float(10 * magnitude)
 
 
 def _fmt(value: float) -> str:
-    if abs(value) >= 10 or float(value).is_integer():
+    """Three significant figures at most, without trailing zeros or an exponent: 12, 1.5,
+    0.25, 0.0004."""
+    if value == 0 or abs(value) >= 10 or float(value).is_integer():
         return f"{value:.0f}"
-    return f"{value:.2f}".rstrip("0").rstrip(".")  # 0.25 stays 0.25, 1.50 reads 1.5
+    decimals = max(0, 2 - math.floor(math.log10(abs(value))))
+    return f"{value:.{decimals}f}".rstrip("0").rstrip(".")

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, jsonify, request, send_file
 
-from app import inert, signing
+from app import inert
 from app.db import get_session
 from app.lifecycle.jobs import find_job
 from app.services import services
 from app.storage import InvalidKey, LocalStorage, TooLarge, check_key
 from app.units import human_bytes
+from app.web.guards import require_signature
 from app.web.words import download_name
 
 bp = Blueprint("files", __name__, url_prefix="/files")
@@ -32,16 +33,7 @@ def _authorise(method: str, key: str) -> None:
         abort(404, description="no such file")
     if key.split("/", 1)[0] != "jobs":
         abort(404, description="no such file")
-    try:
-        signing.verify(
-            services().settings.secret_key,
-            method,
-            key,
-            request.args.get("exp"),
-            request.args.get("sig"),
-        )
-    except signing.SignatureError as exc:
-        abort(403, description=f"forbidden: {exc}")
+    require_signature(method, key)
 
 
 @bp.get("/<path:key>")

@@ -18,9 +18,10 @@ anything and cap their own bodies. The full CSRF check still follows for posts t
 
 from __future__ import annotations
 
-from flask import Flask, request, session
+from flask import Flask, abort, request, session
 from flask_wtf.csrf import ValidationError, validate_csrf
 
+from app import signing
 from app.services import services
 from app.web.errors import answer
 from app.web.ratelimit import in_words, over_limit
@@ -34,6 +35,15 @@ SMALL_BODY_BYTES = 64 * 1024
 ADMIN_FORM_ENDPOINTS = frozenset({"admin.login", "admin.logout"})
 ADMIN_FORM_POSTS_PER_5MIN = 30  # per client address, failed or not
 STALE_FORM = "the form's security token is missing or stale: reload the page and try again"
+
+
+def require_signature(method: str, key: str) -> None:
+    """403 unless this request's ``?exp=&sig=`` sign ``method`` on ``key`` (``app.signing``):
+    the credential of the file routes and the worker's callbacks, checked before the body."""
+    try:
+        signing.verify_query(services().settings.secret_key, method, key, request.args)
+    except signing.SignatureError as exc:
+        abort(403, description=f"forbidden: {exc}")
 
 
 def _refuse(code: int, message: str):

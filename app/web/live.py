@@ -32,6 +32,7 @@ from app.services import services
 MODEL_UNAVAILABLE = "model_unavailable"
 RECENT_RUNS = 20  # how many completed jobs of a pipeline the estimate looks at
 QUEUED = (Status.SUBMITTING, Status.IN_QUEUE)
+_QUEUED_VALUES = [s.value for s in QUEUED]
 
 
 @dataclass(frozen=True)
@@ -140,73 +141,20 @@ def live(session: Session, job: Job) -> Live | None:
     if job.terminal:
         return None
     now = utcnow()
-    since = func.coalesce(Job.submitted_at, Job.created_at)
-    mine = _aware(job.submitted_at or job.created_at)
-    queued_states = [s.value for s in QUEUED]
-    is_queued = job.status in queued_states or job.status == Status.PENDING
-    ahead_rows: Sequence[str] = []
-    queued = 0
-    if is_queued:
-        # The endpoint's queue (the app's own rows: RunPod's position is not published): each
-        # endpoint has its own queue and workers, so only the rows of job.endpoint count.
-        ahead_rows = session.scalars(
-            select(Job.pipeline)
-            .where(
-                Job.status.in_(queued_states),
-                Job.endpoint == job.endpoint,
-                Job.id != job.id,
-                since < mine,
-            )
-            .order_by(since)
-        ).all()
-        queued = session.scalar(
-            select(func.count())
-            .select_from(Job)
-            .where(Job.status.in_(queued_states), Job.endpoint == job.endpoint)
-        )
-        if job.status not in queued_states:
-            queued += 1  # a PENDING job counts itself though it is not at the endpoint yet
-    running_rows = session.execute(
-        select(Job.pipeline, Job.started_at).where(
-            Job.status == Status.IN_PROGRESS, Job.endpoint == job.endpoint, Job.id != job.id
-        )
-    ).all()
+    is_queued = job.status in _QUEUED_VALUES or job.status == Status.PENDING
+    ahead_rows, queued = _queue_ahead(session, job) if is_queued else ([], 0)
+    running_rows = _running_others(session, job)
     running = len(running_rows) + (1 if job.status == Status.IN_PROGRESS else 0)
-    snapshot = load_snapshot(session, job.endpoint) or {}
-    idle, starting = None, 0
-    if snapshot.get("health"):
-        summary = worker_summary(snapshot.get("health"), snapshot.get("workers"))
-        idle = summary.get("idle", 0) + summary.get("ready", 0)
-        starting = summary.get("initializing", 0)
-        running = max(running, summary.get("running", 0))
+    idle, starting, running = _workers(session, job.endpoint, running)
     elapsed = None
     if job.status == Status.IN_PROGRESS and job.started_at:
         elapsed = max((now - _aware(job.started_at)).total_seconds(), 0.0)
-
-    cache: dict[str, RunTimes | None] = {}
-
-    def times(pipeline: str) -> RunTimes | None:
-        if pipeline not in cache:
-            cache[pipeline] = run_times(session, pipeline)
-        return cache[pipeline]
-
+    times = _RunTimesCache(session)
     runs = times(job.pipeline)
-    start_in = done_in = None
-    starts = done = None
+    forecast = _Forecast()
     if runs is not None and is_queued:
         slots = max(running + (idle or 0), 1)
-        ends = []
-        for pick in ("low", "median", "high"):
-            left = []
-            for pipeline, started in running_rows:
-                took = times(pipeline) or runs
-                ran = (now - _aware(started)).total_seconds() if started else 0.0
-                left.append(max(getattr(took, pick) - ran, 0.0))
-            ahead = [getattr(times(p) or runs, pick) for p in ahead_rows]
-            ends.append(play_forward(left, slots, ahead, getattr(runs, pick)))
-        start_in = (ends[0][0], ends[2][0])
-        done_in = (ends[0][1], ends[2][1])
-        starts, done = ends[1]
+        forecast = _forecast(times, runs, running_rows, ahead_rows, slots, now)
     return Live(
         position=len(ahead_rows) + 1 if is_queued else 0,
         queued=queued or 0,
@@ -215,12 +163,103 @@ def live(session: Session, job: Job) -> Live | None:
         starting_workers=starting,
         runs=runs,
         elapsed_s=elapsed,
-        start_in_s=start_in,
-        done_in_s=done_in,
-        starts_s=starts,
-        done_s=done,
+        start_in_s=forecast.start_in,
+        done_in_s=forecast.done_in,
+        starts_s=forecast.starts,
+        done_s=forecast.done,
         unpicked_s=unpicked_s(job),
     )
+
+
+def _queue_ahead(session: Session, job: Job) -> tuple[Sequence[str], int]:
+    """The pipelines of the jobs queued ahead of ``job``, oldest first, and how many are
+    queued at its endpoint, ``job`` included."""
+    # The endpoint's queue (the app's own rows: RunPod's position is not published): each
+    # endpoint has its own queue and workers, so only the rows of job.endpoint count.
+    since = func.coalesce(Job.submitted_at, Job.created_at)
+    mine = _aware(job.submitted_at or job.created_at)
+    ahead_rows = session.scalars(
+        select(Job.pipeline)
+        .where(
+            Job.status.in_(_QUEUED_VALUES),
+            Job.endpoint == job.endpoint,
+            Job.id != job.id,
+            since < mine,
+        )
+        .order_by(since)
+    ).all()
+    queued = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.status.in_(_QUEUED_VALUES), Job.endpoint == job.endpoint)
+    )
+    if job.status not in _QUEUED_VALUES:
+        queued += 1  # a PENDING job counts itself though it is not at the endpoint yet
+    return ahead_rows, queued
+
+
+def _running_others(session: Session, job: Job) -> Sequence[tuple[str, datetime | None]]:
+    """``(pipeline, started_at)`` of the other jobs running on ``job``'s endpoint."""
+    return session.execute(
+        select(Job.pipeline, Job.started_at).where(
+            Job.status == Status.IN_PROGRESS, Job.endpoint == job.endpoint, Job.id != job.id
+        )
+    ).all()
+
+
+def _workers(session: Session, endpoint: str, running: int) -> tuple[int | None, int, int]:
+    """``(idle, starting, running)`` workers by the endpoint's snapshot; idle is None
+    without one, and running is never below the jobs the rows say are running."""
+    snapshot = load_snapshot(session, endpoint) or {}
+    if not snapshot.get("health"):
+        return None, 0, running
+    summary = worker_summary(snapshot.get("health"), snapshot.get("workers"))
+    idle = summary.get("idle", 0) + summary.get("ready", 0)
+    return idle, summary.get("initializing", 0), max(running, summary.get("running", 0))
+
+
+class _RunTimesCache:
+    """``run_times`` per pipeline, each asked of the database once."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.known: dict[str, RunTimes | None] = {}
+
+    def __call__(self, pipeline: str) -> RunTimes | None:
+        if pipeline not in self.known:
+            self.known[pipeline] = run_times(self.session, pipeline)
+        return self.known[pipeline]
+
+
+@dataclass(frozen=True)
+class _Forecast:
+    start_in: tuple[float, float] | None = None
+    done_in: tuple[float, float] | None = None
+    starts: float | None = None
+    done: float | None = None
+
+
+def _forecast(
+    times: _RunTimesCache,
+    runs: RunTimes,
+    running_rows: Sequence[tuple[str, datetime | None]],
+    ahead_rows: Sequence[str],
+    slots: int,
+    now: datetime,
+) -> _Forecast:
+    """The queue played forward with the low, median and high run times: the low and high
+    plays give the ranges, the median play the single answers."""
+    ends = []
+    for pick in ("low", "median", "high"):
+        left = []
+        for pipeline, started in running_rows:
+            took = times(pipeline) or runs
+            ran = (now - _aware(started)).total_seconds() if started else 0.0
+            left.append(max(getattr(took, pick) - ran, 0.0))
+        ahead = [getattr(times(p) or runs, pick) for p in ahead_rows]
+        ends.append(play_forward(left, slots, ahead, getattr(runs, pick)))
+    starts, done = ends[1]
+    return _Forecast((ends[0][0], ends[2][0]), (ends[0][1], ends[2][1]), starts, done)
 
 
 def unpicked_s(job: Job) -> float | None:

@@ -187,6 +187,29 @@ def _env_value(key: str, raw: Any) -> EnvValue:
 def parse_spec(data: dict[str, Any], path: Path | None = None) -> EndpointSpec:
     """Build an ``EndpointSpec`` from parsed TOML; ``SpecError`` names the offending key."""
     _unknown(data, {"endpoint", "volume", "env", "models", "sizing", "pricing"}, "top level")
+    values = _endpoint_values(data)
+    tiers = _gpu_tiers(values)
+    scaler_type, scaler_value = _scaler(values)
+    volume = _volume(data)
+    env = _env(data)
+    models = _models(data)
+    overhead = _download_overhead(data)
+    return EndpointSpec(
+        pricing=_pricing(data),
+        gpu_tiers=tiers,
+        scaler_type=scaler_type,
+        scaler_value=scaler_value,
+        volume=volume,
+        env=env,
+        models=models,
+        download_overhead=overhead,
+        path=path,
+        **values,
+    )
+
+
+def _endpoint_values(data: dict[str, Any]) -> dict[str, Any]:
+    """The ``[endpoint]`` table's keys, each checked for its type."""
     endpoint = data.get("endpoint")
     if not isinstance(endpoint, dict):
         raise SpecError("the spec needs an [endpoint] table")
@@ -202,9 +225,19 @@ def parse_spec(data: dict[str, Any], path: Path | None = None) -> EndpointSpec:
     for key in ("pipelines", "image_pipelines"):
         if key in values and not all(isinstance(n, str) and n for n in values[key]):
             raise SpecError(f'endpoint.{key} must be a list of pipeline names, e.g. ["echo"]')
+    return values
+
+
+def _gpu_tiers(values: dict[str, Any]) -> list[str]:
+    """``endpoint.gpu_tiers``, taken out of ``values``."""
     tiers = values.pop("gpu_tiers")
     if not tiers or not all(isinstance(t, str) and t for t in tiers):
         raise SpecError("endpoint.gpu_tiers must be a non-empty list of GPU pool ids")
+    return list(tiers)
+
+
+def _scaler(values: dict[str, Any]) -> tuple[str, int | float]:
+    """``endpoint.scaler``'s type and value, taken out of ``values``."""
     scaler = values.pop("scaler", {"type": "QUEUE_DELAY", "value": 4})
     _unknown(scaler, {"type", "value"}, "endpoint.scaler")
     if scaler.get("type") not in SCALER_TYPES:
@@ -212,49 +245,58 @@ def parse_spec(data: dict[str, Any], path: Path | None = None) -> EndpointSpec:
     scaler_value = scaler.get("value", 4)
     if isinstance(scaler_value, bool) or not isinstance(scaler_value, int | float):
         raise SpecError("endpoint.scaler.value must be a number")
+    return scaler["type"], scaler_value
 
-    volume = None
-    if "volume" in data:
-        raw = data["volume"]
-        if not isinstance(raw, dict):
-            raise SpecError("[volume] must be a table")
-        _unknown(raw, {"name", "size_gb", "datacenter"}, "volume")
-        for key in ("name", "size_gb", "datacenter"):
-            if key not in raw:
-                raise SpecError(f"[volume] needs {key!r}")
-        volume = Volume(
-            name=_typed(raw, "name", (str,), "volume"),
-            size_gb=_typed(raw, "size_gb", (int,), "volume"),
-            datacenter=_typed(raw, "datacenter", (str,), "volume"),
-        )
 
+def _volume(data: dict[str, Any]) -> Volume | None:
+    if "volume" not in data:
+        return None
+    raw = data["volume"]
+    if not isinstance(raw, dict):
+        raise SpecError("[volume] must be a table")
+    _unknown(raw, {"name", "size_gb", "datacenter"}, "volume")
+    for key in ("name", "size_gb", "datacenter"):
+        if key not in raw:
+            raise SpecError(f"[volume] needs {key!r}")
+    return Volume(
+        name=_typed(raw, "name", (str,), "volume"),
+        size_gb=_typed(raw, "size_gb", (int,), "volume"),
+        datacenter=_typed(raw, "datacenter", (str,), "volume"),
+    )
+
+
+def _env(data: dict[str, Any]) -> dict[str, EnvValue]:
     env_table = data.get("env", {})
     if not isinstance(env_table, dict):
         raise SpecError("[env] must be a table")
-    env = {str(k): _env_value(k, v) for k, v in env_table.items()}
+    return {str(k): _env_value(k, v) for k, v in env_table.items()}
 
-    models = []
-    for i, raw in enumerate(data.get("models", [])):
-        if not isinstance(raw, dict) or not REPO_ID.fullmatch(str(raw.get("repo", ""))):
-            raise SpecError(f'models[{i}] needs repo = "org/name" (a hub repo id)')
-        _unknown(raw, {"repo", "revision", "files"}, f"models[{i}]")
-        files = raw.get("files", [])
-        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-            raise SpecError(f'models[{i}].files must be a list of file names, e.g. ["x.pth"]')
-        models.append(
-            Model(
-                repo=raw["repo"],
-                revision=str(raw.get("revision", "main")),
-                files=tuple(files),
-            )
-        )
 
+def _models(data: dict[str, Any]) -> list[Model]:
+    return [_model(i, raw) for i, raw in enumerate(data.get("models", []))]
+
+
+def _model(i: int, raw: Any) -> Model:
+    """``[[models]]`` entry ``i``."""
+    if not isinstance(raw, dict) or not REPO_ID.fullmatch(str(raw.get("repo", ""))):
+        raise SpecError(f'models[{i}] needs repo = "org/name" (a hub repo id)')
+    _unknown(raw, {"repo", "revision", "files"}, f"models[{i}]")
+    files = raw.get("files", [])
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise SpecError(f'models[{i}].files must be a list of file names, e.g. ["x.pth"]')
+    return Model(repo=raw["repo"], revision=str(raw.get("revision", "main")), files=tuple(files))
+
+
+def _download_overhead(data: dict[str, Any]) -> float:
     sizing = data.get("sizing", {})
     _unknown(sizing, {"download_overhead"}, "sizing")
     overhead = sizing.get("download_overhead", 2.0)
     if isinstance(overhead, bool) or not isinstance(overhead, int | float) or overhead < 1:
         raise SpecError("sizing.download_overhead must be a number >= 1")
+    return float(overhead)
 
+
+def _pricing(data: dict[str, Any]) -> Pricing:
     pricing_table = data.get("pricing", {})
     if not isinstance(pricing_table, dict):
         raise SpecError("[pricing] must be a table")
@@ -264,19 +306,7 @@ def parse_spec(data: dict[str, Any], path: Path | None = None) -> EndpointSpec:
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             raise SpecError(f"pricing.{key} must be a positive number of USD per GPU-second")
         prices[key] = float(value)
-
-    return EndpointSpec(
-        pricing=Pricing(**prices),
-        gpu_tiers=list(tiers),
-        scaler_type=scaler["type"],
-        scaler_value=scaler_value,
-        volume=volume,
-        env=env,
-        models=models,
-        download_overhead=float(overhead),
-        path=path,
-        **values,
-    )
+    return Pricing(**prices)
 
 
 def load_spec(path: str | Path) -> EndpointSpec:

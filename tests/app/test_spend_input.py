@@ -119,8 +119,8 @@ def test_the_dashboard_draws_spend_per_day_per_pipeline_and_endpoint(app, client
         bill(get_session(), "default", 0.25, pipeline="upscale", to="a-job")
     login_admin(client)
     panel = client.get("/admin/panel").get_data(as_text=True)
-    assert panel.count('<svg xmlns="http://www.w3.org/2000/svg" class="spend-chart"') == 2
-    assert f"{utcnow().date().isoformat()} upscale: $0.250000" in panel
+    assert 'id="spend-by_pipeline"' in panel and 'id="spend-by_endpoint"' in panel
+    assert f"{utcnow().strftime('%m-%d')}: 0.25 USD upscale" in panel
     assert "25% idle and 25% start-up" in panel
 
 

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.e2e.browsing import screenshots
 from tests.e2e.test_browser import CHROMIUM_ARGS, browser  # noqa: F401
-from tests.e2e.test_task_health import login, screenshots
+from tests.e2e.test_task_health import login
 from tests.tasks.conftest import Stack, stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]

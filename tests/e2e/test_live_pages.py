@@ -9,7 +9,6 @@ Screenshots (desktop and phone width) go to $SCREENSHOTS_DIR when it is set.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
+from tests.e2e.browsing import SHOTS, opened_page
 from tests.e2e.test_browser import CHROMIUM_ARGS, browser, make_video  # noqa: F401
 from tests.tasks.conftest import Stack, stack
 
@@ -27,7 +27,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 LIMIT = 2 * 1024 * 1024  # MAX_UPLOAD_BYTES here: small enough to go over in a test
 ADMIN_PASSWORD = "test-admin-password"  # deploy.stack.services.app_env
 SLOW_START = f"sh -c 'sleep 4; exec {sys.executable} -u -m gpu_worker'"
-SHOTS = os.environ.get("SCREENSHOTS_DIR")
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +46,8 @@ def clip(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def page(browser, live):  # noqa: F811 - the browser fixture imported above
-    context = browser.new_context(base_url=live.web.url(""))
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    yield page
-    context.close()
+    with opened_page(browser, live.web.url(""), 30_000) as page:
+        yield page
 
 
 def shoot(page, name: str) -> None:
@@ -287,7 +283,7 @@ def test_the_dashboard_refreshes_itself_and_shows_a_workers_log_lines(page, live
     worker = page.locator("#workers tr.worker").first
     worker.wait_for(timeout=60_000)
     worker.locator("summary").click()
-    log = worker.locator("pre.log").inner_text()
+    log = worker.locator("div.log table.log-lines").inner_text()
     assert log.strip(), "the worker's last log lines are shown"
     shoot(page, "dashboard")
     assert page.evaluate("window.notReloaded === true"), "updated in place, not reloaded"

@@ -11,14 +11,12 @@ Screenshots (1280×800 and 390×844, light and dark) go to $SCREENSHOTS_DIR when
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +29,7 @@ from app.models import Job, Snapshot, Status, utcnow
 from app.services import services_of
 from app.settings import Settings
 from deploy.stack.services import app_env, create_tables, gunicorn_web
+from tests.e2e.browsing import opened_page, screenshots
 from tests.e2e.test_browser import CHROMIUM_ARGS, browser  # noqa: F401 - fixture
 from tests.support.services import redis_service  # noqa: F401 - fixture
 
@@ -38,8 +37,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 LIMIT = 256 * 1024
 ADMIN_PASSWORD = "test-admin-password"  # deploy.stack.services.app_env
-SHOTS = os.environ.get("SCREENSHOTS_DIR")
-SIZES = (("desktop", 1280, 800), ("phone", 390, 844))
 
 
 @dataclass
@@ -128,25 +125,9 @@ def site(tmp_path_factory, redis_service) -> Iterator[Site]:  # noqa: F811
 @pytest.fixture
 def page(browser, site):  # noqa: F811 - the browser fixture imported above
     site.clear()
-    context = browser.new_context(base_url=site.url, viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    yield page
-    context.close()
-
-
-def look(page, name: str) -> None:
-    """Screenshots at both sizes, light and dark, for a person to look at (when asked)."""
-    if not SHOTS:
-        return
-    Path(SHOTS).mkdir(parents=True, exist_ok=True)
-    for scheme in ("light", "dark"):
-        page.emulate_media(color_scheme=scheme)
-        for label, width, height in SIZES:
-            page.set_viewport_size({"width": width, "height": height})
-            page.screenshot(path=f"{SHOTS}/{name}-{label}-{scheme}.png", full_page=True)
-    page.emulate_media(color_scheme="light")
-    page.set_viewport_size({"width": 1280, "height": 800})
+    viewport = {"width": 1280, "height": 800}
+    with opened_page(browser, site.url, 20_000, viewport=viewport) as page:
+        yield page
 
 
 def log_in(page) -> None:
@@ -189,7 +170,7 @@ def test_a_running_jobs_time_and_cost_tick_so_far_until_it_ends(page, site):
     assert page.locator("#cost").inner_text() != cost, "the cost ticks with the time"
     assert page.locator("#status-live").get_attribute("aria-live") == "polite"
     assert "running on a GPU" in page.locator("#status-live").inner_text()
-    look(page, "job-running")
+    screenshots(page, "job-running")
     assert not serious(page), serious(page)
 
     # The job ends: the final figures replace the running ones, without "so far", and the
@@ -226,7 +207,7 @@ def test_waiting_says_its_place_and_a_range_and_the_dashboard_says_the_same(page
     # about 20 s (a range from the quartiles of the recent runs), done 12 s later.
     assert re.search(r"Starts in about \d+–\d+ s, done in about \d+–\d+ s", status), status
     assert "cold start" not in status
-    look(page, "job-waiting")
+    screenshots(page, "job-waiting")
     page.goto(f"/jobs/{second}")
     status = page.locator("#status").inner_text()
     assert "1 of 2 in the GPU queue" in status and "waiting for a busy GPU worker" in status
@@ -268,21 +249,21 @@ def test_a_failure_is_worded_for_the_submitter_and_detailed_for_operators(page, 
     assert option.is_disabled() and "(unavailable)" in option.inner_text()
     assert "upscale is unavailable" in page.locator("#unavailable-upscale").inner_text()
     assert page.locator(".operator-fix").count() == 0
-    look(page, "form-unavailable")
+    screenshots(page, "form-unavailable")
 
     # An operator sees the technical text and what to do about it.
     log_in(page)
     page.goto(f"/jobs/{job}")
     assert "Errno -2" in page.locator("#error-technical").inner_text()
     assert "run one upscale job" in page.locator("#operator-fix").inner_text()
-    look(page, "job-failed-admin")
+    screenshots(page, "job-failed-admin")
     assert not serious(page), serious(page)
     page.goto("/")
     assert "Errno -2" in page.locator("#unavailable-upscale .operator-fix").inner_text()
     page.goto("/admin/")
     banner = page.locator("#admin-panel #unavailable-upscale").inner_text()
     assert "run one upscale job" in banner and "Errno -2" in banner
-    look(page, "dashboard-unavailable")
+    screenshots(page, "dashboard-unavailable")
 
     # Another kind of failure: the worker's own words, without errno or paths.
     other = site.add(status=Status.IN_PROGRESS, started_at=utcnow())
@@ -346,7 +327,7 @@ def test_the_result_has_a_heading_a_summary_and_a_named_download(page, site):
     answer = page.request.get(link.get_attribute("href"))
     assert answer.ok
     assert "holiday-video_enhance.mp4" in answer.headers["content-disposition"]
-    look(page, "job-done")
+    screenshots(page, "job-done")
     assert not serious(page), serious(page)
 
 
@@ -361,7 +342,7 @@ def test_without_javascript_the_form_shows_one_pipeline_and_every_error(browser,
         page.select_option("#pipeline", "video_enhance")
         assert page.locator("fieldset[data-pipeline=video_enhance]").is_visible()
         assert not page.locator("fieldset[data-pipeline=echo]").is_visible()
-        look(page, "form-no-js")
+        screenshots(page, "form-no-js")
 
         # Two things wrong at once (a value out of range and a file type it does not take):
         # both are listed. noValidate stands for a browser whose checks miss the value.
@@ -375,7 +356,7 @@ def test_without_javascript_the_form_shows_one_pipeline_and_every_error(browser,
         errors = page.locator("#error li").all_inner_texts()
         assert len(errors) == 2, errors
         assert any("sleep_s" in e for e in errors) and any("text/plain" in e for e in errors)
-        look(page, "form-errors-no-js")
+        screenshots(page, "form-errors-no-js")
         assert page.locator("[name='param.echo.sleep_s']").input_value() == "-5"
 
         # A file over the limit: the 413 page keeps the pipeline and the typed values.
@@ -390,7 +371,7 @@ def test_without_javascript_the_form_shows_one_pipeline_and_every_error(browser,
         assert page.locator("#pipeline").input_value() == "video_enhance"
         assert page.locator("[name='param.video_enhance.sharpen']").input_value() == "1.25"
         assert page.locator("fieldset[data-pipeline=video_enhance]").is_visible()
-        look(page, "form-413-no-js")
+        screenshots(page, "form-413-no-js")
     finally:
         context.close()
 
@@ -422,7 +403,7 @@ def test_every_page_has_landmarks_a_favicon_local_times_and_no_serious_axe_findi
     assert page.request.get("/favicon.ico").ok, "no 404 for browsers that ask there"
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background != "rgb(255, 255, 255)", "dark mode follows prefers-color-scheme"
-    look(page, "form")
+    screenshots(page, "form")
     assert not serious(page), serious(page)
     page.emulate_media(color_scheme="light")
 
@@ -433,11 +414,11 @@ def test_every_page_has_landmarks_a_favicon_local_times_and_no_serious_axe_findi
     assert stamp.get_attribute("title").endswith(" UTC")
     assert stamp.get_attribute("datetime").endswith("Z")
     assert "UTC" not in stamp.inner_text(), "shown in the reader's time zone"
-    look(page, "jobs-list")
+    screenshots(page, "jobs-list")
     assert not serious(page), serious(page)
     page.goto("/admin/")
     assert not serious(page), serious(page)
-    look(page, "dashboard")
+    screenshots(page, "dashboard")
     assert not [u for u in missing if "favicon" in u], missing
     assert job
 

@@ -10,12 +10,12 @@ import re
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from tests.e2e.browsing import screenshots
 from tests.e2e.test_browser import CHROMIUM_ARGS, browser, make_video  # noqa: F401
-from tests.e2e.test_live_pages import ADMIN_PASSWORD, SHOTS
+from tests.e2e.test_live_pages import ADMIN_PASSWORD
 from tests.tasks.conftest import Stack
 from tests.tasks.conftest import stack as running_stack
 
@@ -33,20 +33,6 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         beat=True,
     ) as running:
         yield running
-
-
-def screenshots(page, name: str) -> None:
-    """Both widths, light and dark, for a person to look at (when $SCREENSHOTS_DIR is set)."""
-    if not SHOTS:
-        return
-    Path(SHOTS).mkdir(parents=True, exist_ok=True)
-    for scheme in ("light", "dark"):
-        page.emulate_media(color_scheme=scheme)
-        for label, size in (("desktop", (1280, 800)), ("phone", (390, 844))):
-            page.set_viewport_size({"width": size[0], "height": size[1]})
-            page.screenshot(path=f"{SHOTS}/{name}-{label}-{scheme}.png", full_page=True)
-    page.emulate_media(color_scheme="light")
-    page.set_viewport_size({"width": 1280, "height": 800})
 
 
 def login(context):

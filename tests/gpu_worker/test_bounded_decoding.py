@@ -41,6 +41,17 @@ def test_a_video_that_grows_mid_stream_is_refused_at_its_first_oversize_frame(
     )
 
 
+def test_frames_past_max_frames_are_never_decoded(worker_env, files, tmp_path):
+    """With ``max_frames`` taken, the rest of the file is not read: an oversize frame after
+    them neither costs decoding nor fails the job."""
+    grows = mjpeg_mkv(tmp_path / "grows.mkv", [(64, 64)] * 3 + [(12000, 12000)] * 2, (64, 64))
+    job = video_job(files, grows.read_bytes())
+    job["input"]["params"] = {"max_frames": 2}
+    result = run_job(job)
+    assert "error" not in result, result
+    assert result["result"]["frames"] == 2 and result["result"]["width"] == 128
+
+
 def test_a_video_whose_header_declares_huge_frames_is_refused_before_decoding(
     worker_env, files, tmp_path
 ):
