@@ -20,6 +20,8 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
+from app.clients import quotas
+from app.clients import tokens as api_tokens
 from app.db import session_scope
 from app.endpoints import breaker, budgets
 from app.endpoints.diagnosis import queue_words
@@ -333,6 +335,76 @@ def _follow(job_id: str, timeout: float) -> None:
             click.echo(f"result: {services().storage.get_url(job.output_key, 24 * 3600)}")
         if job.result:
             click.echo(f"result JSON: {json.dumps(job.result)}")
+
+
+tokens_group = AppGroup("tokens", help="Named API tokens with quotas (issue 20).")
+admin.add_command(tokens_group)
+
+
+@tokens_group.command("create")
+@click.argument("name")
+@click.option("--max-concurrent", type=click.IntRange(min=1), help="unfinished jobs at once")
+@click.option("--max-jobs-per-day", type=click.IntRange(min=1), help="jobs per UTC day")
+@click.option("--max-spend-per-day", type=click.FloatRange(min=0, min_open=True), help="USD")
+def tokens_create(
+    name: str,
+    max_concurrent: int | None,
+    max_jobs_per_day: int | None,
+    max_spend_per_day: float | None,
+) -> None:
+    """Make token NAME; prints it and its webhook secret, once."""
+    with session_scope() as session:
+        try:
+            made = api_tokens.create(
+                session,
+                services().settings.secret_key,
+                name,
+                max_concurrent=max_concurrent,
+                max_jobs_per_day=max_jobs_per_day,
+                max_spend_per_day=max_spend_per_day,
+            )
+        except api_tokens.TokenError as exc:
+            _fail(str(exc))
+    click.echo(f"token {name} created. Shown this once; keep both somewhere safe:")
+    click.echo(f"  token:          {made.token}")
+    click.echo(f"  webhook secret: {made.webhook_secret}")
+
+
+@tokens_group.command("list")
+def tokens_list() -> None:
+    """Every named token, its limits and today's use (UTC day)."""
+    with session_scope() as session:
+        rows = api_tokens.all_tokens(session)
+        if not rows:
+            click.echo("no named tokens: make one with `flask admin tokens create NAME`")
+        for row in rows:
+            used = quotas.usage(session, row)
+            limits = ", ".join(
+                f"{label} {value}"
+                for label, value in (
+                    ("max-concurrent", row.max_concurrent),
+                    ("max-jobs-per-day", row.max_jobs_per_day),
+                    ("max-spend-per-day", row.max_spend_per_day),
+                )
+                if value is not None
+            )
+            state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
+            click.echo(
+                f"{row.name}\t{state}\t{limits or 'no limits'}\trunning {used.running}, "
+                f"today {used.jobs_today} jobs ${used.spend_today:.4f}"
+            )
+
+
+@tokens_group.command("revoke")
+@click.argument("name")
+def tokens_revoke(name: str) -> None:
+    """Revoke token NAME: refused from the next request on."""
+    with session_scope() as session:
+        try:
+            api_tokens.revoke(session, name)
+        except api_tokens.TokenError as exc:
+            _fail(str(exc))
+    click.echo(f"token {name} revoked")
 
 
 def register(app: Flask) -> None:

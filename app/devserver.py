@@ -24,14 +24,19 @@ import os
 import secrets
 import shlex
 import signal
+import struct
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import redis
+from sqlalchemy.orm import Session
 
+from app.clients import tokens
+from app.db import make_engine
 from app.taskhealth import SEEN_WITHIN_S, WORKERS_KEY
 from deploy import devenv
 from deploy.runpod.vocabulary import DEFAULT_JOB_URL
@@ -42,7 +47,10 @@ from deploy.stack.processes import descendants
 REPO = Path(__file__).resolve().parent.parent
 PROCFILE = REPO / "Procfile.dev"
 SECRETS_FILE = "dev-secrets.env"
-GENERATED = ("SECRET_KEY", "ADMIN_PASSWORD", "LOCAL_ENDPOINT_API_KEY")
+GENERATED = ("SECRET_KEY", "ADMIN_PASSWORD", "LOCAL_ENDPOINT_API_KEY", "DEV_API_TOKEN")
+DEV_TOKEN_NAME = "development"  # noqa: S105 - a name, not a secret
+SAMPLE = "sample.png"  # a tiny image the banner's curl line uploads
+DELIVERIES_HOST = b"deliveries@"  # Procfile.dev's --hostname of the webhooks queue's worker
 # What a second terminal's commands need of the stack's environment (deploy/devenv.py).
 SHARED = (
     "APP_ENV",
@@ -158,7 +166,7 @@ def stack_env(args: argparse.Namespace, dev: dict[str, str]) -> tuple[dict[str, 
             "WEB_PORT": str(args.port),
         }
     )
-    names = ["worker", "beat", "web"]
+    names = ["worker", "deliveries", "beat", "web"]
     if not given.get("REDIS_URL"):
         port = free_port()
         env.update(REDIS_SERVER=redis_server_binary(), REDIS_PORT=str(port))
@@ -199,6 +207,34 @@ def create_tables(env: dict[str, str]) -> None:
     done = subprocess.run(migrate_argv(), cwd=REPO, env=env, check=False)
     if done.returncode != 0:
         raise SystemExit(f"creating the database tables failed (exit {done.returncode}); see above")
+
+
+def register_dev_token(env: dict[str, str], token: str) -> str:
+    """Make sure the database accepts the development API token; returns its webhook
+    secret (derived from SECRET_KEY, as every named token's: app/clients/tokens.py)."""
+    engine = make_engine(env["DATABASE_URL"])
+    try:
+        with Session(engine) as session:
+            row = tokens.ensure(session, DEV_TOKEN_NAME, token)
+            return tokens.webhook_secret(env["SECRET_KEY"], row)
+    finally:
+        engine.dispose()
+
+
+def write_sample(instance: Path) -> Path:
+    """A 1x1 PNG for the banner's curl line (any pipeline-readable image would do)."""
+    path = instance / SAMPLE
+    if not path.is_file():
+        pixel = zlib.compress(b"\x00\xff\xff\xff")
+
+        def chunk(kind: bytes, data: bytes) -> bytes:
+            body = kind + data
+            return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+        header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+        png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixel)
+        path.write_bytes(png + chunk(b"IEND", b""))
+    return path
 
 
 def become_subreaper() -> None:
@@ -280,6 +316,11 @@ def banner(args: argparse.Namespace, env: dict[str, str], heading: str) -> str:
             *(f"  GPU endpoint:    {url_} ({name})" for name, url_ in named),
             f"  Redis:           {env['REDIS_URL']}",
             f"  State:           {args.instance_dir.resolve()}",
+            f"  API token:       {env['DEV_API_TOKEN']}  (named {DEV_TOKEN_NAME}; webhook "
+            f"secret {env['DEV_WEBHOOK_SECRET']})",
+            "  Submit a job from a program (docs/api.md):",
+            f"    curl -H 'Authorization: Bearer {env['DEV_API_TOKEN']}' -H 'Prefer: wait=30'"
+            f" -F file=@{shlex.quote(env['DEV_SAMPLE'])} -F pipeline=echo {url}api/jobs",
             "  In another terminal (nothing to activate; they use this stack):",
             f"    cd {REPO}",
             f"    {bin_dir / 'flask'} --app app jobs submit FILE --wait",
@@ -292,13 +333,18 @@ def banner(args: argparse.Namespace, env: dict[str, str], heading: str) -> str:
 
 
 def task_worker_seen(redis_url: str) -> bool:
-    """A Celery worker has reported since it started (``app.taskhealth``): it printed its
-    start-up art and is taking tasks."""
+    """A Celery worker of the jobs' tasks has reported since it started (``app.taskhealth``):
+    it printed its start-up art and is taking tasks. The webhooks queue's worker (Procfile.dev
+    ``deliveries``, hostname ``deliveries@...``) takes none of them, so it does not count."""
     try:
-        seen = redis.Redis.from_url(redis_url, socket_timeout=2).hvals(WORKERS_KEY)
+        seen = redis.Redis.from_url(redis_url, socket_timeout=2).hgetall(WORKERS_KEY)
     except redis.RedisError:
         return False
-    return any(time.time() - float(at) < SEEN_WITHIN_S for at in seen)
+    return any(
+        time.time() - float(at) < SEEN_WITHIN_S
+        for host, at in seen.items()
+        if not host.startswith(DELIVERIES_HOST)
+    )
 
 
 def announce_when_ready(
@@ -337,6 +383,13 @@ def main(argv: list[str] | None = None) -> int:
     dev = load_dev_secrets(args.instance_dir.resolve())
     env, names = stack_env(args, dev)
     create_tables(env)
+    # The banner's own copies: never put in the processes' environment.
+    banner_env = {
+        **env,
+        "DEV_API_TOKEN": dev["DEV_API_TOKEN"],
+        "DEV_WEBHOOK_SECRET": register_dev_token(env, dev["DEV_API_TOKEN"]),
+        "DEV_SAMPLE": str(write_sample(args.instance_dir.resolve())),
+    }
     shared = args.instance_dir.resolve() / devenv.FILE_NAME
     devenv.write(shared, {k: env[k] for k in SHARED if env.get(k)}, os.getpid())
 
@@ -350,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         manager.add_process(name, procfile.processes[name], env=env, cwd=str(REPO))
     stop = threading.Event()
     supervise(manager, stop)
-    threading.Thread(target=announce_when_ready, args=(args, env, stop), daemon=True).start()
+    threading.Thread(target=announce_when_ready, args=(args, banner_env, stop), daemon=True).start()
     try:
         manager.loop()
     finally:

@@ -141,6 +141,12 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
 
+    # Issue 20 (app.clients): the named API token that made the job, and where its owner
+    # asked to be told of it (``webhook_events``: comma list of start, progress, completed).
+    token_name: Mapped[str | None] = mapped_column(String(64))
+    client_webhook_url: Mapped[str | None] = mapped_column(String(2048))
+    client_webhook_events: Mapped[str | None] = mapped_column(String(64))
+
     attempts: Mapped[list[Attempt]] = relationship(
         back_populates="job", order_by="Attempt.number", cascade="all, delete-orphan"
     )
@@ -257,3 +263,80 @@ class BilledSeconds(Base):
         Index("ix_billed_charge", "charged_to"),
         Index("ix_billed_started", "worker_started_at"),
     )
+
+
+class ApiToken(Base):
+    """Issue 20: a named API token. Only its SHA-256 is stored; its webhook signing secret
+    is not stored at all but derived from ``SECRET_KEY`` and ``secret_salt``
+    (``app.clients.tokens.webhook_secret``), so a copy of the database signs nothing."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    secret_salt: Mapped[str] = mapped_column(String(64), nullable=False)
+    max_concurrent: Mapped[int | None] = mapped_column(Integer)
+    max_jobs_per_day: Mapped[int | None] = mapped_column(Integer)
+    max_spend_per_day: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class IdempotencyKey(Base):
+    """Issue 20: one ``Idempotency-Key`` of one token, kept 24 h. The unique (owner, key)
+    index decides which of concurrent requests makes the job; the others replay its answer."""
+
+    __tablename__ = "idempotency_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner: Mapped[str] = mapped_column(String(64), nullable=False)
+    key: Mapped[str] = mapped_column(String(255), nullable=False)
+    request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    status_code: Mapped[int | None] = mapped_column(Integer)  # None while the first runs
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    job_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+
+    __table_args__ = (Index("ix_idempotency_owner_key", "owner", "key", unique=True),)
+
+
+class WebhookMessage(Base):
+    """Issue 20: one event for a client's webhook (``id`` is the ``webhook-id`` header, the
+    same on every attempt); its body is fixed when the event happens."""
+
+    __tablename__ = "webhook_messages"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    event: Mapped[str] = mapped_column(String(16), nullable=False)
+    url: Mapped[str] = mapped_column(String(2048), nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    state: Mapped[str] = mapped_column(String(16), default="pending", nullable=False)
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+
+    attempts: Mapped[list[WebhookAttempt]] = relationship(
+        order_by="WebhookAttempt.id", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        Index("ix_webhook_messages_job", "job_id", "created_at"),
+        Index("ix_webhook_messages_state_next", "state", "next_attempt_at"),
+    )
+
+
+class WebhookAttempt(Base):
+    """Issue 20: one HTTP attempt at delivering a ``WebhookMessage``."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(
+        ForeignKey("webhook_messages.id", ondelete="CASCADE"), nullable=False
+    )
+    at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(500))
+    duration_ms: Mapped[int | None] = mapped_column(Integer)

@@ -18,11 +18,66 @@ def _error_response(description: str) -> dict[str, Any]:
     }
 
 
-def _job_response(description: str) -> dict[str, Any]:
-    return {
+def _job_response(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {
         "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}},
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/Job"},
+                "examples": {"queued": {"value": JOB_EXAMPLE}},
+            }
+        },
     }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+JOB_EXAMPLE = {
+    "id": "0b7c6a52-5d55-4f0e-9a55-0c1f5b0f8a11",
+    "status": "PENDING",
+    "pipeline": "echo",
+    "params": {"sleep_s": 1},
+    "token_name": "ci-nightly",
+    "terminal": False,
+}
+EVENT_EXAMPLE = {
+    "type": "job.completed",
+    "timestamp": "2026-12-05T10:03:27.123456+00:00",
+    "data": {k: v for k, v in JOB_EXAMPLE.items() if k != "terminal"} | {"status": "COMPLETED"},
+}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "send the same key again (within 24 h, same token) to get the first "
+    "answer instead of a second job",
+    "schema": {"type": "string", "maxLength": 255},
+    "example": "upload-2026-12-05-0001",
+}
+PREFER = {
+    "name": "Prefer",
+    "in": "header",
+    "required": False,
+    "description": "wait=N (1-60): answer when the job ends or after N seconds",
+    "schema": {"type": "string", "pattern": "^wait=[0-9]+$"},
+    "example": "wait=30",
+}
+JOB_HEADERS = {
+    "Preference-Applied": {
+        "description": "wait=N when a Prefer: wait was honoured",
+        "schema": {"type": "string"},
+    },
+    "Idempotent-Replayed": {
+        "description": "true when this is the first request's answer again",
+        "schema": {"type": "string"},
+    },
+}
+QUOTA = {
+    "description": "over one of the token's quotas; Retry-After says when to try again",
+    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/QuotaError"}}},
+}
 
 
 def pipeline_schemas(settings: Settings) -> dict[str, Any]:
@@ -56,7 +111,10 @@ def document(settings: Settings) -> dict[str, Any]:
         "paths": {
             "/api/jobs": {
                 "post": {
+                    "operationId": "create_job",
+                    "tags": ["jobs"],
                     "summary": "Upload a file and start a job",
+                    "parameters": [IDEMPOTENCY_KEY, PREFER],
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -66,6 +124,19 @@ def document(settings: Settings) -> dict[str, Any]:
                                     "required": ["file"],
                                     "properties": {
                                         "file": {"type": "string", "format": "binary"},
+                                        "webhook": {
+                                            "type": "string",
+                                            "format": "uri",
+                                            "description": "where to POST this job's events "
+                                            "(https; signed, see webhooks); needs a named token",
+                                            "examples": ["https://example.com/hooks/gpu-jobs"],
+                                        },
+                                        "webhook_events_filter": {
+                                            "type": "string",
+                                            "description": "comma list of start, progress, "
+                                            "completed (default completed)",
+                                            "examples": ["start,completed"],
+                                        },
                                         "pipeline": {
                                             "type": "string",
                                             "enum": list(settings.pipelines),
@@ -90,9 +161,18 @@ def document(settings: Settings) -> dict[str, Any]:
                         },
                     },
                     "responses": {
-                        "201": _job_response("the job was created and queued"),
-                        "400": _error_response("missing file or bad parameters"),
+                        "201": _job_response(
+                            "the job was created and queued (with Prefer: wait, as it is "
+                            "when it ended or the wait ran out)",
+                            JOB_HEADERS,
+                        ),
+                        "400": _error_response("missing file, bad parameters or webhook"),
                         "401": unauthorised,
+                        "409": _error_response("a request with this Idempotency-Key is in flight"),
+                        "422": _error_response(
+                            "this Idempotency-Key was used with another file or parameters"
+                        ),
+                        "429": QUOTA,
                         "413": _error_response(
                             f"larger than MAX_UPLOAD_BYTES ({settings.max_upload_bytes})"
                         ),
@@ -100,6 +180,8 @@ def document(settings: Settings) -> dict[str, Any]:
                     },
                 },
                 "get": {
+                    "operationId": "list_jobs",
+                    "tags": ["jobs"],
                     "summary": "List this token's jobs, newest first",
                     "parameters": [
                         {
@@ -135,12 +217,23 @@ def document(settings: Settings) -> dict[str, Any]:
                     },
                 },
             },
+            "/api/openapi.json": {
+                "get": {
+                    "operationId": "get_openapi_document",
+                    "tags": ["meta"],
+                    "summary": "This document",
+                    "security": [],
+                    "responses": {"200": {"description": "the OpenAPI 3.1 document"}},
+                }
+            },
             "/api/jobs/{job_id}": {
                 "get": {
+                    "operationId": "get_job",
+                    "tags": ["jobs"],
                     "summary": "A job's status, timings, cost and result URL",
-                    "parameters": [job_id],
+                    "parameters": [job_id, PREFER],
                     "responses": {
-                        "200": _job_response("the job"),
+                        "200": _job_response("the job", JOB_HEADERS),
                         "401": unauthorised,
                         "404": missing,
                     },
@@ -148,6 +241,8 @@ def document(settings: Settings) -> dict[str, Any]:
             },
             "/api/jobs/{job_id}/cancel": {
                 "post": {
+                    "operationId": "cancel_job",
+                    "tags": ["jobs"],
                     "summary": "Cancel a job that has not finished",
                     "parameters": [job_id],
                     "responses": {
@@ -160,6 +255,8 @@ def document(settings: Settings) -> dict[str, Any]:
             },
             "/api/jobs/{job_id}/retry": {
                 "post": {
+                    "operationId": "retry_job",
+                    "tags": ["jobs"],
                     "summary": "Run a failed, cancelled or timed-out job again",
                     "parameters": [job_id],
                     "responses": {
@@ -170,11 +267,165 @@ def document(settings: Settings) -> dict[str, Any]:
                     },
                 }
             },
+            "/api/jobs/{job_id}/webhooks": {
+                "get": {
+                    "operationId": "list_job_webhooks",
+                    "tags": ["webhooks"],
+                    "summary": "This job's webhook deliveries and every attempt at each",
+                    "parameters": [job_id],
+                    "responses": {
+                        "200": {
+                            "description": "deliveries, oldest first",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {
+                                            "deliveries": {
+                                                "type": "array",
+                                                "items": {"$ref": "#/components/schemas/Delivery"},
+                                            }
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "401": unauthorised,
+                        "404": missing,
+                    },
+                }
+            },
+            "/api/jobs/{job_id}/webhooks/{delivery_id}/redeliver": {
+                "post": {
+                    "operationId": "redeliver_job_webhook",
+                    "tags": ["webhooks"],
+                    "summary": "Send a delivery again, with the same webhook-id",
+                    "parameters": [
+                        job_id,
+                        {
+                            "name": "delivery_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                    "responses": {
+                        "202": {
+                            "description": "queued again",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Delivery"}
+                                }
+                            },
+                        },
+                        "401": unauthorised,
+                        "404": _error_response("no such job or delivery for this token"),
+                    },
+                }
+            },
+        },
+        "tags": [
+            {"name": "jobs", "description": "Submit jobs and follow them"},
+            {"name": "webhooks", "description": "Deliveries of a job's events to its webhook"},
+            {"name": "meta", "description": "About the API itself"},
+        ],
+        "webhooks": {
+            "jobEvent": {
+                "post": {
+                    "operationId": "job_event",
+                    "tags": ["webhooks"],
+                    "summary": "A job started, made progress or ended (the events asked for)",
+                    "description": "Signed the Standard Webhooks way with the token's webhook "
+                    "secret: verify webhook-signature (v1,<base64 HMAC-SHA256 of "
+                    "'<webhook-id>.<webhook-timestamp>.<body>'>) before trusting it, e.g. "
+                    "standardwebhooks.Webhook(secret).verify(body, headers). Retries keep "
+                    "the webhook-id; answer 2xx quickly. 5xx, 429 and network errors are "
+                    "retried for 24 h; other 4xx are not.",
+                    "parameters": [
+                        {"name": n, "in": "header", "required": True, "schema": {"type": "string"}}
+                        for n in ("webhook-id", "webhook-timestamp", "webhook-signature")
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/JobEvent"},
+                                "examples": {"completed": {"value": EVENT_EXAMPLE}},
+                            }
+                        },
+                    },
+                    "responses": {"200": {"description": "received (any 2xx)"}},
+                }
+            }
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 **pipeline_schemas(settings),
+                "JobEvent": {
+                    "type": "object",
+                    "required": ["type", "timestamp", "data"],
+                    "properties": {
+                        "type": {
+                            "type": "string",
+                            "enum": ["job.start", "job.progress", "job.completed"],
+                        },
+                        "timestamp": {"type": "string", "format": "date-time"},
+                        "data": {
+                            "type": "object",
+                            "description": "the job at the event; GET data.urls.get for its "
+                            "result link",
+                            "properties": {
+                                "id": {"type": "string"},
+                                "status": {"type": "string", "enum": STATUSES},
+                                "pipeline": {"type": "string"},
+                                "params": {"type": "object"},
+                                "progress": {"type": ["object", "null"]},
+                                "result": {"type": ["object", "null"]},
+                                "error": {"type": ["string", "null"]},
+                                "token_name": {"type": ["string", "null"]},
+                                "created_at": {"type": "string", "format": "date-time"},
+                                "started_at": {"type": ["string", "null"], "format": "date-time"},
+                                "finished_at": {"type": ["string", "null"], "format": "date-time"},
+                                "urls": {"type": "object"},
+                            },
+                        },
+                    },
+                },
+                "Delivery": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string", "description": "the webhook-id header"},
+                        "event": {"type": "string", "enum": ["start", "progress", "completed"]},
+                        "url": {"type": "string"},
+                        "state": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
+                        "attempts": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "at": {"type": "string", "format": "date-time"},
+                                    "status_code": {"type": ["integer", "null"]},
+                                    "error": {"type": ["string", "null"]},
+                                    "duration_ms": {"type": ["integer", "null"]},
+                                },
+                            },
+                        },
+                    },
+                },
+                "QuotaError": {
+                    "type": "object",
+                    "properties": {
+                        "error": {"type": "string"},
+                        "limit": {
+                            "type": "string",
+                            "enum": ["max_concurrent", "max_jobs_per_day", "max_spend_per_day"],
+                        },
+                        "resets_at": {"type": ["string", "null"], "format": "date-time"},
+                    },
+                },
                 "Error": {"type": "object", "properties": {"error": {"type": "string"}}},
                 "Job": {
                     "type": "object",
@@ -190,6 +441,10 @@ def document(settings: Settings) -> dict[str, Any]:
                             "description": "the GPU endpoint (by name) serving the pipeline",
                         },
                         "params": {"type": "object"},
+                        "token_name": {
+                            "type": ["string", "null"],
+                            "description": "the named token that made it",
+                        },
                         "input": {"type": "object"},
                         "progress": {"type": ["object", "null"]},
                         "result": {"type": ["object", "null"]},

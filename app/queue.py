@@ -28,7 +28,10 @@ from flask import Flask
 from app import taskhealth
 from app.settings import Settings
 
-TASK_MODULES = ["tasks.jobs", "tasks.periodic", "tasks.spend"]
+TASK_MODULES = ["tasks.jobs", "tasks.periodic", "tasks.spend", "tasks.deliveries"]
+# Issue 20: webhooks to clients go through their own queue and worker (Procfile
+# ``deliveries``), so a slow receiver never delays a job's tasks.
+DELIVERIES_QUEUE = "webhooks"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -51,6 +54,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "interval_max": 1,
         },
         "task_default_queue": "celery",
+        "task_routes": {
+            "tasks.deliver_webhook": {"queue": DELIVERIES_QUEUE},
+            "tasks.sweep_webhooks": {"queue": DELIVERIES_QUEUE},
+        },
         "worker_hijack_root_logger": False,
         "include": TASK_MODULES,
         "beat_schedule": {
@@ -66,6 +73,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "options": {"expires": interval},
             },
             "cleanup": {"task": "tasks.cleanup", "schedule": 3600.0, "options": {"expires": 3600}},
+            "sweep-webhooks": {
+                "task": "tasks.sweep_webhooks",
+                "schedule": 60.0,
+                "options": {"expires": 60},
+            },
         },
     }
 

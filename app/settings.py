@@ -179,6 +179,11 @@ class Settings:
     # headers are ignored). Per-address limits read the client's address past this many.
     trusted_proxy_count: int = 0
     webhook_base_url: str = ""  # where the endpoint reaches this app; PUBLIC_BASE_URL if empty
+    # Issue 20: first retry of a failed webhook delivery to a client, then x3 each time.
+    client_webhook_retry_base_s: float = 5.0
+    client_webhook_timeout_s: float = 10.0  # for the receiver's answer, once connected
+    # Receivers behind a private CA: its PEM bundle (default: the public CAs, certifi's).
+    client_webhook_ca_bundle: str = ""
     test_crash_at: str = ""  # APP_ENV=test only: SIGKILL the task at a named point
 
     @classmethod

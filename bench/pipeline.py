@@ -34,6 +34,8 @@ workers running the echo pipeline, a Celery worker and beat, gunicorn) and print
   ``finished_at``: absolute error as a share of the time that was actually left, median and
   p90, for jobs queued behind others (target: median ≤ 25 %), and how often the truth fell
   inside the range the page showed.
+- ``webhooks``: signed deliveries to a client's receiver, and jobs beside 200 deliveries
+  hanging on a dead receiver (``bench/webhooks.py``).
 
 Timestamps on both sides are wall-clock times of this one machine.
 """
@@ -61,6 +63,7 @@ from typing import Any
 
 import requests
 
+from bench import webhooks as client_webhooks
 from deploy.runpod.vocabulary import TERMINAL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +74,7 @@ PNG = bytes.fromhex(
     "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
 )
 MEASUREMENT_ROUTES = frozenset({"stats", "workers", "logs"})
-SECTIONS = ("latency", "burst", "upload", "progress", "inflight", "eta", "endpoints")
+SECTIONS = ("latency", "burst", "upload", "progress", "inflight", "eta", "endpoints", "webhooks")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -141,15 +144,22 @@ class Stack:
         return requests.request(method, self.web.url(path), headers=headers, timeout=60, **kwargs)
 
     def submit(
-        self, params: dict[str, Any] | None = None, pipeline: str = "echo"
+        self,
+        params: dict[str, Any] | None = None,
+        pipeline: str = "echo",
+        *,
+        token: str = TOKEN,
+        **fields: str,
     ) -> tuple[str, float]:
-        """POST /api/jobs with a tiny image (echo by default); (job id, wall time sent)."""
+        """POST /api/jobs with a tiny image (echo by default); (job id, wall time sent).
+        ``fields`` are more form fields (``webhook``)."""
         sent = time.time()
         answer = self.api(
             "POST",
             "/api/jobs",
             files={"file": ("pixel.png", PNG, "image/png")},
-            data={"pipeline": pipeline, "params": json.dumps(params or {})},
+            data={"pipeline": pipeline, "params": json.dumps(params or {}), **fields},
+            headers={"Authorization": f"Bearer {token}"},
         )
         if answer.status_code != 201:
             raise RuntimeError(f"POST /api/jobs answered {answer.status_code}: {answer.text}")
@@ -187,6 +197,7 @@ def stack(
     args: argparse.Namespace,
     endpoint_options: dict[str, Any] | None = None,
     endpoints: list[Any] | None = None,
+    deliveries: bool = False,
     **app_extra: str,
 ) -> Iterator[Stack]:
     """The whole stack, each part a real process; everything stopped on exit. ``endpoints``:
@@ -206,6 +217,7 @@ def stack(
         extra_env=extra,
         concurrency=args.concurrency,
         external_redis=False,
+        deliveries=deliveries,
     ) as parts:
         yield Stack(
             env=parts.env,
@@ -747,6 +759,9 @@ def main(argv: list[str]) -> int:
                     results["progress"] = measure_progress(s, args.progress_jobs)
                 if section:
                     results[mode] = section
+        if "webhooks" in only:
+            with stack(workdir / "client-webhooks", args, deliveries=True) as s:
+                results["webhooks"] = client_webhooks.measure(s, args.samples, percentiles, _wall)
         if "inflight" in only:
             with stack(
                 workdir / "inflight",
@@ -787,6 +802,8 @@ def main(argv: list[str]) -> int:
         "extra_status_calls_for_progress": 0,
         "endpoints_light_p50_ratio": 1.1,
         "eta_done_error_median_pct": 25,
+        "webhook_delivery_p50_ms": 100,
+        "job_latency_ratio_with_200_hanging_deliveries": 1.1,
     }
     print(json.dumps(results, indent=2))
     return 0

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from app import jsonbody
+from app.clients.webhooks import announce
 from app.endpoints import billing
 from app.endpoints.diagnosis import endpoint_unreachable
 from app.lifecycle.retry import auto_retry
@@ -76,6 +77,7 @@ def apply_status(
         if isinstance(value, float) and not (math.isfinite(value) and value <= MAX_MS):
             raise PayloadError(f"{name}={value!r} is not a duration in milliseconds")
     for _ in range(5):
+        was = job.status
         try:
             outcome = _apply(
                 session, job, payload, Status(status), services.settings, services.storage
@@ -95,6 +97,8 @@ def apply_status(
         log.info("job %s: %s %s from %s", job.id, outcome, status, source)
         if retry_own_failure and outcome == Outcome.APPLIED:
             auto_retry(session, job, services)
+        if outcome == Outcome.APPLIED:
+            announce(session, job, was, services)
         return outcome
     raise RuntimeError(f"job {job.id}: could not apply {status} after 5 concurrent updates")
 
@@ -357,6 +361,7 @@ def apply_progress(
     *,
     worker_id: str | None = None,
     runpod_id: str | None = None,
+    services: Services | None = None,
 ) -> Outcome:
     """Apply a worker's progress callback for ``attempt`` to ``job`` and commit.
 
@@ -380,6 +385,8 @@ def apply_progress(
         # One line when a worker takes the job; the once-a-second updates only at DEBUG.
         level = logging.INFO if job.status != was else logging.DEBUG
         log.log(level, "job %s: progress %s from worker %s", job.id, outcome, worker_id)
+        if services is not None and outcome == Outcome.APPLIED:
+            announce(session, job, was, services)  # Prefer: wait, webhooks (issue 20)
         return outcome
     raise RuntimeError(f"job {job.id}: could not apply progress after 5 concurrent updates")
 

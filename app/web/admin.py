@@ -18,6 +18,7 @@ from flask import (
 from sqlalchemy import func, select
 
 from app import taskhealth
+from app.clients import quotas, tokens
 from app.db import get_session
 from app.endpoints import breaker
 from app.endpoints.diagnosis import queue_words
@@ -203,7 +204,12 @@ def _dashboard_context() -> dict:
 @admin_required
 def dashboard():
     ask_refresh(get_session(), services().enqueue, FRESH_SNAPSHOT_S, services().fleet.names)
-    return render_template("admin.html", charts=day_charts(get_session()), **_dashboard_context())
+    db = get_session()
+    # Issue 20: named API tokens and their use today (outside the panel: no need to refresh).
+    api_tokens = [(row, quotas.usage(db, row)) for row in tokens.all_tokens(db)]
+    return render_template(
+        "admin.html", charts=day_charts(db), api_tokens=api_tokens, **_dashboard_context()
+    )
 
 
 @bp.get("/panel")

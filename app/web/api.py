@@ -5,12 +5,13 @@ A token sees only the jobs created with it. ``GET /api/openapi.json`` describes 
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, g, jsonify, request
 from sqlalchemy import select
 
+from app.clients import idempotency, quotas, waiting, webhooks
 from app.db import get_session
 from app.lifecycle.jobs import JobError, cancel_job, retry_job
-from app.models import Job, Status
+from app.models import Job, Status, WebhookMessage
 from app.openapi import document
 from app.services import services
 from app.web import job_or_404
@@ -32,20 +33,113 @@ def openapi():
     return jsonify(document(services().settings))
 
 
+def _prefer_wait() -> int | None:
+    return waiting.parse_prefer(request.headers.get("Prefer"))
+
+
+def _waited(job: Job, seconds: int | None) -> Job:
+    if seconds is None or job.terminal:
+        return job
+    return waiting.wait_for_end(get_session(), job, seconds, services().redis)
+
+
+def _applied(response, seconds: int | None):
+    if seconds is not None:
+        response.headers["Preference-Applied"] = f"wait={seconds}"
+    return response
+
+
+def _client_webhook() -> tuple[str | None, str | None]:
+    """The ``webhook`` and ``webhook_events_filter`` fields, checked (issue 20)."""
+    url = request.form.get("webhook", "").strip()
+    raw_events = ",".join(request.form.getlist("webhook_events_filter"))
+    if not url:
+        if raw_events:
+            raise webhooks.WebhookURLError("webhook_events_filter needs a webhook URL")
+        return None, None
+    if g.api_caller.token is None:
+        raise webhooks.WebhookURLError(
+            "webhooks are signed with a named token's secret: make one with "
+            "`flask admin tokens create NAME` and send it instead of an API_TOKENS token"
+        )
+    events = webhooks.parse_events(raw_events)
+    return webhooks.check_url(url, services().settings).url, events
+
+
 @bp.post("/jobs")
 @token_required
 def create(owner: str):
     if not request.mimetype or request.mimetype != "multipart/form-data":
         return _error("send multipart/form-data with a 'file' field", 415)
     try:
+        wait = _prefer_wait()
+        webhook, events = _client_webhook()
+    except (waiting.PreferError, webhooks.WebhookURLError) as exc:
+        return _error(str(exc), 400)
+    session = get_session()
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return _new_job(owner, webhook, events, wait)
+    try:
+        key = idempotency.valid_key(key)
+        replay = idempotency.begin(session, owner, key, idempotency.request_hash(request))
+    except idempotency.IdempotencyError as exc:
+        return _error(str(exc), exc.status_code)
+    if replay is not None:
+        response = jsonify(replay.body)
+        response.status_code = replay.status_code
+        response.headers["Idempotent-Replayed"] = "true"
+        response.headers["Location"] = f"/api/jobs/{replay.body.get('id')}"
+        return response
+    try:
+        response = _new_job(owner, webhook, events, wait, key)
+    except BaseException:
+        idempotency.give_back(session, owner, key)  # nothing made: the client may resend
+        raise
+    if response.status_code != 201:
+        idempotency.give_back(session, owner, key)
+    return response
+
+
+def _new_job(
+    owner: str,
+    webhook: str | None,
+    events: str | None,
+    wait: int | None,
+    key: str | None = None,
+):
+    """Check the token's quotas, make the job, queue it; with ``key``, store the answer for
+    replays before any wait."""
+    session = get_session()
+    token = g.api_caller.token
+    over = quotas.check(session, token) if token is not None else None
+    if over is not None:
+        response = jsonify(
+            error=over.message,
+            limit=over.limit,
+            resets_at=over.resets_at.isoformat() if over.resets_at else None,
+        )
+        response.status_code = 429
+        response.headers["Retry-After"] = str(over.retry_after_s)
+        return response
+    try:
         job = create_from_upload(request, owner)
     except JobError as exc:
         return _error(str(exc), exc.status_code)
+    if token is not None or webhook:
+        job.token_name = g.api_caller.name
+        job.client_webhook_url, job.client_webhook_events = webhook, events
+        session.commit()
     services().enqueue("tasks.submit", job.id)
-    response = jsonify(job_json(job))
+    body = job_json(job)
+    if key is not None:
+        idempotency.finish(session, owner, key, 201, body)
+    if wait is not None:
+        body = job_json(_waited(job, wait))
+    response = jsonify(body)
     response.status_code = 201
     response.headers["Location"] = f"/api/jobs/{job.id}"
-    return response
+    return _applied(response, wait)
 
 
 @bp.get("/jobs")
@@ -77,7 +171,32 @@ def list_jobs(owner: str):
 @bp.get("/jobs/<job_id>")
 @token_required
 def get(job_id: str, owner: str):
-    return jsonify(job_json(job_or_404(job_id, owner=owner)))
+    try:
+        wait = _prefer_wait()
+    except waiting.PreferError as exc:
+        return _error(str(exc), 400)
+    job = _waited(job_or_404(job_id, owner=owner), wait)
+    return _applied(jsonify(job_json(job)), wait)
+
+
+@bp.get("/jobs/<job_id>/webhooks")
+@token_required
+def list_webhooks(job_id: str, owner: str):
+    job = job_or_404(job_id, owner=owner)
+    found = webhooks.messages(get_session(), job.id)
+    return jsonify(deliveries=[webhooks.message_json(m) for m in found])
+
+
+@bp.post("/jobs/<job_id>/webhooks/<message_id>/redeliver")
+@token_required
+def redeliver(job_id: str, message_id: str, owner: str):
+    job = job_or_404(job_id, owner=owner)
+    session = get_session()
+    message = session.get(WebhookMessage, message_id)
+    if message is None or message.job_id != job.id:
+        return _error("no such delivery for this job: see GET .../webhooks", 404)
+    webhooks.redeliver(session, message, services())
+    return jsonify(webhooks.message_json(message)), 202
 
 
 @bp.post("/jobs/<job_id>/cancel")

@@ -14,6 +14,8 @@ from typing import Any
 from flask import abort, g, jsonify, redirect, request, session, url_for
 from sqlalchemy import delete
 
+from app.clients import tokens
+from app.clients.tokens import Caller
 from app.db import get_session
 from app.models import AdminSession, utcnow
 from app.services import services
@@ -119,30 +121,37 @@ def owner_of_token(token: str) -> str:
     return "api:" + hashlib.sha256(token.encode()).hexdigest()[:24]
 
 
-def api_owner() -> str | None:
+def api_caller() -> Caller | None:
+    """Who sent this API request: a token from ``API_TOKENS``, or a named token from the
+    database (``app.clients.tokens``; read each time, so a revoked one is refused at once)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
+    token = token.strip()
     if scheme.lower() != "bearer" or not token:
         return None
     for valid in services().settings.api_tokens:
-        if hmac.compare_digest(token.strip().encode(), valid.encode()):
-            return owner_of_token(valid)
-    return None
+        if hmac.compare_digest(token.encode(), valid.encode()):
+            return Caller(owner_of_token(valid))
+    row = tokens.find(get_session(), token)
+    return Caller(tokens.owner_of(row), row) if row is not None else None
 
 
 def token_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Passes ``owner`` (the owner id on the caller's jobs); ``g.api_caller`` holds the rest."""
+
     @functools.wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        owner = api_owner()
-        if owner is None:
+        caller = api_caller()
+        if caller is None:
             response = jsonify(
-                error="missing or invalid API token: send 'Authorization: Bearer <token>' "
-                "with one of the tokens in API_TOKENS"
+                error="missing, invalid or revoked API token: send 'Authorization: Bearer "
+                "<token>' with a token from `flask admin tokens create` or API_TOKENS"
             )
             response.status_code = 401
             response.headers["WWW-Authenticate"] = "Bearer"
             return response
-        return view(*args, owner=owner, **kwargs)
+        g.api_caller = caller
+        return view(*args, owner=caller.owner, **kwargs)
 
     return wrapped
 

@@ -86,6 +86,7 @@ def progress(attempt_id: int):
         update,
         worker_id=worker_id if isinstance(worker_id, str) else None,
         runpod_id=runpod_id if isinstance(runpod_id, str) else None,
+        services=services(),
     )
     if outcome in (Outcome.STALE, Outcome.DUPLICATE):
         abort(410, description="this attempt is over (retried, finished or a duplicate): stop")

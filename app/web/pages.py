@@ -8,18 +8,19 @@ from flask import Blueprint, abort, flash, jsonify, redirect, render_template, r
 from sqlalchemy import select
 
 from app import pipelines
+from app.clients import webhooks as client_webhooks
 from app.db import get_session
 from app.endpoints import billing
 from app.endpoints.health import FRESH_SNAPSHOT_S, ask_refresh, load_snapshot
 from app.lifecycle.jobs import JobError, cancel_job, retry_job
-from app.models import Job, Status
+from app.models import Job, Status, WebhookMessage
 from app.services import services
 from app.web import job_or_404
 from app.web.auth import is_admin, may_act_on, my_job_ids, remember_job
 from app.web.console import exception_line, log_text, parse_line
 from app.web.forms import create_from_upload
 from app.web.live import live, unavailable_pipelines
-from app.web.present import job_json, result_url
+from app.web.present import job_json, program_access, result_url
 from app.web.words import (
     attempt_rows,
     describe,
@@ -170,6 +171,9 @@ def _operator_details(job: Job) -> dict | None:
 @bp.get("/jobs/<job_id>")
 def job_page(job_id: str):
     context = _job_context(job_or_404(job_id))
+    if context["can_act"]:  # issue 20: how a program gets it, and its client webhooks
+        context["program"] = program_access(context["job"])
+        context["deliveries"] = client_webhooks.messages(get_session(), job_id)
     operator = context["operator"]
     if operator and not operator["log"] and context["job"].worker_id:
         # Fetches the worker's log tail.
@@ -242,6 +246,20 @@ def cancel(job_id: str):
         flash("Cancelling the job.")
     except JobError as exc:
         flash(str(exc))
+    return redirect(url_for("pages.job_page", job_id=job.id), code=303)
+
+
+@bp.post("/jobs/<job_id>/webhooks/<message_id>/redeliver")
+def redeliver_webhook(job_id: str, message_id: str):
+    """Issue 20: send a client webhook delivery again (same webhook-id), from the job page."""
+    job = job_or_404(job_id)
+    if not may_act_on(job.id):
+        abort(403, description="only the job's owner, or an admin, may redeliver its webhooks")
+    message = get_session().get(WebhookMessage, message_id)
+    if message is None or message.job_id != job.id:
+        abort(404, description="no such webhook delivery for this job")
+    client_webhooks.redeliver(get_session(), message, services())
+    flash(f"Sending the {message.event} webhook again.")
     return redirect(url_for("pages.job_page", job_id=job.id), code=303)
 
 

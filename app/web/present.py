@@ -59,6 +59,15 @@ def job_urls(job: Job) -> dict[str, str | None]:
     }
 
 
+def program_access(job: Job) -> dict[str, Any]:
+    """Where a program reads this job (issue 20): the API for a token's job (it needs the
+    token and may wait), the page's JSON for a form upload (its id is its secret)."""
+    base = services().settings.public_base_url.rstrip("/")
+    if job.owner:
+        return {"url": f"{base}/api/jobs/{job.id}", "token": True, "token_name": job.token_name}
+    return {"url": f"{base}/jobs/{job.id}.json", "token": False, "token_name": None}
+
+
 def bill_json(job: Job) -> dict[str, Any] | None:
     """Issue 19: the job's bill as billed (``so_far`` while it may still grow) and its parts
     in seconds; None until the endpoint's record of its worker has been read."""
@@ -88,6 +97,7 @@ def job_json(job: Job, live: Live | None = None) -> dict[str, Any]:
         "pipeline": job.pipeline,
         "endpoint": job.endpoint,
         "params": job.params,
+        "token_name": job.token_name,  # the named API token that made it (issue 20)
         "input": {"name": job.input_name, "size": job.input_size, "type": job.input_content_type},
         "progress": job.progress,
         "result": job.result,

@@ -370,6 +370,8 @@ def owner_words(job: Job) -> str:
     """Who created the job, without revealing anything secret (API owners are token hashes)."""
     if not job.owner:
         return "web form"
+    if job.token_name:
+        return f"API token {job.token_name}"
     return f"API token {job.owner.removeprefix('api:')[:8]}"
 
 

@@ -356,6 +356,7 @@ class Stack:
     web: WebServer
     worker: CeleryProcess | None = None
     beat: CeleryProcess | None = None
+    deliveries: CeleryProcess | None = None  # the webhooks queue's worker, when asked
     front: Any = None  # what ``between`` put in front of the endpoint, when given
 
 
@@ -370,6 +371,7 @@ def whole_stack(
     beat: bool = True,
     external_redis: bool = True,
     between: Any = None,
+    deliveries: bool = False,
 ) -> Iterator[Stack]:
     """Redis, the local endpoint, the tables, gunicorn, a Celery worker (none when
     ``concurrency`` is 0) and beat, for the tests and the benchmarks; all stopped on exit.
@@ -380,7 +382,9 @@ def whole_stack(
     Without it, one endpoint of ``endpoint_options``, the app's single ``default``.
 
     ``between(endpoint_url)`` returns a context manager whose value has a ``base_url`` the
-    app then calls instead of the endpoint's (the chaos benchmark's fault proxy)."""
+    app then calls instead of the endpoint's (the chaos benchmark's fault proxy).
+    ``deliveries`` adds the worker of the ``webhooks`` queue (Procfile ``deliveries``):
+    threads, so deliveries hanging on a dead receiver hold none of the jobs' worker."""
     from deploy.stack.local_endpoint import local_endpoint, local_endpoints
 
     work.mkdir(parents=True, exist_ok=True)
@@ -403,6 +407,10 @@ def whole_stack(
         running = Stack(work, env, redis, endpoint, web, front=front)
         if concurrency:
             running.worker = stack.enter_context(celery_worker(env, work, concurrency=concurrency))
+        if deliveries:
+            running.deliveries = stack.enter_context(
+                celery_worker(env, work, concurrency=16, pool="threads", queues="webhooks")
+            )
         if beat:
             running.beat = stack.enter_context(celery_beat(env, work))
         yield running

@@ -258,6 +258,9 @@ def test_openapi_document_describes_every_route(client):
         "/api/jobs/{job_id}",
         "/api/jobs/{job_id}/cancel",
         "/api/jobs/{job_id}/retry",
+        "/api/jobs/{job_id}/webhooks",
+        "/api/jobs/{job_id}/webhooks/{delivery_id}/redeliver",
+        "/api/openapi.json",
     }
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
 

@@ -4,12 +4,14 @@ no secret shows on a command line."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from deploy.stack.processes import command_line, descendants
 from deploy.stack.services import DevServer
@@ -95,6 +97,22 @@ def test_the_banner_commands_work_in_a_second_terminal(tmp_path):
         assert doctor.returncode == 0, report
         for billing in ("balance", "add funds", "negative"):
             assert billing not in report.lower(), report
+
+        # Issue 20: the banner's curl line submits a job as printed, with make run's token.
+        curl = re.search(r"^    (curl .+)$", banner, re.M).group(1)
+        posted = subprocess.run(
+            ["sh", "-c", curl + " -sS"], capture_output=True, text=True, timeout=120, check=False
+        )
+        job = json.loads(posted.stdout)
+        assert job["token_name"] == "development", posted.stdout + posted.stderr
+        if not job["terminal"]:
+            token = re.search(r"Bearer (\S+?)'", curl).group(1)
+            job = requests.get(
+                job["urls"]["get"],
+                headers={"Authorization": f"Bearer {token}", "Prefer": "wait=60"},
+                timeout=90,
+            ).json()
+        assert job["status"] == "COMPLETED", job
 
         assert server.interrupt() == 0
         assert not shared.exists(), "the file goes with the stack"

@@ -58,10 +58,17 @@ def test_make_run_serves_the_app_and_ctrl_c_leaves_nothing(tmp_path):
         assert page.status_code == 200
         assert "<form" in page.text
 
-        # Every part of the stack runs: redis, endpoint, celery worker, beat, gunicorn.
+        # Every part of the stack runs: redis, endpoint, both celery workers, beat, gunicorn.
         tree = descendants(server.process.pid)
         commands = " ".join(command_line(pid) for pid in tree)
-        for part in ("redis-server", "deploy local", "worker", "beat", "gunicorn"):
+        for part in (
+            "redis-server",
+            "deploy local",
+            "worker",
+            "--queues webhooks",
+            "beat",
+            "gunicorn",
+        ):
             assert part in commands, f"{part} is not running: {commands}"
 
         assert server.interrupt() == 0

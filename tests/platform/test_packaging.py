@@ -10,6 +10,7 @@ import sys
 
 from honcho.environ import parse_procfile
 
+from app.queue import DELIVERIES_QUEUE
 from deploy.stack.processes import ROOT
 
 WEB_APP = "app:create_app()"
@@ -32,18 +33,24 @@ def _dockerfile() -> list[tuple[str, str]]:
 
 def test_procfile_runs_web_worker_and_beat_on_the_contract_apps():
     processes = _procfile("Procfile")
-    assert set(processes) == {"web", "worker", "beat"}
+    # Issue 20: ``deliveries`` serves only the webhooks queue (app/queue.py), in threads.
+    assert set(processes) == {"web", "worker", "deliveries", "beat"}
     assert "gunicorn" in processes["web"] and f"'{WEB_APP}'" in processes["web"]
     assert "${PORT" in processes["web"], "the platform's PORT decides where web listens"
     assert "app.migrate" in processes["web"], "tables are migrated before web serves"
     for name in ("worker", "beat"):
         argv = shlex.split(processes[name].removeprefix("exec "))
         assert argv[:4] == ["celery", "-A", CELERY_APP, name], processes[name]
+    deliveries = shlex.split(processes["deliveries"].removeprefix("exec "))
+    assert deliveries[:4] == ["celery", "-A", CELERY_APP, "worker"], processes["deliveries"]
+    assert f"--queues {DELIVERIES_QUEUE}" in processes["deliveries"]
+    assert "--queues" not in processes["worker"], "the jobs' worker takes the default queue"
 
 
 def test_procfile_dev_adds_redis_and_endpoint_to_the_same_apps():
     dev = _procfile("Procfile.dev")
-    assert set(dev) == {"redis", "endpoint", "web", "worker", "beat"}
+    assert set(dev) == {"redis", "endpoint", "web", "worker", "deliveries", "beat"}
+    assert f"--queues {DELIVERIES_QUEUE}" in dev["deliveries"]
     assert "maxmemory-policy noeviction" in dev["redis"], "Celery's keys must never be evicted"
     assert "python -m deploy local" in dev["endpoint"]
     assert "$LOCAL_ENDPOINT_ARGS" in dev["endpoint"], "app.devserver names the endpoints"

@@ -4,14 +4,14 @@ Rows made before several endpoints existed were all sent to the one endpoint, wh
 app now calls "default".
 
 Revision ID: 0005_fleet
-Revises: 0003_i12
+Revises: 0004_api
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_fleet"
-down_revision = "0003_i12"
+down_revision = "0004_api"
 branch_labels = None
 depends_on = None
 
