@@ -5,6 +5,8 @@ A token sees only the jobs created with it. ``GET /api/openapi.json`` describes 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Blueprint, g, jsonify, request
 from sqlalchemy import select
 
@@ -199,25 +201,24 @@ def redeliver(job_id: str, message_id: str, owner: str):
     return jsonify(webhooks.message_json(message)), 202
 
 
-@bp.post("/jobs/<job_id>/cancel")
-@token_required
-def cancel(job_id: str, owner: str):
+def _act_on_job(job_id: str, owner: str, action: Callable[..., object]):
+    """Cancel or retry: 202 with the job as it is now, or the JobError's status and words."""
     job = job_or_404(job_id, owner=owner)
     session = get_session()
     try:
-        cancel_job(session, job, services())
+        action(session, job, services())
     except JobError as exc:
         return _error(str(exc), exc.status_code)
     return jsonify(job_json(session.get(Job, job_id))), 202
+
+
+@bp.post("/jobs/<job_id>/cancel")
+@token_required
+def cancel(job_id: str, owner: str):
+    return _act_on_job(job_id, owner, cancel_job)
 
 
 @bp.post("/jobs/<job_id>/retry")
 @token_required
 def retry(job_id: str, owner: str):
-    job = job_or_404(job_id, owner=owner)
-    session = get_session()
-    try:
-        retry_job(session, job, services())
-    except JobError as exc:
-        return _error(str(exc), exc.status_code)
-    return jsonify(job_json(session.get(Job, job_id))), 202
+    return _act_on_job(job_id, owner, retry_job)

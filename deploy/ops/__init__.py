@@ -13,6 +13,9 @@ RunPod or the local endpoint; ``gpus``, ``sizes`` and ``cost`` help choose tiers
 from __future__ import annotations
 
 import argparse
+import importlib
+from collections.abc import Callable
+from functools import partial
 
 
 def _spec(p: argparse.ArgumentParser, *, every: bool = False) -> None:
@@ -46,31 +49,13 @@ def _target(p: argparse.ArgumentParser, *, every: bool = False) -> None:
     _spec(p, every=every)
 
 
-def register(sub) -> None:
-    """Add the operator subcommands to ``python -m deploy``."""
-    from deploy.ops import commands as c
-    from deploy.ops import cost_command, endpoint_commands
-
-    def add(name: str, handler, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
-        p.set_defaults(func=c.run(handler))
-        _json(p)
-        return p
-
-    p = add(
-        "check",
-        c.cmd_check,
-        "preflight rules on the specs (every endpoint unless --endpoint): every known silent "
-        "failure, and each pipeline on exactly one endpoint whose image carries it",
-    )
+def _check(p: argparse.ArgumentParser) -> None:
     _spec(p)
     p.add_argument("--list", action="store_true", help="list every rule and exit")
     p.add_argument("--offline", action="store_true", help="do not ask the hub for model sizes")
 
-    p = add("plan", c.cmd_plan, "what apply would change (exit 1 when something would)")
-    _spec(p, every=True)
 
-    p = add("apply", c.cmd_apply, "create or update volume, template and endpoint (idempotent)")
+def _apply(p: argparse.ArgumentParser) -> None:
     _spec(p, every=True)
     p.add_argument(
         "--recreate",
@@ -85,14 +70,16 @@ def register(sub) -> None:
         help="seconds to wait for the new release to appear (120)",
     )
 
-    p = add("destroy", c.cmd_destroy, "delete the endpoint and its template")
+
+def _destroy(p: argparse.ArgumentParser) -> None:
     _spec(p)
     p.add_argument("--yes", action="store_true", help="really delete")
     p.add_argument(
         "--include-volume", action="store_true", help="also delete the network volume and its data"
     )
 
-    p = add("doctor", endpoint_commands.cmd_doctor, "diagnose the endpoint in plain words")
+
+def _doctor(p: argparse.ArgumentParser) -> None:
     _target(p, every=True)
     p.add_argument("--lines", type=int, default=20, help="log lines per worker (20)")
     p.add_argument(
@@ -102,39 +89,30 @@ def register(sub) -> None:
         help="seconds a worker may start up before queued jobs look stuck (120)",
     )
 
-    p = add("workers", endpoint_commands.cmd_workers, "list the endpoint's workers")
-    _target(p, every=True)
 
-    p = add("logs", endpoint_commands.cmd_logs, "a worker's log tail")
+def _logs(p: argparse.ArgumentParser) -> None:
     _target(p)
     p.add_argument("--worker", help="worker id (default: the crashed or newest one)")
     p.add_argument("--lines", type=int, default=50, help="lines (50)")
 
-    p = add(
-        "purge", endpoint_commands.cmd_purge, "remove every queued job (running jobs are untouched)"
-    )
-    _target(p)
 
-    p = add("cancel", endpoint_commands.cmd_cancel, "cancel jobs by id")
+def _cancel(p: argparse.ArgumentParser) -> None:
     _target(p)
     p.add_argument("job_ids", nargs="+", metavar="JOB_ID")
 
-    p = add("gpus", c.cmd_gpus, "GPU pools: cards, memory, serverless price and stock")
+
+def _gpus(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tier", action="append", help="only these pools (repeatable)")
     p.add_argument("--count", type=int, default=1, help="GPUs per worker (1)")
 
-    p = add("sizes", c.cmd_sizes, "models' real sizes from the hub and the disk they need")
+
+def _sizes(p: argparse.ArgumentParser) -> None:
     _spec(p)
     p.add_argument("repos", nargs="*", metavar="REPO[@REV]", help="default: the spec's models")
     p.add_argument("--image-gb", type=float, help="compressed image size (without a spec)")
 
-    p = add(
-        "cost",
-        cost_command.cmd_cost,
-        "what past jobs would have billed at idle timeouts 1-60 s and 0-2 active workers "
-        "(--history); or monthly cost vs an always-on worker and the best idle timeout",
-    )
-    _spec(p, every=True)
+
+def _cost_history(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--history",
         metavar="CSV",
@@ -144,6 +122,9 @@ def register(sub) -> None:
         "--history-db", action="store_true", help="past jobs from the app's DATABASE_URL (SQL)"
     )
     p.add_argument("--days", type=float, help="the last N days of the history (database: 7)")
+
+
+def _cost_pricing(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tier", help="GPU pool to price (default: the spec's tiers, or ADA_48_PRO)")
     p.add_argument(
         "--price-per-s", type=float, help="USD per GPU-second, flex and active (overrides all)"
@@ -155,6 +136,9 @@ def register(sub) -> None:
         type=float,
         help="cold start, billed, in seconds (default: the history's measured median, or 30)",
     )
+
+
+def _cost_load(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trace", help="CSV with arrival_s,duration_s per job")
     p.add_argument("--trace-days", type=float, help="days the trace covers (default: spanned)")
     p.add_argument(
@@ -168,3 +152,89 @@ def register(sub) -> None:
         default=0.1,
         help="largest share of jobs that may wait for a cold start (0.1)",
     )
+
+
+def _cost(p: argparse.ArgumentParser) -> None:
+    _spec(p, every=True)
+    _cost_history(p)
+    _cost_pricing(p)
+    _cost_load(p)
+
+
+# Each subcommand in the order ``--help`` lists them: its name, its handler as
+# "module.function" in deploy.ops (imported only when the parser is built, as before), its
+# help line, and what adds its arguments after --json.
+COMMANDS: list[tuple[str, str, str, Callable[[argparse.ArgumentParser], None]]] = [
+    (
+        "check",
+        "commands.cmd_check",
+        "preflight rules on the specs (every endpoint unless --endpoint): every known silent "
+        "failure, and each pipeline on exactly one endpoint whose image carries it",
+        _check,
+    ),
+    (
+        "plan",
+        "commands.cmd_plan",
+        "what apply would change (exit 1 when something would)",
+        partial(_spec, every=True),
+    ),
+    (
+        "apply",
+        "commands.cmd_apply",
+        "create or update volume, template and endpoint (idempotent)",
+        _apply,
+    ),
+    ("destroy", "commands.cmd_destroy", "delete the endpoint and its template", _destroy),
+    (
+        "doctor",
+        "endpoint_commands.cmd_doctor",
+        "diagnose the endpoint in plain words",
+        _doctor,
+    ),
+    (
+        "workers",
+        "endpoint_commands.cmd_workers",
+        "list the endpoint's workers",
+        partial(_target, every=True),
+    ),
+    ("logs", "endpoint_commands.cmd_logs", "a worker's log tail", _logs),
+    (
+        "purge",
+        "endpoint_commands.cmd_purge",
+        "remove every queued job (running jobs are untouched)",
+        _target,
+    ),
+    ("cancel", "endpoint_commands.cmd_cancel", "cancel jobs by id", _cancel),
+    ("gpus", "commands.cmd_gpus", "GPU pools: cards, memory, serverless price and stock", _gpus),
+    (
+        "sizes",
+        "commands.cmd_sizes",
+        "models' real sizes from the hub and the disk they need",
+        _sizes,
+    ),
+    (
+        "cost",
+        "cost_command.cmd_cost",
+        "what past jobs would have billed at idle timeouts 1-60 s and 0-2 active workers "
+        "(--history); or monthly cost vs an always-on worker and the best idle timeout",
+        _cost,
+    ),
+]
+
+
+def _handler(dotted: str) -> Callable:
+    # Imported here, not at the top, so that importing one deploy.ops module (deploy.runpod
+    # and deploy.redaction do) does not load every command and its dependencies.
+    module, function = dotted.rsplit(".", 1)
+    return getattr(importlib.import_module(f"deploy.ops.{module}"), function)
+
+
+def register(sub) -> None:
+    """Add the operator subcommands to ``python -m deploy``."""
+    from deploy.ops import commands as c
+
+    for name, handler, summary, arguments in COMMANDS:
+        p = sub.add_parser(name, help=summary, description=summary)
+        p.set_defaults(func=c.run(_handler(handler)))
+        _json(p)
+        arguments(p)
