@@ -37,6 +37,15 @@ PRODUCTION = {
         ),
     ],
     "worker": [commands.celery_worker_argv(concurrency="${CELERY_CONCURRENCY:-4}", program=CELERY)],
+    "deliveries": [
+        commands.celery_worker_argv(
+            concurrency="${DELIVERY_CONCURRENCY:-32}",
+            pool="threads",
+            hostname="deliveries@%h",
+            queues="webhooks",
+            program=CELERY,
+        )
+    ],
     "beat": [
         commands.celery_beat_argv("${BEAT_SCHEDULE_FILE:-/tmp/celerybeat-schedule}", program=CELERY)
     ],
@@ -56,6 +65,15 @@ DEVELOPMENT = {
         )
     ],
     "worker": [commands.celery_worker_argv(concurrency=2, program=CELERY)],
+    "deliveries": [
+        commands.celery_worker_argv(
+            concurrency=8,
+            pool="threads",
+            hostname="deliveries@%h",
+            queues="webhooks",
+            program=CELERY,
+        )
+    ],
     "beat": [commands.celery_beat_argv("$DEV_STATE_DIR/celerybeat-schedule", program=CELERY)],
     "web": [commands.gunicorn_argv("127.0.0.1:$WEB_PORT", workers=1, program=GUNICORN)],
 }
