@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from sqlalchemy import select
@@ -236,17 +238,23 @@ def job_list():
     )
 
 
-@bp.post("/jobs/<job_id>/cancel")
-def cancel(job_id: str):
+def _act_on_job(job_id: str, verb: str, action: Callable[..., Any], done: str):
+    """Cancel or retry from the job page: only its uploader or an admin; the outcome, or why
+    the job's state refuses it, is flashed on the page."""
     job = job_or_404(job_id)
     if not may_act_on(job.id):
-        abort(403, description="only the person who uploaded this job, or an admin, may cancel it")
+        abort(403, description=f"only the person who uploaded this job, or an admin, may {verb} it")
     try:
-        cancel_job(get_session(), job, services())
-        flash("Cancelling the job.")
+        action(get_session(), job, services())
+        flash(done)
     except JobError as exc:
         flash(str(exc))
     return redirect(url_for("pages.job_page", job_id=job.id), code=303)
+
+
+@bp.post("/jobs/<job_id>/cancel")
+def cancel(job_id: str):
+    return _act_on_job(job_id, "cancel", cancel_job, "Cancelling the job.")
 
 
 @bp.post("/jobs/<job_id>/webhooks/<message_id>/redeliver")
@@ -265,12 +273,4 @@ def redeliver_webhook(job_id: str, message_id: str):
 
 @bp.post("/jobs/<job_id>/retry")
 def retry(job_id: str):
-    job = job_or_404(job_id)
-    if not may_act_on(job.id):
-        abort(403, description="only the person who uploaded this job, or an admin, may retry it")
-    try:
-        retry_job(get_session(), job, services())
-        flash("Retrying the job.")
-    except JobError as exc:
-        flash(str(exc))
-    return redirect(url_for("pages.job_page", job_id=job.id), code=303)
+    return _act_on_job(job_id, "retry", retry_job, "Retrying the job.")
