@@ -22,18 +22,16 @@ from __future__ import annotations
 import functools
 import logging
 import time
-import tomllib
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.endpoints.health import management, on_runpod
-from app.endpoints.routing import DEFAULT
+from app.endpoints.routing import DEFAULT, RoutingError, read_spec
 from app.models import IDLE, Attempt, BilledSeconds, Job, utcnow
 from app.services import JobAPIError
 from app.settings import Settings
@@ -76,8 +74,8 @@ def _spec(specs_dir: str, name: str) -> dict[str, Any]:
     """What pricing reads of an endpoint's spec: its ``[endpoint]`` table plus ``[pricing]``'s
     ``flex_per_s``; {} when there is none (routing has already refused a missing one)."""
     try:
-        data = tomllib.loads((Path(specs_dir) / f"{name}.toml").read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
+        data = read_spec(specs_dir, name)
+    except RoutingError:
         return {}
     endpoint = data.get("endpoint") if isinstance(data.get("endpoint"), dict) else {}
     pricing = data.get("pricing") if isinstance(data.get("pricing"), dict) else {}

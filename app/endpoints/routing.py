@@ -21,6 +21,7 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DEFAULT = "default"
 # Short enough for a snapshot row's name ("endpoint:<name>", 64 characters).
@@ -108,11 +109,12 @@ def parse_pairs(raw: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def spec_pipelines(specs_dir: Path, name: str) -> tuple[str, ...]:
-    """``[endpoint] pipelines`` of ``specs_dir/<name>.toml``."""
+def read_spec(specs_dir: Path | str, name: str) -> dict[str, Any]:
+    """The TOML of ``specs_dir/<name>.toml``, the one place the app reads an endpoint's spec
+    (its pipelines here, its GPU tiers and pricing in ``app.endpoints.billing``)."""
     path = Path(specs_dir) / f"{name}.toml"
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RoutingError(
             f"RUNPOD_ENDPOINTS names {name!r} but {path} does not exist: add the spec "
@@ -120,10 +122,15 @@ def spec_pipelines(specs_dir: Path, name: str) -> tuple[str, ...]:
         ) from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise RoutingError(f"cannot read {path}: {exc}") from None
-    pipelines = (data.get("endpoint") or {}).get("pipelines")
+
+
+def spec_pipelines(specs_dir: Path, name: str) -> tuple[str, ...]:
+    """``[endpoint] pipelines`` of ``specs_dir/<name>.toml``."""
+    pipelines = (read_spec(specs_dir, name).get("endpoint") or {}).get("pipelines")
     if not isinstance(pipelines, list) or not all(isinstance(p, str) for p in pipelines):
         raise RoutingError(
-            f'{path}: [endpoint] pipelines must list the pipelines it serves, e.g. ["echo"]'
+            f"{Path(specs_dir) / f'{name}.toml'}: [endpoint] pipelines must list the pipelines "
+            'it serves, e.g. ["echo"]'
         )
     return tuple(pipelines)
 
